@@ -1,0 +1,47 @@
+"""The provider interface: deliver a batch of rendered messages, get one outcome per message."""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from collections.abc import Sequence
+
+from herald.outcome import Outcome, outcome_from_error
+from herald.render import Message
+
+
+class Provider(abc.ABC):
+    """A provider adapter. Subclasses implement ``send`` and raise ``ProviderError`` kinds.
+
+    ``send`` returns the outcome of a message the provider took (``sent``, or ``delivered`` when
+    the provider confirms delivery synchronously). Anything raised becomes an outcome in
+    ``herald.outcome.outcome_from_error``: transient → retry, permanent → failed.
+    """
+
+    #: Name recorded on each attempt (``smtp``, ``twilio``, ``capture``…).
+    name: str = "provider"
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Open pooled connections/clients (one per actor, never one per message)."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release what ``start`` opened."""
+
+    @abc.abstractmethod
+    async def send(self, message: Message) -> Outcome:
+        """Deliver one message or raise a ``ProviderError``."""
+
+    async def deliver(self, messages: Sequence[Message]) -> list[Outcome]:
+        """Deliver a batch concurrently; never raises."""
+        results = await asyncio.gather(
+            *(self.send(m) for m in messages), return_exceptions=True
+        )
+        outcomes = []
+        for message, result in zip(messages, results, strict=True):
+            if isinstance(result, Outcome):
+                outcomes.append(result)
+            elif isinstance(result, BaseException):
+                if isinstance(result, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
+                    raise result
+                outcomes.append(outcome_from_error(message.tag, self.name, result))
+        return outcomes

@@ -1,0 +1,94 @@
+"""Herald's error tree: what can go wrong, and whether it is the caller's fault or worth a retry.
+
+    HeraldError
+    ├── ValidationError            bad input; intake answers 4xx naming ``field``
+    │   └── TemplateError          a template that does not compile or misses a variable
+    ├── AuthError                  missing or wrong API key / browser token (401)
+    ├── NotFound                   no such notification for this tenant (404)
+    ├── Conflict                   the notification is past the point of the request (409)
+    ├── QueueFull                  over the configured queue limit (429, ``retry_after``)
+    └── ProviderError              a provider could not deliver
+        ├── TransientProviderError worth retrying (timeout, 5xx, 429), maybe after ``retry_after`` s
+        └── PermanentProviderError never worth retrying (invalid number, 5xx SMTP); carries ``code``
+
+Provider adapters raise the two ``ProviderError`` kinds; ``herald.outcome.outcome_from_error``
+turns them into an outcome. Callers decide on the type, never on message strings.
+"""
+
+from __future__ import annotations
+
+
+class HeraldError(Exception):
+    """Base of every error Herald raises on purpose."""
+
+    code = "error"
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ValidationError(HeraldError, ValueError):
+    """The input is wrong; ``field`` names where (dotted path, e.g. ``details.to``)."""
+
+    code = "invalid"
+    status = 422
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class TemplateError(ValidationError):
+    """A template failed to compile or references something that is not there."""
+
+    code = "invalid_template"
+
+
+class AuthError(HeraldError):
+    code = "unauthorized"
+    status = 401
+
+
+class NotFound(HeraldError, LookupError):
+    code = "not_found"
+    status = 404
+
+
+class Conflict(HeraldError):
+    code = "conflict"
+    status = 409
+
+
+class QueueFull(HeraldError):
+    code = "queue_full"
+    status = 429
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ProviderError(HeraldError):
+    """A provider failed to take a message."""
+
+    code = "provider_error"
+
+    def __init__(self, message: str, provider_code: str | None = None) -> None:
+        super().__init__(message)
+        self.provider_code = provider_code
+
+
+class TransientProviderError(ProviderError):
+    """Worth retrying: the provider is busy, down, slow or rate limiting us."""
+
+    def __init__(
+        self, message: str, provider_code: str | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, provider_code)
+        self.retry_after = retry_after
+
+
+class PermanentProviderError(ProviderError):
+    """Never worth retrying: the provider refused this message for good."""

@@ -1,0 +1,221 @@
+"""The notification payload (as in DESIGN.md), validated at intake into a ``Notification``."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any, Literal
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from herald.channels import Channel, parse_type
+from herald.errors import TemplateError, ValidationError
+from herald.priority import MAX_PRIORITY, MIN_PRIORITY, compute_priority
+from herald.templates import compile_template
+
+E164_RE = re.compile(r"^\+[1-9][0-9]{1,14}$")
+EMAIL_RE = re.compile(r"^[^@\s<>\"',;]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
+SENDER_ID_RE = re.compile(r"^[A-Za-z0-9 ]{1,11}$")
+MAX_TTL_SECONDS = 30 * 86400
+DEFAULT_TTL_SECONDS = 86400
+TEMPLATE_FIELDS = ("title", "content", "subject", "html")
+_HEADER_FIELDS = ("to", "from", "subject", "reply_to", "title")
+
+
+class _Open(BaseModel):
+    """Payload parts keep unknown keys: templates may reference them."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class Name(_Open):
+    first: str | None = Field(default=None, max_length=200)
+    middle: str | None = Field(default=None, max_length=200)
+    last: str | None = Field(default=None, max_length=200)
+    expr: str | None = Field(default=None, max_length=200)
+
+
+class User(_Open):
+    uid: int | str
+    mq_uuid_btag: str | None = Field(default=None, alias="mq-uuid-btag", min_length=1, max_length=200)
+    name: Name | None = None
+    email: str | None = Field(default=None, max_length=320)
+    phone: str | None = Field(default=None, max_length=32)
+    fax: str | None = Field(default=None, max_length=32)
+
+    @field_validator("uid")
+    @classmethod
+    def _uid_not_empty(cls, value: int | str) -> int | str:
+        if isinstance(value, str) and not (0 < len(value) <= 128):
+            raise ValueError("uid must be 1 to 128 characters")
+        return value
+
+
+class Requester(_Open):
+    type: str | None = Field(default=None, max_length=100)
+    service: str | None = Field(default=None, max_length=100)
+    asap: bool = False
+    priority: int | None = Field(default=None, ge=MIN_PRIORITY, le=MAX_PRIORITY)
+    callback_url: pydantic.HttpUrl | None = None
+
+    @field_validator("asap", mode="before")
+    @classmethod
+    def _yes_no(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            lowered = value.strip().lower()
+            if lowered in ("yes", "y", "true", "1"):
+                return True
+            if lowered in ("no", "n", "false", "0", ""):
+                return False
+            raise ValueError("asap must be yes or no")
+        return value
+
+
+class Details(_Open):
+    title: str | None = Field(default=None, max_length=1000)
+    content: str | None = Field(default=None, max_length=100_000)
+    subject: str | None = Field(default=None, max_length=1000)
+    html: str | None = Field(default=None, max_length=500_000)
+    message: str | None = Field(default=None, max_length=100_000)
+    to: str | None = Field(default=None, max_length=320)
+    from_: str | None = Field(default=None, alias="from", max_length=320)
+    reply_to: str | None = Field(default=None, max_length=320)
+    bill_to: str | None = Field(default=None, max_length=200)
+    media_url: pydantic.HttpUrl | None = None
+    ttl: int | None = Field(default=None, gt=0, le=MAX_TTL_SECONDS)
+    vars: dict[str, Any] = Field(default_factory=dict)
+
+
+class NotificationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(max_length=100)
+    user: User
+    requester: Requester = Field(default_factory=Requester)
+    details: Details
+
+
+def template_context(payload: dict[str, Any]) -> dict[str, Any]:
+    """What templates can see: ``details.vars`` by bare name, ``message``, and the payload roots."""
+    details = payload.get("details") or {}
+    context: dict[str, Any] = dict(details.get("vars") or {})
+    context.setdefault("message", details.get("message") or "")
+    context.update(
+        user=payload.get("user") or {}, requester=payload.get("requester") or {},
+        details=details, type=payload.get("type"),
+    )
+    return context
+
+
+def _pydantic_error(exc: pydantic.ValidationError) -> ValidationError:
+    first = exc.errors(include_url=False)[0]
+    field = ".".join(str(part) for part in first["loc"]) or None
+    return ValidationError(f"{field}: {first['msg']}" if field else first["msg"], field=field)
+
+
+def _check_templates(details: dict[str, Any], context: dict[str, Any]) -> None:
+    for name in TEMPLATE_FIELDS:
+        source = details.get(name)
+        if not source:
+            continue
+        try:
+            missing = compile_template(source).missing(context)
+        except TemplateError as exc:
+            raise TemplateError(f"details.{name}: {exc.message}", field=f"details.{name}") from exc
+        if missing:
+            raise TemplateError(
+                f"details.{name}: unknown variable {missing[0]!r} (define it in details.vars)",
+                field=f"details.{name}",
+            )
+
+
+def _no_crlf(value: str | None, field: str) -> None:
+    if value is not None and ("\r" in value or "\n" in value):
+        raise ValidationError(f"{field}: must not contain CR or LF", field=field)
+
+
+def _recipient(channel: Channel, details: dict[str, Any], user: dict[str, Any]) -> str | None:
+    if channel is Channel.EMAIL:
+        to = details.get("to") or user.get("email")
+        field = "details.to" if details.get("to") else "user.email"
+        if not to:
+            raise ValidationError("details.to or user.email is required for EMAIL", "details.to")
+        _no_crlf(to, field)
+        if not EMAIL_RE.match(to):
+            raise ValidationError(f"{field}: not an email address", field=field)
+        return str(to)
+    if channel in (Channel.SMS, Channel.FAX):
+        fallback = "phone" if channel is Channel.SMS else "fax"
+        to = details.get("to") or user.get(fallback) or user.get("phone")
+        field = "details.to" if details.get("to") else f"user.{fallback}"
+        if not to:
+            raise ValidationError(f"details.to or user.{fallback} is required", "details.to")
+        if not E164_RE.match(to):
+            raise ValidationError(f"{field}: must be an E.164 number like +14155550100", field)
+        return str(to)
+    return None
+
+
+def _check_channel(channel: Channel, details: dict[str, Any]) -> None:
+    sender = details.get("from")
+    if channel is Channel.EMAIL:
+        if not details.get("content") and not details.get("html"):
+            raise ValidationError("details.content is required for EMAIL", "details.content")
+        if sender is not None and not EMAIL_RE.match(sender):
+            raise ValidationError("details.from: not an email address", "details.from")
+    elif channel is Channel.SMS:
+        if not details.get("content"):
+            raise ValidationError("details.content is required for SMS", "details.content")
+        if sender is not None and not (E164_RE.match(sender) or SENDER_ID_RE.match(sender)):
+            raise ValidationError("details.from: E.164 number or sender id", "details.from")
+    elif channel is Channel.FAX:
+        if not details.get("content") and not details.get("media_url"):
+            raise ValidationError("details.content or details.media_url is required for FAX",
+                                  "details.content")
+    elif not details.get("content") and not details.get("title"):
+        raise ValidationError("details.content or details.title is required", "details.content")
+
+
+Status = Literal["queued", "sending", "retrying", "sent", "delivered", "failed", "dead", "cancelled"]
+
+
+def validate_notification(raw: Any, tenant: str, now: float) -> dict[str, Any]:
+    """Validate one raw payload; return the notification record the queue stores.
+
+    Raises ``ValidationError`` (with ``field``) for anything a client got wrong; never anything
+    else for bad input.
+    """
+    if not isinstance(raw, dict):
+        raise ValidationError("each notification must be a JSON object", field=None)
+    try:
+        model = NotificationIn.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        raise _pydantic_error(exc) from None
+    category, channel = parse_type(model.type)
+    payload = model.model_dump(mode="json", by_alias=True, exclude_none=True)
+    details, user = payload["details"], payload["user"]
+    for key in _HEADER_FIELDS:
+        _no_crlf(details.get(key), f"details.{key}")
+    _check_channel(channel, details)
+    recipient = _recipient(channel, details, user)
+    context = template_context(payload)
+    _check_templates(details, context)
+    if channel is Channel.EMAIL and details.get("subject"):
+        subject = compile_template(details["subject"]).render(context)
+        _no_crlf(subject, "details.subject")
+    ttl = model.details.ttl or DEFAULT_TTL_SECONDS
+    return {
+        "tag": str(uuid.uuid4()),
+        "tenant": tenant,
+        "type": model.type,
+        "category": category,
+        "channel": channel.value,
+        "priority": compute_priority(model.requester.asap, model.requester.priority),
+        "uid": str(model.user.uid),
+        "idempotency_key": model.user.mq_uuid_btag,
+        "recipient": recipient,
+        "created_at": now,
+        "expires_at": now + ttl,
+        "payload": payload,
+    }

@@ -1,0 +1,51 @@
+"""Outcome of one delivery attempt, and the one place provider errors become outcomes."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from herald.errors import PermanentProviderError, TransientProviderError
+
+OutcomeKind = Literal["sent", "delivered", "retry", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a provider made of one message.
+
+    ``sent``: the provider took it; ``delivered``: the recipient has it (browser ack, receipt);
+    ``retry``: transient, try again (after ``retry_after`` s if given); ``failed``: permanent.
+    """
+
+    tag: str
+    kind: OutcomeKind
+    provider: str
+    provider_id: str | None = None
+    error: str | None = None
+    code: str | None = None
+    retry_after: float | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Outcome:
+        return cls(**data)
+
+
+def outcome_from_error(tag: str, provider: str, error: BaseException) -> Outcome:
+    """Map any exception raised while delivering to an outcome, by type.
+
+    Unknown exceptions count as transient: a bug or an unexpected network error should be
+    retried (and end ``dead`` if it persists), never silently dropped.
+    """
+    if isinstance(error, PermanentProviderError):
+        return Outcome(tag, "failed", provider, error=error.message, code=error.provider_code)
+    if isinstance(error, TransientProviderError):
+        return Outcome(
+            tag, "retry", provider, error=error.message, code=error.provider_code,
+            retry_after=error.retry_after,
+        )
+    return Outcome(tag, "retry", provider, error=f"{type(error).__name__}: {error}")

@@ -1,0 +1,309 @@
+"""The queue state machine of one shard, without Ray or I/O: heaps, leases, retries, idempotency.
+
+One priority heap per channel (an SMS backlog never delays browser messages), a delayed heap for
+retries, leases with a visibility timeout, and an idempotency index by (tenant, ``mq-uuid-btag``).
+Every operation changes memory and marks records dirty; ``flush()`` writes them to storage in one
+transaction. The shell (``actors/queue.py``) flushes before it answers, so nothing is
+acknowledged before it is durable. Time is always passed in (``now``), never read.
+
+Ordering: within a channel, higher priority first, then acceptance order (``seq``): one user's
+notifications of one channel and priority leave in the order they were accepted.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from herald.errors import Conflict, NotFound
+from herald.metrics import Histogram
+from herald.outcome import Outcome
+from herald.priority import MAX_PRIORITY
+from herald.record import (
+    CANCELLED, DEAD, DELIVERED, FAILED, QUEUED, RETRYING, SENDING, SENT, WAITING, Record,
+)
+from herald.retry import RetryPolicy
+from herald.storage import Storage
+
+_OUTCOME_STATUS = {"sent": SENT, "delivered": DELIVERED, "failed": FAILED}
+
+
+class QueueShard:
+    def __init__(
+        self,
+        storage: Storage,
+        retry_policies: Mapping[str, RetryPolicy],
+        now: float,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._storage = storage
+        self._policies = retry_policies
+        self._rng = rng or random.Random()
+        self._live: dict[str, Record] = {}
+        self._ready: dict[str, list[tuple[int, int, str]]] = {}
+        self._ready_counts: dict[str, list[int]] = {}
+        self._in_ready: set[str] = set()
+        self._delayed: list[tuple[float, int, str]] = []
+        self._leases: list[tuple[float, str]] = []
+        self._idempotency: dict[tuple[str, str], str] = {}
+        self._pending_receipts: dict[str, Outcome] = {}
+        self._inserts: list[Record] = []
+        self._updates: dict[str, Record] = {}
+        self.counters: dict[str, int] = dict.fromkeys(
+            ("accepted", "sent", "delivered", "failed", "dead", "retried", "cancelled",
+             "expired", "stale_acks", "duplicates_refused"), 0)
+        self.latency = Histogram()
+        self._seq = storage.max_seq()
+        self._recover(now)
+
+    # -- recovery -------------------------------------------------------------------------
+    def _recover(self, now: float) -> None:
+        """Rebuild memory from storage; leases still running stay leased until they expire."""
+        for record in self._storage.load_live():
+            self._live[record.tag] = record
+            if record.idempotency_key:
+                self._idempotency[(record.tenant, record.idempotency_key)] = record.tag
+            if record.status == SENDING:
+                heapq.heappush(self._leases, (record.lease_until, record.tag))
+            elif record.status == RETRYING and record.not_before > now:
+                heapq.heappush(self._delayed, (record.not_before, record.seq, record.tag))
+            else:
+                self._push_ready(record)
+
+    # -- intake ---------------------------------------------------------------------------
+    def enqueue(self, notifications: Iterable[dict[str, Any]], now: float) -> list[dict[str, Any]]:
+        """Accept validated notifications; answer ``{"tag", "pos", "duplicate"}`` for each.
+
+        A tag seen before (a retried call) or a repeated (tenant, ``mq-uuid-btag``) answers the
+        first tag with ``duplicate: True`` and queues nothing.
+        """
+        results = []
+        for notification in notifications:
+            tag = notification["tag"]
+            key = notification.get("idempotency_key")
+            first = self._known_tag(tag) or (key and self._first_for(notification["tenant"], key))
+            if first:
+                self.counters["duplicates_refused"] += 1
+                results.append({"tag": first, "pos": self.position(first), "duplicate": True})
+                continue
+            self._seq += 1
+            record = Record.new(notification, self._seq)
+            pos = self._ahead(record.channel, record.priority) + 1
+            self._live[tag] = record
+            if key:
+                self._idempotency[(record.tenant, key)] = tag
+            self._push_ready(record)
+            self._inserts.append(record)
+            self.counters["accepted"] += 1
+            results.append({"tag": tag, "pos": pos, "duplicate": False})
+        return results
+
+    def _known_tag(self, tag: str) -> str | None:
+        if tag in self._live or self._storage.get(tag) is not None:
+            return tag
+        return None
+
+    def _first_for(self, tenant: str, key: str) -> str | None:
+        return self._idempotency.get((tenant, key)) or self._storage.find_idempotent(tenant, key)
+
+    # -- delivery -------------------------------------------------------------------------
+    def lease(
+        self, channel: str, limit: int, now: float, lease_seconds: float
+    ) -> list[dict[str, Any]]:
+        """Hand out up to ``limit`` notifications of ``channel``, best first, for a while."""
+        self._promote(now)
+        heap = self._ready.get(channel)
+        leased: list[dict[str, Any]] = []
+        while heap and len(leased) < limit:
+            _, _, tag = heapq.heappop(heap)
+            record = self._live.get(tag)
+            if record is None or tag not in self._in_ready:
+                continue  # cancelled or acked while waiting: a stale heap entry
+            self._leave_ready(record)
+            if now >= record.expires_at:
+                self._finish(record, FAILED, now, {"at": now, "outcome": "failed",
+                                                   "error": "expired", "provider": None})
+                self.counters["expired"] += 1
+                continue
+            record.status = SENDING
+            record.lease_until = now + lease_seconds
+            record.updated_at = now
+            heapq.heappush(self._leases, (record.lease_until, tag))
+            self._dirty(record)
+            leased.append(record.delivery())
+        return leased
+
+    def ack(self, outcomes: Iterable[Outcome], now: float) -> list[str]:
+        """Apply delivery outcomes; return the tags that reached a final state."""
+        finished = []
+        for outcome in outcomes:
+            record = self._live.get(outcome.tag)
+            if record is None:
+                if outcome.kind in ("delivered", "failed") and self._receipt(outcome, now):
+                    finished.append(outcome.tag)
+                else:
+                    self.counters["stale_acks"] += 1
+                continue
+            waiting = record.status in WAITING
+            record.attempts += 1
+            entry = {"attempt": record.attempts, "at": now, "provider": outcome.provider,
+                     "outcome": outcome.kind, "error": outcome.error, "code": outcome.code}
+            if outcome.provider_id:
+                entry["provider_id"] = outcome.provider_id
+                record.provider_id = outcome.provider_id
+            if outcome.info:
+                entry["info"] = outcome.info
+            if outcome.kind == "retry":
+                record.history.append(entry)
+                record.updated_at = now
+                self._dirty(record)
+                if not waiting:  # a stale retry for a re-queued record changes nothing else
+                    self._retry_or_die(record, outcome, now, finished)
+                continue
+            if waiting:
+                self._leave_ready(record)
+            self._finish(record, _OUTCOME_STATUS[outcome.kind], now, entry)
+            finished.append(record.tag)
+            pending = self._pending_receipts.pop(record.tag, None)
+            if pending is not None and outcome.kind == "sent":
+                self._receipt(pending, now)
+        return finished
+
+    def _retry_or_die(
+        self, record: Record, outcome: Outcome, now: float, finished: list[str]
+    ) -> None:
+        policy = self._policies.get(record.channel) or RetryPolicy()
+        if policy.exhausted(record.attempts):
+            self._finish(record, DEAD, now, None)
+            finished.append(record.tag)
+            return
+        record.status = RETRYING
+        record.not_before = now + policy.delay(record.attempts, outcome.retry_after, self._rng)
+        heapq.heappush(self._delayed, (record.not_before, record.seq, record.tag))
+        self.counters["retried"] += 1
+
+    def receipt(self, outcome: Outcome, now: float) -> bool:
+        """A provider's receipt (``delivered``/``failed``) for a sent notification."""
+        record = self._live.get(outcome.tag)
+        if record is not None:
+            if record.status == SENDING:  # the receipt overtook our own ack: keep it for then
+                self._pending_receipts[outcome.tag] = outcome
+                return False
+            return False
+        return self._receipt(outcome, now)
+
+    def _receipt(self, outcome: Outcome, now: float) -> bool:
+        record = self._storage.get(outcome.tag)
+        if record is None or record.status != SENT:
+            return False
+        record.status = _OUTCOME_STATUS[outcome.kind]
+        record.updated_at = now
+        record.history.append({"attempt": record.attempts, "at": now, "provider": outcome.provider,
+                               "outcome": outcome.kind, "error": outcome.error,
+                               "code": outcome.code, "receipt": True})
+        self.counters[record.status] += 1
+        self._updates[record.tag] = record
+        return True
+
+    def _finish(self, record: Record, status: str, now: float, entry: dict[str, Any] | None) -> None:
+        if entry is not None:
+            record.history.append(entry)
+        record.status = status
+        record.updated_at = now
+        record.lease_until = 0.0
+        self.counters[status] += 1
+        if status in (SENT, DELIVERED):
+            self.latency.observe(now - record.created_at)
+        del self._live[record.tag]
+        if record.idempotency_key:
+            self._idempotency.pop((record.tenant, record.idempotency_key), None)
+        self._dirty(record)
+
+    # -- time -----------------------------------------------------------------------------
+    def _promote(self, now: float) -> None:
+        """Move due retries and expired leases back to their ready heaps."""
+        while self._delayed and self._delayed[0][0] <= now:
+            _, _, tag = heapq.heappop(self._delayed)
+            record = self._live.get(tag)
+            if record is not None and record.status == RETRYING:
+                self._push_ready(record)
+        while self._leases and self._leases[0][0] <= now:
+            lease_until, tag = heapq.heappop(self._leases)
+            record = self._live.get(tag)
+            if record is not None and record.status == SENDING and record.lease_until == lease_until:
+                record.status = QUEUED
+                record.lease_until = 0.0
+                record.updated_at = now
+                self._dirty(record)
+                self._push_ready(record)
+
+    def next_wakeup(self) -> float | None:
+        """When the next retry or lease expiry falls due (for the shell's timer)."""
+        times = [h[0][0] for h in (self._delayed, self._leases) if h]
+        return min(times) if times else None
+
+    # -- reads and control ----------------------------------------------------------------
+    def get(self, tag: str, tenant: str) -> Record:
+        record = self._live.get(tag) or self._storage.get(tag)
+        if record is None or record.tenant != tenant:
+            raise NotFound(f"no notification {tag}")
+        return record
+
+    def cancel(self, tag: str, tenant: str, now: float) -> Record:
+        record = self.get(tag, tenant)
+        if record.status not in WAITING:
+            raise Conflict(f"notification {tag} is {record.status}; only queued ones can be cancelled")
+        self._leave_ready(record)
+        self._finish(record, CANCELLED, now, None)
+        return record
+
+    def position(self, tag: str) -> int:
+        record = self._live.get(tag)
+        if record is None or record.status not in WAITING:
+            return 0
+        return self._ahead(record.channel, record.priority)
+
+    def depth(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for record in self._live.values():
+            bucket = out.setdefault(record.channel, {"queued": 0, "retrying": 0, "sending": 0})
+            bucket[record.status] += 1
+        return out
+
+    def live_count(self) -> int:
+        return len(self._live)
+
+    # -- durability -----------------------------------------------------------------------
+    def flush(self) -> None:
+        """Write every change since the last flush in one transaction."""
+        if not self._inserts and not self._updates:
+            return
+        inserts, self._inserts = self._inserts, []
+        fresh = {r.tag for r in inserts}
+        updates = [r for tag, r in self._updates.items() if tag not in fresh]
+        self._updates = {}
+        self._storage.write(inserts, updates)
+
+    # -- helpers --------------------------------------------------------------------------
+    def _dirty(self, record: Record) -> None:
+        self._updates[record.tag] = record
+
+    def _push_ready(self, record: Record) -> None:
+        heapq.heappush(
+            self._ready.setdefault(record.channel, []), (-record.priority, record.seq, record.tag)
+        )
+        counts = self._ready_counts.setdefault(record.channel, [0] * (MAX_PRIORITY + 1))
+        counts[record.priority] += 1
+        self._in_ready.add(record.tag)
+
+    def _leave_ready(self, record: Record) -> None:
+        """A record leaves its ready heap (leased, cancelled, acked late); the entry goes stale."""
+        if record.tag in self._in_ready:
+            self._in_ready.discard(record.tag)
+            self._ready_counts[record.channel][record.priority] -= 1
+
+    def _ahead(self, channel: str, priority: int) -> int:
+        counts = self._ready_counts.get(channel)
+        return sum(counts[priority:]) if counts else 0

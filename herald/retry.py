@@ -1,0 +1,39 @@
+"""Retry policy: exponential backoff with full jitter, and a per-channel attempt budget."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """``delay(n)`` for the n-th failed attempt is uniform in [0, min(cap, base·2^(n-1))].
+
+    Full jitter (AWS architecture blog, "Exponential Backoff And Jitter") spreads a burst of
+    failures over the window instead of re-synchronising them on the provider.
+    """
+
+    base_seconds: float = 1.0
+    cap_seconds: float = 300.0
+    max_attempts: int = 5
+
+    def __post_init__(self) -> None:
+        if self.base_seconds < 0 or self.cap_seconds < 0:
+            raise ValueError("backoff seconds must be >= 0")
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be >= 1")
+
+    def exhausted(self, attempts: int) -> bool:
+        """True when ``attempts`` tries have used the whole budget."""
+        return attempts >= self.max_attempts
+
+    def delay(
+        self, attempts: int, retry_after: float | None = None, rng: random.Random | None = None
+    ) -> float:
+        """Seconds to wait after the ``attempts``-th try failed; never less than ``retry_after``."""
+        window = min(self.cap_seconds, self.base_seconds * (2 ** max(0, attempts - 1)))
+        jittered = (rng or random).uniform(0.0, window)
+        if retry_after is not None:
+            return max(float(retry_after), jittered)
+        return jittered

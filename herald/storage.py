@@ -1,0 +1,174 @@
+"""Where a queue shard keeps its records: a small interface, in memory or in SQLite (WAL).
+
+A shard calls ``write`` once per operation batch; ``write`` returns only after the batch is
+durable, which is what lets intake answer 202. Records are stored as JSON, never pickled.
+"""
+
+from __future__ import annotations
+
+import abc
+import copy
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from herald.record import FINAL, Record
+
+_COLUMNS = (
+    "tag", "tenant", "type", "channel", "priority", "seq", "uid", "recipient", "idempotency_key",
+    "created_at", "expires_at", "payload", "status", "attempts", "not_before", "lease_until",
+    "updated_at", "provider_id", "history",
+)
+_MUTABLE = ("status", "attempts", "not_before", "lease_until", "updated_at", "provider_id",
+            "history")
+_FINAL_SQL = ", ".join(f"'{s}'" for s in sorted(FINAL))
+
+
+class Storage(abc.ABC):
+    @abc.abstractmethod
+    def load_live(self) -> list[Record]:
+        """Every record not in a final state, oldest first."""
+
+    @abc.abstractmethod
+    def get(self, tag: str) -> Record | None: ...
+
+    @abc.abstractmethod
+    def find_idempotent(self, tenant: str, key: str) -> str | None:
+        """The tag first accepted for (tenant, ``mq-uuid-btag``), if any."""
+
+    @abc.abstractmethod
+    def max_seq(self) -> int: ...
+
+    @abc.abstractmethod
+    def write(self, inserts: Sequence[Record], updates: Sequence[Record]) -> None:
+        """Persist new records and the mutable fields of changed ones, atomically."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+
+class MemoryStorage(Storage):
+    """A real in-memory backend (copies in and out, like a disk) for tests and benchmarks."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, Record] = {}
+        self._idempotency: dict[tuple[str, str], str] = {}
+
+    def load_live(self) -> list[Record]:
+        live = [copy.deepcopy(r) for r in self._rows.values() if r.status not in FINAL]
+        return sorted(live, key=lambda r: r.seq)
+
+    def get(self, tag: str) -> Record | None:
+        row = self._rows.get(tag)
+        return copy.deepcopy(row) if row else None
+
+    def find_idempotent(self, tenant: str, key: str) -> str | None:
+        return self._idempotency.get((tenant, key))
+
+    def max_seq(self) -> int:
+        return max((r.seq for r in self._rows.values()), default=0)
+
+    def write(self, inserts: Sequence[Record], updates: Sequence[Record]) -> None:
+        for record in inserts:
+            self._rows[record.tag] = copy.deepcopy(record)
+            if record.idempotency_key:
+                self._idempotency.setdefault((record.tenant, record.idempotency_key), record.tag)
+        for record in updates:
+            stored = self._rows[record.tag]
+            for name in _MUTABLE:
+                setattr(stored, name, copy.deepcopy(getattr(record, name)))
+
+
+class SQLiteStorage(Storage):
+    """One SQLite file per shard in WAL mode; one transaction per ``write``."""
+
+    def __init__(self, path: Path, synchronous: str = "FULL") -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS notifications ("
+            "tag TEXT PRIMARY KEY, tenant TEXT NOT NULL, type TEXT NOT NULL, channel TEXT NOT NULL,"
+            " priority INTEGER NOT NULL, seq INTEGER NOT NULL, uid TEXT NOT NULL, recipient TEXT,"
+            " idempotency_key TEXT, created_at REAL NOT NULL, expires_at REAL NOT NULL,"
+            " payload BLOB NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL,"
+            " not_before REAL NOT NULL, lease_until REAL NOT NULL, updated_at REAL NOT NULL,"
+            " provider_id TEXT, history BLOB NOT NULL)"
+        )
+        self._db.execute(
+            "CREATE UNIQUE INDEX IF NOT EXISTS notifications_idempotency"
+            " ON notifications (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL"
+        )
+        self._db.execute(
+            f"CREATE INDEX IF NOT EXISTS notifications_live ON notifications (seq)"
+            f" WHERE status NOT IN ({_FINAL_SQL})"
+        )
+        self._insert_sql = (
+            f"INSERT OR IGNORE INTO notifications ({', '.join(_COLUMNS)})"
+            f" VALUES ({', '.join('?' for _ in _COLUMNS)})"
+        )
+        self._update_sql = (
+            f"UPDATE notifications SET {', '.join(f'{c} = ?' for c in _MUTABLE)} WHERE tag = ?"
+        )
+
+    @staticmethod
+    def _row(record: Record) -> tuple[Any, ...]:
+        values = [getattr(record, c) for c in _COLUMNS]
+        values[_COLUMNS.index("payload")] = orjson.dumps(record.payload)
+        values[_COLUMNS.index("history")] = orjson.dumps(record.history)
+        return tuple(values)
+
+    @staticmethod
+    def _record(row: Sequence[Any]) -> Record:
+        data = dict(zip(_COLUMNS, row, strict=True))
+        data["payload"] = orjson.loads(data["payload"])
+        data["history"] = orjson.loads(data["history"])
+        return Record(**data)
+
+    def load_live(self) -> list[Record]:
+        cursor = self._db.execute(
+            f"SELECT {', '.join(_COLUMNS)} FROM notifications"
+            f" WHERE status NOT IN ({_FINAL_SQL}) ORDER BY seq"
+        )
+        return [self._record(row) for row in cursor]
+
+    def get(self, tag: str) -> Record | None:
+        row = self._db.execute(
+            f"SELECT {', '.join(_COLUMNS)} FROM notifications WHERE tag = ?", (tag,)
+        ).fetchone()
+        return self._record(row) if row else None
+
+    def find_idempotent(self, tenant: str, key: str) -> str | None:
+        row = self._db.execute(
+            "SELECT tag FROM notifications WHERE tenant = ? AND idempotency_key = ?",
+            (tenant, key),
+        ).fetchone()
+        return row[0] if row else None
+
+    def max_seq(self) -> int:
+        row = self._db.execute("SELECT MAX(seq) FROM notifications").fetchone()
+        return int(row[0] or 0)
+
+    def write(self, inserts: Sequence[Record], updates: Sequence[Record]) -> None:
+        if not inserts and not updates:
+            return
+        with self._db:  # BEGIN … COMMIT (or ROLLBACK on error)
+            self._db.execute("BEGIN")
+            if inserts:
+                self._db.executemany(self._insert_sql, [self._row(r) for r in inserts])
+            if updates:
+                self._db.executemany(
+                    self._update_sql,
+                    [
+                        (r.status, r.attempts, r.not_before, r.lease_until, r.updated_at,
+                         r.provider_id, orjson.dumps(r.history), r.tag)
+                        for r in updates
+                    ],
+                )
+
+    def close(self) -> None:
+        self._db.close()
