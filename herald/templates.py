@@ -5,7 +5,7 @@ Syntax (parsed by hand; nothing in a template is ever evaluated or executed):
 * Literal text is copied as is; ``{{`` and ``}}`` stand for literal ``{`` and ``}``.
   A lone ``}`` outside a placeholder is an error.
 * ``{path|filter|filter...}`` is a placeholder. ``path`` is dotted segments, each an
-  identifier ``[A-Za-z_][A-Za-z0-9_-]*`` or a list index ``[0-9]+`` (``items.0.sku``).
+  identifier ``[A-Za-z_][A-Za-z0-9_-]*`` or a list index of digits (``items.0.sku``).
   Segments are looked up with mapping ``[]`` (or list index) only, never attributes, so
   ``{user.__class__}`` is simply missing. Spaces are allowed around every token.
 * Values render with ``str()``; ``None`` renders as ``""``.
@@ -41,12 +41,18 @@ Filter = Callable[[str | None], str | None]  # None means "the variable is missi
 _TEXT = re.compile(r"(?:[^{}]|\{\{|\}\})+")
 _STRING = re.compile(r"'((?:[^'\\]|\\.)*)'|\"((?:[^\"\\]|\\.)*)\"", re.DOTALL)
 _ESCAPE = re.compile(r"\\(.)", re.DOTALL)
+_SUFFIX_BAR = re.compile(r"\s*\|\s*(?=['\"])")
 _SEGMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*|[0-9]{1,9}(?![A-Za-z0-9_-])")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _INT = re.compile(r"[+-]?[0-9]{1,18}(?![0-9])")
+_INT_WHAT = "a quoted string or integer"
+_USAGE = {"default": "default('text')", "sub": "sub(n) or sub(a,b) with integers"}
 _MISSING = object()
 _SIMPLE: dict[str, Callable[[str], str]] = {
-    "upper": str.upper, "lower": str.lower, "title": str.title, "trim": str.strip
+    "upper": str.upper,
+    "lower": str.lower,
+    "title": str.title,
+    "trim": str.strip,
 }
 
 
@@ -165,25 +171,21 @@ class _Parser:
                 begin, end = [None, *ints][-2:]
                 filters.append(_sub(begin, end, self._suffix()))
             elif name in _SIMPLE or name in ("default", "sub"):
-                usage = {"default": "default('text')", "sub": "sub(n) or sub(a,b) with integers"}
-                raise _error(f"bad arguments to filter {name!r}, use {usage.get(name, name)}", start)
+                usage = _USAGE.get(name, name)
+                raise _error(f"bad arguments to filter {name!r}, use {usage}", start)
             else:
                 raise _error(f"unknown filter {name!r}", start)
         if char != "}":
-            raise _error(f"unexpected character {char!r} in placeholder, expected '|' or '}}'", self.pos)
+            raise _error(f"unexpected {char!r} in placeholder, expected '|' or '}}'", self.pos)
         self.pos += 1
         return _Placeholder(".".join(path), tuple(path), tuple(filters), has_default)
 
     def _suffix(self) -> str:
         """After ``sub(...)``: consume ``|'text'`` if it follows and return text, else ""."""
-        if self._peek() != "|":
-            return ""
-        mark = self.pos
-        self.pos += 1
-        if self._peek() not in ("'", '"'):
-            self.pos = mark
-            return ""
-        return self._string()
+        if match := _SUFFIX_BAR.match(self.src, self.pos):
+            self.pos = match.end()
+            return self._string()
+        return ""
 
     def _segment(self, opened: int) -> str:
         self._expect_more(opened, "a variable name")
@@ -204,7 +206,8 @@ class _Parser:
             return args
         while True:
             char = self._expect_more(opened, "a filter argument")
-            args.append(self._string() if char in "'\"" else int(self._match(_INT, "a quoted string or integer")))
+            quoted = char in "'\""
+            args.append(self._string() if quoted else int(self._match(_INT, _INT_WHAT)))
             char = self._expect_more(opened, "',' or ')'")
             self.pos += 1
             if char == ")":
@@ -223,7 +226,7 @@ class _Parser:
 class Template:
     """A compiled template: literal strings and placeholders, rendered by joining them."""
 
-    __slots__ = ("source", "_parts", "_placeholders", "_variables")
+    __slots__ = ("_parts", "_placeholders", "_variables", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
@@ -254,7 +257,8 @@ class Template:
                 continue
             text = part.evaluate(context)
             if text is None:
-                raise TemplateError(f"missing template variable(s): {', '.join(self.missing(context))}")
+                names = ", ".join(self.missing(context))
+                raise TemplateError(f"missing template variable(s): {names}")
             out.append(text)
         return "".join(out)
 
