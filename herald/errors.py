@@ -6,6 +6,7 @@
     ├── AuthError                  missing or wrong API key / browser token (401)
     ├── NotFound                   no such notification for this tenant (404)
     ├── Conflict                   the notification is past the point of the request (409)
+    ├── PayloadTooLarge            request body over the limit (413)
     ├── QueueFull                  over the configured queue limit (429, ``retry_after``)
     └── ProviderError              a provider could not deliver
         ├── TransientProviderError worth retrying (timeout, 5xx, 429), maybe after ``retry_after`` s
@@ -61,6 +62,11 @@ class Conflict(HeraldError):
     status = 409
 
 
+class PayloadTooLarge(HeraldError):
+    code = "too_large"
+    status = 413
+
+
 class QueueFull(HeraldError):
     code = "queue_full"
     status = 429
@@ -92,3 +98,14 @@ class TransientProviderError(ProviderError):
 
 class PermanentProviderError(ProviderError):
     """Never worth retrying: the provider refused this message for good."""
+
+
+def error_from_dict(data: dict[str, object]) -> HeraldError:
+    """Rebuild an error that crossed a process boundary as ``{"code", "message"}``."""
+    message = str(data.get("message", ""))
+    for cls in (NotFound, Conflict, AuthError, PayloadTooLarge, ValidationError):
+        if cls.code == data.get("code"):
+            return cls(message)
+    if data.get("code") == QueueFull.code:
+        return QueueFull(message, retry_after=2.0)
+    return HeraldError(message)

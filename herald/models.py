@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import re
-import uuid
-from typing import Any, Literal
+from typing import Any
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -12,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from herald.channels import Channel, parse_type
 from herald.errors import TemplateError, ValidationError
 from herald.priority import MAX_PRIORITY, MIN_PRIORITY, compute_priority
+from herald.sharding import make_tag, shard_for_uid
 from herald.templates import compile_template
 
 E164_RE = re.compile(r"^\+[1-9][0-9]{1,14}$")
@@ -177,10 +177,7 @@ def _check_channel(channel: Channel, details: dict[str, Any]) -> None:
         raise ValidationError("details.content or details.title is required", "details.content")
 
 
-Status = Literal["queued", "sending", "retrying", "sent", "delivered", "failed", "dead", "cancelled"]
-
-
-def validate_notification(raw: Any, tenant: str, now: float) -> dict[str, Any]:
+def validate_notification(raw: Any, tenant: str, now: float, shards: int = 1) -> dict[str, Any]:
     """Validate one raw payload; return the notification record the queue stores.
 
     Raises ``ValidationError`` (with ``field``) for anything a client got wrong; never anything
@@ -205,8 +202,10 @@ def validate_notification(raw: Any, tenant: str, now: float) -> dict[str, Any]:
         subject = compile_template(details["subject"]).render(context)
         _no_crlf(subject, "details.subject")
     ttl = model.details.ttl or DEFAULT_TTL_SECONDS
+    shard = shard_for_uid(str(model.user.uid), shards)
     return {
-        "tag": str(uuid.uuid4()),
+        "tag": make_tag(shard),
+        "shard": shard,
         "tenant": tenant,
         "type": model.type,
         "category": category,

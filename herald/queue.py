@@ -22,7 +22,16 @@ from herald.metrics import Histogram
 from herald.outcome import Outcome
 from herald.priority import MAX_PRIORITY
 from herald.record import (
-    CANCELLED, DEAD, DELIVERED, FAILED, QUEUED, RETRYING, SENDING, SENT, WAITING, Record,
+    CANCELLED,
+    DEAD,
+    DELIVERED,
+    FAILED,
+    QUEUED,
+    RETRYING,
+    SENDING,
+    SENT,
+    WAITING,
+    Record,
 )
 from herald.retry import RetryPolicy
 from herald.storage import Storage
@@ -101,7 +110,7 @@ class QueueShard:
         return results
 
     def _known_tag(self, tag: str) -> str | None:
-        if tag in self._live or self._storage.get(tag) is not None:
+        if tag in self._live or self._stored(tag) is not None:
             return tag
         return None
 
@@ -195,7 +204,7 @@ class QueueShard:
         return self._receipt(outcome, now)
 
     def _receipt(self, outcome: Outcome, now: float) -> bool:
-        record = self._storage.get(outcome.tag)
+        record = self._stored(outcome.tag)
         if record is None or record.status != SENT:
             return False
         record.status = _OUTCOME_STATUS[outcome.kind]
@@ -217,8 +226,7 @@ class QueueShard:
         if status in (SENT, DELIVERED):
             self.latency.observe(now - record.created_at)
         del self._live[record.tag]
-        if record.idempotency_key:
-            self._idempotency.pop((record.tenant, record.idempotency_key), None)
+        # The idempotency entry stays until flush() has made the record findable in storage.
         self._dirty(record)
 
     # -- time -----------------------------------------------------------------------------
@@ -246,7 +254,7 @@ class QueueShard:
 
     # -- reads and control ----------------------------------------------------------------
     def get(self, tag: str, tenant: str) -> Record:
-        record = self._live.get(tag) or self._storage.get(tag)
+        record = self._live.get(tag) or self._stored(tag)
         if record is None or record.tenant != tenant:
             raise NotFound(f"no notification {tag}")
         return record
@@ -280,13 +288,21 @@ class QueueShard:
         """Write every change since the last flush in one transaction."""
         if not self._inserts and not self._updates:
             return
-        inserts, self._inserts = self._inserts, []
+        inserts = self._inserts
         fresh = {r.tag for r in inserts}
         updates = [r for tag, r in self._updates.items() if tag not in fresh]
-        self._updates = {}
         self._storage.write(inserts, updates)
+        # Only now: if the write failed, the next flush (the caller's retry) writes it all.
+        self._inserts, self._updates = [], {}
+        for record in (*inserts, *updates):
+            if record.final and record.idempotency_key:
+                self._idempotency.pop((record.tenant, record.idempotency_key), None)
 
     # -- helpers --------------------------------------------------------------------------
+    def _stored(self, tag: str) -> Record | None:
+        """A record no longer live: its unflushed version if there is one, else storage's."""
+        return self._updates.get(tag) or self._storage.get(tag)
+
     def _dirty(self, record: Record) -> None:
         self._updates[record.tag] = record
 

@@ -1,0 +1,40 @@
+# Herald: `make run` starts the service, `make test` runs every test. Both set everything up.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-unit test-integration test-e2e test-browser lint bench clean venv browser-deps
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+run: venv
+	$(VENV)/bin/herald up
+
+# Chromium for the browser tests comes from Debian (playwright cannot download browsers here).
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null \
+	  || echo "warning: could not install chromium; browser tests will be skipped"; }
+
+lint: venv
+	$(VENV)/bin/ruff check herald actors serve capture tests bench
+	$(VENV)/bin/mypy
+
+test-unit: venv
+	$(PY) -m pytest tests/unit -q
+
+test: venv browser-deps lint
+	$(PY) -m pytest tests -q -p no:cacheprovider
+
+bench: venv
+	$(PY) -m bench.run
+
+clean:
+	rm -rf $(VENV) .herald .pytest_cache .mypy_cache .ruff_cache

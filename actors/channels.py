@@ -1,0 +1,157 @@
+"""ChannelActor: pulls leases from every queue shard, delivers through its providers, acks in batches.
+
+Pull, not push: an actor only leases what it has room for (``channel_concurrency`` split
+evenly across shards), which is the backpressure. Outcomes are acked per shard in batches.
+A restarted actor (Ray ``max_restarts``) starts pulling again on its first call — the
+Supervisor pings every actor — and what its previous life had leased comes back when the
+leases expire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import ray
+from ray.exceptions import RayActorError
+
+from actors.providers.chain import ProviderChain
+from actors.providers.registry import build_providers
+from herald.config import Settings
+from herald.errors import TemplateError
+from herald.outcome import Outcome
+from herald.render import render_message
+
+log = logging.getLogger("herald.channels")
+ACK_WINDOW_SECONDS = 0.005
+
+
+class _ShardLink:
+    """Per-shard state of one channel actor: in-flight count and the pending acks."""
+
+    def __init__(self, handle: Any, capacity: int) -> None:
+        self.handle = handle
+        self.capacity = capacity
+        self.inflight = 0
+        self.slot_freed = asyncio.Event()
+        self.acks: list[dict[str, Any]] = []
+        self.acks_ready = asyncio.Event()
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=10_000)
+class ChannelActor:
+    def __init__(self, channel: str, index: int, shards: Sequence[Any], settings: Settings) -> None:
+        self._channel = channel
+        self._index = index
+        self._shard_handles = list(shards)
+        self._settings = settings
+        self._links: list[_ShardLink] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._chain: ProviderChain | None = None
+        self._stopping = False
+        self._started_at = time.time()
+        self.counters = {"delivered_calls": 0, "sent": 0, "retry": 0, "failed": 0, "delivered": 0}
+
+    async def _ensure_started(self) -> None:
+        if self._chain is not None:
+            return
+        chain = ProviderChain(build_providers(self._channel, self._settings))
+        self._chain = chain
+        await chain.start()
+        per_shard = max(1, self._settings.channel_concurrency // len(self._shard_handles))
+        loop = asyncio.get_running_loop()
+        for handle in self._shard_handles:
+            link = _ShardLink(handle, per_shard)
+            self._links.append(link)
+            self._tasks.append(loop.create_task(self._pull(link)))
+            self._tasks.append(loop.create_task(self._acker(link)))
+        log.info("%s actor %d pulling from %d shards", self._channel, self._index, len(self._links))
+
+    async def ping(self) -> dict[str, Any]:
+        await self._ensure_started()
+        return {
+            "pid": os.getpid(), "channel": self._channel, "index": self._index,
+            "started_at": self._started_at,
+            "inflight": sum(link.inflight for link in self._links),
+            "breakers": self._chain.states() if self._chain else {},
+            "counters": dict(self.counters),
+        }
+
+    async def _pull(self, link: _ShardLink) -> None:
+        batch = self._settings.lease_batch
+        while not self._stopping:
+            room = link.capacity - link.inflight
+            if room <= 0:
+                link.slot_freed.clear()
+                await link.slot_freed.wait()
+                continue
+            want = min(room, batch)
+            link.inflight += want  # reserve before the await so the room stays honest
+            try:
+                items = await link.handle.lease.remote(self._channel, want, 1.0)
+            except RayActorError:
+                items = []
+                await asyncio.sleep(0.5)
+            except Exception:  # noqa: BLE001 - a pull loop must survive anything
+                log.exception("lease failed")
+                items = []
+                await asyncio.sleep(0.5)
+            link.inflight -= want - len(items)
+            if self._stopping:
+                # Leased during shutdown: deliver them anyway rather than let them wait out the
+                # visibility timeout.
+                pass
+            for item in items:
+                asyncio.get_running_loop().create_task(self._deliver(link, item))
+
+    async def _deliver(self, link: _ShardLink, item: dict[str, Any]) -> None:
+        assert self._chain is not None
+        try:
+            if time.time() >= item["expires_at"]:
+                outcome = Outcome(item["tag"], "failed", "herald", error="expired")
+            else:
+                outcome = await self._chain.send(render_message(item))
+        except TemplateError as exc:
+            outcome = Outcome(item["tag"], "failed", "herald", error=exc.message)
+        except Exception as exc:  # noqa: BLE001 - never lose an outcome
+            log.exception("delivery crashed for %s", item["tag"])
+            outcome = Outcome(item["tag"], "retry", "herald", error=f"{type(exc).__name__}: {exc}")
+        self.counters[outcome.kind] += 1
+        link.acks.append(outcome.to_dict())
+        link.acks_ready.set()
+        link.inflight -= 1
+        link.slot_freed.set()
+
+    async def _acker(self, link: _ShardLink) -> None:
+        while True:
+            await link.acks_ready.wait()
+            await asyncio.sleep(ACK_WINDOW_SECONDS)  # let a batch gather
+            link.acks_ready.clear()
+            batch, link.acks = link.acks, []
+            while batch:
+                try:
+                    await link.handle.ack.remote(batch)
+                    batch = []
+                except Exception:  # noqa: BLE001 - keep the outcomes until the shard takes them
+                    log.exception("ack failed; retrying")
+                    await asyncio.sleep(0.5)
+
+    async def drain(self, timeout: float = 30.0) -> int:
+        """Stop leasing, finish what is in flight, ack it; return how many were still in flight."""
+        self._stopping = True
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            busy = sum(link.inflight for link in self._links)
+            pending = sum(len(link.acks) for link in self._links)
+            if busy == 0 and pending == 0:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(ACK_WINDOW_SECONDS * 4)
+        left = sum(link.inflight for link in self._links)
+        if self._chain is not None:
+            await self._chain.close()
+        return left

@@ -1,0 +1,252 @@
+"""Fax provider adapter for a Telnyx-shaped Programmable Fax API (``POST /v2/faxes``).
+
+Modeled on Telnyx's API (developers.telnyx.com, "Send a fax", "API error codes"):
+
+* ``POST {base}/v2/faxes`` with ``Authorization: Bearer <api key>``. A message with a
+  ``media_url`` is sent as JSON ``{connection_id, to, from, media_url, webhook_url}``; a text
+  message is rendered to a one-page PDF (``herald.fax_document``) and uploaded in the same
+  request as ``multipart/form-data`` with the file in the ``contents`` part (Telnyx's
+  ``SendFaxMultipartRequest``; ``contents`` and ``media_url`` are mutually exclusive, max 20 MB).
+* The answer is ``202 {"data": {"id": ..., "status": "queued", ...}}``; errors are
+  ``{"errors": [{"code": "10016", "title": ..., "detail": ...}]}``. ``_answer`` is the one place
+  an HTTP answer becomes an outcome: 429 and 5xx are transient (with ``Retry-After``), any other
+  4xx is permanent. Transport failures (connection refused, timeouts) are transient.
+* Delivery receipts arrive later as webhooks (``fax.delivered`` / ``fax.failed``) at
+  ``webhook_url?tag=<tag>``; ``receipt_from_webhook`` turns one into an outcome.
+
+Webhook authenticity: Telnyx signs webhooks with ed25519 (``telnyx-signature-ed25519`` +
+``telnyx-timestamp``, verified with the account's public key). Herald's adapter uses a shared
+secret instead: ``X-Herald-Fax-Signature`` = hex HMAC-SHA256 of the raw body. ``verify_signature``
+is the single place a real provider's scheme plugs in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import aiohttp
+import orjson
+from yarl import URL
+
+from actors.providers.base import Provider
+from herald.errors import (
+    AuthError,
+    PermanentProviderError,
+    TransientProviderError,
+    ValidationError,
+)
+from herald.fax_document import render_pdf
+from herald.outcome import Outcome
+from herald.render import Message
+
+__all__ = [
+    "SIGNATURE_HEADER",
+    "HttpFaxProvider",
+    "receipt_from_webhook",
+    "sign_webhook",
+    "verify_signature",
+]
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Herald-Fax-Signature"
+_ACCEPTED = frozenset({200, 201, 202})
+
+
+class HttpFaxProvider(Provider):
+    """Sends faxes through a Telnyx-compatible API over one pooled ``aiohttp`` session."""
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        connection_id: str,
+        default_from: str,
+        base_url: str = "https://api.telnyx.com",
+        webhook_url: str | None = None,
+        timeout: float = 30.0,
+        name: str = "telnyx",
+    ) -> None:
+        self.name = name
+        self._api_key = api_key
+        self._connection_id = connection_id
+        self._default_from = default_from
+        self._endpoint = f"{base_url.rstrip('/')}/v2/faxes"
+        self._webhook_url = webhook_url
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    def __repr__(self) -> str:  # never show the API key
+        return f"HttpFaxProvider(name={self.name!r}, endpoint={self._endpoint!r})"
+
+    async def start(self) -> None:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout,
+                headers={"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"},
+            )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def send(self, message: Message) -> Outcome:
+        if self._session is None:
+            raise RuntimeError(f"{self!r}: call start() before send()")
+        request, info = await self._request(message)
+        try:
+            async with self._session.post(self._endpoint, **request) as response:
+                body = await response.read()
+                outcome = _answer(
+                    message.tag, self.name, response.status, response.headers, body, info
+                )
+        except (aiohttp.ClientError, OSError) as error:  # TimeoutError is an OSError
+            raise TransientProviderError(
+                f"fax API unreachable: {type(error).__name__}", "network"
+            ) from error
+        log.debug(
+            "fax queued",
+            extra={"tag": message.tag, "provider": self.name, "to": _masked(message.to or ""),
+                   "provider_id": outcome.provider_id},
+        )
+        return outcome
+
+    async def _request(self, message: Message) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``session.post`` arguments (JSON for a media URL, multipart for a rendered PDF)."""
+        if not message.to:
+            raise PermanentProviderError("fax without a recipient number", "no_recipient")
+        fields = {
+            "connection_id": self._connection_id,
+            "to": message.to,
+            "from": message.sender or self._default_from,
+        }
+        if self._webhook_url:
+            fields["webhook_url"] = str(URL(self._webhook_url).update_query(tag=message.tag))
+        if message.media_url:
+            return {"json": {**fields, "media_url": message.media_url}}, {}
+        if not (message.text or message.title):
+            raise PermanentProviderError("fax with neither media_url nor text", "no_content")
+        pdf = await asyncio.to_thread(render_pdf, message.title, message.text)
+        form = aiohttp.FormData()
+        for key, value in fields.items():
+            form.add_field(key, value)
+        form.add_field("contents", pdf, filename="fax.pdf", content_type="application/pdf")
+        return {"data": form}, {"pages": 1}  # render_pdf always makes exactly one page
+
+
+def _answer(
+    tag: str,
+    provider: str,
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    info: dict[str, Any] | None = None,
+) -> Outcome:
+    """The one place a fax API answer becomes an outcome or a ``ProviderError``."""
+    document = _json(body)
+    if status in _ACCEPTED:
+        data = document.get("data")
+        # Accepted but unreadable still means the provider has the fax: retrying could send it
+        # twice, and the receipt finds the notification by tag, not by provider id.
+        fax_id = data.get("id") if isinstance(data, dict) else None
+        return Outcome(
+            tag, "sent", provider, provider_id=str(fax_id) if fax_id else None, info=info or {}
+        )
+    code, reason = _first_error(document, status)
+    message = f"fax API answered {status}: {reason}"
+    if status == 429 or status >= 500:
+        raise TransientProviderError(message, code, _retry_after(headers.get("Retry-After")))
+    raise PermanentProviderError(message, code)
+
+
+def _json(body: bytes) -> dict[str, Any]:
+    try:
+        document = orjson.loads(body) if body else {}
+    except orjson.JSONDecodeError:
+        return {}
+    return document if isinstance(document, dict) else {}
+
+
+def _first_error(document: dict[str, Any], status: int) -> tuple[str, str]:
+    errors = document.get("errors")
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        first = errors[0]
+        code = str(first.get("code") or status)
+        return code, str(first.get("title") or first.get("detail") or "error")[:200]
+    return str(status), "no error details"
+
+
+def _retry_after(value: str | None) -> float | None:
+    """``Retry-After`` in seconds: delta-seconds or an HTTP date; ``None`` if absent or junk."""
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        return max(parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
+    except (TypeError, ValueError):
+        return None
+
+
+def _masked(number: str) -> str:
+    """Enough of a number to tell faxes apart in logs, never the whole number."""
+    return f"{number[:2]}…{number[-2:]}" if len(number) > 4 else "…"
+
+
+def sign_webhook(body: bytes, secret: str) -> str:
+    """Hex HMAC-SHA256 of the raw body: the value of ``X-Herald-Fax-Signature``."""
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def verify_signature(body: bytes, signature: str | None, secret: str) -> None:
+    """Raise ``AuthError`` unless ``signature`` authenticates ``body``.
+
+    This is where a real provider's scheme goes (Telnyx: ed25519 over ``timestamp|body`` with
+    the account's public key, plus a freshness check on ``telnyx-timestamp``).
+    """
+    if not signature:
+        raise AuthError("fax webhook without signature")
+    if not hmac.compare_digest(sign_webhook(body, secret), signature.strip().lower()):
+        raise AuthError("fax webhook signature does not match")
+
+
+def receipt_from_webhook(
+    tag: str, body: bytes, signature: str | None, secret: str, provider: str = "telnyx"
+) -> Outcome | None:
+    """The outcome a signed fax webhook reports for ``tag`` (from ``?tag=`` of its URL).
+
+    ``fax.delivered`` → ``delivered``; ``fax.failed`` → ``failed`` with ``code`` =
+    ``failure_reason``; any other event (``fax.queued``, ``fax.sending.started``…) → ``None``.
+    Raises ``AuthError`` for a missing or wrong signature and ``ValidationError`` for a signed
+    body that is not a Telnyx-shaped event.
+    """
+    verify_signature(body, signature, secret)
+    try:
+        event = orjson.loads(body)["data"]
+        event_type = event["event_type"]
+        payload = event.get("payload") or {}
+    except (orjson.JSONDecodeError, KeyError, TypeError) as error:
+        raise ValidationError("fax webhook is not a fax event", field="data") from error
+    fax_id = payload.get("fax_id")
+    if event_type == "fax.delivered":
+        pages = payload.get("page_count")
+        return Outcome(
+            tag, "delivered", provider, provider_id=fax_id,
+            info={"pages": pages} if pages is not None else {},
+        )
+    if event_type == "fax.failed":
+        reason = str(payload.get("failure_reason") or "unknown")
+        return Outcome(
+            tag, "failed", provider, provider_id=fax_id, error=f"fax failed: {reason}", code=reason
+        )
+    return None

@@ -1,0 +1,224 @@
+"""SMTP email provider: send rendered messages over a small pool of reused aiosmtplib connections.
+
+One ``SmtpProvider`` per channel actor. Connections are opened lazily, at most ``pool_size`` at
+a time, and reused across messages (never one per message, httpx#1042). A connection that raised
+is closed and dropped; one that the server hung up on while idle is replaced transparently.
+Every SMTP, socket and address error becomes a ``ProviderError`` in one place,
+``_error_to_provider_error``. Logs carry the tag only: never addresses, subjects or bodies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from email.message import EmailMessage
+from email.utils import formatdate, parseaddr
+
+import aiosmtplib
+
+from actors.providers.base import Provider
+from herald.config import SmtpTarget
+from herald.errors import PermanentProviderError, ProviderError, TransientProviderError
+from herald.outcome import Outcome
+from herald.render import Message
+
+__all__ = ["SmtpProvider", "build_email"]
+
+log = logging.getLogger(__name__)
+
+#: Longest server reply kept in an outcome's ``error``.
+_MAX_REPLY = 200
+#: A polite QUIT on close must not hold an actor's shutdown for the full command timeout.
+_QUIT_TIMEOUT = 5.0
+
+
+class SmtpProvider(Provider):
+    """Deliver email through one SMTP server (``SmtpTarget``) with pooled connections.
+
+    ``tls_context`` (optional) replaces the default certificate checks for STARTTLS and
+    implicit TLS, e.g. to trust a private CA.
+    """
+
+    name = "smtp"
+
+    def __init__(
+        self,
+        target: SmtpTarget,
+        sender: str,
+        pool_size: int = 8,
+        timeout: float = 30.0,
+        *,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
+        if pool_size < 1:
+            raise ValueError("pool_size must be >= 1")
+        self._target = target
+        self._sender = sender
+        self._pool_size = pool_size
+        self._timeout = timeout
+        self._tls_context = tls_context
+        # A send holds a slot for its whole transaction, so open connections (idle + busy)
+        # never outnumber the slots: a connection is only created when no idle one is left.
+        self._slots = asyncio.Semaphore(pool_size)
+        self._idle: list[aiosmtplib.SMTP] = []
+        self._closed = False
+
+    async def start(self) -> None:
+        """Accept sends again; connections open on first use so a down server cannot stop us."""
+        self._closed = False
+
+    async def close(self) -> None:
+        """Stop taking sends, wait for those in flight, then QUIT every pooled connection."""
+        self._closed = True
+        acquired = 0
+        try:
+            for _ in range(self._pool_size):
+                await self._slots.acquire()
+                acquired += 1
+            idle, self._idle = self._idle, []
+            await asyncio.gather(*(self._quit(smtp) for smtp in idle))
+        finally:
+            for _ in range(acquired):
+                self._slots.release()
+
+    async def send(self, message: Message) -> Outcome:
+        try:
+            email = build_email(message, self._sender)
+            await self._transmit(email)
+        except Exception as exc:
+            error = _error_to_provider_error(exc)
+            log.info(
+                "smtp send failed",
+                extra={"tag": message.tag, "code": error.provider_code,
+                       "transient": isinstance(error, TransientProviderError)},
+            )
+            if error is exc:
+                raise
+            raise error from exc
+        log.debug("smtp sent", extra={"tag": message.tag})
+        return Outcome(message.tag, "sent", self.name, provider_id=str(email["Message-ID"]))
+
+    async def _transmit(self, email: EmailMessage) -> None:
+        async with self._slots:
+            if self._closed:
+                raise TransientProviderError("smtp provider is closed")
+            while True:
+                smtp, reused = await self._checkout()
+                try:
+                    await smtp.send_message(email)
+                except BaseException as exc:
+                    smtp.close()  # its state is unknown: never hand it to the next message
+                    if reused and isinstance(exc, ConnectionError):
+                        # The server dropped it while it sat idle (its own idle timeout);
+                        # the loop ends on a fresh connection, whose errors are raised.
+                        continue
+                    raise
+                self._idle.append(smtp)
+                return
+
+    async def _checkout(self) -> tuple[aiosmtplib.SMTP, bool]:
+        """An idle live connection (most recently used first), else a new one; and if reused."""
+        while self._idle:
+            smtp = self._idle.pop()
+            if smtp.is_connected:
+                return smtp, True
+            smtp.close()
+        try:
+            return await self._connect(), False
+        except Exception as exc:
+            raise _error_to_provider_error(exc, connecting=True) from exc
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        target = self._target
+        smtp = aiosmtplib.SMTP(
+            hostname=target.host,
+            port=target.port,
+            username=target.username,
+            password=target.password,
+            timeout=self._timeout,
+            use_tls=target.use_tls,
+            # Explicit, never opportunistic: a server we were not told speaks TLS is used as is.
+            start_tls=target.starttls and not target.use_tls,
+            tls_context=self._tls_context,
+        )
+        await smtp.connect()  # connects, EHLO, STARTTLS and AUTH as configured
+        log.debug("smtp connection opened", extra={"host": target.host, "port": target.port})
+        return smtp
+
+    async def _quit(self, smtp: aiosmtplib.SMTP) -> None:
+        with contextlib.suppress(Exception):
+            await smtp.quit(timeout=min(self._timeout, _QUIT_TIMEOUT))
+        smtp.close()
+
+
+def build_email(message: Message, default_sender: str) -> EmailMessage:
+    """The MIME message for ``message``: text part, HTML alternative, Herald's headers.
+
+    The Message-ID is derived from the tag so that every attempt of one notification carries
+    the same id (receivers can de-duplicate a retry). Header values with CR or LF are refused
+    outright rather than trusted to the email package: header injection is never deliverable.
+    """
+    if not message.to:
+        raise PermanentProviderError("message has no recipient")
+    sender = message.sender or default_sender
+    headers = {
+        "From": sender,
+        "To": message.to,
+        "Subject": message.subject or "",
+        "X-Herald-Tag": message.tag,
+    }
+    for name, value in headers.items():
+        if "\r" in value or "\n" in value:
+            raise PermanentProviderError(f"{name} header contains CR or LF")
+    address = parseaddr(sender)[1]
+    domain = address.rpartition("@")[2] if "@" in address else ""
+    headers["Message-ID"] = f"<{message.tag}@{domain or 'herald'}>"
+    headers["Date"] = formatdate(usegmt=True)
+
+    email = EmailMessage()
+    for name, value in headers.items():
+        try:
+            email[name] = value
+        except (ValueError, TypeError) as exc:  # other line breaks, unparsable values
+            raise PermanentProviderError(f"invalid {name} header") from exc
+    email.set_content(message.text)
+    if message.html:
+        email.add_alternative(message.html, subtype="html")
+    return email
+
+
+def _error_to_provider_error(exc: BaseException, *, connecting: bool = False) -> ProviderError:
+    """The one mapping from what SMTP sending can raise to Herald's provider errors.
+
+    A server reply decides by its class: 4xx transient, 5xx permanent, the code kept as
+    ``provider_code``. While ``connecting`` (connect, EHLO, STARTTLS, AUTH) nothing is about
+    the message, so even a 5xx (a wrong password, a refused client) is transient: the server
+    or our configuration needs fixing, and the message must survive until it is. Sockets,
+    timeouts and disconnects are transient; an address aiosmtplib will not put on the wire,
+    or a message the server cannot take (``SMTPNotSupported``, e.g. SMTPUTF8), is permanent.
+    """
+    if isinstance(exc, ProviderError):
+        return exc
+    reply: aiosmtplib.SMTPResponseException | None = None
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
+        reply = exc.recipients[0]
+    elif isinstance(exc, aiosmtplib.SMTPResponseException):
+        reply = exc
+    if reply is not None:
+        code = str(reply.code)
+        text = f"SMTP {code} {reply.message}"[:_MAX_REPLY]
+        if 500 <= reply.code < 600 and not connecting:
+            return PermanentProviderError(text, provider_code=code)
+        return TransientProviderError(text, provider_code=code)
+    # OSError covers ConnectionError, TimeoutError, ssl.SSLError and aiosmtplib's
+    # SMTPServerDisconnected / SMTPConnectError / SMTPTimeoutError subclasses of them.
+    if isinstance(exc, OSError):
+        return TransientProviderError(f"SMTP connection failed: {type(exc).__name__}: {exc}")
+    if not connecting:
+        if isinstance(exc, ValueError):  # the text names the address: keep it out
+            return PermanentProviderError("invalid sender or recipient address")
+        if isinstance(exc, aiosmtplib.SMTPNotSupported):
+            return PermanentProviderError(f"SMTP server cannot take this message: {exc.message}")
+    return TransientProviderError(f"{type(exc).__name__}: {exc}")

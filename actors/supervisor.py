@@ -1,0 +1,107 @@
+"""Supervisor: a named, detached actor that owns the shards and channel pools and keeps them alive.
+
+Ray restarts a crashed actor (``max_restarts=-1``); the Supervisor notices (the pid changed),
+counts the restart, and by pinging wakes the new incarnation so it starts pulling. An actor that
+stops answering its health check within ``HEALTH_TIMEOUT`` is killed so Ray replaces it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import ray
+
+from actors.channels import ChannelActor
+from actors.queue import QueueActor
+from herald.config import Settings
+
+log = logging.getLogger("herald.supervisor")
+SUPERVISOR_NAME = "herald-supervisor"
+NAMESPACE = "herald"
+HEALTH_INTERVAL = 1.0
+HEALTH_TIMEOUT = 15.0
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=100)
+class Supervisor:
+    def __init__(self, settings: Settings, channels: list[str]) -> None:
+        self._settings = settings
+        self.shards = [
+            QueueActor.options(name=f"herald-shard-{i}").remote(i, settings)  # type: ignore[attr-defined]
+            for i in range(settings.shards)
+        ]
+        self.pools: dict[str, list[Any]] = {}
+        for channel in channels:
+            size = settings.pools.get(channel.lower(), 1)
+            self.pools[channel] = [
+                ChannelActor.options(name=f"herald-{channel.lower()}-{i}").remote(  # type: ignore[attr-defined]
+                    channel, i, self.shards, settings)
+                for i in range(size)
+            ]
+        self._pids: dict[str, int] = {}
+        self.restarts: dict[str, int] = {}
+        self._loop: asyncio.Task[None] | None = None
+
+    def _members(self) -> list[tuple[str, str, Any]]:
+        out = [("queue", f"shard-{i}", h) for i, h in enumerate(self.shards)]
+        for channel, actors in self.pools.items():
+            out += [(channel.lower(), f"{channel.lower()}-{i}", h) for i, h in enumerate(actors)]
+        return out
+
+    async def start(self) -> dict[str, Any]:
+        """Wait until every actor answers once; start the health loop."""
+        await self._check_all(timeout=120.0)
+        if self._loop is None or self._loop.done():
+            self._loop = asyncio.get_running_loop().create_task(self._health_loop())
+        return await self.describe()
+
+    async def shard_handles(self) -> list[Any]:
+        return self.shards
+
+    async def _check(self, pool: str, name: str, handle: Any, timeout: float) -> None:
+        method = handle.pid if pool == "queue" else handle.ping
+        try:
+            answer = await asyncio.wait_for(method.remote(), timeout)
+        except TimeoutError:
+            log.warning("%s did not answer in %.0fs; replacing it", name, timeout)
+            ray.kill(handle, no_restart=False)
+            self.restarts[pool] = self.restarts.get(pool, 0) + 1
+            return
+        except Exception:  # noqa: BLE001 - a dead actor is being restarted by Ray
+            return
+        pid = answer if isinstance(answer, int) else answer["pid"]
+        previous = self._pids.get(name)
+        if previous is not None and previous != pid:
+            log.warning("%s restarted (pid %s → %s)", name, previous, pid)
+            self.restarts[pool] = self.restarts.get(pool, 0) + 1
+        self._pids[name] = pid
+
+    async def _check_all(self, timeout: float) -> None:
+        await asyncio.gather(*(self._check(p, n, h, timeout) for p, n, h in self._members()))
+
+    async def _health_loop(self) -> None:
+        while True:
+            await asyncio.sleep(HEALTH_INTERVAL)
+            try:
+                await self._check_all(HEALTH_TIMEOUT)
+            except Exception:  # noqa: BLE001 - the supervisor must outlive anything it watches
+                log.exception("health check failed")
+
+    async def describe(self) -> dict[str, Any]:
+        return {"pids": dict(self._pids), "restarts": dict(self.restarts),
+                "pools": {c: len(a) for c, a in self.pools.items()}}
+
+    async def channel_stats(self) -> list[dict[str, Any]]:
+        calls = [h.ping.remote() for actors in self.pools.values() for h in actors]
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        return [r for r in results if isinstance(r, dict)]
+
+    async def drain(self, timeout: float = 30.0) -> int:
+        """Stop every channel actor's pulling and let in-flight work finish and be acked."""
+        if self._loop is not None:
+            self._loop.cancel()
+        calls = [h.drain.remote(timeout) for actors in self.pools.values() for h in actors]
+        left = await asyncio.gather(*calls, return_exceptions=True)
+        return sum(x for x in left if isinstance(x, int))

@@ -1,0 +1,1 @@
+"""Herald: notification delivery core (pure Python, no Ray): models, queue, templates, policies."""

@@ -1,0 +1,216 @@
+"""Intake: the HTTP API (Ray Serve + FastAPI). It parses, authenticates and calls the core/shards.
+
+Routes hold no business rule: validation is ``herald.models``, queueing is the QueueActor.
+"""
+
+
+import asyncio
+import time
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from ray import serve
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from herald.config import Settings
+from herald.errors import (
+    HeraldError, NotFound, PayloadTooLarge, QueueFull, ValidationError, error_from_dict,
+)
+from herald.metrics import Histogram, render_prometheus
+from herald.models import validate_notification
+from herald.sharding import shard_of_tag
+from serve.auth import KeyRing
+from serve.batcher import ShardBatcher
+
+MAX_WAIT_SECONDS = 60.0
+app = FastAPI(title="Herald", version="0.1.0", docs_url="/docs", redoc_url=None)
+
+
+class JsonBody(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def error_response(error: HeraldError, field: str | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"code": error.code, "message": error.message}
+    body["field"] = getattr(error, "field", field)
+    headers = {}
+    if isinstance(error, QueueFull):
+        headers["Retry-After"] = str(max(1, round(error.retry_after)))
+    if error.status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return JsonBody({"error": body}, status_code=error.status, headers=headers)
+
+
+def _from_shard_error(answer: dict[str, Any]) -> HeraldError:
+    return error_from_dict(answer["error"])
+
+
+@app.exception_handler(HeraldError)
+async def _herald_error(_: Request, exc: HeraldError) -> JSONResponse:
+    return error_response(exc)
+
+
+@app.exception_handler(RequestValidationError)
+async def _request_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    first = exc.errors()[0]
+    field = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "path", "body"))
+    return error_response(ValidationError(f"{field}: {first.get('msg')}", field or None))
+
+
+@app.exception_handler(StarletteHTTPException)
+async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    codes = {404: "not_found", 405: "method_not_allowed"}
+    return JsonBody({"error": {"code": codes.get(exc.status_code, "http_error"),
+                               "message": str(exc.detail), "field": None}},
+                    status_code=exc.status_code)
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1000)
+@serve.ingress(app)
+class Intake:
+    def __init__(self, settings: Settings, shards: list[Any], supervisor: Any) -> None:
+        self.settings = settings
+        self.shards = shards
+        self.supervisor = supervisor
+        self.batchers = [ShardBatcher(handle) for handle in shards]
+        self.keys = KeyRing(settings.api_keys)
+        self.rejected = 0
+
+    # -- helpers --------------------------------------------------------------------------
+    def _tenant(self, request: Request) -> str:
+        return self.keys.tenant_for(request.headers.get("authorization"))
+
+    async def _json(self, request: Request) -> Any:
+        declared = request.headers.get("content-length")
+        limit = self.settings.max_body_bytes
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge(f"body larger than {limit} bytes")
+        body = await request.body()
+        if len(body) > limit:
+            raise PayloadTooLarge(f"body larger than {limit} bytes")
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise ValidationError(f"body is not valid JSON: {exc}", field="body") from None
+
+    async def _enqueue(self, notifications: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Send validated notifications to their shards (coalesced); results in input order."""
+        by_shard: dict[int, list[int]] = {}
+        for i, n in enumerate(notifications):
+            by_shard.setdefault(n["shard"], []).append(i)
+        answers = await asyncio.gather(*(
+            self.batchers[s].enqueue([notifications[i] for i in idx]) for s, idx in by_shard.items()
+        ))
+        results: list[dict[str, Any]] = [{}] * len(notifications)
+        for (_, idx), answer in zip(by_shard.items(), answers, strict=True):
+            for j, i in enumerate(idx):
+                results[i] = answer if "error" in answer else answer["results"][j]
+        return results
+
+    def _shard(self, tag: str) -> Any:
+        index = shard_of_tag(tag, len(self.shards))
+        if index is None:
+            raise NotFound(f"no notification {tag}")
+        return self.shards[index]
+
+    # -- routes ---------------------------------------------------------------------------
+    @app.get("/healthz")
+    async def healthz(self) -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/v1/notifications")
+    async def create(self, request: Request) -> Response:
+        tenant = self._tenant(request)
+        raw = await self._json(request)
+        notification = validate_notification(raw, tenant, time.time(), len(self.shards))
+        (result,) = await self._enqueue([notification])
+        if "error" in result:
+            self.rejected += 1
+            raise _from_shard_error(result)
+        details = {"tag": result["tag"], "pos": result["pos"]}
+        if result["duplicate"]:
+            return JsonBody({"details": details, "duplicate": True}, status_code=200)
+        return JsonBody({"details": details}, status_code=202)
+
+    @app.post("/v1/notifications/batch")
+    async def create_batch(self, request: Request) -> Response:
+        tenant = self._tenant(request)
+        raw = await self._json(request)
+        if not isinstance(raw, dict) or not isinstance(raw.get("notifications"), list):
+            raise ValidationError("body must be {\"notifications\": [...]}", "notifications")
+        items = raw["notifications"]
+        if not items or len(items) > self.settings.max_batch:
+            raise ValidationError(
+                f"notifications must hold 1 to {self.settings.max_batch} entries", "notifications")
+        now = time.time()
+        shards = len(self.shards)
+        out: list[dict[str, Any]] = [{}] * len(items)
+        valid: list[dict[str, Any]] = []
+        positions: list[int] = []
+        for i, item in enumerate(items):
+            try:
+                valid.append(validate_notification(item, tenant, now, shards))
+                positions.append(i)
+            except ValidationError as exc:
+                field = f"notifications.{i}.{exc.field}" if exc.field else f"notifications.{i}"
+                out[i] = {"error": {"code": exc.code, "message": exc.message, "field": field}}
+        for i, result in zip(positions, await self._enqueue(valid), strict=True):
+            if "error" in result:
+                self.rejected += 1
+                err = _from_shard_error(result)
+                out[i] = {"error": {"code": err.code, "message": err.message, "field": None}}
+            else:
+                entry: dict[str, Any] = {"details": {"tag": result["tag"], "pos": result["pos"]}}
+                if result["duplicate"]:
+                    entry["duplicate"] = True
+                out[i] = entry
+        return JsonBody({"results": out}, status_code=202)
+
+    @app.get("/v1/notifications/{tag}")
+    async def status(self, tag: str, request: Request, wait: float = 0.0) -> Response:
+        tenant = self._tenant(request)
+        if not 0 <= wait <= MAX_WAIT_SECONDS:
+            raise ValidationError(f"wait must be between 0 and {MAX_WAIT_SECONDS:.0f}", "wait")
+        answer = await self._shard(tag).get.remote(tag, tenant, wait)
+        if "error" in answer:
+            raise _from_shard_error(answer)
+        return JsonBody(answer)
+
+    @app.delete("/v1/notifications/{tag}")
+    async def cancel(self, tag: str, request: Request) -> Response:
+        tenant = self._tenant(request)
+        answer = await self._shard(tag).cancel.remote(tag, tenant)
+        if "error" in answer:
+            raise _from_shard_error(answer)
+        return JsonBody(answer)
+
+    @app.get("/v1/queue")
+    async def queue(self, request: Request) -> Response:
+        self._tenant(request)
+        stats = await asyncio.gather(*(s.stats.remote() for s in self.shards))
+        return JsonBody({"shards": [{"shard": s["shard"], "depth": s["depth"]} for s in stats]})
+
+    @app.get("/metrics")
+    async def metrics(self, request: Request) -> Response:
+        self._tenant(request)
+        stats = await asyncio.gather(*(s.stats.remote() for s in self.shards))
+        supervisor = await self.supervisor.describe.remote()
+        counters: dict[str, int] = {"rejected": self.rejected}
+        latency = Histogram()
+        gauges: list[tuple[str, dict[str, str], float]] = []
+        for s in stats:
+            for name, value in s["counters"].items():
+                counters[name] = counters.get(name, 0) + value
+            latency.merge(Histogram.from_dict(s["latency"]))
+            for channel, states in s["depth"].items():
+                for state, count in states.items():
+                    gauges.append(("queue_depth", {"shard": str(s["shard"]), "channel": channel,
+                                                   "state": state}, count))
+        for pool, count in supervisor["restarts"].items():
+            gauges.append(("actor_restarts", {"pool": pool}, count))
+        text = render_prometheus(counters, gauges, latency)
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")

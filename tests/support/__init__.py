@@ -1,0 +1,1 @@
+"""Real protocol peers and helpers the tests share."""

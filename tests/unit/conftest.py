@@ -1,0 +1,78 @@
+"""Helpers for the core's unit tests: valid notifications, shards, and every storage backend."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from herald.models import validate_notification
+from herald.queue import QueueShard
+from herald.retry import RetryPolicy
+from herald.storage import MemoryStorage, SQLiteStorage, Storage
+
+T0 = 1_000_000.0
+TENANT = "acme"
+
+#: The fields each channel needs besides ``details.content`` (a valid recipient).
+_CHANNEL_DETAILS: dict[str, dict[str, Any]] = {
+    "BROWSER": {},
+    "EMAIL": {"to": "bob@example.com", "subject": "Hello"},
+    "SMS": {"to": "+14155550100"},
+    "FAX": {"to": "+14155550199"},
+}
+
+
+def make_notification(
+    channel: str = "BROWSER",
+    *,
+    tenant: str = TENANT,
+    now: float = T0,
+    uid: int | str = 76143021,
+    btag: str | None = None,
+    asap: str | None = None,
+    priority: int | None = None,
+    ttl: int | None = None,
+    **details: Any,
+) -> dict[str, Any]:
+    """A notification as intake hands it to the queue: a valid payload through validation."""
+    user: dict[str, Any] = {"uid": uid, "name": {"first": "Bob", "last": "Smith"}}
+    if btag is not None:
+        user["mq-uuid-btag"] = btag
+    requester: dict[str, Any] = {"type": "WEB_APP_BACKEND", "service": "CM_DA_MESSAGE_SERVICE"}
+    if asap is not None:
+        requester["asap"] = asap
+    if priority is not None:
+        requester["priority"] = priority
+    body: dict[str, Any] = {"title": "New Message", "content": "Hi {user.name.first}"}
+    body.update(_CHANNEL_DETAILS[channel])
+    if ttl is not None:
+        body["ttl"] = ttl
+    body.update(details)
+    raw = {"type": f"CM_{channel}", "user": user, "requester": requester, "details": body}
+    return validate_notification(raw, tenant=tenant, now=now)
+
+
+def make_shard(
+    storage: Storage,
+    now: float = T0,
+    policies: Mapping[str, RetryPolicy] | None = None,
+    seed: int = 0,
+) -> QueueShard:
+    """A shard with a seeded jitter source, so retry delays are reproducible."""
+    return QueueShard(storage, policies or {}, now=now, rng=random.Random(seed))
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
+    """Every storage backend in turn: one test runs against each (dramatiq's broker fixture)."""
+    backend: Storage
+    if request.param == "memory":
+        backend = MemoryStorage()
+    else:
+        backend = SQLiteStorage(tmp_path / "shard.db", synchronous="OFF")
+    yield backend
+    backend.close()

@@ -1,0 +1,262 @@
+"""HttpFaxProvider against the capture fax API over real loopback HTTP, and signed receipts."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import orjson
+import pytest
+from aiohttp import web
+
+from actors.providers.http_fax import SIGNATURE_HEADER, HttpFaxProvider, receipt_from_webhook
+from capture import outbox
+from capture.fax_api import CaptureFaxApi
+from herald.errors import AuthError
+from herald.fax_document import count_pages
+from herald.outcome import Outcome
+from herald.render import Message
+from tests.support.net import free_port
+
+API_KEY = "KEY-test-secret"
+SECRET = "whsec-test"
+TO = "+15551234567"
+
+Webhook = tuple[str, bytes, str | None]  # tag, raw body, signature
+
+
+def _message(tag: str = "tag-1", **changes: object) -> Message:
+    message = Message(
+        tag=tag, tenant="acme", type="NOTICE_FAX", channel="fax", uid="7", attempt=1, to=TO,
+        sender=None, subject=None, title="Invoice 42", text="Your invoice is ready.", html=None,
+        media_url=None, bill_to=None, expires_at=time.time() + 60,
+    )
+    return replace(message, **changes)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def webhooks() -> AsyncIterator[tuple[str, asyncio.Queue[Webhook]]]:
+    """A receiver for fax webhooks: its URL and the queue of what it got."""
+    received: asyncio.Queue[Webhook] = asyncio.Queue()
+
+    async def receive(request: web.Request) -> web.Response:
+        body = await request.read()
+        received.put_nowait((request.query["tag"], body, request.headers.get(SIGNATURE_HEADER)))
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/hooks/fax", receive)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    yield f"http://127.0.0.1:{port}/hooks/fax", received
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def fax_api(tmp_path: Path) -> AsyncIterator[CaptureFaxApi]:
+    api = CaptureFaxApi(API_KEY, tmp_path, SECRET)
+    await api.start()
+    yield api
+    await api.stop()
+
+
+def _provider(
+    base_url: str, webhook_url: str | None = None, api_key: str = API_KEY
+) -> HttpFaxProvider:
+    return HttpFaxProvider(
+        api_key, connection_id="conn-1", default_from="+15550001111", base_url=base_url,
+        webhook_url=webhook_url, timeout=2.0,
+    )
+
+
+@pytest.fixture
+async def provider(
+    fax_api: CaptureFaxApi, webhooks: tuple[str, asyncio.Queue[Webhook]]
+) -> AsyncIterator[HttpFaxProvider]:
+    fax = _provider(fax_api.base_url, webhooks[0])
+    await fax.start()
+    yield fax
+    await fax.close()
+
+
+async def _receipt(received: asyncio.Queue[Webhook]) -> Outcome:
+    """Wait for the first webhook that is a receipt (skipping ``fax.queued`` and the like)."""
+    while True:
+        tag, body, signature = await asyncio.wait_for(received.get(), timeout=5)
+        receipt = receipt_from_webhook(tag, body, signature, SECRET)
+        if receipt is not None:
+            return receipt
+
+
+async def test_text_fax_arrives_as_a_one_page_pdf(
+    provider: HttpFaxProvider, fax_api: CaptureFaxApi, tmp_path: Path
+) -> None:
+    (outcome,) = await provider.deliver([_message()])
+    assert outcome.kind == "sent" and outcome.provider == "telnyx"
+    assert outcome.info == {"pages": 1}
+    (fax,) = fax_api.faxes
+    assert outcome.provider_id == fax["id"]
+    assert (fax["to"], fax["from"], fax["connection_id"]) == (TO, "+15550001111", "conn-1")
+    assert fax["pdf"].startswith(b"%PDF-") and count_pages(fax["pdf"]) == 1
+    (entry,) = outbox.read(tmp_path, "fax")
+    assert entry["id"] == fax["id"] and entry["pages"] == 1
+    stored = await asyncio.to_thread(Path(entry["pdf"]).read_bytes)
+    assert stored == fax["pdf"] and entry["bytes"] == len(fax["pdf"])
+
+
+async def test_media_url_fax_passes_the_url_through(
+    provider: HttpFaxProvider, fax_api: CaptureFaxApi
+) -> None:
+    url = "https://files.example.com/contract.pdf"
+    (outcome,) = await provider.deliver([_message(media_url=url, sender="+15559998888")])
+    assert outcome.kind == "sent"
+    (fax,) = fax_api.faxes
+    assert fax["media_url"] == url and fax["pdf"] is None and fax["from"] == "+15559998888"
+
+
+async def test_delivered_webhook_carries_the_tag_and_a_valid_signature(
+    provider: HttpFaxProvider, webhooks: tuple[str, asyncio.Queue[Webhook]]
+) -> None:
+    (sent,) = await provider.deliver([_message(tag="tag-delivered")])
+    receipt = await _receipt(webhooks[1])
+    assert receipt == Outcome(
+        "tag-delivered", "delivered", "telnyx", provider_id=sent.provider_id, info={"pages": 1}
+    )
+
+
+async def test_webhook_signature_is_hex_hmac_sha256_of_the_raw_body(
+    provider: HttpFaxProvider, webhooks: tuple[str, asyncio.Queue[Webhook]]
+) -> None:
+    await provider.deliver([_message()])
+    tag, body, signature = await asyncio.wait_for(webhooks[1].get(), timeout=5)
+    assert signature == hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    assert orjson.loads(body)["data"]["event_type"] == "fax.queued"
+    assert receipt_from_webhook(tag, body, signature, SECRET) is None
+
+
+@pytest.mark.parametrize("signature", [None, "", "0" * 64, "not-hex"])
+def test_bad_or_missing_signature_is_an_auth_error(signature: str | None) -> None:
+    body = b'{"data": {"event_type": "fax.delivered", "payload": {"fax_id": "f1"}}}'
+    with pytest.raises(AuthError):
+        receipt_from_webhook("tag-1", body, signature, SECRET)
+
+
+def test_signature_by_another_secret_or_of_another_body_is_rejected() -> None:
+    body = b'{"data": {"event_type": "fax.delivered", "payload": {"fax_id": "f1"}}}'
+    signature = hmac.new(b"other", body, hashlib.sha256).hexdigest()
+    with pytest.raises(AuthError):
+        receipt_from_webhook("tag-1", body, signature, SECRET)
+    good = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    with pytest.raises(AuthError):
+        receipt_from_webhook("tag-1", body + b" ", good, SECRET)
+
+
+async def test_503_is_retried(provider: HttpFaxProvider, fax_api: CaptureFaxApi) -> None:
+    fax_api.fail_next(1, status=503)
+    (first,) = await provider.deliver([_message()])
+    assert first.kind == "retry" and first.code == "10007" and first.retry_after is None
+    (second,) = await provider.deliver([_message()])
+    assert second.kind == "sent" and len(fax_api.faxes) == 1
+
+
+async def test_429_is_retried_after_retry_after(
+    provider: HttpFaxProvider, fax_api: CaptureFaxApi
+) -> None:
+    fax_api.fail_next(1, status=429, retry_after=7)
+    (outcome,) = await provider.deliver([_message()])
+    assert (outcome.kind, outcome.code, outcome.retry_after) == ("retry", "10011", 7.0)
+
+
+async def test_invalid_number_fails_for_good(
+    provider: HttpFaxProvider, fax_api: CaptureFaxApi
+) -> None:
+    (outcome,) = await provider.deliver([_message(to="555-1234")])
+    assert outcome.kind == "failed" and outcome.code == "10016"
+    assert "555-1234" not in (outcome.error or "")
+    assert fax_api.faxes == []
+
+
+async def test_rejected_number_is_sent_then_failed_by_receipt(
+    provider: HttpFaxProvider,
+    fax_api: CaptureFaxApi,
+    webhooks: tuple[str, asyncio.Queue[Webhook]],
+) -> None:
+    fax_api.reject_numbers({TO})
+    (sent,) = await provider.deliver([_message(tag="tag-busy")])
+    assert sent.kind == "sent"
+    receipt = await _receipt(webhooks[1])
+    assert (receipt.tag, receipt.kind, receipt.code) == ("tag-busy", "failed", "user_busy")
+    assert receipt.provider_id == sent.provider_id
+
+
+async def test_wrong_api_key_fails_for_good(fax_api: CaptureFaxApi) -> None:
+    fax = _provider(fax_api.base_url, api_key="KEY-wrong")
+    await fax.start()
+    try:
+        (outcome,) = await fax.deliver([_message()])
+    finally:
+        await fax.close()
+    assert outcome.kind == "failed" and outcome.code == "10009"
+    assert "KEY-wrong" not in repr(fax)
+
+
+async def test_closed_port_is_retried() -> None:
+    fax = _provider(f"http://127.0.0.1:{free_port()}")  # nobody listens there
+    await fax.start()
+    try:
+        (outcome,) = await fax.deliver([_message()])
+    finally:
+        await fax.close()
+    assert outcome.kind == "retry" and outcome.code == "network"
+
+
+async def test_batch_is_delivered_concurrently_over_one_session(
+    provider: HttpFaxProvider, fax_api: CaptureFaxApi
+) -> None:
+    outcomes = await provider.deliver([_message(tag=f"tag-{i}") for i in range(5)])
+    assert [o.kind for o in outcomes] == ["sent"] * 5
+    assert len({o.provider_id for o in outcomes}) == 5 == len(fax_api.faxes)
+
+
+async def test_timeout_is_retried() -> None:
+    release = asyncio.Event()
+
+    async def stall(request: web.Request) -> web.Response:
+        await release.wait()
+        return web.Response(status=202)
+
+    app = web.Application()
+    app.router.add_post("/v2/faxes", stall)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    fax = HttpFaxProvider(
+        API_KEY, connection_id="conn-1", default_from="+15550001111",
+        base_url=f"http://127.0.0.1:{runner.addresses[0][1]}", timeout=0.2,
+    )
+    await fax.start()
+    try:
+        (outcome,) = await fax.deliver([_message()])
+    finally:
+        release.set()
+        await fax.close()
+        await runner.cleanup()
+    assert (outcome.kind, outcome.code) == ("retry", "network")
+
+
+async def test_message_without_number_or_content_fails_for_good(
+    provider: HttpFaxProvider, fax_api: CaptureFaxApi
+) -> None:
+    no_number, no_content = await provider.deliver(
+        [_message(to=None), _message(title=None, text="")]
+    )
+    assert (no_number.kind, no_number.code) == ("failed", "no_recipient")
+    assert (no_content.kind, no_content.code) == ("failed", "no_content")
+    assert fax_api.faxes == []
