@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
-__all__ = ["count_pages", "render_pdf", "sanitize"]
+__all__ = ["ELLIPSIS", "count_pages", "render_pdf", "sanitize"]
 
 ELLIPSIS = "…"
 _ENCODING = "cp1252"  # what fpdf2's core fonts are declared with (/WinAnsiEncoding)

@@ -45,6 +45,7 @@ from herald.errors import (
 from herald.fax_document import render_pdf
 from herald.outcome import Outcome
 from herald.render import Message
+from herald.sms import mask_number
 
 __all__ = [
     "SIGNATURE_HEADER",
@@ -114,7 +115,7 @@ class HttpFaxProvider(Provider):
             ) from error
         log.debug(
             "fax queued",
-            extra={"tag": message.tag, "provider": self.name, "to": _masked(message.to or ""),
+            extra={"tag": message.tag, "provider": self.name, "to": mask_number(message.to),
                    "provider_id": outcome.provider_id},
         )
         return outcome
@@ -196,11 +197,6 @@ def _retry_after(value: str | None) -> float | None:
         return max(parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
     except (TypeError, ValueError):
         return None
-
-
-def _masked(number: str) -> str:
-    """Enough of a number to tell faxes apart in logs, never the whole number."""
-    return f"{number[:2]}…{number[-2:]}" if len(number) > 4 else "…"
 
 
 def sign_webhook(body: bytes, secret: str) -> str:

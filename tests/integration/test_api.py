@@ -1,0 +1,161 @@
+"""The HTTP API against a running Herald on the session's Ray, delivering to a real SMTP sink."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.conftest import Service
+from tests.support.payloads import DESIGN_PAYLOAD, email_payload
+
+pytestmark = pytest.mark.ray
+
+
+def test_healthz_needs_no_key(service: Service) -> None:
+    with service.client() as client:
+        assert client.get("/healthz", headers={"Authorization": ""}).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/v1/queue", "/metrics", "/v1/notifications/x"])
+def test_every_other_endpoint_needs_a_key(service: Service, path: str) -> None:
+    with service.client() as client:
+        response = client.get(path, headers={"Authorization": "Bearer wrong"})
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "unauthorized"
+        assert client.get(path, headers={"Authorization": ""}).status_code == 401
+
+
+def test_email_is_delivered_and_status_reaches_sent(service: Service) -> None:
+    with service.client() as client:
+        response = client.post("/v1/notifications", json=email_payload(subject="Hi {user.name.first}"))
+        assert response.status_code == 202, response.text
+        details = response.json()["details"]
+        assert isinstance(details["pos"], int) and details["pos"] >= 1
+        status = client.get(f"/v1/notifications/{details['tag']}", params={"wait": 20}).json()
+    assert status["status"] == "sent"
+    assert status["history"][0]["provider"] == "smtp"
+    mail = service.sink.wait_for_tag(details["tag"])
+    assert mail["Subject"] == "Hi Bob"
+    assert mail["To"] == "bob@example.com"
+    assert mail["Message-ID"] == status["provider_id"]
+    assert mail.get_body(("plain",)).get_content().strip() == "Hello Bob, your..."
+
+
+def test_repost_of_same_btag_returns_first_tag_and_sends_once(service: Service) -> None:
+    payload = email_payload(btag="idem-" + str(time.time()))
+    with service.client() as client:
+        first = client.post("/v1/notifications", json=payload)
+        second = client.post("/v1/notifications", json=payload)
+        other_tenant = service.client("tenant-b").post("/v1/notifications", json=payload)
+        assert first.status_code == 202 and second.status_code == 200
+        tag = first.json()["details"]["tag"]
+        assert second.json()["details"]["tag"] == tag
+        assert other_tenant.status_code == 202
+        assert other_tenant.json()["details"]["tag"] != tag
+        client.get(f"/v1/notifications/{tag}", params={"wait": 20})
+    service.sink.wait_for_tag(tag)
+    time.sleep(0.5)
+    assert service.sink.handler.by_tag[tag] == 1
+
+
+def test_tenants_never_see_each_other(service: Service) -> None:
+    with service.client("tenant-a") as a, service.client("tenant-b") as b:
+        tag = a.post("/v1/notifications", json=email_payload()).json()["details"]["tag"]
+        assert b.get(f"/v1/notifications/{tag}").status_code == 404
+        assert b.delete(f"/v1/notifications/{tag}").status_code == 404
+        assert a.get(f"/v1/notifications/{tag}").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda p: p.update(type="CM_PIGEON"), "type"),
+        (lambda p: p.pop("user"), "user"),
+        (lambda p: p["details"].update(subject="Hi\r\nBcc: evil@example.com"), "details.subject"),
+        (lambda p: p["user"].update(email="bob@example.com\r\nBcc: x@y.z"), "user.email"),
+        (lambda p: p["details"].update(content="{nope}"), "details.content"),
+        (lambda p: p["details"].update(content="{message|explode}"), "details.content"),
+        (lambda p: p["requester"].update(priority=12), "requester.priority"),
+    ],
+)
+def test_bad_input_is_a_422_naming_the_field(service: Service, mutate, field: str) -> None:
+    payload = email_payload()
+    mutate(payload)
+    with service.client() as client:
+        response = client.post("/v1/notifications", json=payload)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["field"] == field
+
+
+def test_not_json_and_oversized_bodies(service: Service) -> None:
+    with service.client() as client:
+        bad = client.post("/v1/notifications", content=b"{not json")
+        assert bad.status_code == 422 and bad.json()["error"]["field"] == "body"
+        huge = client.post("/v1/notifications", content=b"x" * 2_000_000)
+        assert huge.status_code == 413
+        assert client.get("/v1/notifications/not-a-tag").status_code == 404
+        assert client.get("/v1/notifications/x", params={"wait": "soon"}).status_code == 422
+
+
+def test_batch_queues_valid_entries_and_reports_invalid_ones(service: Service) -> None:
+    broken = email_payload()
+    broken["details"]["content"] = "{missing}"
+    notifications = [email_payload(), broken, dict(DESIGN_PAYLOAD, type="CM_EMAIL"), email_payload()]
+    with service.client() as client:
+        response = client.post("/v1/notifications/batch", json={"notifications": notifications})
+        assert response.status_code == 202
+        results = response.json()["results"]
+        assert len(results) == 4
+        assert "details" in results[0] and "details" in results[3]
+        assert results[1]["error"]["field"] == "notifications.1.details.content"
+        assert results[2]["error"]["field"].startswith("notifications.2.")
+        for entry in (results[0], results[3]):
+            status = client.get(f"/v1/notifications/{entry['details']['tag']}",
+                                params={"wait": 20}).json()
+            assert status["status"] == "sent"
+        too_many = client.post("/v1/notifications/batch",
+                               json={"notifications": [email_payload()] * 1001})
+        assert too_many.status_code == 422
+
+
+def test_transient_smtp_errors_are_retried_then_cancellable(service: Service) -> None:
+    service.sink.handler.refuse["busy@example.com"] = "451 4.3.0 try again later"
+    with service.client() as client:
+        tag = client.post("/v1/notifications", json=email_payload(to="busy@example.com")).json()[
+            "details"]["tag"]
+        deadline = time.monotonic() + 30
+        cancelled = None
+        while time.monotonic() < deadline and cancelled is None:
+            status = client.get(f"/v1/notifications/{tag}").json()
+            if status["status"] == "retrying":
+                response = client.delete(f"/v1/notifications/{tag}")
+                if response.status_code == 200:
+                    cancelled = response.json()
+                else:
+                    assert response.status_code == 409
+            time.sleep(0.05)
+        assert cancelled is not None and cancelled["status"] == "cancelled"
+        history = cancelled["history"]
+        assert history and all(h["outcome"] == "retry" and h["code"] == "451" for h in history)
+        assert client.delete(f"/v1/notifications/{tag}").status_code == 409
+
+
+def test_permanent_smtp_error_fails_without_retry(service: Service) -> None:
+    service.sink.handler.refuse["nobody@example.com"] = "550 5.1.1 no such user"
+    with service.client() as client:
+        tag = client.post("/v1/notifications", json=email_payload(to="nobody@example.com")).json()[
+            "details"]["tag"]
+        status = client.get(f"/v1/notifications/{tag}", params={"wait": 20}).json()
+    assert status["status"] == "failed"
+    assert status["attempts"] == 1 and status["history"][0]["code"] == "550"
+
+
+def test_queue_and_metrics(service: Service) -> None:
+    with service.client() as client:
+        queue = client.get("/v1/queue").json()
+        assert len(queue["shards"]) == 4
+        text = client.get("/metrics").text
+    for name in ("herald_accepted_total", "herald_sent_total", "herald_failed_total",
+                 "herald_retried_total", "herald_delivery_latency_seconds_bucket"):
+        assert name in text
