@@ -96,7 +96,7 @@ class ChannelActor:
             except RayActorError:
                 items = []
                 await asyncio.sleep(0.5)
-            except Exception:  # noqa: BLE001 - a pull loop must survive anything
+            except Exception:
                 log.exception("lease failed")
                 items = []
                 await asyncio.sleep(0.5)
@@ -117,7 +117,7 @@ class ChannelActor:
                 outcome = await self._chain.send(render_message(item))
         except TemplateError as exc:
             outcome = Outcome(item["tag"], "failed", "herald", error=exc.message)
-        except Exception as exc:  # noqa: BLE001 - never lose an outcome
+        except Exception as exc:
             log.exception("delivery crashed for %s", item["tag"])
             outcome = Outcome(item["tag"], "retry", "herald", error=f"{type(exc).__name__}: {exc}")
         self.counters[outcome.kind] += 1
@@ -136,7 +136,7 @@ class ChannelActor:
                 try:
                     await link.handle.ack.remote(batch)
                     batch = []
-                except Exception:  # noqa: BLE001 - keep the outcomes until the shard takes them
+                except Exception:
                     log.exception("ack failed; retrying")
                     await asyncio.sleep(0.5)
 

@@ -69,7 +69,7 @@ class Supervisor:
             ray.kill(handle, no_restart=False)
             self.restarts[pool] = self.restarts.get(pool, 0) + 1
             return
-        except Exception:  # noqa: BLE001 - a dead actor is being restarted by Ray
+        except Exception:
             return
         pid = answer if isinstance(answer, int) else answer["pid"]
         previous = self._pids.get(name)
@@ -86,7 +86,7 @@ class Supervisor:
             await asyncio.sleep(HEALTH_INTERVAL)
             try:
                 await self._check_all(HEALTH_TIMEOUT)
-            except Exception:  # noqa: BLE001 - the supervisor must outlive anything it watches
+            except Exception:
                 log.exception("health check failed")
 
     async def describe(self) -> dict[str, Any]:

@@ -17,8 +17,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from herald.channels import Channel
 from herald.retry import RetryPolicy
 
-DEFAULT_POOLS = {"email": 2, "sms": 1, "browser": 1, "fax": 1}
-DEFAULT_MAX_ATTEMPTS = {"email": 6, "sms": 6, "browser": 3, "fax": 4}
+DEFAULT_POOLS = {"email": 2, "sms": 1, "browser": 1, "fax": 1, "webhook": 1}
+DEFAULT_MAX_ATTEMPTS = {"email": 6, "sms": 6, "browser": 3, "fax": 4, "webhook": 8}
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +73,33 @@ class Settings:
     smtp_from: str = "herald@localhost"
     smtp_pool_size: int = 8
     smtp_timeout: float = 30.0
+    #: Where providers post receipts (Twilio StatusCallback, fax webhook): Herald's public URL.
+    public_url: str | None = None
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = field(default=None, repr=False)
+    twilio_base_url: str = "https://api.twilio.com"
+    twilio_from: str | None = None
+    #: A second Twilio-compatible account to fail over to (same credentials unless given).
+    twilio_backup_base_url: str | None = None
+    twilio_backup_account_sid: str | None = None
+    twilio_backup_auth_token: str | None = field(default=None, repr=False)
+    fax_api_key: str | None = field(default=None, repr=False)
+    fax_base_url: str = "https://api.telnyx.com"
+    fax_connection_id: str | None = None
+    fax_from: str | None = None
+    fax_webhook_secret: str | None = field(default=None, repr=False)
+    browser_port: int = 8001
+    browser_secret: str | None = field(default=None, repr=False)
+    browser_token_ttl: float = 900.0
+    browser_ack_timeout: float = 10.0
+    #: Messages per second per provider name (``twilio=50,smtp=500``); absent = unlimited.
+    rate_limits: Mapping[str, float] = field(default_factory=dict)
+    #: Per recipient per channel: ``sms=5/60`` = at most 5 SMS per number per 60 s.
+    recipient_limits: Mapping[str, str] = field(default_factory=dict)
+    #: Tenant → secret for signing requester callbacks (default: the tenant's first API key).
+    webhook_secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+    breaker_threshold: int = 5
+    breaker_cooldown: float = 30.0
 
     def retry_policy(self, channel: Channel) -> RetryPolicy:
         return RetryPolicy(
@@ -80,6 +107,14 @@ class Settings:
             cap_seconds=self.retry_cap_seconds,
             max_attempts=self.max_attempts.get(channel.key, 5),
         )
+
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+    def webhook_secret(self, tenant: str) -> str:
+        if tenant in self.webhook_secrets:
+            return self.webhook_secrets[tenant]
+        return next((key for key, owner in self.api_keys.items() if owner == tenant), "")
 
     def smtp_target(self) -> SmtpTarget | None:
         return SmtpTarget.from_url(self.smtp_url) if self.smtp_url else None
@@ -102,23 +137,36 @@ def parse_api_keys(text: str) -> dict[str, str]:
     return keys
 
 
-def _parse_mapping(text: str) -> dict[str, int]:
+def _parse_mapping(text: str, cast: Any = int) -> dict[str, Any]:
     """``"email=4,sms=2"`` → {"email": 4, "sms": 2}."""
-    out: dict[str, int] = {}
+    out: dict[str, Any] = {}
     for item in text.split(","):
         if item.strip():
             name, _, value = item.partition("=")
-            out[name.strip().lower()] = int(value)
+            out[name.strip().lower()] = cast(value.strip())
+    return out
+
+
+def _parse_pairs(text: str) -> dict[str, str]:
+    """``"tenant1:secret1,tenant2:secret2"`` → {"tenant1": "secret1", …}."""
+    out: dict[str, str] = {}
+    for item in text.split(","):
+        if item.strip():
+            name, _, value = item.partition(":")
+            out[name.strip()] = value.strip()
     return out
 
 
 def _coerce(name: str, current: Any, raw: Any) -> Any:
     if name == "api_keys":
         return parse_api_keys(raw) if isinstance(raw, str) else {v: k for k, v in raw.items()}
-    if name in ("pools", "max_attempts"):
+    if name in ("pools", "max_attempts", "rate_limits", "recipient_limits"):
+        cast = {"pools": int, "max_attempts": int, "rate_limits": float}.get(name, str)
         merged = dict(current)
-        merged.update(_parse_mapping(raw) if isinstance(raw, str) else raw)
+        merged.update(_parse_mapping(raw, cast) if isinstance(raw, str) else raw)
         return merged
+    if name == "webhook_secrets":
+        return _parse_pairs(raw) if isinstance(raw, str) else dict(raw)
     if name == "data_dir":
         return Path(raw)
     if isinstance(current, bool):
@@ -127,6 +175,8 @@ def _coerce(name: str, current: Any, raw: Any) -> Any:
         return int(raw)
     if isinstance(current, float):
         return float(raw)
+    if raw is not None and not isinstance(raw, str):
+        raise ValueError(f"{name} must be a string")
     return str(raw) if raw is not None else None
 
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from herald.errors import PermanentProviderError, TransientProviderError
 
-OutcomeKind = Literal["sent", "delivered", "retry", "failed"]
+OutcomeKind = Literal["sent", "delivered", "retry", "failed", "park", "defer"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,7 +15,9 @@ class Outcome:
     """What a provider made of one message.
 
     ``sent``: the provider took it; ``delivered``: the recipient has it (browser ack, receipt);
-    ``retry``: transient, try again (after ``retry_after`` s if given); ``failed``: permanent.
+    ``retry``: transient, try again (after ``retry_after`` s if given); ``failed``: permanent;
+    ``park``: the recipient is not reachable now (a browser offline): wait, not an attempt;
+    ``defer``: a rate limit says wait ``retry_after`` s: not an attempt either.
     """
 
     tag: str

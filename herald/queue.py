@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import heapq
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from herald.errors import Conflict, NotFound
@@ -37,6 +37,9 @@ from herald.retry import RetryPolicy
 from herald.storage import Storage
 
 _OUTCOME_STATUS = {"sent": SENT, "delivered": DELIVERED, "failed": FAILED}
+#: The internal lane of requester callbacks: durable and retried like any notification.
+WEBHOOK = "WEBHOOK"
+CALLBACK_TTL_SECONDS = 3 * 86400
 
 
 class QueueShard:
@@ -46,8 +49,10 @@ class QueueShard:
         retry_policies: Mapping[str, RetryPolicy],
         now: float,
         rng: random.Random | None = None,
+        lane_of: Callable[[Record], str] | None = None,
     ) -> None:
         self._storage = storage
+        self._lane_of = lane_of or (lambda record: record.channel)
         self._policies = retry_policies
         self._rng = rng or random.Random()
         self._live: dict[str, Record] = {}
@@ -56,6 +61,8 @@ class QueueShard:
         self._in_ready: set[str] = set()
         self._delayed: list[tuple[float, int, str]] = []
         self._leases: list[tuple[float, str]] = []
+        self._parked: dict[tuple[str, str], set[str]] = {}
+        self._parked_expiry: list[tuple[float, str]] = []
         self._idempotency: dict[tuple[str, str], str] = {}
         self._pending_receipts: dict[str, Outcome] = {}
         self._inserts: list[Record] = []
@@ -76,7 +83,7 @@ class QueueShard:
                 self._idempotency[(record.tenant, record.idempotency_key)] = record.tag
             if record.status == SENDING:
                 heapq.heappush(self._leases, (record.lease_until, record.tag))
-            elif record.status == RETRYING and record.not_before > now:
+            elif record.status in WAITING and record.not_before > now:
                 heapq.heappush(self._delayed, (record.not_before, record.seq, record.tag))
             else:
                 self._push_ready(record)
@@ -99,7 +106,7 @@ class QueueShard:
                 continue
             self._seq += 1
             record = Record.new(notification, self._seq)
-            pos = self._ahead(record.channel, record.priority) + 1
+            pos = self._ahead(self._lane_of(record), record.priority) + 1
             self._live[tag] = record
             if key:
                 self._idempotency[(record.tenant, key)] = tag
@@ -123,7 +130,7 @@ class QueueShard:
     ) -> list[dict[str, Any]]:
         """Hand out up to ``limit`` notifications of ``channel``, best first, for a while."""
         self._promote(now)
-        heap = self._ready.get(channel)
+        heap = self._ready.get(channel)  # ``channel`` is a lane: the channel, or a sub-lane
         leased: list[dict[str, Any]] = []
         while heap and len(leased) < limit:
             _, _, tag = heapq.heappop(heap)
@@ -156,6 +163,13 @@ class QueueShard:
                     self.counters["stale_acks"] += 1
                 continue
             waiting = record.status in WAITING
+            if outcome.kind in ("park", "defer"):
+                if not waiting:
+                    if outcome.kind == "park":
+                        self._park(record, now)
+                    else:
+                        self._defer(record, outcome.retry_after or 1.0, now)
+                continue
             record.attempts += 1
             entry = {"attempt": record.attempts, "at": now, "provider": outcome.provider,
                      "outcome": outcome.kind, "error": outcome.error, "code": outcome.code}
@@ -179,6 +193,32 @@ class QueueShard:
             if pending is not None and outcome.kind == "sent":
                 self._receipt(pending, now)
         return finished
+
+    def _park(self, record: Record, now: float) -> None:
+        """The recipient is away: wait (status queued) until ``unpark`` or expiry."""
+        record.status = QUEUED
+        record.lease_until = 0.0
+        record.updated_at = now
+        self._parked.setdefault((record.tenant, record.uid), set()).add(record.tag)
+        heapq.heappush(self._parked_expiry, (record.expires_at, record.tag))
+        self._dirty(record)
+
+    def _defer(self, record: Record, seconds: float, now: float) -> None:
+        """Held back by a rate limit: back in line after ``seconds``, no attempt used."""
+        record.status = QUEUED
+        record.lease_until = 0.0
+        record.not_before = now + seconds
+        record.updated_at = now
+        heapq.heappush(self._delayed, (record.not_before, record.seq, record.tag))
+        self._dirty(record)
+
+    def unpark(self, tenant: str, uid: str, now: float) -> int:
+        """The recipient is reachable again: its parked notifications become ready, in order."""
+        tags = self._parked.pop((tenant, uid), set())
+        records = sorted((self._live[t] for t in tags if t in self._live), key=lambda r: r.seq)
+        for record in records:
+            self._push_ready(record)
+        return len(records)
 
     def _retry_or_die(
         self, record: Record, outcome: Outcome, now: float, finished: list[str]
@@ -214,6 +254,7 @@ class QueueShard:
                                "code": outcome.code, "receipt": True})
         self.counters[record.status] += 1
         self._updates[record.tag] = record
+        self._queue_callback(record, now)
         return True
 
     def _finish(self, record: Record, status: str, now: float, entry: dict[str, Any] | None) -> None:
@@ -228,6 +269,27 @@ class QueueShard:
         del self._live[record.tag]
         # The idempotency entry stays until flush() has made the record findable in storage.
         self._dirty(record)
+        self._queue_callback(record, now)
+
+    def _queue_callback(self, record: Record, now: float) -> None:
+        """Queue the requester's signed webhook for this final state (in the same flush)."""
+        url = (record.payload.get("requester") or {}).get("callback_url")
+        if not url or record.channel == WEBHOOK:
+            return
+        tag = f"{record.tag}.{record.status}"
+        if tag in self._live:
+            return
+        self._seq += 1
+        hook = Record(
+            tag=tag, tenant=record.tenant, type="HERALD_CALLBACK", channel=WEBHOOK,
+            priority=record.priority, seq=self._seq, uid=record.uid, recipient=url,
+            idempotency_key=None, created_at=now, expires_at=now + CALLBACK_TTL_SECONDS,
+            payload={"url": url, "body": {"event": "notification.status", **record.public()}},
+            updated_at=now,
+        )
+        self._live[tag] = hook
+        self._push_ready(hook)
+        self._inserts.append(hook)
 
     # -- time -----------------------------------------------------------------------------
     def _promote(self, now: float) -> None:
@@ -235,8 +297,18 @@ class QueueShard:
         while self._delayed and self._delayed[0][0] <= now:
             _, _, tag = heapq.heappop(self._delayed)
             record = self._live.get(tag)
-            if record is not None and record.status == RETRYING:
+            if (record is not None and record.status in WAITING and tag not in self._in_ready
+                    and record.not_before <= now):
                 self._push_ready(record)
+        while self._parked_expiry and self._parked_expiry[0][0] <= now:
+            _, tag = heapq.heappop(self._parked_expiry)
+            record = self._live.get(tag)
+            parked = record and self._parked.get((record.tenant, record.uid))
+            if record is not None and parked and tag in parked:
+                parked.discard(tag)
+                self._finish(record, FAILED, now, {"at": now, "outcome": "failed",
+                                                   "error": "expired", "provider": None})
+                self.counters["expired"] += 1
         while self._leases and self._leases[0][0] <= now:
             lease_until, tag = heapq.heappop(self._leases)
             record = self._live.get(tag)
@@ -249,7 +321,7 @@ class QueueShard:
 
     def next_wakeup(self) -> float | None:
         """When the next retry or lease expiry falls due (for the shell's timer)."""
-        times = [h[0][0] for h in (self._delayed, self._leases) if h]
+        times = [h[0][0] for h in (self._delayed, self._leases, self._parked_expiry) if h]
         return min(times) if times else None
 
     # -- reads and control ----------------------------------------------------------------
@@ -271,7 +343,7 @@ class QueueShard:
         record = self._live.get(tag)
         if record is None or record.status not in WAITING:
             return 0
-        return self._ahead(record.channel, record.priority)
+        return self._ahead(self._lane_of(record), record.priority)
 
     def depth(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
@@ -307,10 +379,9 @@ class QueueShard:
         self._updates[record.tag] = record
 
     def _push_ready(self, record: Record) -> None:
-        heapq.heappush(
-            self._ready.setdefault(record.channel, []), (-record.priority, record.seq, record.tag)
-        )
-        counts = self._ready_counts.setdefault(record.channel, [0] * (MAX_PRIORITY + 1))
+        lane = self._lane_of(record)
+        heapq.heappush(self._ready.setdefault(lane, []), (-record.priority, record.seq, record.tag))
+        counts = self._ready_counts.setdefault(lane, [0] * (MAX_PRIORITY + 1))
         counts[record.priority] += 1
         self._in_ready.add(record.tag)
 
@@ -318,7 +389,7 @@ class QueueShard:
         """A record leaves its ready heap (leased, cancelled, acked late); the entry goes stale."""
         if record.tag in self._in_ready:
             self._in_ready.discard(record.tag)
-            self._ready_counts[record.channel][record.priority] -= 1
+            self._ready_counts[self._lane_of(record)][record.priority] -= 1
 
     def _ahead(self, channel: str, priority: int) -> int:
         counts = self._ready_counts.get(channel)

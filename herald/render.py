@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from herald.models import template_context
 from herald.templates import compile_template
 
@@ -38,6 +40,14 @@ def _render(source: str | None, context: dict[str, Any]) -> str | None:
 def render_message(delivery: dict[str, Any]) -> Message:
     """From a lease entry (``Record.delivery()``) to a ``Message``."""
     payload = delivery["payload"]
+    if delivery["channel"] == "WEBHOOK":  # a requester callback: the body is JSON, not a template
+        return Message(
+            tag=delivery["tag"], tenant=delivery["tenant"], type=delivery["type"],
+            channel="WEBHOOK", uid=delivery["uid"], attempt=delivery["attempt"],
+            to=payload["url"], sender=None, subject=None, title=None,
+            text=orjson.dumps(payload["body"]).decode(), html=None, media_url=None,
+            bill_to=None, expires_at=delivery["expires_at"], priority=delivery.get("priority", 4),
+        )
     details = payload.get("details", {})
     context = template_context(payload)
     title = _render(details.get("title"), context)

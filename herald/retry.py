@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import email.utils
 import random
+import time
 from dataclasses import dataclass
 
 
@@ -37,3 +39,18 @@ class RetryPolicy:
         if retry_after is not None:
             return max(float(retry_after), jittered)
         return jittered
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), else None."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))

@@ -26,9 +26,7 @@ import asyncio
 import hashlib
 import hmac
 import logging
-import time
 from collections.abc import Mapping
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
@@ -45,6 +43,7 @@ from herald.errors import (
 from herald.fax_document import render_pdf
 from herald.outcome import Outcome
 from herald.render import Message
+from herald.retry import parse_retry_after
 from herald.sms import mask_number
 
 __all__ = [
@@ -164,7 +163,7 @@ def _answer(
     code, reason = _first_error(document, status)
     message = f"fax API answered {status}: {reason}"
     if status == 429 or status >= 500:
-        raise TransientProviderError(message, code, _retry_after(headers.get("Retry-After")))
+        raise TransientProviderError(message, code, parse_retry_after(headers.get("Retry-After")))
     raise PermanentProviderError(message, code)
 
 
@@ -183,20 +182,6 @@ def _first_error(document: dict[str, Any], status: int) -> tuple[str, str]:
         code = str(first.get("code") or status)
         return code, str(first.get("title") or first.get("detail") or "error")[:200]
     return str(status), "no error details"
-
-
-def _retry_after(value: str | None) -> float | None:
-    """``Retry-After`` in seconds: delta-seconds or an HTTP date; ``None`` if absent or junk."""
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        return max(parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
-    except (TypeError, ValueError):
-        return None
 
 
 def sign_webhook(body: bytes, secret: str) -> str:

@@ -13,10 +13,8 @@ the full public URL Twilio called, the form fields and the ``X-Twilio-Signature`
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import re
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -41,6 +39,7 @@ from herald.errors import (
 )
 from herald.outcome import Outcome
 from herald.render import Message
+from herald.retry import parse_retry_after
 from herald.sms import mask_number, segments
 
 TWILIO_API_URL = "https://api.twilio.com"
@@ -57,21 +56,6 @@ class ResponseMeta:
 
 # One slot per send: concurrent sends share the client, so "the last response" must be per task.
 _RESPONSE_META: ContextVar[ResponseMeta | None] = ContextVar("twilio_response", default=None)
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), else None."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 class BaseUrlAsyncHttpClient(AsyncTwilioHttpClient):

@@ -14,11 +14,12 @@ import pytest
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 
-from actors.providers.twilio_sms import TwilioSmsProvider, parse_retry_after, receipt_from_callback
+from actors.providers.twilio_sms import TwilioSmsProvider, receipt_from_callback
 from capture import outbox
 from capture.twilio_api import CaptureTwilioApi
 from herald.errors import AuthError
 from herald.render import Message
+from herald.retry import parse_retry_after
 from tests.support.net import free_port
 
 SID = "AC" + "0123456789abcdef" * 2
