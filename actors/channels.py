@@ -21,10 +21,12 @@ from ray.exceptions import RayActorError
 
 from actors.providers.chain import ProviderChain
 from actors.providers.registry import build_providers
+from actors.ratelimiter import RateLimitClient
 from herald.config import Settings
 from herald.errors import TemplateError
 from herald.outcome import Outcome
 from herald.render import render_message
+from herald.sharding import shard_for_uid
 
 log = logging.getLogger("herald.channels")
 ACK_WINDOW_SECONDS = 0.005
@@ -44,8 +46,14 @@ class _ShardLink:
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=10_000)
 class ChannelActor:
-    def __init__(self, channel: str, index: int, shards: Sequence[Any], settings: Settings) -> None:
+    def __init__(
+        self, channel: str, index: int, shards: Sequence[Any], settings: Settings,
+        limiter: Any = None,
+    ) -> None:
         self._channel = channel
+        # A browser gateway leases only the users routed to it (herald.sharding.browser_lane).
+        self._lane = f"{channel}.{index}" if channel == "BROWSER" else channel
+        self._limiter = limiter
         self._index = index
         self._shard_handles = list(shards)
         self._settings = settings
@@ -54,12 +62,18 @@ class ChannelActor:
         self._chain: ProviderChain | None = None
         self._stopping = False
         self._started_at = time.time()
-        self.counters = {"delivered_calls": 0, "sent": 0, "retry": 0, "failed": 0, "delivered": 0}
+        self.counters = dict.fromkeys(("sent", "delivered", "retry", "failed", "park", "defer"), 0)
 
     async def _ensure_started(self) -> None:
         if self._chain is not None:
             return
-        chain = ProviderChain(build_providers(self._channel, self._settings))
+        providers = build_providers(self._channel, self._settings, self._index, self._on_connect)
+        limits = None
+        if self._limiter is not None:
+            limits = RateLimitClient(self._limiter, set(self._settings.rate_limits),
+                                     set(self._settings.recipient_limits))
+        chain = ProviderChain(providers, self._settings.breaker_threshold,
+                              self._settings.breaker_cooldown, limits)
         self._chain = chain
         await chain.start()
         per_shard = max(1, self._settings.channel_concurrency // len(self._shard_handles))
@@ -70,6 +84,11 @@ class ChannelActor:
             self._tasks.append(loop.create_task(self._pull(link)))
             self._tasks.append(loop.create_task(self._acker(link)))
         log.info("%s actor %d pulling from %d shards", self._channel, self._index, len(self._links))
+
+    async def _on_connect(self, tenant: str, uid: str) -> None:
+        """A browser user connected here: ask their shard to release what waits for them."""
+        shard = self._shard_handles[shard_for_uid(uid, len(self._shard_handles))]
+        await shard.unpark.remote(tenant, uid)
 
     async def ping(self) -> dict[str, Any]:
         await self._ensure_started()
@@ -92,7 +111,7 @@ class ChannelActor:
             want = min(room, batch)
             link.inflight += want  # reserve before the await so the room stays honest
             try:
-                items = await link.handle.lease.remote(self._channel, want, 1.0)
+                items = await link.handle.lease.remote(self._lane, want, 1.0)
             except RayActorError:
                 items = []
                 await asyncio.sleep(0.5)
@@ -101,10 +120,7 @@ class ChannelActor:
                 items = []
                 await asyncio.sleep(0.5)
             link.inflight -= want - len(items)
-            if self._stopping:
-                # Leased during shutdown: deliver them anyway rather than let them wait out the
-                # visibility timeout.
-                pass
+            # Even when stopping, what was leased is delivered (drain waits for it).
             for item in items:
                 asyncio.get_running_loop().create_task(self._deliver(link, item))
 

@@ -21,7 +21,8 @@ from herald.channels import Channel
 from herald.config import Settings
 from herald.errors import HeraldError
 from herald.outcome import Outcome
-from herald.queue import QueueShard
+from herald.queue import WEBHOOK, QueueShard
+from herald.sharding import lane_for
 from herald.record import FINAL
 from herald.storage import SQLiteStorage
 
@@ -43,7 +44,11 @@ class QueueActor:
         self._settings = settings
         storage = SQLiteStorage(shard_path(settings, shard), settings.sqlite_synchronous)
         policies = {c.value: settings.retry_policy(c) for c in Channel}
-        self._shard = QueueShard(storage, policies, time.time())
+        policies[WEBHOOK] = settings.retry_policy_for(WEBHOOK)
+        gateways = settings.pools.get("browser", 1)
+        self._lane = lambda channel, tenant, uid: lane_for(channel, tenant, uid, gateways)
+        self._shard = QueueShard(storage, policies, time.time(),
+                                 lane_of=lambda r: self._lane(r.channel, r.tenant, r.uid))
         self._wakeups: dict[str, asyncio.Event] = {}
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._timer: asyncio.Task[None] | None = None
@@ -96,11 +101,14 @@ class QueueActor:
         now = time.time()
         results = self._shard.enqueue(notifications, now)
         self._shard.flush()
-        self._notify({n["channel"] for n in notifications})
+        self._notify({self._lane(n["channel"], n["tenant"], n["uid"]) for n in notifications})
         return {"results": results}
 
     async def lease(self, channel: str, limit: int, wait: float = 1.0) -> list[dict[str, Any]]:
-        """Up to ``limit`` notifications of ``channel``; waits up to ``wait`` s for the first."""
+        """Up to ``limit`` notifications of a lane (``EMAIL``, ``BROWSER.0``…).
+
+        Waits up to ``wait`` s for the first one: a long poll, so idle pools cost nothing.
+        """
         self._ensure_timer()
         deadline = time.monotonic() + wait
         event = self._event(channel)
@@ -123,7 +131,16 @@ class QueueActor:
         finished = self._shard.ack([Outcome.from_dict(o) for o in outcomes], time.time())
         self._shard.flush()
         self._finished(finished)
+        if finished:
+            self._notify({WEBHOOK})  # final states may have queued requester callbacks
         return len(finished)
+
+    async def unpark(self, tenant: str, uid: str) -> int:
+        """A browser user connected: their parked notifications become ready, in order."""
+        count = self._shard.unpark(tenant, uid, time.time())
+        if count:
+            self._notify({self._lane("BROWSER", tenant, uid)})
+        return count
 
     async def receipt(self, outcome: dict[str, Any]) -> bool:
         """A provider receipt (delivered/failed) for a sent notification."""
@@ -131,6 +148,7 @@ class QueueActor:
         self._shard.flush()
         if applied:
             self._finished([outcome["tag"]])
+            self._notify({WEBHOOK})
         return applied
 
     async def get(self, tag: str, tenant: str, wait: float = 0.0) -> dict[str, Any]:

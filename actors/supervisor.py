@@ -15,6 +15,7 @@ import ray
 
 from actors.channels import ChannelActor
 from actors.queue import QueueActor
+from actors.ratelimiter import RATE_LIMITER_NAME, RateLimiter
 from herald.config import Settings
 
 log = logging.getLogger("herald.supervisor")
@@ -32,12 +33,14 @@ class Supervisor:
             QueueActor.options(name=f"herald-shard-{i}").remote(i, settings)  # type: ignore[attr-defined]
             for i in range(settings.shards)
         ]
+        self.limiter = RateLimiter.options(name=RATE_LIMITER_NAME).remote(  # type: ignore[attr-defined]
+            settings.rate_limits, settings.recipient_limits)
         self.pools: dict[str, list[Any]] = {}
         for channel in channels:
             size = settings.pools.get(channel.lower(), 1)
             self.pools[channel] = [
                 ChannelActor.options(name=f"herald-{channel.lower()}-{i}").remote(  # type: ignore[attr-defined]
-                    channel, i, self.shards, settings)
+                    channel, i, self.shards, settings, self.limiter)
                 for i in range(size)
             ]
         self._pids: dict[str, int] = {}

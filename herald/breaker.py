@@ -35,6 +35,10 @@ class CircuitBreaker:
             return True
         return False
 
+    def release_probe(self) -> None:
+        """The claimed probe was not used (e.g. rate limited): let the next message probe."""
+        self.probing = False
+
     def record_success(self) -> None:
         self.state, self.failures, self.probing = CLOSED, 0, False
 

@@ -47,7 +47,7 @@ def cmd_up(settings: Settings, _: argparse.Namespace) -> int:
     print(f"Herald is up on http://{s.host}:{s.port} (data in {s.data_dir})", flush=True)
     if herald.dev_key:
         print(f"dev API key (tenant 'dev'): {herald.dev_key}", flush=True)
-    if herald.peers:
+    if herald.peers or herald._async_peers:
         print("no providers configured: capturing deliveries (see `herald outbox`)", flush=True)
     print("Ctrl-C to stop", flush=True)
     stop.wait()

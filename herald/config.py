@@ -69,6 +69,8 @@ class Settings:
     queue_limit: int = 2_000_000
     sqlite_synchronous: str = "FULL"
     intake_replicas: int = 1
+    #: ``local`` starts a Ray instance of our own; ``auto`` or ``ray://…`` joins a cluster.
+    ray_address: str = "local"
     smtp_url: str | None = field(default=None, repr=False)
     smtp_from: str = "herald@localhost"
     smtp_pool_size: int = 8
@@ -102,10 +104,14 @@ class Settings:
     breaker_cooldown: float = 30.0
 
     def retry_policy(self, channel: Channel) -> RetryPolicy:
+        return self.retry_policy_for(channel.value)
+
+    def retry_policy_for(self, lane: str) -> RetryPolicy:
+        """Retry policy of a channel or internal lane (``WEBHOOK``)."""
         return RetryPolicy(
             base_seconds=self.retry_base_seconds,
             cap_seconds=self.retry_cap_seconds,
-            max_attempts=self.max_attempts.get(channel.key, 5),
+            max_attempts=self.max_attempts.get(lane.lower(), 5),
         )
 
     def base_url(self) -> str:

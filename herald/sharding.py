@@ -40,3 +40,8 @@ def gateway_for(tenant: str, uid: str, gateways: int) -> int:
 def browser_lane(tenant: str, uid: str, gateways: int) -> str:
     """The queue lane a browser gateway leases from: ``BROWSER.<gateway>``."""
     return f"BROWSER.{gateway_for(tenant, uid, gateways)}"
+
+
+def lane_for(channel: str, tenant: str, uid: str, gateways: int) -> str:
+    """The queue lane of a notification: its channel, or its gateway's lane for BROWSER."""
+    return browser_lane(tenant, uid, gateways) if channel == "BROWSER" else channel

@@ -5,13 +5,16 @@ Routes hold no business rule: validation is ``herald.models``, queueing is the Q
 
 
 import asyncio
+import functools
 import time
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -21,11 +24,19 @@ from herald.errors import (
 )
 from herald.metrics import Histogram, render_prometheus
 from herald.models import validate_notification
-from herald.sharding import shard_of_tag
+from herald.browser_tokens import mint_token, verify_token
+from herald.sharding import gateway_for, shard_of_tag
 from serve.auth import KeyRing
 from serve.batcher import ShardBatcher
 
 MAX_WAIT_SECONDS = 60.0
+STATIC = Path(__file__).parent / "static"
+
+
+@functools.cache
+def _static(name: str) -> bytes:
+    return (STATIC / name).read_bytes()
+
 app = FastAPI(title="Herald", version="0.1.0", docs_url="/docs", redoc_url=None)
 
 
@@ -78,6 +89,7 @@ class Intake:
         self.supervisor = supervisor
         self.batchers = [ShardBatcher(handle) for handle in shards]
         self.keys = KeyRing(settings.api_keys)
+        self._browser_secret = (settings.browser_secret or "").encode()
         self.rejected = 0
 
     # -- helpers --------------------------------------------------------------------------
@@ -187,6 +199,72 @@ class Intake:
         if "error" in answer:
             raise _from_shard_error(answer)
         return JsonBody(answer)
+
+    # -- provider receipts --------------------------------------------------------------
+    async def _receipt(self, outcome: Any) -> Response:
+        if outcome is not None:
+            index = shard_of_tag(outcome.tag, len(self.shards))
+            if index is not None:
+                await self.shards[index].receipt.remote(outcome.to_dict())
+        return Response(status_code=204)
+
+    @app.post("/v1/providers/twilio/status")
+    async def twilio_status(self, request: Request) -> Response:
+        """Twilio's StatusCallback: form fields signed with X-Twilio-Signature."""
+        from actors.providers.twilio_sms import receipt_from_callback
+
+        backup = request.query_params.get("account") == "backup"
+        token = (self.settings.twilio_backup_auth_token if backup else None) or \
+            self.settings.twilio_auth_token or ""
+        url = self.settings.base_url() + request.url.path
+        if request.url.query:
+            url += "?" + request.url.query
+        form = {k: str(v) for k, v in (await request.form()).items()}
+        outcome = receipt_from_callback(url, form, request.headers.get("x-twilio-signature"),
+                                        token, provider="twilio-backup" if backup else "twilio")
+        return await self._receipt(outcome)
+
+    @app.post("/v1/providers/fax/status")
+    async def fax_status(self, request: Request, tag: str) -> Response:
+        """The fax provider's webhook, signed with X-Herald-Fax-Signature."""
+        from actors.providers.http_fax import receipt_from_webhook
+
+        body = await request.body()
+        outcome = receipt_from_webhook(tag, body, request.headers.get("x-herald-fax-signature"),
+                                       self.settings.fax_webhook_secret or "")
+        return await self._receipt(outcome)
+
+    # -- browser --------------------------------------------------------------------------
+    @app.post("/v1/browser-tokens")
+    async def browser_token(self, request: Request) -> Response:
+        """Mint a short-lived token a browser uses to connect as ``uid`` of this tenant."""
+        tenant = self._tenant(request)
+        raw = await self._json(request)
+        uid = raw.get("uid") if isinstance(raw, dict) else None
+        if isinstance(uid, bool) or not isinstance(uid, int | str) or not str(uid) \
+                or len(str(uid)) > 128:
+            raise ValidationError("uid: a user id (string or integer) is required", "uid")
+        token, expires_at = mint_token(self._browser_secret, tenant, str(uid),
+                                       self.settings.browser_token_ttl, time.time())
+        return JsonBody({"token": token, "expires_at": expires_at}, status_code=201)
+
+    @app.get("/v1/browser-endpoint")
+    async def browser_endpoint(self, token: str) -> Response:
+        """The WebSocket URL of the gateway that owns this token's user (token included)."""
+        identity = verify_token(self._browser_secret, token, time.time())
+        gateways = self.settings.pools.get("browser", 1)
+        index = gateway_for(identity.tenant, identity.uid, gateways)
+        host = self.settings.host
+        port = self.settings.browser_port + index
+        return JsonBody({"url": f"ws://{host}:{port}/ws?{urlencode({'token': token})}"})
+
+    @app.get("/static/herald.js")
+    async def herald_js(self) -> Response:
+        return Response(_static("herald.js"), media_type="text/javascript; charset=utf-8")
+
+    @app.get("/demo")
+    async def demo(self) -> Response:
+        return HTMLResponse(_static("demo.html"))
 
     @app.get("/v1/queue")
     async def queue(self, request: Request) -> Response:

@@ -6,6 +6,7 @@ import time
 from collections.abc import Sequence
 
 from actors.providers.base import Provider
+from actors.ratelimiter import RateLimitClient
 from herald.breaker import CircuitBreaker
 from herald.outcome import Outcome
 from herald.render import Message
@@ -19,11 +20,13 @@ class ProviderChain:
     """
 
     def __init__(
-        self, providers: Sequence[Provider], threshold: int = 5, cooldown: float = 30.0
+        self, providers: Sequence[Provider], threshold: int = 5, cooldown: float = 30.0,
+        limits: RateLimitClient | None = None,
     ) -> None:
         if not providers:
             raise ValueError("a channel needs at least one provider")
         self.providers = list(providers)
+        self.limits = limits
         self.breakers = {p.name: CircuitBreaker(threshold, cooldown) for p in self.providers}
 
     async def start(self) -> None:
@@ -47,8 +50,14 @@ class ProviderChain:
             wait = min(b.retry_in(now) for b in self.breakers.values())
             return Outcome(message.tag, "retry", "none", error="every provider's circuit is open",
                            retry_after=max(1.0, wait))
-        (outcome,) = await provider.deliver([message])
         breaker = self.breakers[provider.name]
+        if self.limits is not None:
+            wait = await self.limits.wait_for(provider.name, message.channel, message.to)
+            if wait > 0:
+                breaker.release_probe()
+                return Outcome(message.tag, "defer", provider.name, error="rate limited",
+                               retry_after=wait)
+        (outcome,) = await provider.deliver([message])
         if outcome.kind == "retry":
             breaker.record_failure(time.monotonic())
         else:

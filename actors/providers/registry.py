@@ -2,12 +2,47 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from actors.providers.base import Provider
 from herald.config import Settings
 
+OnConnect = Callable[[str, str], Awaitable[None]]
 
-def build_providers(channel: str, settings: Settings) -> list[Provider]:
-    """The ordered provider list of ``channel`` (``EMAIL``, ``SMS``…)."""
+
+def _sms(settings: Settings) -> list[Provider]:
+    from actors.providers.twilio_sms import TwilioSmsProvider
+
+    if not (settings.twilio_account_sid and settings.twilio_auth_token):
+        raise ValueError("SMS needs HERALD_TWILIO_ACCOUNT_SID and HERALD_TWILIO_AUTH_TOKEN")
+    callback = f"{settings.base_url()}/v1/providers/twilio/status"
+    providers: list[Provider] = [TwilioSmsProvider(
+        settings.twilio_account_sid, settings.twilio_auth_token, settings.twilio_base_url,
+        settings.twilio_from, callback, name="twilio")]
+    if settings.twilio_backup_base_url:
+        providers.append(TwilioSmsProvider(
+            settings.twilio_backup_account_sid or settings.twilio_account_sid,
+            settings.twilio_backup_auth_token or settings.twilio_auth_token,
+            settings.twilio_backup_base_url, settings.twilio_from,
+            f"{callback}?account=backup", name="twilio-backup"))
+    return providers
+
+
+def _fax(settings: Settings) -> list[Provider]:
+    from actors.providers.http_fax import HttpFaxProvider
+
+    if not (settings.fax_api_key and settings.fax_connection_id and settings.fax_from):
+        raise ValueError("FAX needs HERALD_FAX_API_KEY, HERALD_FAX_CONNECTION_ID, HERALD_FAX_FROM")
+    return [HttpFaxProvider(
+        settings.fax_api_key, connection_id=settings.fax_connection_id,
+        default_from=settings.fax_from, base_url=settings.fax_base_url,
+        webhook_url=f"{settings.base_url()}/v1/providers/fax/status")]
+
+
+def build_providers(
+    channel: str, settings: Settings, index: int = 0, on_connect: OnConnect | None = None
+) -> list[Provider]:
+    """The ordered provider list of ``channel`` (``EMAIL``, ``SMS``…) for actor ``index``."""
     if channel == "EMAIL":
         from actors.providers.smtp_email import SmtpProvider
 
@@ -16,4 +51,30 @@ def build_providers(channel: str, settings: Settings) -> list[Provider]:
             raise ValueError("no SMTP server configured (HERALD_SMTP_URL)")
         return [SmtpProvider(target, settings.smtp_from, settings.smtp_pool_size,
                              settings.smtp_timeout)]
-    raise ValueError(f"no provider configured for channel {channel}")
+    if channel == "SMS":
+        return _sms(settings)
+    if channel == "FAX":
+        return _fax(settings)
+    if channel == "BROWSER":
+        from actors.providers.websocket_browser import WebSocketGateway
+
+        if not settings.browser_secret:
+            raise ValueError("the browser gateway needs HERALD_BROWSER_SECRET")
+        return [WebSocketGateway(settings.host, settings.browser_port + index,
+                                 settings.browser_secret.encode(), on_connect,
+                                 settings.browser_ack_timeout)]
+    if channel == "WEBHOOK":
+        from actors.providers.webhook import WebhookProvider
+
+        return [WebhookProvider(settings.webhook_secret)]
+    raise ValueError(f"no provider for channel {channel}")
+
+
+def channels_configured(settings: Settings) -> list[str]:
+    """The channels this configuration can deliver (each gets a pool)."""
+    channels = ["EMAIL", "BROWSER", "WEBHOOK"]
+    if settings.twilio_account_sid and settings.twilio_auth_token:
+        channels.append("SMS")
+    if settings.fax_api_key:
+        channels.append("FAX")
+    return channels

@@ -156,14 +156,15 @@ class QueueMachine(RuleBasedStateMachine):
             assert record.status == "failed" and record.history[-1]["error"] == "expired"
 
     @precondition(lambda self: self.leases)
-    @rule(index=st.integers(0, 10_000), kind=st.sampled_from(("sent", "retry", "failed")),
+    @rule(index=st.integers(0, 10_000),
+          kind=st.sampled_from(("sent", "retry", "retry", "failed")),
           retry_after=st.sampled_from((None, None, 0.0, 15.0)))
     def ack(self, index: int, kind: OutcomeKind, retry_after: float | None) -> None:
         tag, lease_until = self.leases.pop(index % len(self.leases))
         before = self.stored(tag)
         if kind == "retry" and before.status == "sending" and before.lease_until != lease_until:
-            # A retry from an expired lease while a newer one is out is a known gap (the ack
-            # cannot say which lease it answers): see test_queue.py::test_stale_retry_…
+            # Known gap, pinned by an xfail in test_queue.py: an ack cannot say which lease it
+            # answers, so this retry would re-queue a record the newer lease still holds.
             event("ack: retry from an expired lease while a newer one is out")
             kind = "sent"
         outcome = Outcome(tag, kind, "capture", retry_after=retry_after)
@@ -272,7 +273,7 @@ class SQLiteQueueMachine(QueueMachine):
     backend = "sqlite"
 
 
-_SETTINGS = settings(max_examples=200, stateful_step_count=40, deadline=None)
+_SETTINGS = settings(max_examples=100, stateful_step_count=50, deadline=None)
 TestQueueMachineMemory = QueueMachine.TestCase
 TestQueueMachineMemory.settings = _SETTINGS
 TestQueueMachineSQLite = SQLiteQueueMachine.TestCase

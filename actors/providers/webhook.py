@@ -1,0 +1,62 @@
+"""Requester callbacks: POST the final status to ``requester.callback_url``, signed per tenant.
+
+The signature is ``X-Herald-Signature: sha256=<hex HMAC-SHA256 of the raw body>`` with the
+tenant's webhook secret. 2xx → sent; 408, 429, 5xx and network errors → retry (with
+``Retry-After``); other 4xx → failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+from collections.abc import Callable
+
+import aiohttp
+
+from actors.providers.base import Provider
+from herald.errors import PermanentProviderError, TransientProviderError
+from herald.outcome import Outcome
+from herald.render import Message
+from herald.retry import parse_retry_after
+
+SIGNATURE_HEADER = "X-Herald-Signature"
+
+
+def sign(body: bytes, secret: str) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class WebhookProvider(Provider):
+    name = "webhook"
+
+    def __init__(self, secret_for: Callable[[str], str], timeout: float = 10.0) -> None:
+        self._secret_for = secret_for
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(timeout=self._timeout)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def send(self, message: Message) -> Outcome:
+        assert self._session is not None and message.to
+        body = message.text.encode()
+        headers = {"Content-Type": "application/json", "User-Agent": "Herald-Webhook/1",
+                   SIGNATURE_HEADER: sign(body, self._secret_for(message.tenant)),
+                   "X-Herald-Tag": message.tag.split(".")[0]}
+        try:
+            async with self._session.post(message.to, data=body, headers=headers,
+                                          allow_redirects=False) as response:
+                status = response.status
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise TransientProviderError(f"{type(exc).__name__}", "network") from exc
+        if 200 <= status < 300:
+            return Outcome(message.tag, "sent", self.name, info={"http_status": status})
+        if status in (408, 429) or status >= 500:
+            raise TransientProviderError(f"HTTP {status}", str(status), retry_after)
+        raise PermanentProviderError(f"HTTP {status}", str(status))
