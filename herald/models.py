@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import orjson
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -14,9 +15,10 @@ from herald.priority import MAX_PRIORITY, MIN_PRIORITY, compute_priority
 from herald.sharding import make_tag, shard_for_uid
 from herald.templates import compile_template
 
-E164_RE = re.compile(r"^\+[1-9][0-9]{1,14}$")
-EMAIL_RE = re.compile(r"^[^@\s<>\"',;]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
-SENDER_ID_RE = re.compile(r"^[A-Za-z0-9 ]{1,11}$")
+# ``\Z``, not ``$``: ``$`` also matches before a trailing newline.
+E164_RE = re.compile(r"^\+[1-9][0-9]{1,14}\Z")
+EMAIL_RE = re.compile(r"^[^@\s<>\"',;]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?\Z")
+SENDER_ID_RE = re.compile(r"^[A-Za-z0-9 ]{1,11}\Z")
 MAX_TTL_SECONDS = 30 * 86400
 DEFAULT_TTL_SECONDS = 86400
 TEMPLATE_FIELDS = ("title", "content", "subject", "html")
@@ -157,6 +159,15 @@ def _recipient(channel: Channel, details: dict[str, Any], user: dict[str, Any]) 
     return None
 
 
+def _check_storable(payload: dict[str, Any]) -> None:
+    """Storage keeps payloads as JSON: refuse now what it could not write after a 202."""
+    for key, part in payload.items():
+        try:
+            orjson.dumps(part)
+        except orjson.JSONEncodeError as exc:  # 64-bit ints, lone surrogates, deep nesting
+            raise ValidationError(f"{key}: cannot be stored as JSON ({exc})", field=key) from None
+
+
 def _check_channel(channel: Channel, details: dict[str, Any]) -> None:
     sender = details.get("from")
     if channel is Channel.EMAIL:
@@ -190,7 +201,11 @@ def validate_notification(raw: Any, tenant: str, now: float, shards: int = 1) ->
     except pydantic.ValidationError as exc:
         raise _pydantic_error(exc) from None
     category, channel = parse_type(model.type)
-    payload = model.model_dump(mode="json", by_alias=True, exclude_none=True)
+    try:
+        payload = model.model_dump(mode="json", by_alias=True, exclude_none=True)
+    except ValueError as exc:  # pydantic's serializer refuses very deep nesting
+        raise ValidationError(f"cannot be stored as JSON ({exc})", field=None) from None
+    _check_storable(payload)
     details, user = payload["details"], payload["user"]
     for key in _HEADER_FIELDS:
         _no_crlf(details.get(key), f"details.{key}")

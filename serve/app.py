@@ -80,7 +80,10 @@ async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
                     status_code=exc.status_code)
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1000)
+@serve.deployment(
+    ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1000,
+    logging_config={"log_level": "WARNING", "enable_access_log": False},
+)
 @serve.ingress(app)
 class Intake:
     def __init__(self, settings: Settings, shards: list[Any], supervisor: Any) -> None:

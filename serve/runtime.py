@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import signal
 import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -84,8 +85,13 @@ class Herald:
                 browser_secret=stored_secret(settings.data_dir, "browser-secret"))
         self.settings = settings
         if not ray.is_initialized():
+            # ray.init replaces SIGINT/SIGTERM handlers; keep the caller's (graceful stop).
+            handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
             ray.init(address=settings.ray_address, namespace="herald", include_dashboard=False,
                      logging_level=logging.WARNING, configure_logging=True)
+            if threading.current_thread() is threading.main_thread():
+                for sig, handler in handlers.items():
+                    signal.signal(sig, handler)
         from actors.supervisor import NAMESPACE, SUPERVISOR_NAME, Supervisor
 
         self.supervisor = Supervisor.options(  # type: ignore[attr-defined]

@@ -1,4 +1,4 @@
-"""The queue as a state machine: random enqueue / lease / ack / receipt / cancel / time / crash.
+"""The queue as a state machine: enqueue / lease / ack / receipt / cancel / park / time / crash.
 
 The model is what a client was told, checked against what storage holds: the shell answers only
 after ``flush()``, so storage is the truth a client can rely on. A crash drops the shard's memory
@@ -33,11 +33,12 @@ POLICIES = {
 LIVE = frozenset({"queued", "retrying", "sending"})
 WAITS = (0.0, 0.5, 3.0, 11.0, 31.0, 120.0)
 
-NotificationSpec = tuple[str, int | None, str, str | None, int | None]
+NotificationSpec = tuple[str, int | None, str, int, str | None, int | None]
 notification_specs = st.tuples(
     st.sampled_from(CHANNELS),
     st.one_of(st.none(), st.integers(0, 9)),  # requester.priority (None: the default 4)
     st.sampled_from(TENANTS),
+    st.sampled_from((1, 2)),  # user.uid: parking is per recipient
     st.one_of(st.none(), st.sampled_from(("k1", "k2", "k3"))),  # mq-uuid-btag
     st.sampled_from((None, None, 40, 200)),  # ttl in seconds
 )
@@ -60,6 +61,7 @@ class QueueMachine(RuleBasedStateMachine):
         self.leases: list[tuple[str, float]] = []  # handed out and not yet acked
         self.finals: dict[str, str] = {}
         self.pending_receipts: dict[str, str] = {}  # receipts that overtook the sent ack
+        self.parked: set[str] = set()  # waiting for their recipient; kept in memory only
 
     def teardown(self) -> None:
         self.storage.close()
@@ -76,10 +78,9 @@ class QueueMachine(RuleBasedStateMachine):
         now = self.now
         ready = [
             r for r in self.storage.load_live() if r.channel == channel and (
-                r.status == "queued"
-                or (r.status == "retrying" and r.not_before <= now)
+                (r.status in ("queued", "retrying") and r.not_before <= now)
                 or (r.status == "sending" and r.lease_until <= now)
-            )
+            ) and r.tag not in self.parked
         ]
         return sorted(ready, key=lambda r: (-r.priority, r.seq))
 
@@ -92,8 +93,8 @@ class QueueMachine(RuleBasedStateMachine):
     def enqueue(self, specs: list[NotificationSpec]) -> None:
         batch = [
             make_notification(channel, tenant=tenant, now=self.now, priority=priority,
-                              btag=btag, ttl=ttl)
-            for channel, priority, tenant, btag, ttl in specs
+                              uid=uid, btag=btag, ttl=ttl)
+            for channel, priority, tenant, uid, btag, ttl in specs
         ]
         expected: list[tuple[str, bool]] = []
         first_for = dict(self.first_for)
@@ -128,7 +129,10 @@ class QueueMachine(RuleBasedStateMachine):
     def lease(self, channel: str, limit: int, lease_seconds: float, wait: float) -> None:
         self.now += wait  # workers poll over time: leases meet retries and expiries more often
         taken: list[Record] = []
-        expired: list[str] = []
+        expired = [tag for tag in self.parked if self.now >= self.stored(tag).expires_at]
+        self.parked.difference_update(expired)
+        if expired:
+            event("lease: a parked one expired")
         for record in self.ready(channel):
             if len(taken) == limit:
                 break
@@ -157,16 +161,17 @@ class QueueMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: self.leases)
     @rule(index=st.integers(0, 10_000),
-          kind=st.sampled_from(("sent", "retry", "retry", "failed")),
+          kind=st.sampled_from(("sent", "retry", "retry", "failed", "defer", "park")),
           retry_after=st.sampled_from((None, None, 0.0, 15.0)))
     def ack(self, index: int, kind: OutcomeKind, retry_after: float | None) -> None:
         tag, lease_until = self.leases.pop(index % len(self.leases))
         before = self.stored(tag)
-        if kind == "retry" and before.status == "sending" and before.lease_until != lease_until:
+        requeues = kind in ("retry", "defer", "park")
+        if requeues and before.status == "sending" and before.lease_until != lease_until:
             # Known gap, pinned by an xfail in test_queue.py: an ack cannot say which lease it
-            # answers, so this retry would re-queue a record the newer lease still holds.
-            event("ack: retry from an expired lease while a newer one is out")
-            kind = "sent"
+            # answers, so this would re-queue a record the newer lease still holds.
+            event("ack: retry/defer/park from an expired lease while a newer one is out")
+            kind, requeues = "sent", False
         outcome = Outcome(tag, kind, "capture", retry_after=retry_after)
 
         finished = self.shard.ack([outcome], self.now)
@@ -175,15 +180,23 @@ class QueueMachine(RuleBasedStateMachine):
         after = self.stored(tag)
         event(f"ack: {before.status} -> {after.status}")
         if before.status in LIVE:
-            pending = self.pending_receipts.pop(tag, None) if kind != "retry" else None
-            if kind == "retry" and before.status == "sending":
+            pending = None if requeues else self.pending_receipts.pop(tag, None)
+            if requeues and before.status != "sending":
+                # Late, for a record already back in line: only a retry leaves a trace.
+                assert after.status == before.status
+                assert len(after.history) == len(before.history) + (kind == "retry")
+            elif kind in ("defer", "park"):  # waiting for a limit or a recipient: no attempt
+                assert (after.status, after.attempts) == ("queued", before.attempts)
+                if kind == "defer":
+                    assert after.not_before >= self.now + (retry_after or 0.0)
+                else:
+                    self.parked.add(tag)
+            elif kind == "retry":
                 assert after.attempts == before.attempts + 1
                 dead = after.attempts >= POLICIES[after.channel].max_attempts
                 assert after.status == ("dead" if dead else "retrying")
                 if not dead:
                     assert after.not_before >= self.now + (retry_after or 0.0)
-            elif kind == "retry":
-                assert after.status == before.status  # stale: the record was requeued
             else:
                 assert after.status == (pending if kind == "sent" and pending else kind)
         elif kind == "failed" and before.status == "sent":
@@ -205,6 +218,22 @@ class QueueMachine(RuleBasedStateMachine):
         assert after.status == (kind if applied else before.status)
         if before.status == "sending":
             self.pending_receipts[tag] = kind
+
+    @precondition(lambda self: self.accepted)
+    @rule(index=st.integers(0, 10_000), of_parked=st.booleans())
+    def unpark(self, index: int, of_parked: bool) -> None:
+        """The recipient of a notification came back (a browser reconnected)."""
+        parked = [tag for tag in self.accepted if tag in self.parked]
+        tag = parked[index % len(parked)] if of_parked and parked else self.pick(index)
+        record = self.stored(tag)
+        recipient = (record.tenant, record.uid)
+        mine = {tag for tag in self.parked
+                if (self.stored(tag).tenant, self.stored(tag).uid) == recipient}
+        released = self.shard.unpark(record.tenant, record.uid, self.now)
+        self.shard.flush()
+        assert released == len(mine)
+        event(f"unpark: {'some' if released else 'none'} released")
+        self.parked -= mine
 
     @precondition(lambda self: self.accepted)
     @rule(index=st.integers(0, 10_000), own_tenant=st.booleans())
@@ -241,9 +270,16 @@ class QueueMachine(RuleBasedStateMachine):
             tag, _ = self.leases[-1]  # the worker will ack again: its lease stays listed
             self.shard.ack([Outcome(tag, "sent", "capture")], self.now)
         self.shard = make_shard(self.storage, now=self.now, policies=POLICIES)
-        self.pending_receipts.clear()  # receipts parked in memory are lost with it
+        self.pending_receipts.clear()  # receipts held in memory are lost with it
+        self.parked.clear()  # so is parking: those come back and will be parked again
 
     # -- invariants -------------------------------------------------------------------------
+    @invariant()
+    def parked_ones_are_waiting(self) -> None:
+        self.parked = {tag for tag in self.parked if self.stored(tag).status in LIVE}
+        for tag in self.parked:
+            assert self.stored(tag).status == "queued"
+
     @invariant()
     def nothing_lost_and_finals_stay_final(self) -> None:
         for tag in self.accepted:

@@ -1,0 +1,304 @@
+"""Browser provider: a WebSocket gateway pushing notifications to connected users, confirmed by ack.
+
+One ``WebSocketGateway`` per browser ChannelActor, serving ``ws://host:port/ws?token=<token>``.
+The token (``herald.browser_tokens``) is checked before the upgrade: a wrong path gets 404, a
+missing, forged or expired token 401, a user over ``max_connections_per_user`` 429.
+
+``send`` is only ``delivered`` when one of the user's connections acks the tag: "sent is not
+delivered" (novu#1247). A user with no connection, a send nobody acks within ``ack_timeout``,
+and a user whose last connection drops before acking all give ``park``: the queue keeps the
+notification and the actor unparks it when ``on_connect`` reports the user back, in order.
+Frames for one user leave in the order ``send`` was called (one write lock per user).
+Logs carry tenant, uid and tag only: never tokens (the wire log redacts them) nor content.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import json
+import logging
+import re
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from actors.providers.base import Provider
+from herald.browser_tokens import BrowserIdentity, verify_token
+from herald.errors import AuthError
+from herald.outcome import Outcome
+from herald.render import Message
+
+__all__ = ["WebSocketGateway", "WS_PATH", "MAX_FRAME_BYTES"]
+
+log = logging.getLogger(__name__)
+
+WS_PATH = "/ws"
+#: Largest frame a browser may send us (acks and pings are tiny).
+MAX_FRAME_BYTES = 64 * 1024
+
+OnConnect = Callable[[str, str], Awaitable[None]]
+UserKey = tuple[str, str]
+
+
+class _Redact(logging.Filter):
+    """websockets logs request lines and frames at DEBUG: keep tokens and content out of them."""
+
+    _token = re.compile(r"(token=)[^\s&]+")
+    _frame = re.compile(r"^([<>] (?:TEXT|BINARY|CONT)) .*?(\[\d+ bytes\])?$", re.DOTALL)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.DEBUG:
+            return True
+        text = record.getMessage()
+        redacted = self._frame.sub(r"\1 <redacted> \2", self._token.sub(r"\1<redacted>", text))
+        if redacted != text:
+            record.msg, record.args = redacted.rstrip(), None
+        return True
+
+
+#: The websockets library's own protocol log for the gateway's connections.
+_wire_log = logging.getLogger("herald.websocket.wire")
+_wire_log.addFilter(_Redact())
+
+
+@dataclass(eq=False)
+class _User:
+    """One connected user: their open connections, write order, and sends awaiting an ack.
+
+    Dropped when the last connection closes; a send still holding it then parks, and a later
+    connection starts a fresh ``_User``, so an old send can never write to a new connection.
+    """
+
+    connections: set[ServerConnection] = field(default_factory=set)
+    write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: tag → one future per send of that tag in flight; ``True`` acked, ``False`` disconnected.
+    pending: dict[str, list[asyncio.Future[bool]]] = field(default_factory=dict)
+
+
+class WebSocketGateway(Provider):
+    """Deliver ``Message``s to the browsers of their user over WebSocket, confirmed by ack."""
+
+    name = "websocket"
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        secret: bytes,
+        on_connect: OnConnect | None = None,
+        ack_timeout: float = 10.0,
+        max_connections_per_user: int = 20,
+    ) -> None:
+        if not secret:
+            raise ValueError("secret must be non-empty")
+        if ack_timeout <= 0:
+            raise ValueError("ack_timeout must be > 0")
+        if max_connections_per_user < 1:
+            raise ValueError("max_connections_per_user must be >= 1")
+        self.host = host
+        #: The configured port until ``start``, then the one bound (useful with port 0).
+        self.port = port
+        self._secret = secret
+        self._on_connect = on_connect
+        self._ack_timeout = ack_timeout
+        self._max_per_user = max_connections_per_user
+        self._server: Server | None = None
+        self._users: dict[UserKey, _User] = {}
+        # Filled by the handshake check, read once by the handler; weak so that a handshake
+        # that never completes leaves nothing behind.
+        self._identities: weakref.WeakKeyDictionary[ServerConnection, BrowserIdentity] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen on ``host:port``; idempotent."""
+        if self._server is not None:
+            return
+        self._server = await serve(
+            self._handle,
+            self.host,
+            self.port,
+            process_request=self._authenticate,
+            max_size=MAX_FRAME_BYTES,
+            compression=None,  # tiny frames; a deflate context per idle browser costs memory
+            logger=_wire_log,
+        )
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        log.info("websocket gateway listening", extra={"host": self.host, "port": self.port})
+
+    async def close(self) -> None:
+        """Stop listening, close every connection (1001) and park every send awaiting an ack."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+            await server.wait_closed()
+        tasks, self._tasks = self._tasks, set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def connected_users(self) -> int:
+        return len(self._users)
+
+    def connections(self) -> int:
+        return sum(len(user.connections) for user in self._users.values())
+
+    def is_connected(self, tenant: str, uid: str) -> bool:
+        """Whether the user has an open connection here (e.g. to unpark after a late park)."""
+        return (tenant, uid) in self._users
+
+    # -- sending ------------------------------------------------------------------------------
+
+    async def send(self, message: Message) -> Outcome:
+        user = self._users.get((message.tenant, message.uid))
+        if user is None:
+            return Outcome(message.tag, "park", self.name)
+        frame = json.dumps({
+            "tag": message.tag, "type": message.type, "title": message.title,
+            "content": message.text, "priority": message.priority,
+        })
+        acked: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        # Registered before the write: an ack can arrive before we start waiting for it.
+        waiters = user.pending.setdefault(message.tag, [])
+        waiters.append(acked)
+        try:
+            # No await before the lock: sends queue on it in call order, so frames keep it.
+            async with user.write_lock:
+                written = await self._fan_out(user, frame)
+            if not written:
+                return self._park(message, "disconnected")
+            try:
+                async with asyncio.timeout(self._ack_timeout):
+                    delivered = await acked
+            except TimeoutError:
+                return self._park(message, "no ack")
+            if not delivered:
+                return self._park(message, "disconnected")
+            log.debug("browser acked", extra={"tag": message.tag})
+            return Outcome(message.tag, "delivered", self.name)
+        finally:
+            waiters.remove(acked)
+            if not waiters:
+                user.pending.pop(message.tag, None)
+
+    def _park(self, message: Message, reason: str) -> Outcome:
+        log.info("browser send parked", extra={"tag": message.tag, "reason": reason})
+        return Outcome(message.tag, "park", self.name, error=reason)
+
+    async def _fan_out(self, user: _User, frame: str) -> int:
+        """Write ``frame`` to every connection of ``user``; how many took it."""
+        results = await asyncio.gather(*(self._write(c, frame) for c in list(user.connections)))
+        return sum(results)
+
+    async def _write(self, connection: ServerConnection, frame: str) -> bool:
+        try:
+            async with asyncio.timeout(self._ack_timeout):
+                await connection.send(frame)
+        except ConnectionClosed:
+            return False
+        except TimeoutError:
+            # The browser does not read: drop it rather than let it hold the user's writes.
+            # It reconnects, and everything it has not acked is sent again, in order.
+            log.warning("browser too slow, connection dropped", extra={"id": str(connection.id)})
+            connection.transport.abort()
+            return False
+        return True
+
+    # -- connections --------------------------------------------------------------------------
+
+    def _authenticate(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Before the upgrade: the right path, a valid token, and room for one more connection."""
+        url = urlsplit(request.path)
+        if url.path != WS_PATH:
+            return connection.respond(http.HTTPStatus.NOT_FOUND, "Not Found\n")
+        tokens = parse_qs(url.query).get("token", [])
+        if len(tokens) != 1:
+            return connection.respond(http.HTTPStatus.UNAUTHORIZED, "Missing token\n")
+        try:
+            identity = verify_token(self._secret, tokens[0], time.time())
+        except AuthError:
+            return connection.respond(http.HTTPStatus.UNAUTHORIZED, "Invalid or expired token\n")
+        user = self._users.get((identity.tenant, identity.uid))
+        if user is not None and len(user.connections) >= self._max_per_user:
+            return connection.respond(http.HTTPStatus.TOO_MANY_REQUESTS, "Too many connections\n")
+        self._identities[connection] = identity
+        return None
+
+    async def _handle(self, connection: ServerConnection) -> None:
+        identity = self._identities.pop(connection, None)
+        if identity is None:  # not through _authenticate: cannot happen, never serve it
+            await connection.close(code=1011)
+            return
+        key = (identity.tenant, identity.uid)
+        user = self._users.get(key)
+        if user is None:
+            user = self._users[key] = _User()
+        user.connections.add(connection)
+        extra = {"tenant": identity.tenant, "uid": identity.uid}
+        log.info("browser connected", extra={**extra, "connections": len(user.connections)})
+        self._spawn(self._notify_connect(identity.tenant, identity.uid))
+        try:
+            async for raw in connection:
+                pong = self._receive(user, raw)
+                if pong is not None:
+                    await connection.send(pong)
+        except ConnectionClosed:
+            pass
+        finally:
+            user.connections.discard(connection)
+            if not user.connections:
+                if self._users.get(key) is user:
+                    del self._users[key]
+                for waiters in user.pending.values():
+                    for waiter in waiters:
+                        if not waiter.done():
+                            waiter.set_result(False)
+            log.info("browser disconnected", extra=extra)
+
+    @staticmethod
+    def _receive(user: _User, raw: str | bytes) -> str | None:
+        """Handle one incoming frame of ``user``; the pong to send back, if it was a ping.
+
+        Only the sender's own ``_User`` is searched, so nobody can ack another user's tag.
+        """
+        if not isinstance(raw, str):
+            return None
+        try:
+            frame = json.loads(raw)
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
+            return None
+        if not isinstance(frame, dict):
+            return None
+        tag = frame.get("ack")
+        if isinstance(tag, str):
+            for waiter in user.pending.get(tag, ()):
+                if not waiter.done():
+                    waiter.set_result(True)
+        elif "ping" in frame:
+            return json.dumps({"pong": frame["ping"]})
+        return None
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _notify_connect(self, tenant: str, uid: str) -> None:
+        """Tell the actor the user is back (it unparks their notifications); never fatal."""
+        if self._on_connect is None:
+            return
+        try:
+            await self._on_connect(tenant, uid)
+        except Exception:
+            log.exception("on_connect failed", extra={"tenant": tenant, "uid": uid})

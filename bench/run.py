@@ -1,0 +1,151 @@
+"""`make bench`: batch intake accepted/s and delivered/s per channel, on this machine.
+
+Starts a whole Herald (its own local Ray, SQLite with synchronous=FULL, 4 shards) with local
+peers: an SMTP sink, the Twilio- and fax-compatible capture APIs, WebSocket browser clients
+that ack. Each figure is the median of ``--rounds`` runs; ratios are from the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from herald.config import Settings
+from serve.runtime import Herald
+from tests.support.net import free_port
+from tests.support.smtp_sink import SmtpSink
+
+KEY = "bench-key-" + "b" * 20
+
+
+def _payload(channel: str, i: int) -> dict[str, Any]:
+    details: dict[str, Any] = {"title": "Bench", "content": "Hi {user.name.first}: {message|sub(0,40)|'...'}",
+                               "vars": {"message": "x" * 60}}
+    user: dict[str, Any] = {"uid": f"u{i % 200}", "name": {"first": "Bob"}}
+    if channel == "EMAIL":
+        user["email"] = f"user{i}@example.com"
+    elif channel in ("SMS", "FAX"):
+        details["to"] = f"+1415555{i % 10000:04d}"
+    return {"type": f"BN_{channel}", "user": user, "details": details}
+
+
+async def _post_batches(client: httpx.AsyncClient, channel: str, total: int, size: int,
+                        concurrency: int) -> float:
+    """Post ``total`` notifications in batches; return accepted/s."""
+    batches = [[_payload(channel, i) for i in range(s, min(s + size, total))]
+               for s in range(0, total, size)]
+    sem = asyncio.Semaphore(concurrency)
+    accepted = 0
+
+    async def post(batch: list[dict[str, Any]]) -> None:
+        nonlocal accepted
+        async with sem:
+            response = await client.post("/v1/notifications/batch", json={"notifications": batch})
+            response.raise_for_status()
+            accepted += sum("details" in r for r in response.json()["results"])
+
+    start = time.perf_counter()
+    await asyncio.gather(*(post(b) for b in batches))
+    elapsed = time.perf_counter() - start
+    assert accepted == total, f"only {accepted} of {total} accepted"
+    return total / elapsed
+
+
+async def _counter(client: httpx.AsyncClient, name: str) -> int:
+    text = (await client.get("/metrics")).text
+    for line in text.splitlines():
+        if line.startswith(f"herald_{name}_total "):
+            return int(float(line.split()[1]))
+    return 0
+
+
+async def _delivered_per_second(client: httpx.AsyncClient, channel: str, total: int,
+                                counter: str, timeout: float = 300.0) -> float:
+    before = await _counter(client, counter)
+    start = time.perf_counter()
+    await _post_batches(client, channel, total, 500, 2)
+    while await _counter(client, counter) - before < total:
+        if time.perf_counter() - start > timeout:
+            raise TimeoutError(f"{channel}: not all {total} {counter} within {timeout}s")
+        await asyncio.sleep(0.05)
+    return total / (time.perf_counter() - start)
+
+
+async def _browser_clients(client: httpx.AsyncClient, users: int, stop: asyncio.Event) -> None:
+    import websockets
+
+    async def one(uid: str) -> None:
+        token = (await client.post("/v1/browser-tokens", json={"uid": uid})).json()["token"]
+        url = (await client.get("/v1/browser-endpoint", params={"token": token})).json()["url"]
+        async with websockets.connect(url) as ws:
+            while not stop.is_set():
+                try:
+                    frame = json.loads(await asyncio.wait_for(ws.recv(), 0.5))
+                except TimeoutError:
+                    continue
+                if "tag" in frame:
+                    await ws.send(json.dumps({"ack": frame["tag"]}))
+
+    await asyncio.gather(*(one(f"u{i}") for i in range(users)))
+
+
+async def _run(base: str, rounds: int, intake_total: int, per_channel: int) -> dict[str, Any]:
+    results: dict[str, list[float]] = {}
+    headers = {"Authorization": f"Bearer {KEY}"}
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=120) as client:
+        stop = asyncio.Event()
+        browsers = asyncio.create_task(_browser_clients(client, 200, stop))
+        await asyncio.sleep(3)  # let the browser clients connect
+        for _ in range(rounds):
+            results.setdefault("intake_batch_accepted_per_s", []).append(
+                await _post_batches(client, "EMAIL", intake_total, 1000, 4))
+            await _wait_idle(client)
+            for channel, counter in (("EMAIL", "sent"), ("SMS", "sent"), ("FAX", "sent"),
+                                     ("BROWSER", "delivered")):
+                results.setdefault(f"{channel.lower()}_delivered_per_s", []).append(
+                    await _delivered_per_second(client, channel, per_channel, counter))
+        stop.set()
+        await browsers
+    return {name: statistics.median(values) for name, values in results.items()}
+
+
+async def _wait_idle(client: httpx.AsyncClient) -> None:
+    while True:
+        shards = (await client.get("/v1/queue")).json()["shards"]
+        if not any(sum(states.values()) for s in shards for states in s["depth"].values()):
+            return
+        await asyncio.sleep(0.2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--intake", type=int, default=20_000, help="notifications per intake round")
+    parser.add_argument("--per-channel", type=int, default=2_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as data_dir, SmtpSink() as sink:
+        settings = Settings(port=free_port(), data_dir=Path(data_dir), api_keys={KEY: "bench"},
+                            smtp_url=sink.url, browser_port=free_port(),
+                            pools={"email": 2, "sms": 1, "fax": 1, "browser": 1, "webhook": 1})
+        herald = Herald(settings).start()
+        try:
+            figures = asyncio.run(_run(f"http://127.0.0.1:{settings.port}", args.rounds,
+                                       args.intake, args.per_channel))
+        finally:
+            herald.stop(timeout=10)
+    print(f"\nHerald benchmark — {os.cpu_count()} cores, median of {args.rounds} rounds")
+    for name, value in figures.items():
+        print(f"  {name:32s} {value:10.0f}")
+
+
+if __name__ == "__main__":
+    main()

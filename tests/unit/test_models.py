@@ -1,0 +1,328 @@
+"""Unit tests for herald.models: the payload from DESIGN.md, channel rules, priority, bad input."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from herald.errors import TemplateError, ValidationError
+from herald.models import DEFAULT_TTL_SECONDS, validate_notification
+from herald.record import Record
+from herald.storage import SQLiteStorage
+
+NOW = 1_700_000_000.0
+
+#: The example payload of DESIGN.md, verbatim.
+DESIGN_PAYLOAD: dict[str, Any] = {
+    "type": "CM_BROWSER",
+    "user": {"uid": 76143021, "mq-uuid-btag": "A36701-BCDEF-779821-C31024-BA",
+             "name": {"first": "Bob", "middle": "Lee", "last": "Smith", "expr": "he/him"}},
+    "requester": {"type": "WEB_APP_BACKEND", "service": "CM_DA_MESSAGE_SERVICE", "asap": "yes"},
+    "details": {"title": "New Message", "content": "{message|sub(0,15)|'...'}"},
+}
+
+
+def payload(**changes: Any) -> dict[str, Any]:
+    """The DESIGN.md payload with dotted-path changes: ``payload(**{"user.email": "x"})``.
+
+    A value of ``...`` deletes the key.
+    """
+    raw = copy.deepcopy(DESIGN_PAYLOAD)
+    for path, value in changes.items():
+        *parents, last = path.split(".")
+        node = raw
+        for part in parents:
+            node = node.setdefault(part, {})
+        if value is ...:
+            node.pop(last, None)
+        else:
+            node[last] = value
+    return raw
+
+
+def invalid_field(raw: Any) -> str | None:
+    with pytest.raises(ValidationError) as caught:
+        validate_notification(raw, tenant="acme", now=NOW)
+    return caught.value.field
+
+
+def email(**changes: Any) -> dict[str, Any]:
+    return payload(**{"type": "CM_EMAIL", "user.email": "bob@example.com", **changes})
+
+
+def sms(**changes: Any) -> dict[str, Any]:
+    return payload(**{"type": "CM_SMS", "user.phone": "+14155550100", **changes})
+
+
+# -- the DESIGN.md payload ------------------------------------------------------------------
+def test_design_payload_validates_for_browser() -> None:
+    notification = validate_notification(DESIGN_PAYLOAD, tenant="acme", now=NOW)
+    assert notification["type"] == "CM_BROWSER"
+    assert (notification["category"], notification["channel"]) == ("CM", "BROWSER")
+    assert notification["priority"] == 8  # asap "yes"
+    assert notification["uid"] == "76143021"
+    assert notification["idempotency_key"] == "A36701-BCDEF-779821-C31024-BA"
+    assert notification["recipient"] is None
+    assert notification["tenant"] == "acme"
+    assert notification["created_at"] == NOW
+    assert notification["expires_at"] == NOW + DEFAULT_TTL_SECONDS
+    assert notification["payload"]["user"]["mq-uuid-btag"] == "A36701-BCDEF-779821-C31024-BA"
+    assert notification["payload"]["user"]["name"]["expr"] == "he/him"
+    assert notification["payload"]["details"]["content"] == "{message|sub(0,15)|'...'}"
+
+
+def test_design_payload_validates_for_email_with_an_address() -> None:
+    notification = validate_notification(email(), tenant="acme", now=NOW)
+    assert (notification["channel"], notification["recipient"]) == ("EMAIL", "bob@example.com")
+
+
+def test_each_notification_gets_its_own_tag() -> None:
+    tags = {validate_notification(DESIGN_PAYLOAD, "acme", NOW)["tag"] for _ in range(20)}
+    assert len(tags) == 20
+
+
+def test_the_raw_payload_is_not_modified() -> None:
+    raw = email(**{"details.vars": {"a": 1}})
+    before = copy.deepcopy(raw)
+    validate_notification(raw, tenant="acme", now=NOW)
+    assert raw == before
+
+
+def test_unknown_keys_are_kept_for_templates() -> None:
+    raw = payload(**{"user.plan": "gold", "details.content": "Plan {user.plan}"})
+    assert validate_notification(raw, "acme", NOW)["payload"]["user"]["plan"] == "gold"
+
+
+def test_ttl() -> None:
+    notification = validate_notification(payload(**{"details.ttl": 60}), "acme", NOW)
+    assert notification["expires_at"] == NOW + 60
+    assert invalid_field(payload(**{"details.ttl": 0})) == "details.ttl"
+    assert invalid_field(payload(**{"details.ttl": 31 * 86400})) == "details.ttl"
+
+
+# -- structure ------------------------------------------------------------------------------
+@pytest.mark.parametrize("bad_type", ["BROWSER", "CM_PIGEON", "cm_browser", "CM__SMS", "", 7, None])
+def test_bad_type_names_the_type_field(bad_type: Any) -> None:
+    assert invalid_field(payload(type=bad_type)) == "type"
+
+
+def test_missing_parts_are_named() -> None:
+    assert invalid_field(payload(user=...)) == "user"
+    assert invalid_field(payload(**{"user.uid": ...})) == "user.uid"
+    assert invalid_field(payload(details=...)) == "details"
+    assert invalid_field(payload(type=...)) == "type"
+
+
+def test_unknown_top_level_key_is_refused() -> None:
+    assert invalid_field(payload(extra={"x": 1})) == "extra"
+
+
+@pytest.mark.parametrize("raw", [None, [], "CM_BROWSER", 42, [DESIGN_PAYLOAD]])
+def test_not_an_object(raw: Any) -> None:
+    assert invalid_field(raw) is None
+
+
+def test_empty_uid_and_btag_are_refused() -> None:
+    assert invalid_field(payload(**{"user.uid": ""})) == "user.uid"
+    assert invalid_field(payload(**{"user.mq-uuid-btag": ""})) == "user.mq-uuid-btag"
+
+
+def test_browser_needs_content_or_title() -> None:
+    assert invalid_field(payload(**{"details.content": ..., "details.title": ...})) == (
+        "details.content"
+    )
+
+
+# -- header injection -----------------------------------------------------------------------
+@pytest.mark.parametrize("field", ["subject", "to", "from", "reply_to", "title"])
+@pytest.mark.parametrize("newline", ["\r\n", "\n", "\r"])
+def test_crlf_in_header_fields_is_refused(field: str, newline: str) -> None:
+    raw = email(**{f"details.{field}": f"x@example.com{newline}Bcc: victim@example.com"})
+    assert invalid_field(raw) == f"details.{field}"
+
+
+def test_crlf_in_user_email_is_refused() -> None:
+    assert invalid_field(email(**{"user.email": "bob@example.com\nBcc: x@y.z"})) == "user.email"
+
+
+def test_crlf_smuggled_into_the_subject_by_a_variable_is_refused() -> None:
+    raw = email(**{"details.subject": "Hi {name}", "details.vars": {"name": "a\r\nBcc: x@y.z"}})
+    assert invalid_field(raw) == "details.subject"
+
+
+# -- channel rules --------------------------------------------------------------------------
+def test_email_needs_a_valid_address() -> None:
+    assert invalid_field(payload(type="CM_EMAIL")) == "details.to"
+    assert invalid_field(email(**{"user.email": "not-an-address"})) == "user.email"
+    assert invalid_field(email(**{"details.to": "a@b@c"})) == "details.to"
+    assert invalid_field(email(**{"details.from": "nobody"})) == "details.from"
+    explicit = validate_notification(email(**{"details.to": "ann@example.org"}), "acme", NOW)
+    assert explicit["recipient"] == "ann@example.org"
+
+
+def test_sms_recipient_from_user_phone_or_details() -> None:
+    assert validate_notification(sms(), "acme", NOW)["recipient"] == "+14155550100"
+    explicit = validate_notification(sms(**{"details.to": "+442071838750"}), "acme", NOW)
+    assert explicit["recipient"] == "+442071838750"
+
+
+@pytest.mark.parametrize("number", ["4155550100", "+0155550100", "+1 415 555 0100",
+                                    "+1415555010012345", "+1415555O100", "+14155550100\n"])
+def test_sms_needs_an_e164_number(number: str) -> None:
+    assert invalid_field(sms(**{"details.to": number})) == "details.to"
+    assert invalid_field(sms(**{"user.phone": number})) == "user.phone"
+
+
+def test_sms_without_any_number() -> None:
+    assert invalid_field(payload(type="CM_SMS")) in ("details.to", "user.phone")
+
+
+def test_sms_sender_is_a_number_or_a_sender_id() -> None:
+    validate_notification(sms(**{"details.from": "Herald"}), "acme", NOW)
+    validate_notification(sms(**{"details.from": "+14155550111"}), "acme", NOW)
+    assert invalid_field(sms(**{"details.from": "Herald Notifications Inc"})) == "details.from"
+
+
+def test_fax_takes_the_fax_number_then_the_phone() -> None:
+    fax = payload(type="CM_FAX", **{"user.fax": "+14155550199", "user.phone": "+14155550100"})
+    assert validate_notification(fax, "acme", NOW)["recipient"] == "+14155550199"
+    phone_only = payload(type="CM_FAX", **{"user.phone": "+14155550100"})
+    assert validate_notification(phone_only, "acme", NOW)["recipient"] == "+14155550100"
+    assert invalid_field(payload(type="CM_FAX", **{"user.fax": "12345"})) == "user.fax"
+
+
+# -- templates ------------------------------------------------------------------------------
+def test_unknown_template_variable_names_the_field() -> None:
+    with pytest.raises(TemplateError) as caught:
+        validate_notification(payload(**{"details.content": "Hi {nickname}"}), "acme", NOW)
+    assert caught.value.field == "details.content"
+    assert "nickname" in caught.value.message
+
+
+def test_template_syntax_error_names_the_field() -> None:
+    assert invalid_field(payload(**{"details.title": "Hi {user.name.first"})) == "details.title"
+
+
+def test_template_variables_from_vars_payload_and_defaults() -> None:
+    raw = payload(**{
+        "details.content": "{greeting} {user.name.first} {requester.service} {nick|default('x')}",
+        "details.vars": {"greeting": "Hello"},
+    })
+    validate_notification(raw, "acme", NOW)
+
+
+# -- priority -------------------------------------------------------------------------------
+@pytest.mark.parametrize(("requester", "priority"), [
+    ({"asap": "yes"}, 8),
+    ({"asap": "YES "}, 8),
+    ({"asap": True}, 8),
+    ({"asap": "no"}, 4),
+    ({"asap": ""}, 4),
+    ({}, 4),
+    ({"asap": "yes", "priority": 2}, 2),
+    ({"asap": "no", "priority": 9}, 9),
+    ({"priority": 0}, 0),
+])
+def test_priority(requester: dict[str, Any], priority: int) -> None:
+    raw = payload(requester={"type": "WEB_APP_BACKEND", **requester})
+    assert validate_notification(raw, "acme", NOW)["priority"] == priority
+
+
+@pytest.mark.parametrize("value", [-1, 10, 99, "high"])
+def test_priority_out_of_range(value: Any) -> None:
+    assert invalid_field(payload(**{"requester.priority": value})) == "requester.priority"
+
+
+def test_asap_must_be_yes_or_no() -> None:
+    assert invalid_field(payload(**{"requester.asap": "maybe"})) == "requester.asap"
+
+
+# -- junk and storability -------------------------------------------------------------------
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False)
+    | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    max_leaves=20,
+)
+#: Near-valid payloads: the right keys with random values, so validation gets deep.
+near_valid = st.fixed_dictionaries(
+    {"type": st.sampled_from(["CM_BROWSER", "CM_EMAIL", "CM_SMS", "CM_FAX"]) | json_values,
+     "user": st.fixed_dictionaries({"uid": json_values},
+                                   optional={"email": json_values, "phone": json_values,
+                                             "mq-uuid-btag": json_values, "name": json_values,
+                                             "fax": json_values}),
+     "details": st.fixed_dictionaries({}, optional={
+         "content": st.text(max_size=30) | json_values, "title": json_values,
+         "to": json_values, "subject": st.text(max_size=30), "vars": json_values,
+         "ttl": json_values, "media_url": json_values, "from": json_values})},
+    optional={"requester": st.fixed_dictionaries(
+        {}, optional={"asap": json_values, "priority": json_values,
+                      "callback_url": json_values})},
+)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(raw=json_values | st.dictionaries(st.text(max_size=10), json_values) | near_valid)
+def test_junk_raises_only_validation_error(raw: Any) -> None:
+    try:
+        notification = validate_notification(raw, tenant="acme", now=NOW)
+    except ValidationError:
+        return
+    assert 0 <= notification["priority"] <= 9
+    assert notification["channel"] in ("BROWSER", "EMAIL", "SMS", "FAX")
+
+
+def test_what_validates_can_be_stored(tmp_path: Path) -> None:
+    """Intake answers 202 only after the write: a payload storage cannot hold must be a 4xx."""
+    storage = SQLiteStorage(tmp_path / "shard.db", synchronous="OFF")
+    deep: dict[str, Any] = {}
+    node = deep
+    for _ in range(300):
+        node["a"] = {}
+        node = node["a"]
+    unstorable = [
+        {"n": 2**64},  # beyond what JSON (orjson) writes as an integer
+        {"text": "\ud800"},  # a lone surrogate: valid in a Python str, not in UTF-8
+        deep,  # deeper than the encoder goes
+    ]
+    try:
+        for seq, junk in enumerate(unstorable, start=1):
+            raw = payload(**{"details.vars": junk})
+            try:
+                notification = validate_notification(raw, tenant="acme", now=NOW)
+            except ValidationError as exc:
+                assert exc.field in (None, "details")  # None: too deep to tell where
+                continue
+            storage.write([Record.new(notification, seq)], [])
+    finally:
+        storage.close()
+
+
+@pytest.mark.parametrize("where", ["details.vars", "user.extra", "requester.extra"])
+@pytest.mark.parametrize("depth", [250, 300, 5000])
+def test_deep_nesting_is_a_validation_error(where: str, depth: int) -> None:
+    deep: dict[str, Any] = {}
+    node = deep
+    for _ in range(depth):
+        node["a"] = {}
+        node = node["a"]
+    with pytest.raises(ValidationError):
+        validate_notification(payload(**{where: deep}), tenant="acme", now=NOW)
+
+
+def test_surrogate_in_uid_is_refused_or_stored(tmp_path: Path) -> None:
+    storage = SQLiteStorage(tmp_path / "shard.db", synchronous="OFF")
+    try:
+        try:
+            notification = validate_notification(payload(**{"user.uid": "ab\udc80"}), "a", NOW)
+        except ValidationError:
+            return
+        storage.write([Record.new(notification, 1)], [])
+    finally:
+        storage.close()
