@@ -112,7 +112,10 @@ def template_context(payload: dict[str, Any]) -> dict[str, Any]:
 
 def _pydantic_error(exc: pydantic.ValidationError) -> ValidationError:
     first = exc.errors(include_url=False)[0]
-    field = ".".join(str(part) for part in first["loc"]) or None
+    loc = [str(part) for part in first["loc"]]
+    if len(loc) > 1 and loc[-1] in ("int", "str"):  # the member of ``int | str`` (user.uid)
+        loc.pop()
+    field = ".".join(loc) or None
     return ValidationError(f"{field}: {first['msg']}" if field else first["msg"], field=field)
 
 

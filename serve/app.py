@@ -9,7 +9,7 @@ import functools
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import orjson
 from fastapi import FastAPI, Request
@@ -222,7 +222,8 @@ class Intake:
         url = self.settings.base_url() + request.url.path
         if request.url.query:
             url += "?" + request.url.query
-        form = {k: str(v) for k, v in (await request.form()).items()}
+        form = dict(parse_qsl((await request.body()).decode("utf-8", "replace"),
+                              keep_blank_values=True))
         outcome = receipt_from_callback(url, form, request.headers.get("x-twilio-signature"),
                                         token, provider="twilio-backup" if backup else "twilio")
         return await self._receipt(outcome)

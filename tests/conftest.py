@@ -1,4 +1,9 @@
-"""Shared fixtures: one local Ray for the session, and one running Herald on loopback."""
+"""Shared fixtures: one local Ray for the session, and one running Herald on loopback.
+
+Herald delivers to real peers the tests control: a recording SMTP server, two Twilio-compatible
+APIs (primary and backup, driven by the official client), a Telnyx-compatible fax API, and a
+webhook receiver for requester callbacks.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,18 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.support.net import free_port
 from tests.support.smtp_sink import SmtpSink
+from tests.support.webhooks import WebhookReceiver
 
 KEYS = {"tenant-a": "key-a-" + "x" * 20, "tenant-b": "key-b-" + "y" * 20}
+TWILIO_SID, TWILIO_TOKEN = "AC" + "1" * 32, "t" * 32
+FAX_KEY, FAX_SECRET = "fax-key-" + "f" * 16, "fax-secret-" + "s" * 16
 
 
 @dataclass
@@ -21,7 +30,12 @@ class Service:
     base_url: str
     sink: SmtpSink
     data_dir: Path
-    herald: object
+    herald: Any
+    twilio: Any
+    twilio_backup: Any
+    fax: Any
+    webhooks: WebhookReceiver
+    loop: Any
 
     def client(self, tenant: str = "tenant-a") -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=90.0,
@@ -33,17 +47,27 @@ def ray_session() -> Iterator[None]:
     import ray
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    ray.init(num_cpus=2, namespace="herald", include_dashboard=False, log_to_driver=True)
+    ray.init(address="local", num_cpus=2, namespace="herald", include_dashboard=False)
     yield
     ray.shutdown()
 
 
 @pytest.fixture(scope="session")
 def service(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    """Herald on the session's Ray, delivering to a recording SMTP sink."""
+    """Herald on the session's Ray, delivering to peers the tests control."""
+    from capture.fax_api import CaptureFaxApi
+    from capture.twilio_api import CaptureTwilioApi
     from herald.config import Settings
-    from serve.runtime import Herald
+    from serve.runtime import Herald, LoopThread
 
+    loop = LoopThread()
+    outbox = tmp_path_factory.mktemp("peer-outbox")
+    twilio = CaptureTwilioApi(TWILIO_SID, TWILIO_TOKEN, outbox)
+    twilio_backup = CaptureTwilioApi(TWILIO_SID, TWILIO_TOKEN, outbox)
+    fax = CaptureFaxApi(FAX_KEY, outbox, FAX_SECRET)
+    webhooks = WebhookReceiver()
+    for peer in (twilio, twilio_backup, fax, webhooks):
+        loop.run(peer.start())
     sink = SmtpSink().start()
     data_dir = tmp_path_factory.mktemp("herald-data")
     settings = Settings(
@@ -51,8 +75,21 @@ def service(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iter
         api_keys={key: tenant for tenant, key in KEYS.items()},
         smtp_url=sink.url, lease_seconds=8.0, retry_base_seconds=0.2, retry_cap_seconds=2.0,
         sqlite_synchronous="NORMAL", max_body_bytes=1_000_000,
+        twilio_account_sid=TWILIO_SID, twilio_auth_token=TWILIO_TOKEN,
+        twilio_base_url=twilio.base_url, twilio_backup_base_url=twilio_backup.base_url,
+        twilio_from="+15005550006",
+        fax_api_key=FAX_KEY, fax_base_url=fax.base_url, fax_webhook_secret=FAX_SECRET,
+        fax_connection_id="conn-1", fax_from="+15005550007",
+        browser_port=free_port(), browser_ack_timeout=3.0,
+        breaker_threshold=3, breaker_cooldown=2.0,
+        recipient_limits={"sms": "3/60"},
+        max_attempts={"email": 6, "sms": 10, "browser": 3, "fax": 4, "webhook": 8},
     )
     herald = Herald(settings).start()
-    yield Service(f"http://127.0.0.1:{settings.port}", sink, data_dir, herald)
+    yield Service(f"http://127.0.0.1:{settings.port}", sink, data_dir, herald, twilio,
+                  twilio_backup, fax, webhooks, loop)
     herald.stop(timeout=10)
     sink.stop()
+    for peer in (twilio, twilio_backup, fax, webhooks):
+        loop.run(peer.stop())
+    loop.stop()

@@ -36,6 +36,7 @@ def make_notification(
     asap: str | None = None,
     priority: int | None = None,
     ttl: int | None = None,
+    callback_url: str | None = None,
     **details: Any,
 ) -> dict[str, Any]:
     """A notification as intake hands it to the queue: a valid payload through validation."""
@@ -47,6 +48,8 @@ def make_notification(
         requester["asap"] = asap
     if priority is not None:
         requester["priority"] = priority
+    if callback_url is not None:
+        requester["callback_url"] = callback_url
     body: dict[str, Any] = {"title": "New Message", "content": "Hi {user.name.first}"}
     body.update(_CHANNEL_DETAILS[channel])
     if ttl is not None:

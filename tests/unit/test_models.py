@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from herald.errors import TemplateError, ValidationError
@@ -127,8 +127,11 @@ def test_not_an_object(raw: Any) -> None:
     assert invalid_field(raw) is None
 
 
-def test_empty_uid_and_btag_are_refused() -> None:
+def test_bad_uid_and_btag_are_refused() -> None:
     assert invalid_field(payload(**{"user.uid": ""})) == "user.uid"
+    assert invalid_field(payload(**{"user.uid": "x" * 129})) == "user.uid"
+    assert invalid_field(payload(**{"user.uid": []})) == "user.uid"
+    assert invalid_field(payload(**{"user.uid": {"int": 1}})) == "user.uid"
     assert invalid_field(payload(**{"user.mq-uuid-btag": ""})) == "user.mq-uuid-btag"
 
 
@@ -243,39 +246,66 @@ def test_asap_must_be_yes_or_no() -> None:
 
 
 # -- junk and storability -------------------------------------------------------------------
+#: Text as ``json.loads`` may produce it: lone surrogates included (``"\ud800"`` is valid JSON).
+json_text = st.text(st.characters(exclude_categories=[]), max_size=20)
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False)
-    | st.text(max_size=20),
+    | json_text,
     lambda children: st.lists(children, max_size=4)
     | st.dictionaries(st.text(max_size=10), children, max_size=4),
     max_leaves=20,
 )
-#: Near-valid payloads: the right keys with random values, so validation gets deep.
+TEMPLATES = ("Hi {user.name.first|default('you')}", "{message|sub(0,15)|'...'}", "{x}")
+phones = st.from_regex(r"\+[1-9][0-9]{6,14}", fullmatch=True)
+
+
+def mostly(valid: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """Usually a plausible value, sometimes junk."""
+    return st.integers(0, 7).flatmap(lambda pick: valid if pick else json_values)
+
+
+#: Near-valid payloads: the right keys, each value usually plausible, so that validation gets
+#: deep and some pass.
 near_valid = st.fixed_dictionaries(
-    {"type": st.sampled_from(["CM_BROWSER", "CM_EMAIL", "CM_SMS", "CM_FAX"]) | json_values,
-     "user": st.fixed_dictionaries({"uid": json_values},
-                                   optional={"email": json_values, "phone": json_values,
-                                             "mq-uuid-btag": json_values, "name": json_values,
-                                             "fax": json_values}),
-     "details": st.fixed_dictionaries({}, optional={
-         "content": st.text(max_size=30) | json_values, "title": json_values,
-         "to": json_values, "subject": st.text(max_size=30), "vars": json_values,
-         "ttl": json_values, "media_url": json_values, "from": json_values})},
+    {"type": st.sampled_from(["CM_BROWSER", "CM_EMAIL", "CM_SMS", "CM_FAX"]),
+     "user": st.fixed_dictionaries(
+         {"uid": mostly(st.integers(-(2**63), 2**63) | json_text.filter(bool))},
+         optional={"email": mostly(st.emails()), "phone": mostly(phones),
+                   "fax": mostly(phones), "mq-uuid-btag": mostly(json_text.filter(bool)),
+                   "name": mostly(st.fixed_dictionaries({}, optional={"first": json_text})),
+                   "extra": json_values}),
+     "details": st.fixed_dictionaries(
+         {"content": mostly(json_text.filter(bool) | st.sampled_from(TEMPLATES))},
+         optional={"title": json_text, "to": mostly(phones | st.emails()),
+                   "subject": json_text, "vars": st.dictionaries(st.text(max_size=5), json_values),
+                   "ttl": mostly(st.integers(-5, 40 * 86400)),
+                   "media_url": mostly(st.just("https://example.com/a.pdf")),
+                   "from": mostly(phones | st.emails()), "message": json_text})},
     optional={"requester": st.fixed_dictionaries(
-        {}, optional={"asap": json_values, "priority": json_values,
-                      "callback_url": json_values})},
+        {}, optional={"asap": mostly(st.sampled_from(["yes", "no", True, False])),
+                      "priority": mostly(st.integers(-2, 12)),
+                      "callback_url": mostly(st.just("https://example.com/hook"))})},
 )
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
-@given(raw=json_values | st.dictionaries(st.text(max_size=10), json_values) | near_valid)
-def test_junk_raises_only_validation_error(raw: Any) -> None:
+@given(raw=st.integers(0, 3).flatmap(lambda pick: near_valid if pick else st.one_of(
+    json_values, st.dictionaries(st.text(max_size=10), json_values))))
+def test_junk_raises_only_validation_error_and_what_passes_can_be_stored(raw: Any) -> None:
     try:
         notification = validate_notification(raw, tenant="acme", now=NOW)
-    except ValidationError:
+    except ValidationError as exc:
+        event(f"refused at {exc.field}")
         return
+    event("accepted")
     assert 0 <= notification["priority"] <= 9
     assert notification["channel"] in ("BROWSER", "EMAIL", "SMS", "FAX")
+    storage = SQLiteStorage(Path(":memory:"), synchronous="OFF")
+    try:
+        storage.write([Record.new(notification, 1)], [])
+        assert storage.get(notification["tag"]) is not None
+    finally:
+        storage.close()
 
 
 def test_what_validates_can_be_stored(tmp_path: Path) -> None:
@@ -305,7 +335,7 @@ def test_what_validates_can_be_stored(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("where", ["details.vars", "user.extra", "requester.extra"])
-@pytest.mark.parametrize("depth", [250, 300, 5000])
+@pytest.mark.parametrize("depth", [256, 300, 5000])
 def test_deep_nesting_is_a_validation_error(where: str, depth: int) -> None:
     deep: dict[str, Any] = {}
     node = deep

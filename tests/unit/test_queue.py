@@ -15,7 +15,7 @@ import pytest
 from herald.errors import Conflict, NotFound
 from herald.outcome import Outcome, OutcomeKind
 from herald.queue import QueueShard
-from herald.record import FINAL
+from herald.record import FINAL, Record
 from herald.retry import RetryPolicy
 from herald.storage import Storage
 from tests.unit.conftest import T0, TENANT, make_notification, make_shard
@@ -315,6 +315,79 @@ def test_expired_ttl_fails_at_lease_time(storage: Storage) -> None:
     assert shard.counters["expired"] == 1 and shard.counters["failed"] == 1
 
 
+# -- waiting without an attempt: defer (rate limit) and park (recipient away) --------------
+def test_defer_waits_without_using_an_attempt(storage: Storage) -> None:
+    shard = make_shard(storage)
+    notification = make_notification("SMS")
+    put(shard, notification)
+    tag = notification["tag"]
+    take(shard, "SMS")
+    assert ack(shard, tag, "defer", T0 + 1, retry_after=5.0) == []
+    record = storage.get(tag)
+    assert record is not None
+    assert (record.status, record.attempts, record.history) == ("queued", 0, [])
+    assert take(shard, "SMS", now=T0 + 5.9) == []
+    [delivery] = shard.lease("SMS", 1, T0 + 6, LEASE)
+    assert (delivery["tag"], delivery["attempt"]) == (tag, 1)
+
+
+def test_parked_notifications_wait_for_their_recipient_then_leave_in_order(
+    storage: Storage,
+) -> None:
+    shard = make_shard(storage)
+    first, second = make_notification(uid=7), make_notification(uid=7)
+    other = make_notification(uid=8)
+    put(shard, first, second, other)
+    take(shard, limit=2)
+    ack(shard, second["tag"], "park", T0)
+    ack(shard, first["tag"], "park", T0)
+    assert stored_status(storage, first["tag"]) == "queued"
+    assert take(shard, now=T0 + 100) == [other["tag"]]
+    assert shard.unpark(TENANT, "8", T0 + 100) == 0
+    assert shard.unpark("someone-else", "7", T0 + 100) == 0
+    assert shard.unpark(TENANT, "7", T0 + 101) == 2
+    assert take(shard, now=T0 + 101) == [first["tag"], second["tag"]]
+
+
+def test_a_parked_notification_expires(storage: Storage) -> None:
+    shard = make_shard(storage)
+    notification = make_notification(ttl=60)
+    put(shard, notification)
+    take(shard)
+    ack(shard, notification["tag"], "park", T0 + 1)
+    wakeup = shard.next_wakeup()
+    assert wakeup is not None and wakeup <= T0 + 60
+    take(shard, "SMS", now=T0 + 60)  # any lease call runs the clock
+    record = storage.get(notification["tag"])
+    assert record is not None and record.status == "failed"
+    assert record.history[-1]["error"] == "expired"
+    assert shard.unpark(TENANT, notification["uid"], T0 + 61) == 0
+
+
+def test_parking_is_not_durable_so_a_restart_retries_parked_ones(storage: Storage) -> None:
+    shard = make_shard(storage)
+    notification = make_notification()
+    put(shard, notification)
+    take(shard)
+    ack(shard, notification["tag"], "park", T0)
+    assert take(make_shard(storage), now=T0 + 1) == [notification["tag"]]
+
+
+# -- requester callbacks --------------------------------------------------------------------
+def test_a_final_state_queues_a_durable_callback(storage: Storage) -> None:
+    shard = make_shard(storage)
+    notification = make_notification(callback_url="https://example.com/hook")
+    put(shard, notification)
+    take(shard)
+    ack(shard, notification["tag"], "sent", T0 + 1)
+    hook_tag = f"{notification['tag']}.sent"
+    hook = storage.get(hook_tag)
+    assert hook is not None and hook.channel == "WEBHOOK" and hook.status == "queued"
+    assert hook.payload["body"]["status"] == "sent"
+    [delivery] = make_shard(storage).lease("WEBHOOK", 10, T0 + 2, LEASE)
+    assert delivery["recipient"] == "https://example.com/hook"
+
+
 # -- cancel and reads -----------------------------------------------------------------------
 def test_cancel_queued_and_retrying(storage: Storage) -> None:
     shard = make_shard(storage)
@@ -591,10 +664,10 @@ class _FlakyStorage(Storage):
         self.inner = inner
         self.fail_next = False
 
-    def load_live(self) -> list[Any]:
+    def load_live(self) -> list[Record]:
         return self.inner.load_live()
 
-    def get(self, tag: str) -> Any:
+    def get(self, tag: str) -> Record | None:
         return self.inner.get(tag)
 
     def find_idempotent(self, tenant: str, key: str) -> str | None:
@@ -603,7 +676,7 @@ class _FlakyStorage(Storage):
     def max_seq(self) -> int:
         return self.inner.max_seq()
 
-    def write(self, inserts: Sequence[Any], updates: Sequence[Any]) -> None:
+    def write(self, inserts: Sequence[Record], updates: Sequence[Record]) -> None:
         if self.fail_next:
             self.fail_next = False
             raise OSError("disk full")

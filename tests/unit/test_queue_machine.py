@@ -151,7 +151,6 @@ class QueueMachine(RuleBasedStateMachine):
                            if tag == delivery["tag"] and until > self.now]
             assert not still_valid, "handed out while another lease on it is still valid"
             self.leases.append((delivery["tag"], self.now + lease_seconds))
-        for delivery in leased:
             if delivery["attempt"] > 1:
                 event("lease: a retry again")
         for tag in expired:
@@ -226,9 +225,9 @@ class QueueMachine(RuleBasedStateMachine):
         parked = [tag for tag in self.accepted if tag in self.parked]
         tag = parked[index % len(parked)] if of_parked and parked else self.pick(index)
         record = self.stored(tag)
-        recipient = (record.tenant, record.uid)
-        mine = {tag for tag in self.parked
-                if (self.stored(tag).tenant, self.stored(tag).uid) == recipient}
+        mine = {parked_tag for parked_tag in self.parked
+                if self.stored(parked_tag).tenant == record.tenant
+                and self.stored(parked_tag).uid == record.uid}
         released = self.shard.unpark(record.tenant, record.uid, self.now)
         self.shard.flush()
         assert released == len(mine)
