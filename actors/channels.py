@@ -42,9 +42,10 @@ class _ShardLink:
         self.slot_freed = asyncio.Event()
         self.acks: list[dict[str, Any]] = []
         self.acks_ready = asyncio.Event()
+        self.parked: set[tuple[str, str]] = set()
 
 
-@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=10_000)
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=10_000)  # type: ignore[call-overload]
 class ChannelActor:
     def __init__(
         self, channel: str, index: int, shards: Sequence[Any], settings: Settings,
@@ -137,7 +138,11 @@ class ChannelActor:
             log.exception("delivery crashed for %s", item["tag"])
             outcome = Outcome(item["tag"], "retry", "herald", error=f"{type(exc).__name__}: {exc}")
         self.counters[outcome.kind] += 1
-        link.acks.append(outcome.to_dict())
+        answer = outcome.to_dict()
+        answer["lease"] = item.get("lease")
+        if outcome.kind == "park":
+            link.parked.add((item["tenant"], item["uid"]))
+        link.acks.append(answer)
         link.acks_ready.set()
         link.inflight -= 1
         link.slot_freed.set()
@@ -152,9 +157,23 @@ class ChannelActor:
                 try:
                     await link.handle.ack.remote(batch)
                     batch = []
+                    await self._release_parked(link)
                 except Exception:
                     log.exception("ack failed; retrying")
                     await asyncio.sleep(0.5)
+
+    async def _release_parked(self, link: _ShardLink) -> None:
+        """A user who parked (went away or did not ack) but is connected now gets them again.
+
+        Closes the race where a park reaches the shard after the user's reconnect released
+        their notifications.
+        """
+        parked, link.parked = link.parked, set()
+        gateway = self._chain.providers[0] if self._chain else None
+        is_connected = getattr(gateway, "is_connected", None)
+        for tenant, uid in parked:
+            if is_connected is not None and is_connected(tenant, uid):
+                await self._on_connect(tenant, uid)
 
     async def drain(self, timeout: float = 30.0) -> int:
         """Stop leasing, finish what is in flight, ack it; return how many were still in flight."""

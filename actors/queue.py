@@ -22,8 +22,8 @@ from herald.config import Settings
 from herald.errors import HeraldError
 from herald.outcome import Outcome
 from herald.queue import WEBHOOK, QueueShard
-from herald.sharding import lane_for
 from herald.record import FINAL
+from herald.sharding import lane_for
 from herald.storage import SQLiteStorage
 
 log = logging.getLogger("herald.queue")
@@ -37,7 +37,7 @@ def error_dict(error: HeraldError) -> dict[str, Any]:
     return {"error": {"code": error.code, "message": error.message, "status": error.status}}
 
 
-@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=10_000)
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=10_000)  # type: ignore[call-overload]
 class QueueActor:
     def __init__(self, shard: int, settings: Settings) -> None:
         self._shard_id = shard

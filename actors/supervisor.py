@@ -25,7 +25,7 @@ HEALTH_INTERVAL = 1.0
 HEALTH_TIMEOUT = 15.0
 
 
-@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=100)
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=100)  # type: ignore[call-overload]
 class Supervisor:
     def __init__(self, settings: Settings, channels: list[str]) -> None:
         self._settings = settings

@@ -25,7 +25,7 @@ _TYPE_RE = re.compile(r"^([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*)_(BROWSER|SMS|EMAIL|FAX)
 
 def parse_type(notification_type: str) -> tuple[str, Channel]:
     """Split ``CM_BROWSER`` into (``CM``, Channel.BROWSER); raise ValidationError otherwise."""
-    match = _TYPE_RE.match(notification_type)
+    match = _TYPE_RE.fullmatch(notification_type)
     if match is None:
         raise ValidationError(
             "type must be <CATEGORY>_<CHANNEL> with CHANNEL one of BROWSER, SMS, EMAIL, FAX",

@@ -57,12 +57,12 @@ def render_prometheus(
         metric = f"herald_{name}_total"
         lines += [f"# TYPE {metric} counter", f"{metric} {value}"]
     seen: set[str] = set()
-    for name, labels, value in gauges:
+    for name, labels, gauge in gauges:
         metric = f"herald_{name}"
         if metric not in seen:
             lines.append(f"# TYPE {metric} gauge")
             seen.add(metric)
-        lines.append(f"{metric}{_labels(labels)} {value}")
+        lines.append(f"{metric}{_labels(labels)} {gauge}")
     metric = "herald_delivery_latency_seconds"
     lines.append(f"# TYPE {metric} histogram")
     cumulative = 0

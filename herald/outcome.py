@@ -28,6 +28,8 @@ class Outcome:
     code: str | None = None
     retry_after: float | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    #: The lease this outcome answers (``delivery()["lease"]``); None for provider receipts.
+    lease: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -157,12 +157,22 @@ class QueueShard:
         for outcome in outcomes:
             record = self._live.get(outcome.tag)
             if record is None:
-                if outcome.kind in ("delivered", "failed") and self._receipt(outcome, now):
+                # Only a provider receipt (no lease) may change a final record; a worker's late
+                # outcome for a record someone else already finished is stale.
+                is_receipt = outcome.lease is None and outcome.kind in ("delivered", "failed")
+                if is_receipt and self._receipt(outcome, now):
                     finished.append(outcome.tag)
                 else:
                     self.counters["stale_acks"] += 1
                 continue
             waiting = record.status in WAITING
+            superseded = (record.status == SENDING and outcome.lease is not None
+                          and outcome.lease != record.lease_until)
+            if superseded and outcome.kind in ("retry", "park", "defer"):
+                # A late answer to an expired lease while a newer lease is out: requeueing now
+                # would hand it out twice. The newer lease's holder will answer.
+                self.counters["stale_acks"] += 1
+                continue
             if outcome.kind in ("park", "defer"):
                 if not waiting:
                     if outcome.kind == "park":

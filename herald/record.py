@@ -57,7 +57,7 @@ class Record:
         return {
             "tag": self.tag, "tenant": self.tenant, "type": self.type, "channel": self.channel,
             "priority": self.priority, "uid": self.uid, "recipient": self.recipient,
-            "attempt": self.attempts + 1, "created_at": self.created_at,
+            "attempt": self.attempts + 1, "lease": self.lease_until, "created_at": self.created_at,
             "expires_at": self.expires_at, "payload": self.payload,
         }
 

@@ -34,7 +34,8 @@ class RetryPolicy:
         self, attempts: int, retry_after: float | None = None, rng: random.Random | None = None
     ) -> float:
         """Seconds to wait after the ``attempts``-th try failed; never less than ``retry_after``."""
-        window = min(self.cap_seconds, self.base_seconds * (2 ** max(0, attempts - 1)))
+        exponent = min(max(0, attempts - 1), 62)  # past 2^62 the cap always wins anyway
+        window = min(self.cap_seconds, self.base_seconds * (2**exponent))
         jittered = (rng or random).uniform(0.0, window)
         if retry_after is not None:
             return max(float(retry_after), jittered)

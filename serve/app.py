@@ -18,13 +18,18 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from herald.browser_tokens import mint_token, verify_token
 from herald.config import Settings
 from herald.errors import (
-    HeraldError, NotFound, PayloadTooLarge, QueueFull, ValidationError, error_from_dict,
+    HeraldError,
+    NotFound,
+    PayloadTooLarge,
+    QueueFull,
+    ValidationError,
+    error_from_dict,
 )
 from herald.metrics import Histogram, render_prometheus
 from herald.models import validate_notification
-from herald.browser_tokens import mint_token, verify_token
 from herald.sharding import gateway_for, shard_of_tag
 from serve.auth import KeyRing
 from serve.batcher import ShardBatcher

@@ -27,7 +27,8 @@ class ShardBatcher:
         return await future
 
     def _take(self) -> list[tuple[list[dict[str, Any]], asyncio.Future[dict[str, Any]]]]:
-        taken, size = [], 0
+        taken: list[tuple[list[dict[str, Any]], asyncio.Future[dict[str, Any]]]] = []
+        size = 0
         while self._pending and (not taken or size + len(self._pending[0][0]) <= self._max_batch):
             item = self._pending.pop(0)
             taken.append(item)
@@ -40,7 +41,7 @@ class ShardBatcher:
             flat = [n for group, _ in taken for n in group]
             try:
                 answer = await self._handle.enqueue.remote(flat)
-            except Exception as exc:  # noqa: BLE001 - handed to every waiting request
+            except Exception as exc:
                 for _, future in taken:
                     if not future.done():
                         future.set_exception(exc)

@@ -146,7 +146,7 @@ class Herald:
                 left = ray.get(self.supervisor.drain.remote(timeout), timeout=timeout + 10)
                 if left:
                     log.warning("%d deliveries still in flight; their leases will expire", left)
-        except Exception:  # noqa: BLE001 - shutting down anyway
+        except Exception:
             log.exception("drain failed")
         try:
             serve.shutdown()

@@ -93,7 +93,7 @@ class BaseUrlAsyncHttpClient(AsyncTwilioHttpClient):
         data: dict[str, object] | None = None,
         headers: dict[str, str] | None = None,
         auth: tuple[str, str] | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 - the upstream signature
+        timeout: float | None = None,
         allow_redirects: bool = False,
     ) -> Response:
         response: Response = await super().request(

@@ -7,7 +7,6 @@ tenant's webhook secret. 2xx → sent; 408, 429, 5xx and network errors → retr
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 from collections.abc import Callable
@@ -53,7 +52,7 @@ class WebhookProvider(Provider):
                                           allow_redirects=False) as response:
                 status = response.status
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise TransientProviderError(f"{type(exc).__name__}", "network") from exc
         if 200 <= status < 300:
             return Outcome(message.tag, "sent", self.name, info={"http_status": status})

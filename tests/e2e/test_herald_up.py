@@ -22,7 +22,9 @@ KEY = "e2e-key-" + "z" * 24
 
 
 @pytest.fixture(scope="module")
-def herald_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, SmtpSink, subprocess.Popen[str]]]:
+def herald_up(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[str, SmtpSink, subprocess.Popen[str]]]:
     sink = SmtpSink().start()
     port = free_port()
     data_dir: Path = tmp_path_factory.mktemp("e2e-data")

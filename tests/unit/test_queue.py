@@ -287,10 +287,6 @@ def test_ack_from_an_old_lease_after_a_new_one_finishes_it_once(storage: Storage
     assert record is not None and len(record.history) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an Outcome carries no lease id: a late retry re-queues a record a newer lease holds",
-)
 def test_stale_retry_from_an_expired_lease_does_not_release_a_newer_lease(
     storage: Storage,
 ) -> None:
@@ -300,7 +296,7 @@ def test_stale_retry_from_an_expired_lease_does_not_release_a_newer_lease(
     tag = notification["tag"]
     take(shard, lease_seconds=10.0)  # worker 1, slow
     assert take(shard, now=T0 + 10, lease_seconds=30.0) == [tag]  # worker 2, valid to T0+40
-    ack(shard, tag, "retry", T0 + 11, retry_after=0.0)  # worker 1 gives up, late
+    ack(shard, tag, "retry", T0 + 11, retry_after=0.0, lease=T0 + 10.0)  # worker 1, late
     assert take(shard, now=T0 + 13) == []  # worker 2 still holds it
 
 
