@@ -142,14 +142,16 @@ class QueueActor:
             self._notify({self._lane("BROWSER", tenant, uid)})
         return count
 
-    async def receipt(self, outcome: dict[str, Any]) -> bool:
-        """A provider receipt (delivered/failed) for a sent notification."""
-        applied = self._shard.receipt(Outcome.from_dict(outcome), time.time())
+    async def receipts(self, outcomes: list[dict[str, Any]]) -> dict[str, Any]:
+        """Provider receipts (delivered/failed) for sent notifications, in one commit."""
+        now = time.time()
+        applied = [self._shard.receipt(Outcome.from_dict(o), now) for o in outcomes]
         self._shard.flush()
-        if applied:
-            self._finished([outcome["tag"]])
+        done = [o["tag"] for o, ok in zip(outcomes, applied, strict=True) if ok]
+        if done:
+            self._finished(done)
             self._notify({WEBHOOK})
-        return applied
+        return {"results": applied}
 
     async def get(self, tag: str, tenant: str, wait: float = 0.0) -> dict[str, Any]:
         try:

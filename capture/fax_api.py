@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiohttp import ClientError, ClientSession, ClientTimeout, web
+from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector, web
 
 from actors.providers.http_fax import SIGNATURE_HEADER, sign_webhook
 from capture import outbox
@@ -100,7 +100,9 @@ class CaptureFaxApi:
         await self._runner.setup()
         await web.TCPSite(self._runner, self._host, self._port).start()
         self._port = int(self._runner.addresses[0][1])  # the ephemeral port, when port=0
-        self._client = ClientSession(timeout=ClientTimeout(total=5))
+        # Like a real provider, webhooks go out over a bounded pool, not all at once.
+        self._client = ClientSession(connector=TCPConnector(limit=16),
+                                     timeout=ClientTimeout(total=None, sock_connect=5, sock_read=30))
 
     async def stop(self) -> None:
         for task in list(self._tasks):

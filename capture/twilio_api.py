@@ -98,7 +98,10 @@ class CaptureTwilioApi:
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, self.port).start()
         self.port = self._runner.addresses[0][1]
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        # Like a real provider, callbacks go out over a bounded pool, not all at once.
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=16),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=30))
 
     async def stop(self) -> None:
         for task in list(self._tasks):

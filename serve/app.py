@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from herald.browser_tokens import mint_token, verify_token
 from herald.config import Settings
@@ -77,6 +78,11 @@ async def _request_error(_: Request, exc: RequestValidationError) -> JSONRespons
     return error_response(ValidationError(f"{field}: {first.get('msg')}", field or None))
 
 
+@app.exception_handler(ClientDisconnect)
+async def _gone(_: Request, __: ClientDisconnect) -> Response:
+    return Response(status_code=499)  # nobody is listening any more
+
+
 @app.exception_handler(StarletteHTTPException)
 async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
     codes = {404: "not_found", 405: "method_not_allowed"}
@@ -95,7 +101,8 @@ class Intake:
         self.settings = settings
         self.shards = shards
         self.supervisor = supervisor
-        self.batchers = [ShardBatcher(handle) for handle in shards]
+        self.batchers = [ShardBatcher(handle, "enqueue") for handle in shards]
+        self.receipt_batchers = [ShardBatcher(handle, "receipts") for handle in shards]
         self.keys = KeyRing(settings.api_keys)
         self._browser_secret = (settings.browser_secret or "").encode()
         self.rejected = 0
@@ -123,7 +130,7 @@ class Intake:
         for i, n in enumerate(notifications):
             by_shard.setdefault(n["shard"], []).append(i)
         answers = await asyncio.gather(*(
-            self.batchers[s].enqueue([notifications[i] for i in idx]) for s, idx in by_shard.items()
+            self.batchers[s].submit([notifications[i] for i in idx]) for s, idx in by_shard.items()
         ))
         results: list[dict[str, Any]] = [{}] * len(notifications)
         for (_, idx), answer in zip(by_shard.items(), answers, strict=True):
@@ -213,7 +220,7 @@ class Intake:
         if outcome is not None:
             index = shard_of_tag(outcome.tag, len(self.shards))
             if index is not None:
-                await self.shards[index].receipt.remote(outcome.to_dict())
+                await self.receipt_batchers[index].submit([outcome.to_dict()])
         return Response(status_code=204)
 
     @app.post("/v1/providers/twilio/status")

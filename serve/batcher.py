@@ -1,4 +1,4 @@
-"""Coalesce concurrent enqueue calls for one shard into one actor call (and one commit)."""
+"""Coalesce concurrent calls to one shard (enqueue, receipts) into one actor call and one commit."""
 
 from __future__ import annotations
 
@@ -13,13 +13,15 @@ class ShardBatcher:
     carries everything that arrived meanwhile, so commits scale with load, not requests.
     """
 
-    def __init__(self, handle: Any, max_batch: int = 5000) -> None:
-        self._handle = handle
+    def __init__(self, handle: Any, method: str = "enqueue", max_batch: int = 5000) -> None:
+        self._method = getattr(handle, method)
         self._max_batch = max_batch
         self._pending: list[tuple[list[dict[str, Any]], asyncio.Future[dict[str, Any]]]] = []
         self._task: asyncio.Task[None] | None = None
 
-    async def enqueue(self, notifications: list[dict[str, Any]]) -> dict[str, Any]:
+    async def submit(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        """``{"results": [...]}`` (one per item, in order) or ``{"error": {...}}``."""
+        notifications = items
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending.append((notifications, future))
         if self._task is None or self._task.done():
@@ -40,7 +42,7 @@ class ShardBatcher:
             taken = self._take()
             flat = [n for group, _ in taken for n in group]
             try:
-                answer = await self._handle.enqueue.remote(flat)
+                answer = await self._method.remote(flat)
             except Exception as exc:
                 for _, future in taken:
                     if not future.done():
