@@ -64,6 +64,11 @@ def test_sigkill_of_queue_and_channel_actors_loses_nothing(service: Service) -> 
     assert _pid_of("herald-shard-1") != old_shard
     assert _pid_of("herald-email-0") != old_channel
 
+    with service.client() as client:
+        metrics = client.get("/metrics").text
+    assert 'herald_actor_restarts{pool="queue"}' in metrics
+    assert 'herald_actor_restarts{pool="email"}' in metrics
+
     counts = service.sink.handler.by_tag
     missing = [t for t in tags if counts[t] == 0]
     duplicates = sum(counts[t] - 1 for t in tags if counts[t] > 1)
