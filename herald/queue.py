@@ -95,11 +95,23 @@ class QueueShard:
         A tag seen before (a retried call) or a repeated (tenant, ``mq-uuid-btag``) answers the
         first tag with ``duplicate: True`` and queues nothing.
         """
+        notifications = list(notifications)
+        # One storage look-up per batch, not per notification: tags seen before (a retried call)
+        # and idempotency keys not live in memory.
+        unseen = [n["tag"] for n in notifications
+                  if n["tag"] not in self._live and n["tag"] not in self._updates]
+        stored_tags = self._storage.existing(unseen) if unseen else set()
+        keys = [(n["tenant"], n["idempotency_key"]) for n in notifications
+                if n.get("idempotency_key")]
+        stored_keys = self._storage.find_idempotent_many(
+            [k for k in keys if k not in self._idempotency]) if keys else {}
         results = []
         for notification in notifications:
             tag = notification["tag"]
             key = notification.get("idempotency_key")
-            first = self._known_tag(tag) or (key and self._first_for(notification["tenant"], key))
+            known = tag in self._live or tag in self._updates or tag in stored_tags
+            first = tag if known else (key and (self._idempotency.get((notification["tenant"], key))
+                                                or stored_keys.get((notification["tenant"], key))))
             if first:
                 self.counters["duplicates_refused"] += 1
                 results.append({"tag": first, "pos": self.position(first), "duplicate": True})
@@ -115,14 +127,6 @@ class QueueShard:
             self.counters["accepted"] += 1
             results.append({"tag": tag, "pos": pos, "duplicate": False})
         return results
-
-    def _known_tag(self, tag: str) -> str | None:
-        if tag in self._live or self._stored(tag) is not None:
-            return tag
-        return None
-
-    def _first_for(self, tenant: str, key: str) -> str | None:
-        return self._idempotency.get((tenant, key)) or self._storage.find_idempotent(tenant, key)
 
     # -- delivery -------------------------------------------------------------------------
     def lease(

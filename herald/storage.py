@@ -39,6 +39,21 @@ class Storage(abc.ABC):
     def find_idempotent(self, tenant: str, key: str) -> str | None:
         """The tag first accepted for (tenant, ``mq-uuid-btag``), if any."""
 
+    def existing(self, tags: Sequence[str]) -> set[str]:
+        """Which of ``tags`` are stored (one query for a batch)."""
+        return {tag for tag in tags if self.get(tag) is not None}
+
+    def find_idempotent_many(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], str]:
+        """``find_idempotent`` for a batch of (tenant, key): only the ones found."""
+        found = {}
+        for tenant, key in keys:
+            tag = self.find_idempotent(tenant, key)
+            if tag is not None:
+                found[(tenant, key)] = tag
+        return found
+
     @abc.abstractmethod
     def max_seq(self) -> int: ...
 
@@ -148,6 +163,15 @@ class SQLiteStorage(Storage):
             (tenant, key),
         ).fetchone()
         return row[0] if row else None
+
+    def existing(self, tags: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(tags), 500):  # stay under SQLite's parameter limit
+            chunk = tags[start:start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            found.update(row[0] for row in self._db.execute(
+                f"SELECT tag FROM notifications WHERE tag IN ({marks})", chunk))
+        return found
 
     def max_seq(self) -> int:
         row = self._db.execute("SELECT MAX(seq) FROM notifications").fetchone()
