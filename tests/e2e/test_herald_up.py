@@ -30,6 +30,7 @@ def herald_up(
     data_dir: Path = tmp_path_factory.mktemp("e2e-data")
     env = dict(os.environ, HERALD_PORT=str(port), HERALD_DATA_DIR=str(data_dir),
                HERALD_SMTP_URL=sink.url, HERALD_API_KEYS=f"acme:{KEY}", HERALD_SHARDS="2",
+               HERALD_QUEUE_LIMIT="200",
                HERALD_BROWSER_PORT=str(free_port()))
     process = subprocess.Popen(
         [sys.executable, "-m", "herald.cli", "up"], env=env, text=True,
@@ -65,6 +66,22 @@ def test_design_payload_as_email_arrives_at_our_smtp_server(herald_up) -> None:
     assert "Hello Bob, your..." in mail.get_body(("plain",)).get_content()
     status = httpx.get(f"{base}/v1/notifications/{tag}", params={"wait": 30}, headers=headers)
     assert status.json()["status"] == "sent"
+
+
+def test_over_the_queue_limit_is_a_429_with_retry_after(herald_up) -> None:
+    base, sink, _ = herald_up
+    sink.handler.refuse["busy@example.com"] = "451 4.3.0 mailbox busy, try later"
+    headers = {"Authorization": f"Bearer {KEY}"}
+    # One uid → one shard, whose share of HERALD_QUEUE_LIMIT=200 over 2 shards is 100.
+    batch = [email_payload(to="busy@example.com", uid="full") for _ in range(100)]
+    response = httpx.post(f"{base}/v1/notifications/batch", json={"notifications": batch},
+                          headers=headers, timeout=60)
+    assert response.status_code == 202
+    assert all("details" in r for r in response.json()["results"])
+    over = httpx.post(f"{base}/v1/notifications", json=email_payload(uid="full"), headers=headers)
+    assert over.status_code == 429, over.text
+    assert over.json()["error"]["code"] == "queue_full"
+    assert int(over.headers["Retry-After"]) >= 1
 
 
 def test_sigterm_drains_and_exits_cleanly(herald_up) -> None:

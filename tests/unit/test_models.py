@@ -14,17 +14,10 @@ from herald.errors import TemplateError, ValidationError
 from herald.models import DEFAULT_TTL_SECONDS, validate_notification
 from herald.record import Record
 from herald.storage import SQLiteStorage
+from tests.support.payloads import DESIGN_PAYLOAD  # the example payload of DESIGN.md, verbatim
 
 NOW = 1_700_000_000.0
 
-#: The example payload of DESIGN.md, verbatim.
-DESIGN_PAYLOAD: dict[str, Any] = {
-    "type": "CM_BROWSER",
-    "user": {"uid": 76143021, "mq-uuid-btag": "A36701-BCDEF-779821-C31024-BA",
-             "name": {"first": "Bob", "middle": "Lee", "last": "Smith", "expr": "he/him"}},
-    "requester": {"type": "WEB_APP_BACKEND", "service": "CM_DA_MESSAGE_SERVICE", "asap": "yes"},
-    "details": {"title": "New Message", "content": "{message|sub(0,15)|'...'}"},
-}
 
 
 def payload(**changes: Any) -> dict[str, Any]:
