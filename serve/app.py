@@ -262,7 +262,7 @@ class Intake:
             raise ValidationError("uid: a user id (string or integer) is required", "uid")
         token, expires_at = mint_token(self._browser_secret, tenant, str(uid),
                                        self.settings.browser_token_ttl, time.time())
-        return JsonBody({"token": token, "expires_at": expires_at}, status_code=201)
+        return JsonBody({"token": token, "expires_at": expires_at})
 
     @app.get("/v1/browser-endpoint")
     async def browser_endpoint(self, token: str) -> Response:

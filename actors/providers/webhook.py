@@ -1,7 +1,7 @@
 """Requester callbacks: POST the final status to ``requester.callback_url``, signed per tenant.
 
-The signature is ``X-Herald-Signature: sha256=<hex HMAC-SHA256 of the raw body>`` with the
-tenant's webhook secret. 2xx → sent; 408, 429, 5xx and network errors → retry (with
+The signature is ``X-Herald-Signature: <hex HMAC-SHA256 of the raw body>`` with the tenant's
+webhook secret (``HERALD_WEBHOOK_SECRETS``, else the tenant's API key). 2xx → sent; 408, 429, 5xx and network errors → retry (with
 ``Retry-After``); other 4xx → failed.
 """
 
@@ -23,7 +23,7 @@ SIGNATURE_HEADER = "X-Herald-Signature"
 
 
 def sign(body: bytes, secret: str) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 class WebhookProvider(Provider):
