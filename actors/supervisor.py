@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any
 
 import ray
@@ -25,26 +26,40 @@ HEALTH_INTERVAL = 1.0
 HEALTH_TIMEOUT = 15.0
 
 
+def _exists(name: str) -> bool:
+    try:
+        ray.get_actor(name)
+    except ValueError:
+        return False
+    return True
+
+
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=100)  # type: ignore[call-overload]
 class Supervisor:
     def __init__(self, settings: Settings, channels: list[str]) -> None:
         self._settings = settings
+        # Detached and named: they outlive a Supervisor crash, and a restarted Supervisor
+        # (get_if_exists) takes the running ones over instead of starting a second set.
+        owned = {"lifetime": "detached", "get_if_exists": True}
+        self.restarts: dict[str, int] = {}
+        if _exists("herald-shard-0"):
+            self.restarts["supervisor"] = 1  # a previous life started these pools
         self.shards = [
-            QueueActor.options(name=f"herald-shard-{i}").remote(i, settings)  # type: ignore[attr-defined]
+            QueueActor.options(name=f"herald-shard-{i}", **owned).remote(  # type: ignore[attr-defined]
+                i, settings)
             for i in range(settings.shards)
         ]
-        self.limiter = RateLimiter.options(name=RATE_LIMITER_NAME).remote(  # type: ignore[attr-defined]
+        self.limiter = RateLimiter.options(name=RATE_LIMITER_NAME, **owned).remote(  # type: ignore[attr-defined]
             settings.rate_limits, settings.recipient_limits)
         self.pools: dict[str, list[Any]] = {}
         for channel in channels:
             size = settings.pools.get(channel.lower(), 1)
             self.pools[channel] = [
-                ChannelActor.options(name=f"herald-{channel.lower()}-{i}").remote(  # type: ignore[attr-defined]
+                ChannelActor.options(name=f"herald-{channel.lower()}-{i}", **owned).remote(  # type: ignore[attr-defined]
                     channel, i, self.shards, settings, self.limiter)
                 for i in range(size)
             ]
         self._pids: dict[str, int] = {}
-        self.restarts: dict[str, int] = {}
         self._loop: asyncio.Task[None] | None = None
 
     def _members(self) -> list[tuple[str, str, Any]]:
@@ -59,6 +74,9 @@ class Supervisor:
         if self._loop is None or self._loop.done():
             self._loop = asyncio.get_running_loop().create_task(self._health_loop())
         return await self.describe()
+
+    async def pid(self) -> int:
+        return os.getpid()
 
     async def shard_handles(self) -> list[Any]:
         return self.shards
@@ -100,6 +118,14 @@ class Supervisor:
         calls = [h.ping.remote() for actors in self.pools.values() for h in actors]
         results = await asyncio.gather(*calls, return_exceptions=True)
         return [r for r in results if isinstance(r, dict)]
+
+    async def shutdown(self) -> None:
+        """Kill every actor this Supervisor runs (they are detached: nothing else will)."""
+        if self._loop is not None:
+            self._loop.cancel()
+        for _, _, handle in self._members():
+            ray.kill(handle, no_restart=True)
+        ray.kill(self.limiter, no_restart=True)
 
     async def drain(self, timeout: float = 30.0) -> int:
         """Stop every channel actor's pulling and let in-flight work finish and be acked."""

@@ -152,7 +152,11 @@ class Herald:
             serve.shutdown()
         finally:
             if self.supervisor is not None:
-                ray.kill(self.supervisor)
+                try:
+                    ray.get(self.supervisor.shutdown.remote(), timeout=30)
+                except Exception:  # noqa: BLE001 - killing the supervisor below regardless
+                    log.exception("supervisor shutdown failed")
+                ray.kill(self.supervisor, no_restart=True)
             ray.shutdown()
             for peer in self.peers:
                 peer.stop()

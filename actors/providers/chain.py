@@ -48,7 +48,8 @@ class ProviderChain:
         provider = self.pick(now)
         if provider is None:
             wait = min(b.retry_in(now) for b in self.breakers.values())
-            return Outcome(message.tag, "retry", "none", error="every provider's circuit is open",
+            # The providers are down, not this message: wait without using up an attempt.
+            return Outcome(message.tag, "defer", "none", error="every provider's circuit is open",
                            retry_after=max(1.0, wait))
         breaker = self.breakers[provider.name]
         if self.limits is not None:
