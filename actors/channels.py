@@ -2,9 +2,8 @@
 
 Pull, not push: an actor only leases what it has room for (``channel_concurrency`` split
 evenly across shards), which is the backpressure. Outcomes are acked per shard in batches.
-A restarted actor (Ray ``max_restarts``) starts pulling again on its first call — the
-Supervisor pings every actor — and what its previous life had leased comes back when the
-leases expire.
+A restarted actor (Ray ``max_restarts``) starts pulling again from ``__init__``, and what its
+previous life had leased comes back when the leases expire.
 """
 
 from __future__ import annotations
@@ -64,10 +63,20 @@ class ChannelActor:
         self._stopping = False
         self._started_at = time.time()
         self.counters = dict.fromkeys(("sent", "delivered", "retry", "failed", "park", "defer"), 0)
+        self._starting: asyncio.Task[None] | None = None
+        # Async actors run __init__ on their event loop: start pulling right away.
+        asyncio.get_running_loop().create_task(self._ensure_started())
 
     async def _ensure_started(self) -> None:
-        if self._chain is not None:
-            return
+        """Start pulling (once). Runs from ``__init__``, so a restarted actor resumes by itself."""
+        failed = self._starting is not None and self._starting.done() and (
+            self._starting.cancelled() or self._starting.exception() is not None)
+        if self._starting is None or failed:  # a failed start is tried again on the next ping
+            self._links, self._chain = [], None
+            self._starting = asyncio.get_running_loop().create_task(self._start())
+        await asyncio.shield(self._starting)
+
+    async def _start(self) -> None:
         providers = build_providers(self._channel, self._settings, self._index, self._on_connect)
         limits = None
         if self._limiter is not None:

@@ -52,6 +52,7 @@ class QueueActor:
         self._wakeups: dict[str, asyncio.Event] = {}
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._timer: asyncio.Task[None] | None = None
+        self._ensure_timer()  # async actors run __init__ on their event loop
         log.info("shard %d ready with %d live notifications", shard, self._shard.live_count())
 
     # -- plumbing -------------------------------------------------------------------------

@@ -60,7 +60,9 @@ class Supervisor:
                 for i in range(size)
             ]
         self._pids: dict[str, int] = {}
-        self._loop: asyncio.Task[None] | None = None
+        # Async actors run __init__ on their event loop; a restarted Supervisor resumes checking.
+        self._loop: asyncio.Task[None] | None = asyncio.get_running_loop().create_task(
+            self._health_loop())
 
     def _members(self) -> list[tuple[str, str, Any]]:
         out = [("queue", f"shard-{i}", h) for i, h in enumerate(self.shards)]

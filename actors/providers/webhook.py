@@ -1,8 +1,8 @@
 """Requester callbacks: POST the final status to ``requester.callback_url``, signed per tenant.
 
 The signature is ``X-Herald-Signature: <hex HMAC-SHA256 of the raw body>`` with the tenant's
-webhook secret (``HERALD_WEBHOOK_SECRETS``, else the tenant's API key). 2xx → sent; 408, 429, 5xx and network errors → retry (with
-``Retry-After``); other 4xx → failed.
+webhook secret (``HERALD_WEBHOOK_SECRETS``, else the tenant's API key). 2xx → sent; 408, 429,
+5xx and network errors → retry (with ``Retry-After``); other 4xx → failed.
 """
 
 from __future__ import annotations
