@@ -178,6 +178,16 @@ class QueueActor:
         self._finished([tag])
         return record.public()
 
+    async def revive(self, tag: str, tenant: str) -> dict[str, Any]:
+        """Retry a dead-lettered notification."""
+        try:
+            record = self._shard.revive(tag, tenant, time.time())
+        except HeraldError as exc:
+            return error_dict(exc)
+        self._shard.flush()
+        self._notify({self._lane(record.channel, record.tenant, record.uid)})
+        return record.public()
+
     async def stats(self) -> dict[str, Any]:
         return {
             "shard": self._shard_id,

@@ -353,6 +353,21 @@ class QueueShard:
         self._finish(record, CANCELLED, now, None)
         return record
 
+    def revive(self, tag: str, tenant: str, now: float) -> Record:
+        """Send a dead-lettered notification again: a fresh attempt budget, history kept."""
+        record = self.get(tag, tenant)
+        if record.status != DEAD:
+            raise Conflict(f"notification {tag} is {record.status}; only dead ones can be retried")
+        record.status = QUEUED
+        record.attempts = 0
+        record.not_before = 0.0
+        record.updated_at = now
+        record.history.append({"at": now, "outcome": "revived", "provider": None})
+        self._live[tag] = record
+        self._push_ready(record)
+        self._dirty(record)
+        return record
+
     def position(self, tag: str) -> int:
         record = self._live.get(tag)
         if record is None or record.status not in WAITING:

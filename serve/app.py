@@ -282,6 +282,15 @@ class Intake:
     async def demo(self) -> Response:
         return HTMLResponse(_static("demo.html"))
 
+    @app.post("/v1/notifications/{tag}/retry")
+    async def revive(self, tag: str, request: Request) -> Response:
+        """Retry a dead-lettered notification (fresh attempt budget); 409 unless it is dead."""
+        tenant = self._tenant(request)
+        answer = await self._shard(tag).revive.remote(tag, tenant)
+        if "error" in answer:
+            raise _from_shard_error(answer)
+        return JsonBody(answer, status_code=202)
+
     @app.get("/v1/queue")
     async def queue(self, request: Request) -> Response:
         self._tenant(request)

@@ -159,3 +159,21 @@ def test_queue_and_metrics(service: Service) -> None:
     for name in ("herald_accepted_total", "herald_sent_total", "herald_failed_total",
                  "herald_retried_total", "herald_delivery_latency_seconds_bucket"):
         assert name in text
+
+
+def test_dead_letter_can_be_retried_from_the_api(service: Service) -> None:
+    service.sink.handler.refuse["dead@example.com"] = "451 4.3.0 try again later"
+    with service.client() as client:
+        tag = client.post("/v1/notifications", json=email_payload(to="dead@example.com")).json()[
+            "details"]["tag"]
+        deadline = time.monotonic() + 60
+        while client.get(f"/v1/notifications/{tag}").json()["status"] != "dead":
+            assert time.monotonic() < deadline, "never reached dead"
+            time.sleep(0.2)
+        assert client.post(f"/v1/notifications/{email_payload()['user']['uid']}x/retry").status_code == 404
+        del service.sink.handler.refuse["dead@example.com"]
+        revived = client.post(f"/v1/notifications/{tag}/retry")
+        assert revived.status_code == 202 and revived.json()["status"] == "queued"
+        status = client.get(f"/v1/notifications/{tag}", params={"wait": 20}).json()
+        assert status["status"] == "sent"
+        assert client.post(f"/v1/notifications/{tag}/retry").status_code == 409

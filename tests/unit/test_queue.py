@@ -695,3 +695,25 @@ def test_a_failed_flush_is_written_by_the_next_one(storage: Storage) -> None:
 
 def test_final_states_are_in_final() -> None:
     assert {"sent", "delivered", "failed", "dead", "cancelled"} == FINAL
+
+
+# -- dead letters ---------------------------------------------------------------------------
+def test_dead_notification_can_be_revived_with_a_fresh_budget(storage: Storage) -> None:
+    shard = make_shard(storage, policies={"BROWSER": RetryPolicy(max_attempts=1)})
+    notification = make_notification()
+    put(shard, notification)
+    tag = notification["tag"]
+    take(shard)
+    ack(shard, tag, "retry", T0)
+    assert status(shard, tag) == "dead"
+    put(shard, other := make_notification())
+    with pytest.raises(Conflict):
+        shard.revive(other["tag"], TENANT, T0)  # queued, not dead
+    shard.revive(tag, TENANT, T0 + 1)
+    shard.flush()
+    assert status(shard, tag) == "queued"
+    assert tag in take(shard, now=T0 + 2)
+    ack(shard, tag, "sent", T0 + 2)
+    record = storage.get(tag)
+    assert record is not None and record.status == "sent" and record.attempts == 1
+    assert [h["outcome"] for h in record.history] == ["retry", "revived", "sent"]
