@@ -56,7 +56,7 @@ class RateLimitClient:
             batch, self._pending = self._pending, []
             try:
                 waits = await self._handle.admit.remote([request for request, _ in batch])
-            except Exception:  # the limiter is restarting: hold these back briefly
+            except Exception:  # noqa: BLE001 - the limiter is restarting: hold these back briefly
                 waits = [1.0] * len(batch)
             for (_, future), wait in zip(batch, waits, strict=True):
                 if not future.done():

@@ -92,7 +92,7 @@ class Supervisor:
             ray.kill(handle, no_restart=False)
             self.restarts[pool] = self.restarts.get(pool, 0) + 1
             return
-        except Exception:
+        except Exception:  # noqa: BLE001 - a dead actor is being restarted by Ray
             return
         pid = answer if isinstance(answer, int) else answer["pid"]
         previous = self._pids.get(name)

@@ -43,7 +43,7 @@ class ShardBatcher:
             flat = [n for group, _ in taken for n in group]
             try:
                 answer = await self._method.remote(flat)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - handed to every waiting request
                 for _, future in taken:
                     if not future.done():
                         future.set_exception(exc)

@@ -154,7 +154,7 @@ class Herald:
             if self.supervisor is not None:
                 try:
                     ray.get(self.supervisor.shutdown.remote(), timeout=30)
-                except Exception:  # noqa: BLE001 - killing the supervisor below regardless
+                except Exception:
                     log.exception("supervisor shutdown failed")
                 ray.kill(self.supervisor, no_restart=True)
             ray.shutdown()
