@@ -18,6 +18,7 @@ import base64
 import binascii
 import contextlib
 import datetime
+import functools
 import logging
 import random
 import re
@@ -209,7 +210,8 @@ def build_email(message: Message, default_sender: str) -> Email:
     the same id (receivers can de-duplicate a retry). Header values with CR or LF are refused
     outright rather than trusted to the email package: header injection is never deliverable.
     The bytes are those ``EmailMessage`` with the default policy and ``SMTP.send_message``
-    produced, up to the order of the MIME headers and the random boundary.
+    produced, but for the order of the MIME headers, the random boundary and the needless
+    MIME-Version header ``add_alternative`` left in the HTML part.
     """
     if not message.to:
         raise PermanentProviderError("message has no recipient")
@@ -223,9 +225,7 @@ def build_email(message: Message, default_sender: str) -> Email:
     for name, value in values.items():
         if "\r" in value or "\n" in value:
             raise PermanentProviderError(f"{name} header contains CR or LF")
-    address = parseaddr(sender)[1]
-    domain = address.rpartition("@")[2] if "@" in address else ""
-    values["Message-ID"] = f"<{message.tag}@{domain or 'herald'}>"
+    values["Message-ID"] = f"<{message.tag}@{_message_id_domain(sender)}>"
     headers = {name: _header(name, value) for name, value in values.items()}
 
     # The envelope: the first From address, every To address.
@@ -233,11 +233,12 @@ def build_email(message: Message, default_sender: str) -> Email:
     if not senders or not recipients:
         raise PermanentProviderError("invalid sender or recipient address")
     envelope = [senders[0], *recipients]
-    for addr_spec in envelope:  # what SMTP.sendmail would refuse, refused before connecting
-        try:
-            parse_address(addr_spec)
-        except ValueError as exc:  # its text names the address: keep it out
-            raise PermanentProviderError("invalid sender or recipient address") from exc
+    if isinstance(headers["From"], BaseHeader) or isinstance(headers["To"], BaseHeader):
+        for addr_spec in envelope:  # what SMTP.sendmail would refuse, refused before connecting
+            try:
+                parse_address(addr_spec)
+            except ValueError as exc:  # its text names the address: keep it out
+                raise PermanentProviderError("invalid sender or recipient address") from exc
     smtputf8 = not all(addr_spec.isascii() for addr_spec in envelope)
 
     fold_policy = policy.SMTPUTF8 if smtputf8 else policy.SMTP
@@ -259,6 +260,13 @@ def build_email(message: Message, default_sender: str) -> Email:
     )
 
 
+@functools.lru_cache(maxsize=256)
+def _message_id_domain(sender: str) -> str:
+    """The domain of the sender's address, or "herald" (a provider sees few senders: cached)."""
+    address = parseaddr(sender)[1]
+    return (address.rpartition("@")[2] if "@" in address else "") or "herald"
+
+
 def _header(name: str, value: str) -> str:
     """``value`` when the email package would write it out as given, else its parsed header.
 
@@ -277,7 +285,8 @@ def _header(name: str, value: str) -> str:
     return header
 
 
-def _fold(name: str, header: str, fold_policy: policy.EmailPolicy) -> str:
+def _fold(name: str, header: str, fold_policy: policy.Policy) -> str:
+    """The header's line(s), CRLF-terminated."""
     if isinstance(header, BaseHeader):
         try:
             return header.fold(policy=fold_policy)
@@ -290,7 +299,8 @@ def _addr_specs(header: str) -> list[str]:
     """The bare addresses of an address header, as ``SMTP.send_message`` took them."""
     if isinstance(header, BaseHeader):
         return [address.addr_spec for address in cast(AddressHeader, header).addresses]
-    return [header.rpartition("<")[2].removesuffix(">")]  # ``addr-spec`` or ``name <addr-spec>``
+    # ``addr-spec`` or ``name <addr-spec>``, a dot-atom address that SMTP.sendmail takes as is
+    return [header.rpartition("<")[2].removesuffix(">")]
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,7 +317,7 @@ class _TextPart:
 
     def write(self, seven_bit: bool) -> bytes:
         """Part headers, blank line and body; a server without 8BITMIME gets 8 bits in base64."""
-        if seven_bit and self.transfer_encoding == "8bit":
+        if seven_bit and self.transfer_encoding == "8bit":  # as email.generator re-encodes it
             body = base64.encodebytes(self.body.replace(b"\r\n", b"\n"))
             return self.headers("base64") + b"\r\n" + body.replace(b"\n", b"\r\n")
         return self.headers(self.transfer_encoding) + b"\r\n" + self.body
@@ -319,6 +329,7 @@ def _text_part(subtype: str, text: str) -> _TextPart:
     if max(map(len, lines), default=0) <= _MAX_LINE:
         body = b"\r\n".join(lines) + b"\r\n"
         return _TextPart(subtype, "7bit" if body.isascii() else "8bit", body)
+    # Long lines: quoted-printable, unless base64 is shorter for the first ten lines.
     raw = b"\n".join(lines) + b"\n"
     sniff = b"\n".join(lines[:10]) + b"\n"
     if len(quoprimime.body_encode(sniff.decode("latin-1"), _MAX_LINE)) > len(binascii.b2a_base64(sniff)):

@@ -45,6 +45,12 @@ def make_message(tag: str = "tag-1", **changes: Any) -> Message:
     return dataclasses.replace(message, **changes)
 
 
+def wire(envelope: Envelope) -> bytes:
+    """The message as the server received it (``content`` is str when it decodes data)."""
+    assert isinstance(envelope.original_content, bytes)
+    return envelope.original_content
+
+
 class Recorder:
     """aiosmtpd handler that records each accepted message; ``refuse[stage]`` is sent instead."""
 
@@ -59,6 +65,7 @@ class Recorder:
         if "MAIL" in self.refuse:
             return self.refuse["MAIL"]
         envelope.mail_from = address
+        envelope.mail_options.extend(options)
         return "250 OK"
 
     async def handle_RCPT(
@@ -72,8 +79,7 @@ class Recorder:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if "DATA" in self.refuse:
             return self.refuse["DATA"]
-        assert isinstance(envelope.content, bytes)
-        parsed = BytesParser(policy=policy.default).parsebytes(envelope.content)
+        parsed = BytesParser(policy=policy.default).parsebytes(wire(envelope))
         self.received.append((session, envelope, cast(EmailMessage, parsed)))
         return "250 OK"
 
@@ -85,8 +91,8 @@ class Recorder:
 class Server(LoopbackController):
     """A recording server that also counts the TCP connections it accepted."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        self.recorder = Recorder()
+    def __init__(self, recorder: Recorder | None = None, **kwargs: Any) -> None:
+        self.recorder = recorder or Recorder()
         self.connections = 0
         self.sessions: list[SMTP] = []
         super().__init__(self.recorder, hostname=HOST, port=0, server_hostname="localhost",
@@ -227,11 +233,126 @@ async def test_message_arrives_with_headers_and_both_parts(
     ],
 )
 def test_message_id_uses_the_sender_domain(sender: str, message_id: str) -> None:
-    email = build_email(make_message("t", sender=sender, subject=None, html=None), SENDER)
+    built = build_email(make_message("t", sender=sender, subject=None, html=None), SENDER)
+    assert built.message_id == message_id
+    email = parse(built.data)
     assert email["Message-ID"] == message_id
     assert email["From"] == sender
     assert email["Subject"] == ""
+    assert email["MIME-Version"] == "1.0"
     assert email.get_content_type() == "text/plain"
+    assert built.data_7bit is built.data  # nothing 8-bit to re-encode
+
+
+def parse(data: bytes) -> EmailMessage:
+    return cast(EmailMessage, BytesParser(policy=policy.default).parsebytes(data))
+
+
+def header_block(data: bytes) -> list[bytes]:
+    return data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+
+
+@pytest.mark.parametrize(
+    ("to", "subject"),
+    [
+        ("Jürgen Müller <j@example.com>", "Grüße 你好"),
+        ("Bob <bob@example.com>", "Grüße 你好, " * 12),  # folded into several encoded words
+        ('"Smith, Bob" <bob@example.com>', "a plain subject that is too long for one line " * 3),
+    ],
+)
+async def test_non_ascii_and_long_headers_arrive_intact_in_7bit_headers(
+    server: Server, connect: Callable[..., SmtpProvider], to: str, subject: str
+) -> None:
+    long_html = "<p>Grüße 你好</p>" + "<br>" * 40  # a long line: not sent as is
+    message = make_message(to=to, subject=subject, text="Grüße 你好\nzweite Zeile", html=long_html)
+    assert (await connect(server.port).send(message)).kind == "sent"
+
+    [(_, envelope, email)] = server.recorder.received
+    assert (email["To"], email["Subject"]) == (to, subject)
+    text, html = email.get_body(("plain",)), email.get_body(("html",))
+    assert text is not None and text.get_content() == "Grüße 你好\r\nzweite Zeile\r\n"
+    assert html is not None and html.get_content() == long_html + "\r\n"
+    assert text["Content-Transfer-Encoding"] == "8bit"
+    assert html["Content-Transfer-Encoding"] in ("quoted-printable", "base64")
+    assert "BODY=8BITMIME" in envelope.mail_options
+    lines = header_block(wire(envelope))
+    assert all(line.isascii() and len(line) <= 78 for line in lines)  # RFC 2047, folded
+    assert sum(line.startswith(b"MIME-Version: 1.0") for line in lines) == 1
+
+
+async def test_a_server_without_8bitmime_gets_7bit_data(
+    start_server: Callable[..., Server], connect: Callable[..., SmtpProvider]
+) -> None:
+    server = start_server(decode_data=True)  # aiosmtpd then does not offer 8BITMIME
+    message = make_message(subject="Grüße", text="Grüße 你好", html="<p>你好</p>")
+    assert (await connect(server.port).send(message)).kind == "sent"
+
+    [(_, envelope, email)] = server.recorder.received
+    assert wire(envelope).isascii()
+    assert "BODY=8BITMIME" not in envelope.mail_options
+    text, html = email.get_body(("plain",)), email.get_body(("html",))
+    assert text is not None and text.get_content() == "Grüße 你好\n"
+    assert html is not None and html.get_content() == "<p>你好</p>\n"
+
+
+class RefuseEhlo(Recorder):
+    """A server of old that knows HELO only."""
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        return ["502 5.5.2 Error: command not recognized"]
+
+
+async def test_a_server_that_refuses_ehlo_is_greeted_with_helo_and_gets_7bit_data(
+    start_server: Callable[..., Server], connect: Callable[..., SmtpProvider]
+) -> None:
+    server = start_server(recorder=RefuseEhlo())
+    assert (await connect(server.port).send(make_message(text="Grüße"))).kind == "sent"
+    [(session, envelope, email)] = server.recorder.received
+    assert not session.extended_smtp and envelope.mail_options == []
+    assert wire(envelope).isascii()
+    text = email.get_body(("plain",))
+    assert text is not None and text.get_content() == "Grüße\n"
+
+
+@pytest.mark.parametrize(
+    ("sender", "to", "mail_from", "rcpt_tos"),
+    [
+        (None, "bob@example.com", "herald@example.org", ["bob@example.com"]),
+        ("shop@shop.example", '"Smith, Bob" <bob@example.com>', "shop@shop.example",
+         ["bob@example.com"]),
+        ("Shop <news@shop.example>", "Bob <bob@example.com>, al@example.net", "news@shop.example",
+         ["bob@example.com", "al@example.net"]),
+    ],
+)
+async def test_the_envelope_comes_from_the_from_and_to_headers(
+    server: Server, connect: Callable[..., SmtpProvider],
+    sender: str | None, to: str, mail_from: str, rcpt_tos: list[str],
+) -> None:
+    outcome = await connect(server.port).send(make_message(sender=sender, to=to))
+    assert outcome.kind == "sent"
+    [(_, envelope, email)] = server.recorder.received
+    assert (envelope.mail_from, envelope.rcpt_tos) == (mail_from, rcpt_tos)
+    assert email["To"] == to
+
+
+@pytest.mark.parametrize("smtputf8", [True, False])
+async def test_a_non_ascii_address_needs_smtputf8(
+    start_server: Callable[..., Server], connect: Callable[..., SmtpProvider], smtputf8: bool
+) -> None:
+    server = start_server(enable_SMTPUTF8=smtputf8)
+    message = make_message(to="Jürgen <jürgen@example.com>", subject="Grüße")
+    outcome = await deliver_one(connect(server.port), message)
+    if not smtputf8:
+        assert (outcome.kind, outcome.code, server.recorder.received) == ("failed", None, [])
+        return
+    assert outcome.kind == "sent"
+    [(_, envelope, email)] = server.recorder.received
+    assert envelope.rcpt_tos == ["jürgen@example.com"]
+    assert "SMTPUTF8" in envelope.mail_options
+    assert (email["To"], email["Subject"]) == ("Jürgen <jürgen@example.com>", "Grüße")
 
 
 async def test_sequential_messages_reuse_one_connection(
@@ -318,6 +439,26 @@ async def test_a_header_with_cr_or_lf_fails_without_network_traffic(
     value = f"x@example.com{breaker}Bcc: victim@example.net"
     outcome = await deliver_one(connect(server.port), make_message(**{field: value}))
     assert (outcome.kind, outcome.code) == ("failed", None)
+    assert server.connections == 0
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "error"),
+    [
+        ("subject", "Hello\x0bBcc: victim@example.net", "invalid Subject header"),
+        ("subject", "Hello\u2028there", "invalid Subject header"),
+        ("tag", "tag\x1c1", "invalid X-Herald-Tag header"),
+        ("to", "bob\x85@example.com", "invalid To header"),
+        ("to", "undisclosed-recipients:;", "invalid sender or recipient address"),
+        ("sender", "<>", "invalid sender or recipient address"),
+        ("to", "b@<example.com", "invalid sender or recipient address"),
+    ],
+)
+async def test_an_invalid_header_or_address_fails_without_network_traffic(
+    server: Server, connect: Callable[..., SmtpProvider], field: str, value: str, error: str
+) -> None:
+    outcome = await deliver_one(connect(server.port), make_message(**{field: value}))
+    assert (outcome.kind, outcome.code, outcome.error) == ("failed", None, error)
     assert server.connections == 0
 
 
