@@ -114,7 +114,9 @@ class ChannelActor:
         batch = self._settings.lease_batch
         while not self._stopping:
             room = link.capacity - link.inflight
-            if room <= 0:
+            # Lease in batches: while busy, wait until a quarter of the room is free rather than
+            # calling the shard for every slot that frees up.
+            if room <= 0 or (link.inflight > 0 and room < max(1, link.capacity // 4)):
                 link.slot_freed.clear()
                 await link.slot_freed.wait()
                 continue
