@@ -17,7 +17,7 @@ from email.message import EmailMessage
 
 from aiosmtplib.email import extract_recipients, extract_sender, flatten_message
 
-from actors.providers.smtp_email import build_email
+from herald.email_message import build_email
 from herald.render import Message
 
 SENDER = "Herald <herald@example.org>"

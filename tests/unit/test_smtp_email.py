@@ -23,10 +23,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from actors.providers.smtp_email import SmtpProvider, _error_to_provider_error, build_email
+from actors.providers.smtp_email import SmtpProvider, _error_to_provider_error
 from capture import outbox
 from capture.smtp import CaptureSmtpServer, LoopbackController
 from herald.config import SmtpTarget
+from herald.email_message import build_email
 from herald.errors import PermanentProviderError, TransientProviderError
 from herald.outcome import Outcome
 from herald.render import Message
