@@ -9,7 +9,7 @@ import functools
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import orjson
 from fastapi import FastAPI, Request
@@ -265,12 +265,19 @@ class Intake:
         return JsonBody({"token": token, "expires_at": expires_at})
 
     @app.get("/v1/browser-endpoint")
-    async def browser_endpoint(self, token: str) -> Response:
-        """The WebSocket URL of the gateway that owns this token's user (token included)."""
+    async def browser_endpoint(self, token: str, request: Request) -> Response:
+        """The WebSocket URL of the gateway that owns this token's user (token included).
+
+        The host is the one the browser reached the API by (``HERALD_PUBLIC_URL``'s if set),
+        so the URL works from wherever the page was loaded.
+        """
         identity = verify_token(self._browser_secret, token, time.time())
         gateways = self.settings.pools.get("browser", 1)
         index = gateway_for(identity.tenant, identity.uid, gateways)
-        host = self.settings.host
+        public = urlsplit(self.settings.public_url).hostname if self.settings.public_url else None
+        host = public or request.url.hostname or self.settings.host
+        if ":" in host:  # an IPv6 literal
+            host = f"[{host}]"
         port = self.settings.browser_port + index
         return JsonBody({"url": f"ws://{host}:{port}/ws?{urlencode({'token': token})}"})
 
