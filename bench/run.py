@@ -123,7 +123,8 @@ async def _run(base: str, rounds: int, intake_total: int, per_channel: int) -> d
             await _wait_idle(client)
             for channel, counter in (("EMAIL", "sent"), ("SMS", "sent"), ("FAX", "sent"),
                                      ("BROWSER", "delivered")):
-                results.setdefault(f"{channel.lower()}_delivered_per_s", []).append(
+                # email/SMS/fax: taken by the provider (``sent``); browser: acked (``delivered``).
+                results.setdefault(f"{channel.lower()}_{counter}_per_s", []).append(
                     await _delivered_per_second(client, channel, per_channel, counter))
         stop.set()
         await browsers

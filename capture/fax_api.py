@@ -29,6 +29,7 @@ from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector, web
 
 from actors.providers.http_fax import SIGNATURE_HEADER, sign_webhook
 from capture import outbox
+from capture.callbacks import post_receipt
 from herald.fax_document import count_pages
 from herald.models import E164_RE
 
@@ -216,9 +217,8 @@ class CaptureFaxApi:
         if self._client is None:
             return
         try:
-            async with self._client.post(url, data=body, headers=headers) as response:
-                await response.read()
-        except (ClientError, OSError) as error:
+            await post_receipt(self._client, url, body, headers)
+        except (ClientError, TimeoutError, OSError) as error:
             # Like a provider whose webhook target is down: the receipt is lost.
             log.warning("fax webhook not delivered", extra={"error": type(error).__name__})
 

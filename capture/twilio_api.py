@@ -29,6 +29,7 @@ from aiohttp import web
 from twilio.request_validator import RequestValidator
 
 from capture import outbox
+from capture.callbacks import post_receipt
 from herald.models import E164_RE
 from herald.sms import mask_number, segments
 
@@ -219,11 +220,10 @@ class CaptureTwilioApi:
             }
             headers = {"X-Twilio-Signature": self._validator.compute_signature(url, params)}
             try:
-                async with self._session.post(url, data=params, headers=headers) as answer:
-                    await answer.read()
-                    if answer.status >= 400:
-                        log.warning("status callback answered %s", answer.status,
-                                    extra={"sid": message["sid"], "to": mask_number(message["to"])})
+                status_code = await post_receipt(self._session, url, params, headers)
+                if status_code >= 400:
+                    log.warning("status callback answered %s", status_code,
+                                extra={"sid": message["sid"], "to": mask_number(message["to"])})
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 log.warning("status callback failed: %s", type(exc).__name__,
                             extra={"sid": message["sid"], "to": mask_number(message["to"])})
