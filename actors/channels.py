@@ -42,6 +42,7 @@ class _ShardLink:
         self.acks: list[dict[str, Any]] = []
         self.acks_ready = asyncio.Event()
         self.parked: set[tuple[str, str]] = set()
+        self.acking = 0  # outcomes in an ack call not answered yet
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=10_000)  # type: ignore[call-overload]
@@ -64,6 +65,7 @@ class ChannelActor:
         self._started_at = time.time()
         self.counters = dict.fromkeys(("sent", "delivered", "retry", "failed", "park", "defer"), 0)
         self._starting: asyncio.Task[None] | None = None
+        self._deliveries: set[asyncio.Task[None]] = set()
         # Async actors run __init__ on their event loop: start pulling right away.
         asyncio.get_running_loop().create_task(self._ensure_started())
 
@@ -134,7 +136,9 @@ class ChannelActor:
             link.inflight -= want - len(items)
             # Even when stopping, what was leased is delivered (drain waits for it).
             for item in items:
-                asyncio.get_running_loop().create_task(self._deliver(link, item))
+                task = asyncio.get_running_loop().create_task(self._deliver(link, item))
+                self._deliveries.add(task)  # keep a reference: the loop holds tasks weakly
+                task.add_done_callback(self._deliveries.discard)
 
     async def _deliver(self, link: _ShardLink, item: dict[str, Any]) -> None:
         assert self._chain is not None
@@ -164,10 +168,12 @@ class ChannelActor:
             await asyncio.sleep(ACK_WINDOW_SECONDS)  # let a batch gather
             link.acks_ready.clear()
             batch, link.acks = link.acks, []
+            link.acking = len(batch)
             while batch:
                 try:
                     await link.handle.ack.remote(batch)
                     batch = []
+                    link.acking = 0
                     await self._release_parked(link)
                 except Exception:
                     log.exception("ack failed; retrying")
@@ -192,7 +198,7 @@ class ChannelActor:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             busy = sum(link.inflight for link in self._links)
-            pending = sum(len(link.acks) for link in self._links)
+            pending = sum(len(link.acks) + link.acking for link in self._links)
             if busy == 0 and pending == 0:
                 break
             await asyncio.sleep(0.05)
