@@ -6,6 +6,7 @@ Routes hold no business rule: validation is ``herald.models``, queueing is the Q
 
 import asyncio
 import functools
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from serve.auth import KeyRing
 from serve.batcher import ShardBatcher
 
 MAX_WAIT_SECONDS = 60.0
+log = logging.getLogger("herald.intake")
 STATIC = Path(__file__).parent / "static"
 
 
@@ -76,6 +78,14 @@ async def _request_error(_: Request, exc: RequestValidationError) -> JSONRespons
     first = exc.errors()[0]
     field = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "path", "body"))
     return error_response(ValidationError(f"{field}: {first.get('msg')}", field or None))
+
+
+@app.exception_handler(Exception)
+async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    """Not the caller's fault (a shard restarting, a bug): say so in JSON, and log it."""
+    log.exception("request failed", exc_info=exc)
+    return JsonBody({"error": {"code": "unavailable", "message": "try again shortly",
+                               "field": None}}, status_code=503, headers={"Retry-After": "1"})
 
 
 @app.exception_handler(ClientDisconnect)
