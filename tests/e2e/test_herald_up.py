@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -66,6 +67,23 @@ def test_design_payload_as_email_arrives_at_our_smtp_server(herald_up) -> None:
     assert "Hello Bob, your..." in mail.get_body(("plain",)).get_content()
     status = httpx.get(f"{base}/v1/notifications/{tag}", params={"wait": 30}, headers=headers)
     assert status.json()["status"] == "sent"
+
+
+def test_cli_send_and_status(herald_up, tmp_path: Path) -> None:
+    base, sink, _ = herald_up
+    port = base.rsplit(":", 1)[1]
+    env = dict(os.environ, HERALD_PORT=port, HERALD_API_KEYS=f"acme:{KEY}")
+    payload_file = tmp_path / "notification.json"
+    payload_file.write_text(json.dumps(email_payload(subject="From the CLI")))
+    sent = subprocess.run([sys.executable, "-m", "herald.cli", "send", str(payload_file)],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert sent.returncode == 0, sent.stderr
+    tag = json.loads(sent.stdout)["details"]["tag"]
+    status = subprocess.run([sys.executable, "-m", "herald.cli", "status", tag, "--wait", "30"],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["status"] == "sent"
+    assert sink.wait_for_tag(tag)["Subject"] == "From the CLI"
 
 
 def test_over_the_queue_limit_is_a_429_with_retry_after(herald_up) -> None:
