@@ -19,7 +19,7 @@ import ray
 
 from herald.channels import Channel
 from herald.config import Settings
-from herald.errors import HeraldError
+from herald.errors import HeraldError, QueueFull
 from herald.outcome import Outcome
 from herald.queue import WEBHOOK, QueueShard
 from herald.record import FINAL
@@ -97,8 +97,7 @@ class QueueActor:
         live = self._shard.live_count()
         limit = self._settings.queue_limit // self._settings.shards
         if live + len(notifications) > limit:
-            return {"error": {"code": "queue_full", "status": 429,
-                              "message": f"shard {self._shard_id} holds {live} notifications"}}
+            return error_dict(QueueFull(f"shard {self._shard_id} holds {live} notifications"))
         now = time.time()
         results = self._shard.enqueue(notifications, now)
         self._shard.flush()
@@ -159,11 +158,17 @@ class QueueActor:
             record = self._shard.get(tag, tenant)
             if wait > 0 and record.status not in FINAL:
                 future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-                self._waiters.setdefault(tag, []).append(future)
+                waiters = self._waiters.setdefault(tag, [])
+                waiters.append(future)
                 try:
                     await asyncio.wait_for(future, wait)
                 except TimeoutError:
                     pass
+                finally:  # a timed-out wait must not stay registered until the tag is final
+                    if future in waiters:
+                        waiters.remove(future)
+                    if not waiters:
+                        self._waiters.pop(tag, None)
                 record = self._shard.get(tag, tenant)
             return record.public()
         except HeraldError as exc:

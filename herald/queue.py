@@ -177,6 +177,8 @@ class QueueShard:
                 # would hand it out twice. The newer lease's holder will answer.
                 self.counters["stale_acks"] += 1
                 continue
+            if outcome.kind in ("retry", "park", "defer"):
+                self._pending_receipts.pop(record.tag, None)  # that send did not happen
             if outcome.kind in ("park", "defer"):
                 if not waiting:
                     if outcome.kind == "park":
@@ -261,6 +263,8 @@ class QueueShard:
         record = self._stored(outcome.tag)
         if record is None or record.status != SENT:
             return False
+        if outcome.provider_id and record.provider_id and outcome.provider_id != record.provider_id:
+            return False  # a receipt for another message than the one this record sent
         record.status = _OUTCOME_STATUS[outcome.kind]
         record.updated_at = now
         record.history.append({"attempt": record.attempts, "at": now, "provider": outcome.provider,

@@ -10,6 +10,8 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+SWEEP_EVERY = 10_000
+
 
 @dataclass(slots=True)
 class TokenBucket:
@@ -68,6 +70,11 @@ class RecipientWindow:
     def take(self, recipient: str, now: float) -> None:
         self.sent.setdefault(recipient, deque()).append(now)
 
+    def sweep(self, now: float) -> None:
+        """Forget recipients with nothing left in the window (memory stays bounded)."""
+        for recipient in [r for r, t in self.sent.items() if not t or t[-1] <= now - self.window]:
+            del self.sent[recipient]
+
 
 class RateLimits:
     """All configured limits; ``admit`` answers a batch of (provider, channel, recipient)."""
@@ -75,9 +82,15 @@ class RateLimits:
     def __init__(self, per_provider: Mapping[str, float], per_recipient: Mapping[str, str]) -> None:
         self.buckets = {name: TokenBucket(rate, max(1.0, rate)) for name, rate in per_provider.items()}
         self.windows = {ch.lower(): RecipientWindow.parse(spec) for ch, spec in per_recipient.items()}
+        self._admitted = 0
 
     def admit(self, requests: Sequence[tuple[str, str, str | None]], now: float) -> list[float]:
         """For each request: 0.0 if it may go now (and it is counted), else seconds to wait."""
+        self._admitted += len(requests)
+        if self._admitted >= SWEEP_EVERY:
+            self._admitted = 0
+            for recipients in self.windows.values():
+                recipients.sweep(now)
         answers = []
         for provider, channel, recipient in requests:
             bucket = self.buckets.get(provider)

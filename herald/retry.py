@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import email.utils
+import math
 import random
 import time
 from dataclasses import dataclass
+
+MAX_RETRY_AFTER_SECONDS = 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,8 +40,9 @@ class RetryPolicy:
         exponent = min(max(0, attempts - 1), 62)  # past 2^62 the cap always wins anyway
         window = min(self.cap_seconds, self.base_seconds * (2**exponent))
         jittered = (rng or random).uniform(0.0, window)
-        if retry_after is not None:
-            return max(float(retry_after), jittered)
+        if retry_after is not None and math.isfinite(retry_after):
+            # A provider may ask for longer than our cap, but not for ever.
+            return min(max(float(retry_after), jittered), MAX_RETRY_AFTER_SECONDS)
         return jittered
 
 
@@ -47,9 +51,11 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):

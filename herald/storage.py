@@ -164,6 +164,20 @@ class SQLiteStorage(Storage):
         ).fetchone()
         return row[0] if row else None
 
+    def find_idempotent_many(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], str]:
+        found: dict[tuple[str, str], str] = {}
+        for start in range(0, len(keys), 400):  # two parameters a key, under SQLite's limit
+            chunk = keys[start:start + 400]
+            marks = " OR ".join("(tenant = ? AND idempotency_key = ?)" for _ in chunk)
+            params = [value for key in chunk for value in key]
+            for tenant, key, tag in self._db.execute(
+                f"SELECT tenant, idempotency_key, tag FROM notifications WHERE {marks}", params
+            ):
+                found[(tenant, key)] = tag
+        return found
+
     def existing(self, tags: Sequence[str]) -> set[str]:
         found: set[str] = set()
         for start in range(0, len(tags), 500):  # stay under SQLite's parameter limit

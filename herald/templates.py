@@ -263,10 +263,21 @@ class Template:
         return "".join(out)
 
 
+#: Larger sources (a long per-message HTML body) are compiled each time rather than cached:
+#: they are rarely reused and would pin memory and push real templates out of the cache.
+CACHED_SOURCE_LIMIT = 4096
+
+
 @lru_cache(maxsize=4096)
-def compile_template(source: str) -> Template:
-    """Parse ``source`` once (cached); raise :class:`TemplateError` on a syntax error."""
+def _compile_cached(source: str) -> Template:
     return Template(source)
+
+
+def compile_template(source: str) -> Template:
+    """Parse ``source`` once (cached when small); raise :class:`TemplateError` on a syntax error."""
+    if len(source) > CACHED_SOURCE_LIMIT:
+        return Template(source)
+    return _compile_cached(source)
 
 
 def render(source: str, context: Mapping[str, object]) -> str:

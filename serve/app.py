@@ -37,6 +37,7 @@ from serve.auth import KeyRing
 from serve.batcher import ShardBatcher
 
 MAX_WAIT_SECONDS = 60.0
+RECEIPT_BODY_LIMIT = 64 * 1024
 log = logging.getLogger("herald.intake")
 STATIC = Path(__file__).parent / "static"
 
@@ -121,14 +122,22 @@ class Intake:
     def _tenant(self, request: Request) -> str:
         return self.keys.tenant_for(request.headers.get("authorization"))
 
-    async def _json(self, request: Request) -> Any:
+    async def _body(self, request: Request, limit: int | None = None) -> bytes:
+        """The request body, refused (413) as soon as it is over ``limit``, chunked or not."""
+        limit = limit or self.settings.max_body_bytes
         declared = request.headers.get("content-length")
-        limit = self.settings.max_body_bytes
         if declared and declared.isdigit() and int(declared) > limit:
             raise PayloadTooLarge(f"body larger than {limit} bytes")
-        body = await request.body()
-        if len(body) > limit:
-            raise PayloadTooLarge(f"body larger than {limit} bytes")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"body larger than {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _json(self, request: Request) -> Any:
+        body = await self._body(request)
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -240,12 +249,14 @@ class Intake:
 
         backup = request.query_params.get("account") == "backup"
         token = (self.settings.twilio_backup_auth_token if backup else None) or \
-            self.settings.twilio_auth_token or ""
+            self.settings.twilio_auth_token
+        if not token:  # never verify against an empty secret: anyone could sign
+            raise NotFound("no Twilio account is configured")
         url = self.settings.base_url() + request.url.path
         if request.url.query:
             url += "?" + request.url.query
-        form = dict(parse_qsl((await request.body()).decode("utf-8", "replace"),
-                              keep_blank_values=True))
+        body = await self._body(request, RECEIPT_BODY_LIMIT)
+        form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
         outcome = receipt_from_callback(url, form, request.headers.get("x-twilio-signature"),
                                         token, provider="twilio-backup" if backup else "twilio")
         return await self._receipt(outcome)
@@ -255,9 +266,11 @@ class Intake:
         """The fax provider's webhook, signed with X-Herald-Fax-Signature."""
         from actors.providers.http_fax import receipt_from_webhook
 
-        body = await request.body()
+        if not self.settings.fax_webhook_secret:  # never verify against an empty secret
+            raise NotFound("no fax webhook secret is configured")
+        body = await self._body(request, RECEIPT_BODY_LIMIT)
         outcome = receipt_from_webhook(tag, body, request.headers.get("x-herald-fax-signature"),
-                                       self.settings.fax_webhook_secret or "")
+                                       self.settings.fax_webhook_secret)
         return await self._receipt(outcome)
 
     # -- browser --------------------------------------------------------------------------

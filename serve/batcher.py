@@ -21,9 +21,8 @@ class ShardBatcher:
 
     async def submit(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         """``{"results": [...]}`` (one per item, in order) or ``{"error": {...}}``."""
-        notifications = items
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._pending.append((notifications, future))
+        self._pending.append((items, future))
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._drain())
         return await future
@@ -48,11 +47,10 @@ class ShardBatcher:
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            if "error" in answer:
-                for _, future in taken:
-                    future.set_result(answer)
-                continue
-            results, start = answer["results"], 0
+            results, start = answer.get("results"), 0
             for group, future in taken:
-                future.set_result({"results": results[start:start + len(group)]})
+                # A request whose client went away was cancelled: the others still get answers.
+                if not future.done():
+                    future.set_result(answer if results is None else
+                                      {"results": results[start:start + len(group)]})
                 start += len(group)

@@ -23,8 +23,6 @@ is the single place a real provider's scheme plugs in.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -44,6 +42,7 @@ from herald.fax_document import render_pdf
 from herald.outcome import Outcome
 from herald.render import Message
 from herald.retry import parse_retry_after
+from herald.signing import sign_body, signature_matches
 from herald.sms import mask_number
 
 __all__ = [
@@ -184,9 +183,8 @@ def _first_error(document: dict[str, Any], status: int) -> tuple[str, str]:
     return str(status), "no error details"
 
 
-def sign_webhook(body: bytes, secret: str) -> str:
-    """Hex HMAC-SHA256 of the raw body: the value of ``X-Herald-Fax-Signature``."""
-    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+#: The value of ``X-Herald-Fax-Signature``: hex HMAC-SHA256 of the raw body.
+sign_webhook = sign_body
 
 
 def verify_signature(body: bytes, signature: str | None, secret: str) -> None:
@@ -197,7 +195,7 @@ def verify_signature(body: bytes, signature: str | None, secret: str) -> None:
     """
     if not signature:
         raise AuthError("fax webhook without signature")
-    if not hmac.compare_digest(sign_webhook(body, secret), signature.strip().lower()):
+    if not signature_matches(body, signature, secret):
         raise AuthError("fax webhook signature does not match")
 
 
@@ -216,7 +214,9 @@ def receipt_from_webhook(
         event = orjson.loads(body)["data"]
         event_type = event["event_type"]
         payload = event.get("payload") or {}
-    except (orjson.JSONDecodeError, KeyError, TypeError) as error:
+        if not isinstance(payload, dict):
+            raise TypeError("payload is not an object")
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
         raise ValidationError("fax webhook is not a fax event", field="data") from error
     fax_id = payload.get("fax_id")
     if event_type == "fax.delivered":

@@ -7,8 +7,6 @@ webhook secret (``HERALD_WEBHOOK_SECRETS``, else the tenant's API key). 2xx → 
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Callable
 
 import aiohttp
@@ -18,12 +16,9 @@ from herald.errors import PermanentProviderError, TransientProviderError
 from herald.outcome import Outcome
 from herald.render import Message
 from herald.retry import parse_retry_after
+from herald.signing import sign_body
 
 SIGNATURE_HEADER = "X-Herald-Signature"
-
-
-def sign(body: bytes, secret: str) -> str:
-    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 class WebhookProvider(Provider):
@@ -45,7 +40,7 @@ class WebhookProvider(Provider):
         assert self._session is not None and message.to
         body = message.text.encode()
         headers = {"Content-Type": "application/json", "User-Agent": "Herald-Webhook/1",
-                   SIGNATURE_HEADER: sign(body, self._secret_for(message.tenant)),
+                   SIGNATURE_HEADER: sign_body(body, self._secret_for(message.tenant)),
                    "X-Herald-Tag": message.tag.split(".")[0]}
         try:
             async with self._session.post(message.to, data=body, headers=headers,

@@ -37,3 +37,11 @@ def test_recipient_limit_holds_across_providers() -> None:
     answers = limits.admit([("twilio", "SMS", "+1"), ("twilio-backup", "SMS", "+1"),
                             ("twilio", "SMS", "+1")], 0.0)
     assert answers[:2] == [0.0, 0.0] and answers[2] == pytest.approx(60)
+
+
+def test_windows_forget_quiet_recipients() -> None:
+    window = RecipientWindow.parse("1/10")
+    window.take("+1", 0)
+    window.take("+2", 5)
+    window.sweep(12)
+    assert set(window.sent) == {"+2"}

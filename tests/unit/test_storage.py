@@ -149,3 +149,15 @@ def test_sqlite_uses_wal_mode(tmp_path: Path) -> None:
         assert mode == "wal"
     finally:
         db.close()
+
+
+def test_find_idempotent_many_finds_only_stored_keys(storage: Storage) -> None:
+    from herald.record import Record
+    from tests.unit.conftest import make_notification
+
+    first = Record.new(make_notification(btag="k1"), 1)
+    second = Record.new(make_notification(btag="k2", tenant="other"), 2)
+    storage.write([first, second], [])
+    found = storage.find_idempotent_many([(first.tenant, "k1"), (first.tenant, "k2"),
+                                          ("other", "k2"), ("nobody", "k9")])
+    assert found == {(first.tenant, "k1"): first.tag, ("other", "k2"): second.tag}
