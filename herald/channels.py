@@ -14,11 +14,6 @@ class Channel(str, enum.Enum):
     EMAIL = "EMAIL"
     FAX = "FAX"
 
-    @property
-    def key(self) -> str:
-        """Lower-case name used in config, metrics and actor names (``email``)."""
-        return self.value.lower()
-
 
 _TYPE_RE = re.compile(r"^([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*)_(BROWSER|SMS|EMAIL|FAX)$")
 

@@ -7,7 +7,6 @@ from typing import Any
 
 QUEUED, SENDING, RETRYING = "queued", "sending", "retrying"
 SENT, DELIVERED, FAILED, DEAD, CANCELLED = "sent", "delivered", "failed", "dead", "cancelled"
-STATUSES = (QUEUED, SENDING, RETRYING, SENT, DELIVERED, FAILED, DEAD, CANCELLED)
 #: States in which the queue is done with a notification (``sent`` may still get a receipt).
 FINAL = frozenset({SENT, DELIVERED, FAILED, DEAD, CANCELLED})
 #: States from which the queue hands a notification out (``retrying`` once ``not_before`` passed).

@@ -331,7 +331,8 @@ class Intake:
     async def metrics(self, request: Request) -> Response:
         self._tenant(request)
         stats = await asyncio.gather(*(s.stats.remote() for s in self.shards))
-        supervisor = await self.supervisor.describe.remote()
+        supervisor, channel_actors = await asyncio.gather(
+            self.supervisor.describe.remote(), self.supervisor.channel_stats.remote())
         counters: dict[str, int] = {"rejected": self.rejected}
         latency = Histogram()
         gauges: list[tuple[str, dict[str, str], float]] = []
@@ -345,5 +346,13 @@ class Intake:
                                                    "state": state}, count))
         for pool, count in supervisor["restarts"].items():
             gauges.append(("actor_restarts", {"pool": pool}, count))
+        for actor in channel_actors:  # since that actor (re)started
+            for outcome, count in actor["counters"].items():
+                gauges.append(("channel_outcomes", {"channel": actor["channel"].lower(),
+                                                    "actor": str(actor["index"]),
+                                                    "outcome": outcome}, count))
+            for provider, state in actor["breakers"].items():
+                gauges.append(("circuit_open", {"provider": provider, "actor": str(actor["index"])},
+                               1 if state == "open" else 0))
         text = render_prometheus(counters, gauges, latency)
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")

@@ -157,7 +157,9 @@ def test_queue_and_metrics(service: Service) -> None:
         assert len(queue["shards"]) == 4
         text = client.get("/metrics").text
     for name in ("herald_accepted_total", "herald_sent_total", "herald_failed_total",
-                 "herald_retried_total", "herald_delivery_latency_seconds_bucket"):
+                 "herald_retried_total", "herald_delivery_latency_seconds_bucket",
+                 'herald_channel_outcomes{actor="0",channel="email",outcome="sent"}',
+                 'herald_circuit_open{actor="0",provider="smtp"}'):
         assert name in text
 
 
