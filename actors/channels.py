@@ -18,7 +18,7 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError
 
-from actors.providers.chain import ProviderChain
+from actors.provider_chain import ProviderChain
 from actors.providers.registry import build_providers
 from actors.ratelimiter import RateLimitClient
 from herald.config import Settings

@@ -23,10 +23,10 @@ from typing import Any
 
 import httpx
 
+from capture.net import free_port
+from capture.smtp_sink import SmtpSink
 from herald.config import Settings
-from serve.runtime import Herald
-from tests.support.net import free_port
-from tests.support.smtp_sink import SmtpSink
+from launcher.runtime import Herald
 
 KEY = "bench-key-" + "b" * 20
 

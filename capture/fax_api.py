@@ -27,11 +27,11 @@ from typing import Any
 import orjson
 from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector, web
 
-from actors.providers.http_fax import SIGNATURE_HEADER, sign_webhook
 from capture import outbox
 from capture.callbacks import post_receipt
 from herald.fax_document import count_pages
 from herald.models import E164_RE
+from herald.receipts import FAX_SIGNATURE_HEADER, sign_fax_webhook
 
 __all__ = ["CaptureFaxApi"]
 
@@ -212,7 +212,7 @@ class CaptureFaxApi:
         })
         headers = {
             "Content-Type": "application/json",
-            SIGNATURE_HEADER: sign_webhook(body, self._webhook_secret),
+            FAX_SIGNATURE_HEADER: sign_fax_webhook(body, self._webhook_secret),
         }
         if self._client is None:
             return

@@ -122,6 +122,15 @@ class Settings:
             return self.webhook_secrets[tenant]
         return next((key for key, owner in self.api_keys.items() if owner == tenant), "")
 
+    def channels_configured(self) -> list[str]:
+        """The channels this configuration can deliver (each gets a pool)."""
+        channels = ["EMAIL", "BROWSER", "WEBHOOK"]
+        if self.twilio_account_sid and self.twilio_auth_token:
+            channels.append("SMS")
+        if self.fax_api_key:
+            channels.append("FAX")
+        return channels
+
     def smtp_target(self) -> SmtpTarget | None:
         return SmtpTarget.from_url(self.smtp_url) if self.smtp_url else None
 

@@ -32,6 +32,7 @@ from herald.errors import (
 )
 from herald.metrics import Histogram, render_prometheus
 from herald.models import validate_notification
+from herald.receipts import fax_receipt, twilio_receipt
 from herald.sharding import gateway_for, shard_of_tag
 from serve.auth import KeyRing
 from serve.batcher import ShardBatcher
@@ -245,8 +246,6 @@ class Intake:
     @app.post("/v1/providers/twilio/status")
     async def twilio_status(self, request: Request) -> Response:
         """Twilio's StatusCallback: form fields signed with X-Twilio-Signature."""
-        from actors.providers.twilio_sms import receipt_from_callback
-
         backup = request.query_params.get("account") == "backup"
         token = (self.settings.twilio_backup_auth_token if backup else None) or \
             self.settings.twilio_auth_token
@@ -257,19 +256,17 @@ class Intake:
             url += "?" + request.url.query
         body = await self._body(request, RECEIPT_BODY_LIMIT)
         form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-        outcome = receipt_from_callback(url, form, request.headers.get("x-twilio-signature"),
+        outcome = twilio_receipt(url, form, request.headers.get("x-twilio-signature"),
                                         token, provider="twilio-backup" if backup else "twilio")
         return await self._receipt(outcome)
 
     @app.post("/v1/providers/fax/status")
     async def fax_status(self, request: Request, tag: str) -> Response:
         """The fax provider's webhook, signed with X-Herald-Fax-Signature."""
-        from actors.providers.http_fax import receipt_from_webhook
-
         if not self.settings.fax_webhook_secret:  # never verify against an empty secret
             raise NotFound("no fax webhook secret is configured")
         body = await self._body(request, RECEIPT_BODY_LIMIT)
-        outcome = receipt_from_webhook(tag, body, request.headers.get("x-herald-fax-signature"),
+        outcome = fax_receipt(tag, body, request.headers.get("x-herald-fax-signature"),
                                        self.settings.fax_webhook_secret)
         return await self._receipt(outcome)
 

@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.net import free_port
-from tests.support.smtp_sink import SmtpSink
+from capture.net import free_port
+from capture.smtp_sink import SmtpSink
 from tests.support.webhooks import WebhookReceiver
 
 KEYS = {"tenant-a": "key-a-" + "x" * 20, "tenant-b": "key-b-" + "y" * 20}
@@ -58,7 +58,7 @@ def service(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iter
     from capture.fax_api import CaptureFaxApi
     from capture.twilio_api import CaptureTwilioApi
     from herald.config import Settings
-    from serve.runtime import Herald, LoopThread
+    from launcher.runtime import Herald, LoopThread
 
     loop = LoopThread()
     outbox = tmp_path_factory.mktemp("peer-outbox")

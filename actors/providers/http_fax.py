@@ -12,12 +12,12 @@ Modeled on Telnyx's API (developers.telnyx.com, "Send a fax", "API error codes")
   an HTTP answer becomes an outcome: 429 and 5xx are transient (with ``Retry-After``), any other
   4xx is permanent. Transport failures (connection refused, timeouts) are transient.
 * Delivery receipts arrive later as webhooks (``fax.delivered`` / ``fax.failed``) at
-  ``webhook_url?tag=<tag>``; ``receipt_from_webhook`` turns one into an outcome.
+  ``webhook_url?tag=<tag>``; ``herald.receipts.fax_receipt`` turns one into an outcome.
 
 Webhook authenticity: Telnyx signs webhooks with ed25519 (``telnyx-signature-ed25519`` +
 ``telnyx-timestamp``, verified with the account's public key). Herald's adapter uses a shared
-secret instead: ``X-Herald-Fax-Signature`` = hex HMAC-SHA256 of the raw body. ``verify_signature``
-is the single place a real provider's scheme plugs in.
+secret instead: ``X-Herald-Fax-Signature`` = hex HMAC-SHA256 of the raw body.
+``herald.receipts.verify_fax_signature`` is the single place a real provider's scheme plugs in.
 """
 
 from __future__ import annotations
@@ -33,29 +33,19 @@ from yarl import URL
 
 from actors.providers.base import Provider
 from herald.errors import (
-    AuthError,
     PermanentProviderError,
     TransientProviderError,
-    ValidationError,
 )
 from herald.fax_document import render_pdf
 from herald.outcome import Outcome
 from herald.render import Message
 from herald.retry import parse_retry_after
-from herald.signing import sign_body, signature_matches
 from herald.sms import mask_number
 
-__all__ = [
-    "SIGNATURE_HEADER",
-    "HttpFaxProvider",
-    "receipt_from_webhook",
-    "sign_webhook",
-    "verify_signature",
-]
+__all__ = ["HttpFaxProvider"]
 
 log = logging.getLogger(__name__)
 
-SIGNATURE_HEADER = "X-Herald-Fax-Signature"
 _ACCEPTED = frozenset({200, 201, 202})
 
 
@@ -181,53 +171,3 @@ def _first_error(document: dict[str, Any], status: int) -> tuple[str, str]:
         code = str(first.get("code") or status)
         return code, str(first.get("title") or first.get("detail") or "error")[:200]
     return str(status), "no error details"
-
-
-#: The value of ``X-Herald-Fax-Signature``: hex HMAC-SHA256 of the raw body.
-sign_webhook = sign_body
-
-
-def verify_signature(body: bytes, signature: str | None, secret: str) -> None:
-    """Raise ``AuthError`` unless ``signature`` authenticates ``body``.
-
-    This is where a real provider's scheme goes (Telnyx: ed25519 over ``timestamp|body`` with
-    the account's public key, plus a freshness check on ``telnyx-timestamp``).
-    """
-    if not signature:
-        raise AuthError("fax webhook without signature")
-    if not signature_matches(body, signature, secret):
-        raise AuthError("fax webhook signature does not match")
-
-
-def receipt_from_webhook(
-    tag: str, body: bytes, signature: str | None, secret: str, provider: str = "telnyx"
-) -> Outcome | None:
-    """The outcome a signed fax webhook reports for ``tag`` (from ``?tag=`` of its URL).
-
-    ``fax.delivered`` → ``delivered``; ``fax.failed`` → ``failed`` with ``code`` =
-    ``failure_reason``; any other event (``fax.queued``, ``fax.sending.started``…) → ``None``.
-    Raises ``AuthError`` for a missing or wrong signature and ``ValidationError`` for a signed
-    body that is not a Telnyx-shaped event.
-    """
-    verify_signature(body, signature, secret)
-    try:
-        event = orjson.loads(body)["data"]
-        event_type = event["event_type"]
-        payload = event.get("payload") or {}
-        if not isinstance(payload, dict):
-            raise TypeError("payload is not an object")
-    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
-        raise ValidationError("fax webhook is not a fax event", field="data") from error
-    fax_id = payload.get("fax_id")
-    if event_type == "fax.delivered":
-        pages = payload.get("page_count")
-        return Outcome(
-            tag, "delivered", provider, provider_id=fax_id,
-            info={"pages": pages} if pages is not None else {},
-        )
-    if event_type == "fax.failed":
-        reason = str(payload.get("failure_reason") or "unknown")
-        return Outcome(
-            tag, "failed", provider, provider_id=fax_id, error=f"fax failed: {reason}", code=reason
-        )
-    return None

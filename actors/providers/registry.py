@@ -68,13 +68,3 @@ def build_providers(
 
         return [WebhookProvider(settings.webhook_secret)]
     raise ValueError(f"no provider for channel {channel}")
-
-
-def channels_configured(settings: Settings) -> list[str]:
-    """The channels this configuration can deliver (each gets a pool)."""
-    channels = ["EMAIL", "BROWSER", "WEBHOOK"]
-    if settings.twilio_account_sid and settings.twilio_auth_token:
-        channels.append("SMS")
-    if settings.fax_api_key:
-        channels.append("FAX")
-    return channels

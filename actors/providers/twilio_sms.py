@@ -1,41 +1,38 @@
-"""SMS through Twilio's Messages API (official ``twilio`` client), and Twilio's delivery receipts.
+"""SMS through Twilio's Messages API (official ``twilio`` client).
 
-``TwilioSmsProvider`` sends; ``receipt_from_callback`` turns a signed ``StatusCallback`` request
-into a ``delivered``/``failed`` outcome. ``provider_error`` is the one place where Twilio's
+``TwilioSmsProvider`` sends; ``herald.receipts.twilio_receipt`` turns a signed ``StatusCallback``
+request into a ``delivered``/``failed`` outcome. ``provider_error`` is the one place where Twilio's
 errors and network errors become Herald's transient/permanent provider errors.
 
 How a receipt finds its notification: the provider asks Twilio to call
 ``<status_callback_url>?tag=<tag>`` (``&tag=`` when the URL already has a query), so the tag
 comes back in the callback URL, which Twilio's signature covers. Whoever serves that URL passes
 the full public URL Twilio called, the form fields and the ``X-Twilio-Signature`` header to
-``receipt_from_callback`` together with the auth token of the account that sent the message.
+``herald.receipts.twilio_receipt`` together with the auth token of the account that sent the message.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
-from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
 from actors.providers.base import Provider
 from herald.errors import (
-    AuthError,
     PermanentProviderError,
     ProviderError,
     TransientProviderError,
-    ValidationError,
 )
 from herald.outcome import Outcome
 from herald.render import Message
@@ -211,37 +208,3 @@ class TwilioSmsProvider(Provider):
             message.tag, "sent", self.name, provider_id=answer.sid,
             info={"segments": count or local.segments, "encoding": local.encoding},
         )
-
-
-_FAILED = frozenset({"undelivered", "failed"})
-
-
-def receipt_from_callback(
-    url: str,
-    form: Mapping[str, str],
-    signature: str | None,
-    auth_token: str,
-    *,
-    provider: str = "twilio",
-) -> Outcome | None:
-    """Outcome of a Twilio ``StatusCallback``: delivered, failed, or None for interim statuses.
-
-    ``url`` is the full URL Twilio requested (with the ``tag`` query it was given), ``form`` the
-    posted fields, ``signature`` the ``X-Twilio-Signature`` header. Raises ``AuthError`` when
-    the signature is missing or wrong and ``ValidationError`` when the URL carries no tag.
-    """
-    if not signature or not RequestValidator(auth_token).validate(url, form, signature):
-        raise AuthError("Twilio status callback: missing or invalid X-Twilio-Signature")
-    tags = parse_qs(urlsplit(url).query).get("tag")
-    if not tags:
-        raise ValidationError("Twilio status callback URL carries no tag", field="tag")
-    status = form.get("MessageStatus") or form.get("SmsStatus") or ""
-    sid = form.get("MessageSid") or form.get("SmsSid")
-    if status == "delivered":
-        return Outcome(tags[-1], "delivered", provider, provider_id=sid, info={"status": status})
-    if status in _FAILED:
-        return Outcome(
-            tags[-1], "failed", provider, provider_id=sid, error=f"Twilio status {status}",
-            code=form.get("ErrorCode") or None, info={"status": status},
-        )
-    return None

@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.net import free_port
+from capture.net import free_port
+from capture.smtp_sink import SmtpSink
 from tests.support.payloads import email_payload
-from tests.support.smtp_sink import SmtpSink
 
 pytestmark = pytest.mark.e2e
 KEY = "e2e-key-" + "z" * 24
@@ -34,7 +34,7 @@ def herald_up(
                HERALD_QUEUE_LIMIT="200",
                HERALD_BROWSER_PORT=str(free_port()))
     process = subprocess.Popen(
-        [sys.executable, "-m", "herald.cli", "up"], env=env, text=True,
+        [sys.executable, "-m", "launcher.cli", "up"], env=env, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
@@ -75,11 +75,11 @@ def test_cli_send_and_status(herald_up, tmp_path: Path) -> None:
     env = dict(os.environ, HERALD_PORT=port, HERALD_API_KEYS=f"acme:{KEY}")
     payload_file = tmp_path / "notification.json"
     payload_file.write_text(json.dumps(email_payload(subject="From the CLI")))
-    sent = subprocess.run([sys.executable, "-m", "herald.cli", "send", str(payload_file)],
+    sent = subprocess.run([sys.executable, "-m", "launcher.cli", "send", str(payload_file)],
                           env=env, capture_output=True, text=True, timeout=60)
     assert sent.returncode == 0, sent.stderr
     tag = json.loads(sent.stdout)["details"]["tag"]
-    status = subprocess.run([sys.executable, "-m", "herald.cli", "status", tag, "--wait", "30"],
+    status = subprocess.run([sys.executable, "-m", "launcher.cli", "status", tag, "--wait", "30"],
                             env=env, capture_output=True, text=True, timeout=60)
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout)["status"] == "sent"

@@ -14,14 +14,15 @@ import orjson
 import pytest
 from aiohttp import web
 
-from actors.providers.http_fax import SIGNATURE_HEADER, HttpFaxProvider, receipt_from_webhook
+from actors.providers.http_fax import HttpFaxProvider
 from capture import outbox
 from capture.fax_api import CaptureFaxApi
+from capture.net import free_port
 from herald.errors import AuthError
 from herald.fax_document import count_pages
 from herald.outcome import Outcome
+from herald.receipts import FAX_SIGNATURE_HEADER, fax_receipt
 from herald.render import Message
-from tests.support.net import free_port
 
 API_KEY = "KEY-test-secret"
 SECRET = "whsec-test"
@@ -46,7 +47,7 @@ async def webhooks() -> AsyncIterator[tuple[str, asyncio.Queue[Webhook]]]:
 
     async def receive(request: web.Request) -> web.Response:
         body = await request.read()
-        received.put_nowait((request.query["tag"], body, request.headers.get(SIGNATURE_HEADER)))
+        received.put_nowait((request.query["tag"], body, request.headers.get(FAX_SIGNATURE_HEADER)))
         return web.Response(text="ok")
 
     app = web.Application()
@@ -90,7 +91,7 @@ async def _receipt(received: asyncio.Queue[Webhook]) -> Outcome:
     """Wait for the first webhook that is a receipt (skipping ``fax.queued`` and the like)."""
     while True:
         tag, body, signature = await asyncio.wait_for(received.get(), timeout=5)
-        receipt = receipt_from_webhook(tag, body, signature, SECRET)
+        receipt = fax_receipt(tag, body, signature, SECRET)
         if receipt is not None:
             return receipt
 
@@ -138,24 +139,24 @@ async def test_webhook_signature_is_hex_hmac_sha256_of_the_raw_body(
     tag, body, signature = await asyncio.wait_for(webhooks[1].get(), timeout=5)
     assert signature == hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
     assert orjson.loads(body)["data"]["event_type"] == "fax.queued"
-    assert receipt_from_webhook(tag, body, signature, SECRET) is None
+    assert fax_receipt(tag, body, signature, SECRET) is None
 
 
 @pytest.mark.parametrize("signature", [None, "", "0" * 64, "not-hex"])
 def test_bad_or_missing_signature_is_an_auth_error(signature: str | None) -> None:
     body = b'{"data": {"event_type": "fax.delivered", "payload": {"fax_id": "f1"}}}'
     with pytest.raises(AuthError):
-        receipt_from_webhook("tag-1", body, signature, SECRET)
+        fax_receipt("tag-1", body, signature, SECRET)
 
 
 def test_signature_by_another_secret_or_of_another_body_is_rejected() -> None:
     body = b'{"data": {"event_type": "fax.delivered", "payload": {"fax_id": "f1"}}}'
     signature = hmac.new(b"other", body, hashlib.sha256).hexdigest()
     with pytest.raises(AuthError):
-        receipt_from_webhook("tag-1", body, signature, SECRET)
+        fax_receipt("tag-1", body, signature, SECRET)
     good = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
     with pytest.raises(AuthError):
-        receipt_from_webhook("tag-1", body + b" ", good, SECRET)
+        fax_receipt("tag-1", body + b" ", good, SECRET)
 
 
 async def test_503_is_retried(provider: HttpFaxProvider, fax_api: CaptureFaxApi) -> None:

@@ -14,13 +14,14 @@ import pytest
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 
-from actors.providers.twilio_sms import TwilioSmsProvider, receipt_from_callback
+from actors.providers.twilio_sms import TwilioSmsProvider
 from capture import outbox
+from capture.net import free_port
 from capture.twilio_api import CaptureTwilioApi
 from herald.errors import AuthError
+from herald.receipts import twilio_receipt
 from herald.render import Message
 from herald.retry import parse_retry_after
-from tests.support.net import free_port
 
 SID = "AC" + "0123456789abcdef" * 2
 TOKEN = "test-token-not-a-secret"
@@ -117,9 +118,9 @@ async def test_status_callback_is_signed_and_yields_delivered_with_the_tag(
     url, form, signature = await receiver.next()
     assert "account=main" in url and f"tag={message.tag}" in url
     assert form["MessageStatus"] == "sent"
-    assert receipt_from_callback(url, form, signature, TOKEN) is None
+    assert twilio_receipt(url, form, signature, TOKEN) is None
     url, form, signature = await receiver.next()
-    receipt = receipt_from_callback(url, form, signature, TOKEN)
+    receipt = twilio_receipt(url, form, signature, TOKEN)
     assert receipt is not None
     assert (receipt.tag, receipt.kind, receipt.provider_id) == (message.tag, "delivered",
                                                                 sent.provider_id)
@@ -135,20 +136,20 @@ async def test_tampered_or_missing_signature_raises_auth_error(
     await provider.send(sms())
     url, form, signature = await receiver.next()
     with pytest.raises(AuthError):
-        receipt_from_callback(url, {**form, "MessageStatus": "delivered"}, signature, TOKEN)
+        twilio_receipt(url, {**form, "MessageStatus": "delivered"}, signature, TOKEN)
     with pytest.raises(AuthError):
-        receipt_from_callback(url.replace("tag=", "tag=0"), form, signature, TOKEN)
+        twilio_receipt(url.replace("tag=", "tag=0"), form, signature, TOKEN)
     with pytest.raises(AuthError):
-        receipt_from_callback(url, form, None, TOKEN)
+        twilio_receipt(url, form, None, TOKEN)
     with pytest.raises(AuthError):
-        receipt_from_callback(url, form, signature, "another-token")
+        twilio_receipt(url, form, signature, "another-token")
 
 
 def test_undelivered_receipt_is_failed_with_the_error_code() -> None:
     url = "https://herald.example/twilio/status?tag=t-1"
     form = {"MessageSid": "SM1", "MessageStatus": "undelivered", "ErrorCode": "30003"}
     signature = RequestValidator(TOKEN).compute_signature(url, form)
-    receipt = receipt_from_callback(url, form, signature, TOKEN, provider="twilio-backup")
+    receipt = twilio_receipt(url, form, signature, TOKEN, provider="twilio-backup")
     assert receipt is not None
     assert (receipt.tag, receipt.kind, receipt.code, receipt.provider) == (
         "t-1", "failed", "30003", "twilio-backup")

@@ -1,4 +1,4 @@
-"""Loopback helpers for tests."""
+"""Loopback helpers for the local peers, tests and benchmarks."""
 
 from __future__ import annotations
 

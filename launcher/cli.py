@@ -37,7 +37,7 @@ def _print(response: httpx.Response) -> int:
 
 
 def cmd_up(settings: Settings, _: argparse.Namespace) -> int:
-    from serve.runtime import Herald
+    from launcher.runtime import Herald
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

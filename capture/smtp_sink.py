@@ -1,4 +1,4 @@
-"""A recording SMTP server (aiosmtpd) for tests: counts every message per X-Herald-Tag."""
+"""A recording SMTP server (aiosmtpd) for tests and benchmarks: counts every message per X-Herald-Tag."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from tests.support.net import free_port
+from capture.net import free_port
 
 
 class RecordingHandler:

@@ -15,7 +15,6 @@ from typing import Any
 import ray
 from ray import serve
 
-from actors.providers.registry import channels_configured
 from herald.config import Settings
 
 log = logging.getLogger("herald.runtime")
@@ -96,7 +95,7 @@ class Herald:
 
         self.supervisor = Supervisor.options(  # type: ignore[attr-defined]
             name=SUPERVISOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
-        ).remote(settings, channels_configured(settings))
+        ).remote(settings, settings.channels_configured())
         ray.get(self.supervisor.start.remote())
         shards = ray.get(self.supervisor.shard_handles.remote())
         from serve.app import Intake
