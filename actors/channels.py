@@ -9,6 +9,7 @@ previous life had leased comes back when the leases expire.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -21,7 +22,10 @@ from ray.exceptions import RayActorError
 from actors.provider_chain import ProviderChain
 from actors.providers.registry import build_providers
 from actors.ratelimiter import RateLimitClient
+from actors.ray_metrics import RayMetricsExporter
+from herald.channels import Channel, Lane
 from herald.config import Settings
+from herald.delivery import Delivery
 from herald.errors import TemplateError
 from herald.outcome import Outcome
 from herald.render import render_message
@@ -39,21 +43,19 @@ class _ShardLink:
         self.capacity = capacity
         self.inflight = 0
         self.slot_freed = asyncio.Event()
-        self.acks: list[dict[str, Any]] = []
+        self.acks: list[Outcome] = []
         self.acks_ready = asyncio.Event()
-        self.parked: set[tuple[str, str]] = set()
         self.acking = 0  # outcomes in an ack call not answered yet
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=10_000)  # type: ignore[call-overload]
 class ChannelActor:
     def __init__(
-        self, channel: str, index: int, shards: Sequence[Any], settings: Settings,
+        self, channel: Channel, index: int, shards: Sequence[Any], settings: Settings,
         limiter: Any = None,
     ) -> None:
         self._channel = channel
-        # A browser gateway leases only the users routed to it (herald.sharding.browser_lane).
-        self._lane = f"{channel}.{index}" if channel == "BROWSER" else channel
+        self._lane = Lane.of_actor(channel, index)
         self._limiter = limiter
         self._index = index
         self._shard_handles = list(shards)
@@ -66,6 +68,7 @@ class ChannelActor:
         self.counters = dict.fromkeys(("sent", "delivered", "retry", "failed", "park", "defer"), 0)
         self._starting: asyncio.Task[None] | None = None
         self._deliveries: set[asyncio.Task[None]] = set()
+        self._metrics = RayMetricsExporter.for_channel_actor()
         # Async actors run __init__ on their event loop: start pulling right away.
         asyncio.get_running_loop().create_task(self._ensure_started())
 
@@ -95,7 +98,8 @@ class ChannelActor:
             self._links.append(link)
             self._tasks.append(loop.create_task(self._pull(link)))
             self._tasks.append(loop.create_task(self._acker(link)))
-        log.info("%s actor %d pulling from %d shards", self._channel, self._index, len(self._links))
+        log.info("%s actor %d pulling from %d shards", self._channel.value, self._index,
+                 len(self._links))
 
     async def _on_connect(self, tenant: str, uid: str) -> None:
         """A browser user connected here: ask their shard to release what waits for them."""
@@ -103,9 +107,14 @@ class ChannelActor:
         await shard.unpark.remote(tenant, uid)
 
     async def ping(self) -> dict[str, Any]:
+        """Health and figures; the Supervisor's health loop calls it every second."""
         await self._ensure_started()
+        if self._metrics.due():
+            self._metrics.publish(self.counters, tags={"channel": self._channel.key,
+                                                       "actor": self._index},
+                                  breakers=self._chain.states() if self._chain else {})
         return {
-            "pid": os.getpid(), "channel": self._channel, "index": self._index,
+            "pid": os.getpid(), "channel": self._channel.value, "index": self._index,
             "started_at": self._started_at,
             "inflight": sum(link.inflight for link in self._links),
             "breakers": self._chain.states() if self._chain else {},
@@ -140,24 +149,20 @@ class ChannelActor:
                 self._deliveries.add(task)  # keep a reference: the loop holds tasks weakly
                 task.add_done_callback(self._deliveries.discard)
 
-    async def _deliver(self, link: _ShardLink, item: dict[str, Any]) -> None:
+    async def _deliver(self, link: _ShardLink, delivery: Delivery) -> None:
         assert self._chain is not None
         try:
-            if time.time() >= item["expires_at"]:
-                outcome = Outcome(item["tag"], "failed", "herald", error="expired")
+            if time.time() >= delivery.expires_at:
+                outcome = Outcome(delivery.tag, "failed", "herald", error="expired")
             else:
-                outcome = await self._chain.send(render_message(item))
+                outcome = await self._chain.send(render_message(delivery))
         except TemplateError as exc:
-            outcome = Outcome(item["tag"], "failed", "herald", error=exc.message)
+            outcome = Outcome(delivery.tag, "failed", "herald", error=exc.message)
         except Exception as exc:
-            log.exception("delivery crashed for %s", item["tag"])
-            outcome = Outcome(item["tag"], "retry", "herald", error=f"{type(exc).__name__}: {exc}")
+            log.exception("delivery crashed for %s", delivery.tag)
+            outcome = Outcome(delivery.tag, "retry", "herald", error=f"{type(exc).__name__}: {exc}")
         self.counters[outcome.kind] += 1
-        answer = outcome.to_dict()
-        answer["lease"] = item.get("lease")
-        if outcome.kind == "park":
-            link.parked.add((item["tenant"], item["uid"]))
-        link.acks.append(answer)
+        link.acks.append(dataclasses.replace(outcome, lease=delivery.lease))
         link.acks_ready.set()
         link.inflight -= 1
         link.slot_freed.set()
@@ -172,25 +177,15 @@ class ChannelActor:
             while batch:
                 try:
                     await link.handle.ack.remote(batch)
-                    batch = []
-                    link.acking = 0
-                    await self._release_parked(link)
                 except Exception:
                     log.exception("ack failed; retrying")
                     await asyncio.sleep(0.5)
-
-    async def _release_parked(self, link: _ShardLink) -> None:
-        """A user who parked (went away or did not ack) but is connected now gets them again.
-
-        Closes the race where a park reaches the shard after the user's reconnect released
-        their notifications.
-        """
-        parked, link.parked = link.parked, set()
-        gateway = self._chain.providers[0] if self._chain else None
-        is_connected = getattr(gateway, "is_connected", None)
-        for tenant, uid in parked:
-            if is_connected is not None and is_connected(tenant, uid):
-                await self._on_connect(tenant, uid)
+                    continue
+                acked, batch = batch, []
+                link.acking = 0
+                if self._chain is not None:
+                    for provider in self._chain.providers:
+                        await provider.acked(acked)
 
     async def drain(self, timeout: float = 30.0) -> int:
         """Stop leasing, finish what is in flight, ack it; return how many were still in flight."""

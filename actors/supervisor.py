@@ -17,6 +17,7 @@ import ray
 from actors.channels import ChannelActor
 from actors.queue import QueueActor
 from actors.ratelimiter import RATE_LIMITER_NAME, RateLimiter
+from herald.channels import Channel
 from herald.config import Settings
 
 log = logging.getLogger("herald.supervisor")
@@ -36,7 +37,7 @@ def _exists(name: str) -> bool:
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=100)  # type: ignore[call-overload]
 class Supervisor:
-    def __init__(self, settings: Settings, channels: list[str]) -> None:
+    def __init__(self, settings: Settings, channels: list[Channel]) -> None:
         self._settings = settings
         # Detached and named: they outlive a Supervisor crash, and a restarted Supervisor
         # (get_if_exists) takes the running ones over instead of starting a second set.
@@ -51,11 +52,11 @@ class Supervisor:
         ]
         self.limiter = RateLimiter.options(name=RATE_LIMITER_NAME, **owned).remote(  # type: ignore[attr-defined]
             settings.rate_limits, settings.recipient_limits)
-        self.pools: dict[str, list[Any]] = {}
-        for channel in channels:
-            size = settings.pools.get(channel.lower(), 1)
+        self.pools: dict[Channel, list[Any]] = {}
+        for channel in map(Channel, channels):
+            size = settings.pools.get(channel.key, 1)
             self.pools[channel] = [
-                ChannelActor.options(name=f"herald-{channel.lower()}-{i}", **owned).remote(  # type: ignore[attr-defined]
+                ChannelActor.options(name=f"herald-{channel.key}-{i}", **owned).remote(  # type: ignore[attr-defined]
                     channel, i, self.shards, settings, self.limiter)
                 for i in range(size)
             ]
@@ -67,7 +68,7 @@ class Supervisor:
     def _members(self) -> list[tuple[str, str, Any]]:
         out = [("queue", f"shard-{i}", h) for i, h in enumerate(self.shards)]
         for channel, actors in self.pools.items():
-            out += [(channel.lower(), f"{channel.lower()}-{i}", h) for i, h in enumerate(actors)]
+            out += [(channel.key, f"{channel.key}-{i}", h) for i, h in enumerate(actors)]
         return out
 
     async def start(self) -> dict[str, Any]:
@@ -114,7 +115,7 @@ class Supervisor:
 
     async def describe(self) -> dict[str, Any]:
         return {"pids": dict(self._pids), "restarts": dict(self.restarts),
-                "pools": {c: len(a) for c, a in self.pools.items()}}
+                "pools": {c.key: len(a) for c, a in self.pools.items()}}
 
     async def channel_stats(self) -> list[dict[str, Any]]:
         calls = [h.ping.remote() for actors in self.pools.values() for h in actors]

@@ -29,8 +29,8 @@ from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector, web
 
 from capture import outbox
 from capture.callbacks import post_receipt
+from herald.contacts import E164_RE
 from herald.fax_document import count_pages
-from herald.models import E164_RE
 from herald.receipts import FAX_SIGNATURE_HEADER, sign_fax_webhook
 
 __all__ = ["CaptureFaxApi"]

@@ -30,7 +30,7 @@ from twilio.request_validator import RequestValidator
 
 from capture import outbox
 from capture.callbacks import post_receipt
-from herald.models import E164_RE
+from herald.contacts import E164_RE
 from herald.sms import mask_number, segments
 
 API = "/2010-04-01/Accounts/{account}"

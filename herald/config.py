@@ -1,24 +1,38 @@
-"""Herald's configuration: one typed object, loaded once from ``herald.toml`` and ``HERALD_*``.
+"""Herald's configuration: one typed, frozen object, loaded once from ``herald.toml`` and ``HERALD_*``.
 
-Precedence: defaults < ``herald.toml`` (or the file in ``HERALD_CONFIG``) < environment.
-Nothing else in Herald reads ``os.environ``.
+Precedence: defaults < ``herald.toml`` (or the file in ``HERALD_CONFIG``) < environment. ``Settings``
+is a pydantic-settings model and does all the checking; ``load_settings`` reads the two sources
+itself so that a bad value stops start-up with a ``ConfigError`` naming it the way its author wrote
+it (``HERALD_PORT: …`` or ``herald.toml: port: …``). Nothing else in Herald reads ``os.environ``.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
 from herald.channels import Channel
+from herald.errors import ConfigError
 from herald.retry import RetryPolicy
 
 DEFAULT_POOLS = {"email": 2, "sms": 1, "browser": 1, "fax": 1, "webhook": 1}
 DEFAULT_MAX_ATTEMPTS = {"email": 6, "sms": 6, "browser": 3, "fax": 4, "webhook": 8}
+_SYNC_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,14 +48,21 @@ class SmtpTarget:
 
     @classmethod
     def from_url(cls, url: str) -> SmtpTarget:
+        """Parse, or raise ValueError saying what is wrong without repeating the URL (credentials)."""
         parts = urlsplit(url)
         if parts.scheme not in ("smtp", "smtps"):
-            raise ValueError("HERALD_SMTP_URL must start with smtp:// or smtps://")
+            raise ValueError("must start with smtp:// or smtps://")
+        if not parts.hostname:
+            raise ValueError("must name a host, e.g. smtp://mail.example.com:587")
+        try:
+            port = parts.port
+        except ValueError:  # urllib's message quotes the port text; ours stays value-free
+            raise ValueError("must have a port from 1 to 65535") from None
         query = parse_qs(parts.query)
         flag = query.get("starttls", ["0"])[0].lower() in ("1", "true", "yes")
         return cls(
-            host=parts.hostname or "127.0.0.1",
-            port=parts.port or (465 if parts.scheme == "smtps" else 25),
+            host=parts.hostname,
+            port=port or (465 if parts.scheme == "smtps" else 25),
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
             starttls=flag,
@@ -49,59 +70,116 @@ class SmtpTarget:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
+def _smtp_url(url: str) -> str:
+    SmtpTarget.from_url(url)  # checked at load time so smtp_target() cannot fail in an actor
+    return url
+
+
+def _http_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    return url
+
+
+def _window(spec: str) -> str:
+    """``"5/60"``: at most 5 per 60 s (herald.ratelimit.RecipientWindow reads it)."""
+    count, slash, seconds = spec.partition("/")
+    try:
+        ok = bool(slash) and int(count) >= 1 and float(seconds) > 0
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError("must be N/SECONDS with N >= 1 and SECONDS > 0, e.g. 5/60")
+    return spec.strip()
+
+
+def _sync_mode(value: object) -> object:
+    mode = value.upper() if isinstance(value, str) else value  # SQLite's PRAGMA ignores case
+    if mode not in _SYNC_MODES:
+        raise ValueError("must be one of " + ", ".join(_SYNC_MODES))
+    return mode
+
+
+#: The description doubles as the error text ("must be an integer from 1 to 65535").
+Port = Annotated[int, Field(ge=1, le=65535, description="an integer from 1 to 65535")]
+#: Sizes and counts where zero would leave Herald unable to do anything.
+Count = Annotated[int, Field(ge=1)]
+Seconds = Annotated[float, Field(gt=0)]
+Backoff = Annotated[float, Field(ge=0)]  # RetryPolicy accepts 0: retry at once
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+SmtpUrl = Annotated[str, AfterValidator(_smtp_url)]
+
+
+def _secret(default: Any = None) -> Any:
+    """A field kept out of ``repr`` and out of error messages."""
+    return Field(default=default, repr=False)
+
+
+class Settings(BaseSettings):
+    """Everything Herald can be told; ``Settings(port=…)`` takes only what it is given."""
+
+    # case_sensitive=False: the env source then matches HERALD_PORT to ``port``.
+    model_config = SettingsConfigDict(
+        frozen=True, extra="forbid", env_prefix="HERALD_", case_sensitive=False
+    )
+
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: Port = 8000
     data_dir: Path = Path(".herald")
-    shards: int = 4
+    shards: Count = 4
     #: API key → tenant. Empty means "make a dev key" (``herald up``).
-    api_keys: Mapping[str, str] = field(default_factory=dict, repr=False)
-    pools: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_POOLS))
-    max_attempts: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_MAX_ATTEMPTS))
-    retry_base_seconds: float = 1.0
-    retry_cap_seconds: float = 300.0
-    lease_seconds: float = 60.0
-    lease_batch: int = 200
-    channel_concurrency: int = 64
-    max_body_bytes: int = 8 * 1024 * 1024
-    max_batch: int = 1000
-    queue_limit: int = 2_000_000
-    sqlite_synchronous: str = "FULL"
-    intake_replicas: int = 1
+    api_keys: Mapping[str, str] = Field(default_factory=dict, repr=False)
+    pools: Mapping[str, Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: dict(DEFAULT_POOLS))
+    max_attempts: Mapping[str, Count] = Field(default_factory=lambda: dict(DEFAULT_MAX_ATTEMPTS))
+    retry_base_seconds: Backoff = 1.0
+    retry_cap_seconds: Backoff = 300.0
+    lease_seconds: Seconds = 60.0
+    lease_batch: Count = 200
+    channel_concurrency: Count = 64
+    max_body_bytes: Count = 8 * 1024 * 1024
+    max_batch: Count = 1000
+    queue_limit: Count = 2_000_000
+    sqlite_synchronous: Annotated[str, BeforeValidator(_sync_mode)] = "FULL"
+    intake_replicas: Count = 1
     #: ``local`` starts a Ray instance of our own; ``auto`` or ``ray://…`` joins a cluster.
     ray_address: str = "local"
-    smtp_url: str | None = field(default=None, repr=False)
+    smtp_url: SmtpUrl | None = _secret()
     smtp_from: str = "herald@localhost"
-    smtp_pool_size: int = 8
-    smtp_timeout: float = 30.0
+    smtp_pool_size: Count = 8
+    smtp_timeout: Seconds = 30.0
     #: Where providers post receipts (Twilio StatusCallback, fax webhook): Herald's public URL.
-    public_url: str | None = None
+    public_url: HttpUrl | None = None
     twilio_account_sid: str | None = None
-    twilio_auth_token: str | None = field(default=None, repr=False)
-    twilio_base_url: str = "https://api.twilio.com"
+    twilio_auth_token: str | None = _secret()
+    twilio_base_url: HttpUrl = "https://api.twilio.com"
     twilio_from: str | None = None
     #: A second Twilio-compatible account to fail over to (same credentials unless given).
-    twilio_backup_base_url: str | None = None
+    twilio_backup_base_url: HttpUrl | None = None
     twilio_backup_account_sid: str | None = None
-    twilio_backup_auth_token: str | None = field(default=None, repr=False)
-    fax_api_key: str | None = field(default=None, repr=False)
-    fax_base_url: str = "https://api.telnyx.com"
+    twilio_backup_auth_token: str | None = _secret()
+    fax_api_key: str | None = _secret()
+    fax_base_url: HttpUrl = "https://api.telnyx.com"
     fax_connection_id: str | None = None
     fax_from: str | None = None
-    fax_webhook_secret: str | None = field(default=None, repr=False)
-    browser_port: int = 8001
-    browser_secret: str | None = field(default=None, repr=False)
-    browser_token_ttl: float = 900.0
-    browser_ack_timeout: float = 10.0
+    fax_webhook_secret: str | None = _secret()
+    browser_port: Port = 8001
+    browser_secret: str | None = _secret()
+    browser_token_ttl: Seconds = 900.0
+    browser_ack_timeout: Seconds = 10.0
     #: Messages per second per provider name (``twilio=50,smtp=500``); absent = unlimited.
-    rate_limits: Mapping[str, float] = field(default_factory=dict)
+    rate_limits: Mapping[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
     #: Per recipient per channel: ``sms=5/60`` = at most 5 SMS per number per 60 s.
-    recipient_limits: Mapping[str, str] = field(default_factory=dict)
+    recipient_limits: Mapping[str, Annotated[str, AfterValidator(_window)]] = Field(default_factory=dict)
     #: Tenant → secret for signing requester callbacks (default: the tenant's first API key).
-    webhook_secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
-    breaker_threshold: int = 5
-    breaker_cooldown: float = 30.0
+    webhook_secrets: Mapping[str, str] = Field(default_factory=dict, repr=False)
+    breaker_threshold: Count = 5
+    breaker_cooldown: Backoff = 30.0
+
+    def __init__(self, **values: Any) -> None:
+        # Keywords only (tests, with_overrides): BaseSettings.__init__ would also consult the
+        # environment. load_settings reads herald.toml and HERALD_* itself, see there.
+        BaseModel.__init__(self, **values)
 
     def retry_policy(self, channel: Channel) -> RetryPolicy:
         return self.retry_policy_for(channel.value)
@@ -135,64 +213,111 @@ class Settings:
         return SmtpTarget.from_url(self.smtp_url) if self.smtp_url else None
 
     def with_overrides(self, **changes: Any) -> Settings:
-        return replace(self, **changes)
+        """A validated copy with ``changes``; a bad one raises ConfigError naming the field."""
+        values = {name: getattr(self, name) for name in type(self).model_fields}
+        try:
+            return type(self)(**(values | changes))
+        except ValidationError as exc:
+            raise _config_error(exc, {}) from None
+
+
+# ---- loading ------------------------------------------------------------------------------
+
+#: Where a value came from, for messages: (label, how a table key is joined to it), e.g.
+#: ("HERALD_POOLS", ": ") → "HERALD_POOLS: email: …"; ("herald.toml: pools", ".") → "….email: …".
+Origin = tuple[str, str]
+#: Tables merged key by key over the defaults (``HERALD_POOLS="email=4"`` keeps sms at 1),
+#: with the shape an entry must have.
+_MERGED = {"pools": "channel=N", "max_attempts": "channel=N", "rate_limits": "provider=N",
+           "recipient_limits": "channel=N/SECONDS"}
+#: Fields in Herald's list formats rather than pydantic-settings' JSON.
+_LISTS = frozenset(_MERGED) | {"api_keys", "webhook_secrets"}
+
+
+def _pairs(text: str, sep: str, shape: str, show: bool = True) -> list[tuple[str, str]]:
+    """``"a=1, b=2"`` → [("a", "1"), ("b", "2")]; blank entries (a trailing comma) are skipped."""
+    pairs = []
+    for number, entry in enumerate(text.split(","), 1):
+        if not entry.strip():
+            continue
+        name, found, value = (part.strip() for part in entry.partition(sep))
+        if not found or not name or not value:
+            seen = f"got {entry.strip()!r}" if show else f"entry {number} is not"
+            raise ValueError(f"entries must look like {shape} ({seen})")
+        pairs.append((name, value))
+    return pairs
 
 
 def parse_api_keys(text: str) -> dict[str, str]:
-    """``"tenant1:key1,tenant2:key2"`` → {key: tenant}."""
-    keys: dict[str, str] = {}
-    for item in text.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        tenant, sep, key = item.partition(":")
-        if not sep or not tenant.strip() or not key.strip():
-            raise ValueError("HERALD_API_KEYS entries must look like tenant:key")
-        keys[key.strip()] = tenant.strip()
-    return keys
+    """``"tenant1:key1,tenant2:key2"`` → {key: tenant}; a bad entry is named by number only."""
+    return {key: tenant for tenant, key in _pairs(text, ":", "tenant:key", show=False)}
 
 
-def _parse_mapping(text: str, cast: Any = int) -> dict[str, Any]:
-    """``"email=4,sms=2"`` → {"email": 4, "sms": 2}."""
-    out: dict[str, Any] = {}
-    for item in text.split(","):
-        if item.strip():
-            name, _, value = item.partition("=")
-            out[name.strip().lower()] = cast(value.strip())
-    return out
+def _table(value: Any, example: str) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"must be a table, e.g. {example}")
+    return {str(key): item for key, item in value.items()}
 
 
-def _parse_pairs(text: str) -> dict[str, str]:
-    """``"tenant1:secret1,tenant2:secret2"`` → {"tenant1": "secret1", …}."""
-    out: dict[str, str] = {}
-    for item in text.split(","):
-        if item.strip():
-            name, _, value = item.partition(":")
-            out[name.strip()] = value.strip()
-    return out
+class _HeraldEnv(EnvSettingsSource):
+    """``HERALD_*`` from the mapping ``load_settings`` was given; list formats left as text."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ  # before super().__init__, which calls _load_env_vars
+        super().__init__(Settings)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        # Only the given mapping, so a test's dict never mixes with the real environment;
+        # names lower-cased because the source matches case-insensitively. Empty = unset.
+        return {name.lower(): value for name, value in self._environ.items()
+                if name.startswith("HERALD_") and value != ""}
+
+    def prepare_field_value(
+        self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool
+    ) -> Any:
+        if field_name in _LISTS:  # "email=4,sms=2" is not JSON: _add_layer parses it
+            return value
+        return super().prepare_field_value(field_name, field, value, value_is_complex)
 
 
-def _coerce(name: str, current: Any, raw: Any) -> Any:
-    if name == "api_keys":
-        return parse_api_keys(raw) if isinstance(raw, str) else {v: k for k, v in raw.items()}
-    if name in ("pools", "max_attempts", "rate_limits", "recipient_limits"):
-        cast = {"pools": int, "max_attempts": int, "rate_limits": float}.get(name, str)
-        merged = dict(current)
-        merged.update(_parse_mapping(raw, cast) if isinstance(raw, str) else raw)
-        return merged
-    if name == "webhook_secrets":
-        return _parse_pairs(raw) if isinstance(raw, str) else dict(raw)
-    if name == "data_dir":
-        return Path(raw)
-    if isinstance(current, bool):
-        return str(raw).lower() in ("1", "true", "yes")
-    if isinstance(current, int) and not isinstance(current, bool):
-        return int(raw)
-    if isinstance(current, float):
-        return float(raw)
-    if raw is not None and not isinstance(raw, str):
-        raise ValueError(f"{name} must be a string")
-    return str(raw) if raw is not None else None
+def _add_layer(
+    raw: Mapping[str, Any],
+    origin_of: Callable[[str], Origin],
+    values: dict[str, Any],
+    origins: dict[tuple[str, ...], Origin],
+) -> None:
+    """Lay one source over ``values``, remembering which source set each value and table entry."""
+    for name, value in raw.items():
+        origin = origin_of(name)
+        origins[(name,)] = origin
+        if name not in Settings.model_fields:  # only the file can get here; a typo must not pass
+            close = difflib.get_close_matches(name, Settings.model_fields, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(f"{origin[0]}: unknown key{hint}")
+        try:
+            if name in _MERGED:
+                example = f"[{name}] " + _MERGED[name].replace("=", " = ")
+                table = (dict(_pairs(value, "=", _MERGED[name])) if isinstance(value, str)
+                         else _table(value, example))
+                for key, item in table.items():
+                    values[name][key.lower()] = item
+                    origins[(name, key.lower())] = origin
+            elif name == "api_keys":  # the file says tenant = "key"; Settings holds key → tenant
+                if isinstance(value, str):
+                    values[name] = parse_api_keys(value)
+                else:
+                    table = _table(value, '[api_keys] tenant1 = "key1"')
+                    if not all(isinstance(key, str) and key for key in table.values()):
+                        raise ValueError("each tenant must map to a non-empty key string")
+                    values[name] = {key: tenant for tenant, key in table.items()}
+            elif name == "webhook_secrets":
+                values[name] = (dict(_pairs(value, ":", "tenant:secret", show=False))
+                                if isinstance(value, str)
+                                else _table(value, '[webhook_secrets] tenant1 = "secret"'))
+            else:
+                values[name] = value
+        except ValueError as exc:
+            raise ConfigError(f"{origin[0]}: {exc}") from None
 
 
 def load_settings(
@@ -201,27 +326,76 @@ def load_settings(
     """Build Settings from defaults, the optional TOML file and ``HERALD_*`` variables.
 
     The TOML file uses the same names in lower case (``port = 8000``, ``[pools] email = 4``;
-    ``[api_keys] tenant1 = "key1"``).
+    ``[api_keys] tenant1 = "key1"``). ``env`` (default ``os.environ``) is the only environment
+    read. Raises ConfigError (a ValueError) on the first bad value, naming where it came from.
     """
-    env = os.environ if env is None else env
-    settings = Settings()
-    path = config_file or Path(env.get("HERALD_CONFIG", "herald.toml"))
-    values: dict[str, Any] = {}
+    environ: Mapping[str, str] = os.environ if env is None else env
+    named = config_file or environ.get("HERALD_CONFIG") or None
+    path = Path(named) if named else Path("herald.toml")
+    if named and not path.is_file():  # only the default file may be absent
+        who = "config_file" if config_file else "HERALD_CONFIG"
+        raise ConfigError(f"{who}: no such file {str(path)!r}")
+    values: dict[str, Any] = {
+        name: dict(Settings.model_fields[name].get_default(call_default_factory=True))
+        for name in _MERGED
+    }
+    origins: dict[tuple[str, ...], Origin] = {}
     if path.is_file():
-        with path.open("rb") as fh:
-            values.update(tomllib.load(fh))
-    for f in fields(Settings):
-        raw = env.get("HERALD_" + f.name.upper())
-        if raw is not None and raw != "":
-            values[f.name] = raw
-    known = {f.name for f in fields(Settings)}
-    unknown = set(values) - known
-    if unknown:
-        raise ValueError(f"unknown configuration keys: {', '.join(sorted(unknown))}")
-    changes = {k: _coerce(k, getattr(settings, k), v) for k, v in values.items()}
-    settings = replace(settings, **changes)
-    if settings.shards < 1:
-        raise ValueError("HERALD_SHARDS must be >= 1")
-    if settings.sqlite_synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
-        raise ValueError("HERALD_SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
-    return settings
+        try:
+            from_file = TomlConfigSettingsSource(Settings, toml_file=path)()
+        except (OSError, tomllib.TOMLDecodeError) as exc:  # position only, never the text
+            raise ConfigError(f"{path}: not readable TOML ({exc})") from None
+        _add_layer(from_file, lambda name: (f"{path}: {name}", "."), values, origins)
+    from_env = _HeraldEnv(environ)()
+    _add_layer(from_env, lambda name: (f"HERALD_{name.upper()}", ": "), values, origins)
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise _config_error(exc, origins) from None
+
+
+#: pydantic error type → our wording (``{ge}`` etc. come from the error's context).
+_PROBLEMS = {
+    "int_parsing": "must be an integer", "int_from_float": "must be an integer",
+    "int_type": "must be an integer", "float_parsing": "must be a number",
+    "float_type": "must be a number", "string_type": "must be a string",
+    "bool_parsing": "must be 1/true/yes or 0/false/no", "bool_type": "must be 1/true/yes or 0/false/no",
+    "greater_than_equal": "must be >= {ge}", "greater_than": "must be > {gt}",
+    "less_than_equal": "must be <= {le}", "less_than": "must be < {lt}",
+    "dict_type": "must be a table of name = value", "path_type": "must be a path",
+    "extra_forbidden": "unknown key",
+}
+
+
+def _may_show(name: str, value: Any) -> bool:
+    """Whether an error message may quote ``value``: never a secret, nor a URL's credentials."""
+    text = str(value)
+    if "://" in text and "@" in text:  # user:pass@host (a password may hold "/", so look anywhere)
+        return False
+    info = Settings.model_fields.get(name)
+    # smtp_url is hidden from repr for its credentials; without them it is worth quoting.
+    return info is not None and (info.repr or name == "smtp_url")
+
+
+def _config_error(exc: ValidationError, origins: Mapping[tuple[str, ...], Origin]) -> ConfigError:
+    """The first problem as one line: ``WHERE: what is wrong (got VALUE)``."""
+    error = exc.errors()[0]
+    loc = tuple(str(part) for part in error["loc"])
+    name = loc[0]
+    label, joiner = origins.get(loc[:2]) or origins.get(loc[:1]) or (name, ".")
+    shown = _may_show(name, error["input"])
+    if len(loc) > 1 and shown and not loc[-1].startswith("["):  # a table entry, e.g. pools.email
+        label += joiner + loc[1]
+    info = Settings.model_fields.get(name)
+    if error["type"] in ("value_error", "assertion_error"):
+        problem = str(error["ctx"]["error"])
+    elif info is not None and info.description and len(loc) == 1:
+        problem = f"must be {info.description}"
+    else:
+        # "> 0", not "> 0.0": pydantic hands float fields' bounds back as floats.
+        bounds = {key: int(v) if isinstance(v, float) and v.is_integer() else v
+                  for key, v in error.get("ctx", {}).items()}
+        template = _PROBLEMS.get(error["type"])
+        problem = template.format(**bounds) if template else error["msg"]
+    got = f" (got {error['input']!r})" if shown else ""
+    return ConfigError(f"{label}: {problem}{got}")

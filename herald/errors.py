@@ -8,6 +8,8 @@
     ├── Conflict                   the notification is past the point of the request (409)
     ├── PayloadTooLarge            request body over the limit (413)
     ├── QueueFull                  over the configured queue limit (429, ``retry_after``)
+    ├── ConfigError                a bad setting in herald.toml or HERALD_*; names which one
+    ├── Unavailable                cannot take it now, try again (503, ``retry_after``)
     └── ProviderError              a provider could not deliver
         ├── TransientProviderError worth retrying (timeout, 5xx, 429), maybe after ``retry_after`` s
         └── PermanentProviderError never worth retrying (invalid number, 5xx SMTP); carries ``code``
@@ -76,6 +78,17 @@ class QueueFull(HeraldError):
         self.retry_after = retry_after
 
 
+class Unavailable(HeraldError):
+    """Herald cannot take this now (a shard restarting, storage failing): try again shortly."""
+
+    code = "unavailable"
+    status = 503
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class ProviderError(HeraldError):
     """A provider failed to take a message."""
 
@@ -100,12 +113,7 @@ class PermanentProviderError(ProviderError):
     """Never worth retrying: the provider refused this message for good."""
 
 
-def error_from_dict(data: dict[str, object]) -> HeraldError:
-    """Rebuild an error that crossed a process boundary as ``{"code", "message"}``."""
-    message = str(data.get("message", ""))
-    for cls in (NotFound, Conflict, AuthError, PayloadTooLarge, ValidationError):
-        if cls.code == data.get("code"):
-            return cls(message)
-    if data.get("code") == QueueFull.code:
-        return QueueFull(message, retry_after=2.0)
-    return HeraldError(message)
+class ConfigError(HeraldError, ValueError):
+    """A setting that cannot work; the message names the variable or file key, never a secret."""
+
+    code = "bad_config"

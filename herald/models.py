@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import orjson
@@ -10,15 +9,13 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from herald.channels import Channel, parse_type
+from herald.contacts import email_address, phone_number, sms_sender
 from herald.errors import TemplateError, ValidationError
+from herald.notification import Notification
 from herald.priority import MAX_PRIORITY, MIN_PRIORITY, compute_priority
 from herald.sharding import make_tag, shard_for_uid
 from herald.templates import compile_template
 
-# ``\Z``, not ``$``: ``$`` also matches before a trailing newline.
-E164_RE = re.compile(r"^\+[1-9][0-9]{1,14}\Z")
-EMAIL_RE = re.compile(r"^[^@\s<>\"',;]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?\Z")
-SENDER_ID_RE = re.compile(r"^[A-Za-z0-9 ]{1,11}\Z")
 MAX_TTL_SECONDS = 30 * 86400
 DEFAULT_TTL_SECONDS = 86400
 TEMPLATE_FIELDS = ("title", "content", "subject", "html")
@@ -147,18 +144,14 @@ def _recipient(channel: Channel, details: dict[str, Any], user: dict[str, Any]) 
         if not to:
             raise ValidationError("details.to or user.email is required for EMAIL", "details.to")
         _no_crlf(to, field)
-        if not EMAIL_RE.match(to):
-            raise ValidationError(f"{field}: not an email address", field=field)
-        return str(to)
+        return email_address(to, field)
     if channel in (Channel.SMS, Channel.FAX):
         fallback = "phone" if channel is Channel.SMS else "fax"
         to = details.get("to") or user.get(fallback) or user.get("phone")
         field = "details.to" if details.get("to") else f"user.{fallback}"
         if not to:
             raise ValidationError(f"details.to or user.{fallback} is required", "details.to")
-        if not E164_RE.match(to):
-            raise ValidationError(f"{field}: must be an E.164 number like +14155550100", field)
-        return str(to)
+        return phone_number(to, field)
     return None
 
 
@@ -176,23 +169,27 @@ def _check_channel(channel: Channel, details: dict[str, Any]) -> None:
     if channel is Channel.EMAIL:
         if not details.get("content") and not details.get("html"):
             raise ValidationError("details.content is required for EMAIL", "details.content")
-        if sender is not None and not EMAIL_RE.match(sender):
-            raise ValidationError("details.from: not an email address", "details.from")
+        if sender is not None:
+            email_address(sender, "details.from")
+        if details.get("reply_to") is not None:
+            email_address(details["reply_to"], "details.reply_to")
     elif channel is Channel.SMS:
         if not details.get("content"):
             raise ValidationError("details.content is required for SMS", "details.content")
-        if sender is not None and not (E164_RE.match(sender) or SENDER_ID_RE.match(sender)):
-            raise ValidationError("details.from: E.164 number or sender id", "details.from")
+        if sender is not None:
+            sms_sender(sender, "details.from")
     elif channel is Channel.FAX:
         if not details.get("content") and not details.get("media_url"):
             raise ValidationError("details.content or details.media_url is required for FAX",
                                   "details.content")
+        if sender is not None:
+            phone_number(sender, "details.from")
     elif not details.get("content") and not details.get("title"):
         raise ValidationError("details.content or details.title is required", "details.content")
 
 
-def validate_notification(raw: Any, tenant: str, now: float, shards: int = 1) -> dict[str, Any]:
-    """Validate one raw payload; return the notification record the queue stores.
+def validate_notification(raw: Any, tenant: str, now: float, shards: int = 1) -> Notification:
+    """Validate one raw payload into the typed notification a shard accepts.
 
     Raises ``ValidationError`` (with ``field``) for anything a client got wrong; never anything
     else for bad input.
@@ -221,18 +218,9 @@ def validate_notification(raw: Any, tenant: str, now: float, shards: int = 1) ->
         _no_crlf(subject, "details.subject")
     ttl = model.details.ttl or DEFAULT_TTL_SECONDS
     shard = shard_for_uid(str(model.user.uid), shards)
-    return {
-        "tag": make_tag(shard),
-        "shard": shard,
-        "tenant": tenant,
-        "type": model.type,
-        "category": category,
-        "channel": channel.value,
-        "priority": compute_priority(model.requester.asap, model.requester.priority),
-        "uid": str(model.user.uid),
-        "idempotency_key": model.user.mq_uuid_btag,
-        "recipient": recipient,
-        "created_at": now,
-        "expires_at": now + ttl,
-        "payload": payload,
-    }
+    return Notification(
+        tag=make_tag(shard), shard=shard, tenant=tenant, type=model.type, category=category,
+        channel=channel, priority=compute_priority(model.requester.asap, model.requester.priority),
+        uid=str(model.user.uid), idempotency_key=model.user.mq_uuid_btag, recipient=recipient,
+        created_at=now, expires_at=now + ttl, payload=payload,
+    )

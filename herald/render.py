@@ -7,6 +7,8 @@ from typing import Any
 
 import orjson
 
+from herald.channels import Channel
+from herald.delivery import Delivery
 from herald.models import template_context
 from herald.templates import compile_template
 
@@ -18,7 +20,7 @@ class Message:
     tag: str
     tenant: str
     type: str
-    channel: str
+    channel: Channel
     uid: str
     attempt: int
     to: str | None
@@ -37,16 +39,16 @@ def _render(source: str | None, context: dict[str, Any]) -> str | None:
     return compile_template(source).render(context) if source else None
 
 
-def render_message(delivery: dict[str, Any]) -> Message:
-    """From a lease entry (``Record.delivery()``) to a ``Message``."""
-    payload = delivery["payload"]
-    if delivery["channel"] == "WEBHOOK":  # a requester callback: the body is JSON, not a template
+def render_message(delivery: Delivery) -> Message:
+    """From a leased delivery to a ``Message``: templates rendered, fields chosen."""
+    payload = delivery.payload
+    if delivery.channel is Channel.WEBHOOK:  # a requester callback: the body is JSON, not a template
         return Message(
-            tag=delivery["tag"], tenant=delivery["tenant"], type=delivery["type"],
-            channel="WEBHOOK", uid=delivery["uid"], attempt=delivery["attempt"],
+            tag=delivery.tag, tenant=delivery.tenant, type=delivery.type,
+            channel=Channel.WEBHOOK, uid=delivery.uid, attempt=delivery.attempt,
             to=payload["url"], sender=None, subject=None, title=None,
             text=orjson.dumps(payload["body"]).decode(), html=None, media_url=None,
-            bill_to=None, expires_at=delivery["expires_at"], priority=delivery.get("priority", 4),
+            bill_to=None, expires_at=delivery.expires_at, priority=delivery.priority,
         )
     details = payload.get("details", {})
     context = template_context(payload)
@@ -54,10 +56,10 @@ def render_message(delivery: dict[str, Any]) -> Message:
     text = _render(details.get("content"), context) or ""
     subject = _render(details.get("subject"), context) or title
     return Message(
-        tag=delivery["tag"], tenant=delivery["tenant"], type=delivery["type"],
-        channel=delivery["channel"], uid=delivery["uid"], attempt=delivery["attempt"],
-        to=delivery.get("recipient"), sender=details.get("from"), subject=subject, title=title,
+        tag=delivery.tag, tenant=delivery.tenant, type=delivery.type,
+        channel=delivery.channel, uid=delivery.uid, attempt=delivery.attempt,
+        to=delivery.recipient, sender=details.get("from"), subject=subject, title=title,
         text=text, html=_render(details.get("html"), context),
         media_url=details.get("media_url"), bill_to=details.get("bill_to"),
-        expires_at=delivery["expires_at"], priority=delivery.get("priority", 4),
+        expires_at=delivery.expires_at, priority=delivery.priority,
     )

@@ -30,18 +30,3 @@ def shard_of_tag(tag: str, shards: int) -> int | None:
         return None
     index = (parsed.bytes[0] << 8) | parsed.bytes[1]
     return index if index < shards else None
-
-
-def gateway_for(tenant: str, uid: str, gateways: int) -> int:
-    """The browser gateway that owns a user's connections (and so their notifications)."""
-    return zlib.crc32(f"{tenant}\x00{uid}".encode()) % max(1, gateways)
-
-
-def browser_lane(tenant: str, uid: str, gateways: int) -> str:
-    """The queue lane a browser gateway leases from: ``BROWSER.<gateway>``."""
-    return f"BROWSER.{gateway_for(tenant, uid, gateways)}"
-
-
-def lane_for(channel: str, tenant: str, uid: str, gateways: int) -> str:
-    """The queue lane of a notification: its channel, or its gateway's lane for BROWSER."""
-    return browser_lane(tenant, uid, gateways) if channel == "BROWSER" else channel

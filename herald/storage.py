@@ -15,7 +15,10 @@ from typing import Any
 
 import orjson
 
-from herald.record import FINAL, Record
+from herald.attempt import Attempt
+from herald.channels import Channel
+from herald.record import Record
+from herald.status import FINAL, Status
 
 _COLUMNS = (
     "tag", "tenant", "type", "channel", "priority", "seq", "uid", "recipient", "idempotency_key",
@@ -24,7 +27,11 @@ _COLUMNS = (
 )
 _MUTABLE = ("status", "attempts", "not_before", "lease_until", "updated_at", "provider_id",
             "history")
-_FINAL_SQL = ", ".join(f"'{s}'" for s in sorted(FINAL))
+_FINAL_SQL = ", ".join(f"'{s.value}'" for s in sorted(FINAL))
+
+
+def _history_json(history: Sequence[Attempt]) -> bytes:
+    return orjson.dumps([entry.to_dict() for entry in history])
 
 
 class Storage(abc.ABC):
@@ -133,15 +140,19 @@ class SQLiteStorage(Storage):
     @staticmethod
     def _row(record: Record) -> tuple[Any, ...]:
         values = [getattr(record, c) for c in _COLUMNS]
+        values[_COLUMNS.index("channel")] = Channel(record.channel).value
+        values[_COLUMNS.index("status")] = Status(record.status).value
         values[_COLUMNS.index("payload")] = orjson.dumps(record.payload)
-        values[_COLUMNS.index("history")] = orjson.dumps(record.history)
+        values[_COLUMNS.index("history")] = _history_json(record.history)
         return tuple(values)
 
     @staticmethod
     def _record(row: Sequence[Any]) -> Record:
         data = dict(zip(_COLUMNS, row, strict=True))
         data["payload"] = orjson.loads(data["payload"])
-        data["history"] = orjson.loads(data["history"])
+        data["history"] = [Attempt.from_dict(entry) for entry in orjson.loads(data["history"])]
+        data["channel"] = Channel(data["channel"])
+        data["status"] = Status(data["status"])
         return Record(**data)
 
     def load_live(self) -> list[Record]:
@@ -202,8 +213,8 @@ class SQLiteStorage(Storage):
                 self._db.executemany(
                     self._update_sql,
                     [
-                        (r.status, r.attempts, r.not_before, r.lease_until, r.updated_at,
-                         r.provider_id, orjson.dumps(r.history), r.tag)
+                        (Status(r.status).value, r.attempts, r.not_before, r.lease_until, r.updated_at,
+                         r.provider_id, _history_json(r.history), r.tag)
                         for r in updates
                     ],
                 )

@@ -15,25 +15,30 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4
 from ray import serve
+from ray.exceptions import RayTaskError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from herald.browser_tokens import mint_token, verify_token
+from herald.channels import Channel, gateway_for
 from herald.config import Settings
 from herald.errors import (
     HeraldError,
     NotFound,
     PayloadTooLarge,
     QueueFull,
+    Unavailable,
     ValidationError,
-    error_from_dict,
 )
-from herald.metrics import Histogram, render_prometheus
+from herald.metrics import ChannelActorStats, MetricsSnapshot, ShardStats, render_prometheus
 from herald.models import validate_notification
+from herald.notification import Accepted, Notification
+from herald.outcome import Outcome
 from herald.receipts import fax_receipt, twilio_receipt
-from herald.sharding import gateway_for, shard_of_tag
+from herald.sharding import shard_of_tag
 from serve.auth import KeyRing
 from serve.batcher import ShardBatcher
 
@@ -59,15 +64,36 @@ def error_response(error: HeraldError, field: str | None = None) -> JSONResponse
     body: dict[str, Any] = {"code": error.code, "message": error.message}
     body["field"] = getattr(error, "field", field)
     headers = {}
-    if isinstance(error, QueueFull):
+    if isinstance(error, QueueFull | Unavailable):
         headers["Retry-After"] = str(max(1, round(error.retry_after)))
     if error.status == 401:
         headers["WWW-Authenticate"] = "Bearer"
     return JsonBody({"error": body}, status_code=error.status, headers=headers)
 
 
-def _from_shard_error(answer: dict[str, Any]) -> HeraldError:
-    return error_from_dict(answer["error"])
+async def shard_call(ref: Any) -> Any:
+    """Await a shard's answer; a core error the shard raised is raised here as itself."""
+    try:
+        return await ref
+    except RayTaskError as exc:
+        if isinstance(exc.cause, HeraldError):
+            raise exc.cause from None
+        raise
+
+
+def _as_herald_error(error: BaseException) -> HeraldError:
+    """What a client is told about a shard call that failed."""
+    if isinstance(error, RayTaskError) and isinstance(error.cause, HeraldError):
+        return error.cause
+    if isinstance(error, HeraldError):
+        return error
+    log.warning("shard call failed", exc_info=error)
+    return Unavailable("the queue shard is restarting; try again shortly")
+
+
+def item_error(error: HeraldError, field: str | None = None) -> dict[str, Any]:
+    """One entry of a batch answer that failed: ``{"error": {"code", "message", "field"}}``."""
+    return {"error": {"code": error.code, "message": error.message, "field": field}}
 
 
 @app.exception_handler(HeraldError)
@@ -144,18 +170,28 @@ class Intake:
         except orjson.JSONDecodeError as exc:
             raise ValidationError(f"body is not valid JSON: {exc}", field="body") from None
 
-    async def _enqueue(self, notifications: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Send validated notifications to their shards (coalesced); results in input order."""
+    async def _enqueue(self, notifications: list[Notification]) -> list[Accepted | HeraldError]:
+        """Send validated notifications to their shards (coalesced); results in input order.
+
+        Shards answer independently: one shard's failure is that shard's items' error, and the
+        items other shards committed still get their tags (a client retrying only the failed
+        items duplicates nothing).
+        """
         by_shard: dict[int, list[int]] = {}
         for i, n in enumerate(notifications):
-            by_shard.setdefault(n["shard"], []).append(i)
+            by_shard.setdefault(n.shard, []).append(i)
         answers = await asyncio.gather(*(
             self.batchers[s].submit([notifications[i] for i in idx]) for s, idx in by_shard.items()
-        ))
-        results: list[dict[str, Any]] = [{}] * len(notifications)
+        ), return_exceptions=True)
+        results: list[Accepted | HeraldError] = [HeraldError("not answered")] * len(notifications)
         for (_, idx), answer in zip(by_shard.items(), answers, strict=True):
+            if isinstance(answer, BaseException):
+                error = _as_herald_error(answer)
+                for i in idx:
+                    results[i] = error
+                continue
             for j, i in enumerate(idx):
-                results[i] = answer if "error" in answer else answer["results"][j]
+                results[i] = answer[j]
         return results
 
     def _shard(self, tag: str) -> Any:
@@ -175,11 +211,11 @@ class Intake:
         raw = await self._json(request)
         notification = validate_notification(raw, tenant, time.time(), len(self.shards))
         (result,) = await self._enqueue([notification])
-        if "error" in result:
+        if isinstance(result, HeraldError):
             self.rejected += 1
-            raise _from_shard_error(result)
-        details = {"tag": result["tag"], "pos": result["pos"]}
-        if result["duplicate"]:
+            raise result
+        details = {"tag": result.tag, "pos": result.pos}
+        if result.duplicate:
             return JsonBody({"details": details, "duplicate": True}, status_code=200)
         return JsonBody({"details": details}, status_code=202)
 
@@ -196,7 +232,7 @@ class Intake:
         now = time.time()
         shards = len(self.shards)
         out: list[dict[str, Any]] = [{}] * len(items)
-        valid: list[dict[str, Any]] = []
+        valid: list[Notification] = []
         positions: list[int] = []
         for i, item in enumerate(items):
             try:
@@ -204,15 +240,14 @@ class Intake:
                 positions.append(i)
             except ValidationError as exc:
                 field = f"notifications.{i}.{exc.field}" if exc.field else f"notifications.{i}"
-                out[i] = {"error": {"code": exc.code, "message": exc.message, "field": field}}
-        for i, result in zip(positions, await self._enqueue(valid), strict=True):
-            if "error" in result:
+                out[i] = item_error(exc, field)
+        for i, result in zip(positions, await self._enqueue(valid), strict=True) if valid else ():
+            if isinstance(result, HeraldError):
                 self.rejected += 1
-                err = _from_shard_error(result)
-                out[i] = {"error": {"code": err.code, "message": err.message, "field": None}}
+                out[i] = item_error(result)
             else:
-                entry: dict[str, Any] = {"details": {"tag": result["tag"], "pos": result["pos"]}}
-                if result["duplicate"]:
+                entry: dict[str, Any] = {"details": {"tag": result.tag, "pos": result.pos}}
+                if result.duplicate:
                     entry["duplicate"] = True
                 out[i] = entry
         return JsonBody({"results": out}, status_code=202)
@@ -222,25 +257,19 @@ class Intake:
         tenant = self._tenant(request)
         if not 0 <= wait <= MAX_WAIT_SECONDS:
             raise ValidationError(f"wait must be between 0 and {MAX_WAIT_SECONDS:.0f}", "wait")
-        answer = await self._shard(tag).get.remote(tag, tenant, wait)
-        if "error" in answer:
-            raise _from_shard_error(answer)
-        return JsonBody(answer)
+        return JsonBody(await shard_call(self._shard(tag).get.remote(tag, tenant, wait)))
 
     @app.delete("/v1/notifications/{tag}")
     async def cancel(self, tag: str, request: Request) -> Response:
         tenant = self._tenant(request)
-        answer = await self._shard(tag).cancel.remote(tag, tenant)
-        if "error" in answer:
-            raise _from_shard_error(answer)
-        return JsonBody(answer)
+        return JsonBody(await shard_call(self._shard(tag).cancel.remote(tag, tenant)))
 
     # -- provider receipts --------------------------------------------------------------
-    async def _receipt(self, outcome: Any) -> Response:
+    async def _receipt(self, outcome: Outcome | None) -> Response:
         if outcome is not None:
             index = shard_of_tag(outcome.tag, len(self.shards))
             if index is not None:
-                await self.receipt_batchers[index].submit([outcome.to_dict()])
+                await self.receipt_batchers[index].submit([outcome])
         return Response(status_code=204)
 
     @app.post("/v1/providers/twilio/status")
@@ -292,7 +321,7 @@ class Intake:
         so the URL works from wherever the page was loaded.
         """
         identity = verify_token(self._browser_secret, token, time.time())
-        gateways = self.settings.pools.get("browser", 1)
+        gateways = self.settings.pools.get(Channel.BROWSER.key, 1)
         index = gateway_for(identity.tenant, identity.uid, gateways)
         public = urlsplit(self.settings.public_url).hostname if self.settings.public_url else None
         host = public or request.url.hostname or self.settings.host
@@ -313,9 +342,7 @@ class Intake:
     async def revive(self, tag: str, request: Request) -> Response:
         """Retry a dead-lettered notification (fresh attempt budget); 409 unless it is dead."""
         tenant = self._tenant(request)
-        answer = await self._shard(tag).revive.remote(tag, tenant)
-        if "error" in answer:
-            raise _from_shard_error(answer)
+        answer = await shard_call(self._shard(tag).revive.remote(tag, tenant))
         return JsonBody(answer, status_code=202)
 
     @app.get("/v1/queue")
@@ -330,26 +357,10 @@ class Intake:
         stats = await asyncio.gather(*(s.stats.remote() for s in self.shards))
         supervisor, channel_actors = await asyncio.gather(
             self.supervisor.describe.remote(), self.supervisor.channel_stats.remote())
-        counters: dict[str, int] = {"rejected": self.rejected}
-        latency = Histogram()
-        gauges: list[tuple[str, dict[str, str], float]] = []
-        for s in stats:
-            for name, value in s["counters"].items():
-                counters[name] = counters.get(name, 0) + value
-            latency.merge(Histogram.from_dict(s["latency"]))
-            for channel, states in s["depth"].items():
-                for state, count in states.items():
-                    gauges.append(("queue_depth", {"shard": str(s["shard"]), "channel": channel,
-                                                   "state": state}, count))
-        for pool, count in supervisor["restarts"].items():
-            gauges.append(("actor_restarts", {"pool": pool}, count))
-        for actor in channel_actors:  # since that actor (re)started
-            for outcome, count in actor["counters"].items():
-                gauges.append(("channel_outcomes", {"channel": actor["channel"].lower(),
-                                                    "actor": str(actor["index"]),
-                                                    "outcome": outcome}, count))
-            for provider, state in actor["breakers"].items():
-                gauges.append(("circuit_open", {"provider": provider, "actor": str(actor["index"])},
-                               1 if state == "open" else 0))
-        text = render_prometheus(counters, gauges, latency)
-        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+        snapshot = MetricsSnapshot(
+            shards=tuple(ShardStats.from_dict(s) for s in stats),
+            channel_actors=tuple(ChannelActorStats.from_dict(a) for a in channel_actors),
+            restarts={pool: int(n) for pool, n in supervisor["restarts"].items()},
+            rejected=self.rejected,
+        )
+        return Response(render_prometheus(snapshot), media_type=CONTENT_TYPE_PLAIN_0_0_4)

@@ -27,6 +27,13 @@ class Provider(abc.ABC):
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release what ``start`` opened."""
 
+    async def acked(self, outcomes: Sequence[Outcome]) -> None:  # noqa: B027 - optional hook
+        """These outcomes (of this actor's sends) are now durable at their shard.
+
+        The browser gateway uses it to close a race: a user who reconnected while their park was
+        on its way to the shard is released again once the park is recorded.
+        """
+
     @abc.abstractmethod
     async def send(self, message: Message) -> Outcome:
         """Deliver one message or raise a ``ProviderError``."""

@@ -9,8 +9,9 @@ Modeled on Telnyx's API (developers.telnyx.com, "Send a fax", "API error codes")
   ``SendFaxMultipartRequest``; ``contents`` and ``media_url`` are mutually exclusive, max 20 MB).
 * The answer is ``202 {"data": {"id": ..., "status": "queued", ...}}``; errors are
   ``{"errors": [{"code": "10016", "title": ..., "detail": ...}]}``. ``_answer`` is the one place
-  an HTTP answer becomes an outcome: 429 and 5xx are transient (with ``Retry-After``), any other
-  4xx is permanent. Transport failures (connection refused, timeouts) are transient.
+  an HTTP answer becomes an outcome: an error status is classified by ``herald.http_status``
+  (408, 425, 429 and 5xx transient, with ``Retry-After``; any other permanent). Transport
+  failures (connection refused, timeouts) are transient.
 * Delivery receipts arrive later as webhooks (``fax.delivered`` / ``fax.failed``) at
   ``webhook_url?tag=<tag>``; ``herald.receipts.fax_receipt`` turns one into an outcome.
 
@@ -37,6 +38,7 @@ from herald.errors import (
     TransientProviderError,
 )
 from herald.fax_document import render_pdf
+from herald.http_status import classify_http_status
 from herald.outcome import Outcome
 from herald.render import Message
 from herald.retry import parse_retry_after
@@ -151,9 +153,7 @@ def _answer(
         )
     code, reason = _first_error(document, status)
     message = f"fax API answered {status}: {reason}"
-    if status == 429 or status >= 500:
-        raise TransientProviderError(message, code, parse_retry_after(headers.get("Retry-After")))
-    raise PermanentProviderError(message, code)
+    raise classify_http_status(status, message, code, parse_retry_after(headers.get("Retry-After")))
 
 
 def _json(body: bytes) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from actors.providers.base import Provider
+from herald.channels import Channel
 from herald.config import Settings
 
 OnConnect = Callable[[str, str], Awaitable[None]]
@@ -40,10 +41,10 @@ def _fax(settings: Settings) -> list[Provider]:
 
 
 def build_providers(
-    channel: str, settings: Settings, index: int = 0, on_connect: OnConnect | None = None
+    channel: Channel, settings: Settings, index: int = 0, on_connect: OnConnect | None = None
 ) -> list[Provider]:
-    """The ordered provider list of ``channel`` (``EMAIL``, ``SMS``…) for actor ``index``."""
-    if channel == "EMAIL":
+    """The ordered provider list of ``channel`` for actor ``index``."""
+    if channel is Channel.EMAIL:
         from actors.providers.smtp_email import SmtpProvider
 
         target = settings.smtp_target()
@@ -51,11 +52,11 @@ def build_providers(
             raise ValueError("no SMTP server configured (HERALD_SMTP_URL)")
         return [SmtpProvider(target, settings.smtp_from, settings.smtp_pool_size,
                              settings.smtp_timeout)]
-    if channel == "SMS":
+    if channel is Channel.SMS:
         return _sms(settings)
-    if channel == "FAX":
+    if channel is Channel.FAX:
         return _fax(settings)
-    if channel == "BROWSER":
+    if channel is Channel.BROWSER:
         from actors.providers.websocket_browser import WebSocketGateway
 
         if not settings.browser_secret:
@@ -63,7 +64,7 @@ def build_providers(
         return [WebSocketGateway(settings.host, settings.browser_port + index,
                                  settings.browser_secret.encode(), on_connect,
                                  settings.browser_ack_timeout)]
-    if channel == "WEBHOOK":
+    if channel is Channel.WEBHOOK:
         from actors.providers.webhook import WebhookProvider
 
         return [WebhookProvider(settings.webhook_secret)]

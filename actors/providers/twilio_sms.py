@@ -34,6 +34,7 @@ from herald.errors import (
     ProviderError,
     TransientProviderError,
 )
+from herald.http_status import classify_http_status
 from herald.outcome import Outcome
 from herald.render import Message
 from herald.retry import parse_retry_after
@@ -108,13 +109,14 @@ class BaseUrlAsyncHttpClient(AsyncTwilioHttpClient):
 MAPPED_ERRORS: tuple[type[BaseException], ...] = (
     TwilioRestException, TwilioServiceException, aiohttp.ClientError, TimeoutError, OSError,
 )
+#: Twilio's "too many requests" code: transient whatever HTTP status carried it.
 _TRANSIENT_CODES = frozenset({20429})
-_TRANSIENT_STATUSES = frozenset({408, 429})
 _PHONE_RE = re.compile(r"\+?\d{6,15}")
 
 
 def provider_error(error: BaseException, retry_after: float | None = None) -> ProviderError:
-    """Classify one of ``MAPPED_ERRORS``: 408/429/5xx/20429 and network trouble are transient."""
+    """Classify one of ``MAPPED_ERRORS``: HTTP statuses as ``herald.http_status`` says, plus
+    Twilio's code 20429 and network trouble, are transient."""
     if isinstance(error, TwilioRestException | TwilioServiceException):
         status, code = int(error.status), error.code
         if isinstance(error, TwilioRestException):
@@ -123,9 +125,9 @@ def provider_error(error: BaseException, retry_after: float | None = None) -> Pr
             text = f"{error.title} {error.detail or ''}".rstrip()
         # Twilio quotes the number it refused; outcomes end up in logs, so mask it.
         message = f"Twilio {status}: " + _PHONE_RE.sub(lambda m: mask_number(m.group()), text)
-        if status >= 500 or status in _TRANSIENT_STATUSES or code in _TRANSIENT_CODES:
-            return TransientProviderError(message, str(code or status), retry_after)
-        return PermanentProviderError(message, str(code or status))
+        if code in _TRANSIENT_CODES:
+            return TransientProviderError(message, str(code), retry_after)
+        return classify_http_status(status, message, str(code or status), retry_after)
     if isinstance(error, TimeoutError):
         return TransientProviderError(f"Twilio timeout: {type(error).__name__}", "timeout")
     return TransientProviderError(f"Twilio unreachable: {type(error).__name__}: {error}", "network")

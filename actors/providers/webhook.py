@@ -1,8 +1,9 @@
 """Requester callbacks: POST the final status to ``requester.callback_url``, signed per tenant.
 
 The signature is ``X-Herald-Signature: <hex HMAC-SHA256 of the raw body>`` with the tenant's
-webhook secret (``HERALD_WEBHOOK_SECRETS``, else the tenant's API key). 2xx → sent; 408, 429,
-5xx and network errors → retry (with ``Retry-After``); other 4xx → failed.
+webhook secret (``HERALD_WEBHOOK_SECRETS``, else the tenant's API key). 2xx → sent; any other
+status as ``herald.http_status`` classifies it (408, 425, 429, 5xx → retry with ``Retry-After``;
+the rest → failed; redirects are not followed); network errors → retry.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from collections.abc import Callable
 import aiohttp
 
 from actors.providers.base import Provider
-from herald.errors import PermanentProviderError, TransientProviderError
+from herald.errors import TransientProviderError
+from herald.http_status import classify_http_status
 from herald.outcome import Outcome
 from herald.render import Message
 from herald.retry import parse_retry_after
@@ -51,6 +53,4 @@ class WebhookProvider(Provider):
             raise TransientProviderError(f"{type(exc).__name__}", "network") from exc
         if 200 <= status < 300:
             return Outcome(message.tag, "sent", self.name, info={"http_status": status})
-        if status in (408, 429) or status >= 500:
-            raise TransientProviderError(f"HTTP {status}", str(status), retry_after)
-        raise PermanentProviderError(f"HTTP {status}", str(status))
+        raise classify_http_status(status, f"HTTP {status}", retry_after=retry_after)

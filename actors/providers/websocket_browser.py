@@ -21,7 +21,7 @@ import logging
 import re
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -118,6 +118,8 @@ class WebSocketGateway(Provider):
             weakref.WeakKeyDictionary()
         )
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Parks answered but not yet recorded by the shard: tag → user.
+        self._parking: dict[str, UserKey] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -163,6 +165,7 @@ class WebSocketGateway(Provider):
     async def send(self, message: Message) -> Outcome:
         user = self._users.get((message.tenant, message.uid))
         if user is None:
+            self._parking[message.tag] = (message.tenant, message.uid)
             return Outcome(message.tag, "park", self.name)
         frame = json.dumps({
             "tag": message.tag, "type": message.type, "title": message.title,
@@ -194,7 +197,19 @@ class WebSocketGateway(Provider):
 
     def _park(self, message: Message, reason: str) -> Outcome:
         log.info("browser send parked", extra={"tag": message.tag, "reason": reason})
+        self._parking[message.tag] = (message.tenant, message.uid)
         return Outcome(message.tag, "park", self.name, error=reason)
+
+    async def acked(self, outcomes: Sequence[Outcome]) -> None:
+        """Parks are recorded now: a user who is connected again gets them released.
+
+        Closes the race where a park reaches the shard after the user's reconnect released
+        their notifications (they would wait for the next connection otherwise).
+        """
+        users = {self._parking.pop(o.tag) for o in outcomes if o.tag in self._parking}
+        for tenant, uid in users:
+            if self.is_connected(tenant, uid):
+                await self._notify_connect(tenant, uid)
 
     async def _fan_out(self, user: _User, frame: str) -> int:
         """Write ``frame`` to every connection of ``user``; how many took it."""

@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
+from herald.channels import Channel, Lane
 from herald.models import validate_notification
+from herald.notification import Notification
 from herald.queue import QueueShard
 from herald.retry import RetryPolicy
 from herald.storage import MemoryStorage, SQLiteStorage, Storage
@@ -38,7 +40,7 @@ def make_notification(
     ttl: int | None = None,
     callback_url: str | None = None,
     **details: Any,
-) -> dict[str, Any]:
+) -> Notification:
     """A notification as intake hands it to the queue: a valid payload through validation."""
     user: dict[str, Any] = {"uid": uid, "name": {"first": "Bob", "last": "Smith"}}
     if btag is not None:
@@ -57,6 +59,11 @@ def make_notification(
     body.update(details)
     raw = {"type": f"CM_{channel}", "user": user, "requester": requester, "details": body}
     return validate_notification(raw, tenant=tenant, now=now)
+
+
+def lane(channel: str) -> Lane:
+    """The lane a channel actor of ``channel`` (``"SMS"``, ``"BROWSER"``…) leases from (actor 0)."""
+    return Lane.of_actor(Channel(channel), 0)
 
 
 def make_shard(

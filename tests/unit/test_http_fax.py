@@ -261,3 +261,15 @@ async def test_message_without_number_or_content_fails_for_good(
     assert (no_number.kind, no_number.code) == ("failed", "no_recipient")
     assert (no_content.kind, no_content.code) == ("failed", "no_content")
     assert fax_api.faxes == []
+
+
+@pytest.mark.parametrize("status", [408, 425])
+async def test_request_timeout_and_too_early_are_retried(
+    provider: HttpFaxProvider, fax_api: CaptureFaxApi, status: int
+) -> None:
+    # The same rule as every HTTP provider (herald.http_status): the moment was wrong, not the fax.
+    fax_api.fail_next(1, status=status, retry_after=3)
+    (first,) = await provider.deliver([_message()])
+    assert (first.kind, first.code, first.retry_after) == ("retry", "10007", 3.0)
+    (second,) = await provider.deliver([_message()])
+    assert second.kind == "sent" and len(fax_api.faxes) == 1

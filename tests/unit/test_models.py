@@ -55,27 +55,27 @@ def sms(**changes: Any) -> dict[str, Any]:
 # -- the DESIGN.md payload ------------------------------------------------------------------
 def test_design_payload_validates_for_browser() -> None:
     notification = validate_notification(DESIGN_PAYLOAD, tenant="acme", now=NOW)
-    assert notification["type"] == "CM_BROWSER"
-    assert (notification["category"], notification["channel"]) == ("CM", "BROWSER")
-    assert notification["priority"] == 8  # asap "yes"
-    assert notification["uid"] == "76143021"
-    assert notification["idempotency_key"] == "A36701-BCDEF-779821-C31024-BA"
-    assert notification["recipient"] is None
-    assert notification["tenant"] == "acme"
-    assert notification["created_at"] == NOW
-    assert notification["expires_at"] == NOW + DEFAULT_TTL_SECONDS
-    assert notification["payload"]["user"]["mq-uuid-btag"] == "A36701-BCDEF-779821-C31024-BA"
-    assert notification["payload"]["user"]["name"]["expr"] == "he/him"
-    assert notification["payload"]["details"]["content"] == "{message|sub(0,15)|'...'}"
+    assert notification.type == "CM_BROWSER"
+    assert (notification.category, notification.channel) == ("CM", "BROWSER")
+    assert notification.priority == 8  # asap "yes"
+    assert notification.uid == "76143021"
+    assert notification.idempotency_key == "A36701-BCDEF-779821-C31024-BA"
+    assert notification.recipient is None
+    assert notification.tenant == "acme"
+    assert notification.created_at == NOW
+    assert notification.expires_at == NOW + DEFAULT_TTL_SECONDS
+    assert notification.payload["user"]["mq-uuid-btag"] == "A36701-BCDEF-779821-C31024-BA"
+    assert notification.payload["user"]["name"]["expr"] == "he/him"
+    assert notification.payload["details"]["content"] == "{message|sub(0,15)|'...'}"
 
 
 def test_design_payload_validates_for_email_with_an_address() -> None:
     notification = validate_notification(email(), tenant="acme", now=NOW)
-    assert (notification["channel"], notification["recipient"]) == ("EMAIL", "bob@example.com")
+    assert (notification.channel, notification.recipient) == ("EMAIL", "bob@example.com")
 
 
 def test_each_notification_gets_its_own_tag() -> None:
-    tags = {validate_notification(DESIGN_PAYLOAD, "acme", NOW)["tag"] for _ in range(20)}
+    tags = {validate_notification(DESIGN_PAYLOAD, "acme", NOW).tag for _ in range(20)}
     assert len(tags) == 20
 
 
@@ -88,12 +88,12 @@ def test_the_raw_payload_is_not_modified() -> None:
 
 def test_unknown_keys_are_kept_for_templates() -> None:
     raw = payload(**{"user.plan": "gold", "details.content": "Plan {user.plan}"})
-    assert validate_notification(raw, "acme", NOW)["payload"]["user"]["plan"] == "gold"
+    assert validate_notification(raw, "acme", NOW).payload["user"]["plan"] == "gold"
 
 
 def test_ttl() -> None:
     notification = validate_notification(payload(**{"details.ttl": 60}), "acme", NOW)
-    assert notification["expires_at"] == NOW + 60
+    assert notification.expires_at == NOW + 60
     assert invalid_field(payload(**{"details.ttl": 0})) == "details.ttl"
     assert invalid_field(payload(**{"details.ttl": 31 * 86400})) == "details.ttl"
 
@@ -158,13 +158,13 @@ def test_email_needs_a_valid_address() -> None:
     assert invalid_field(email(**{"details.to": "a@b@c"})) == "details.to"
     assert invalid_field(email(**{"details.from": "nobody"})) == "details.from"
     explicit = validate_notification(email(**{"details.to": "ann@example.org"}), "acme", NOW)
-    assert explicit["recipient"] == "ann@example.org"
+    assert explicit.recipient == "ann@example.org"
 
 
 def test_sms_recipient_from_user_phone_or_details() -> None:
-    assert validate_notification(sms(), "acme", NOW)["recipient"] == "+14155550100"
+    assert validate_notification(sms(), "acme", NOW).recipient == "+14155550100"
     explicit = validate_notification(sms(**{"details.to": "+442071838750"}), "acme", NOW)
-    assert explicit["recipient"] == "+442071838750"
+    assert explicit.recipient == "+442071838750"
 
 
 @pytest.mark.parametrize("number", ["4155550100", "+0155550100", "+1 415 555 0100",
@@ -186,9 +186,9 @@ def test_sms_sender_is_a_number_or_a_sender_id() -> None:
 
 def test_fax_takes_the_fax_number_then_the_phone() -> None:
     fax = payload(type="CM_FAX", **{"user.fax": "+14155550199", "user.phone": "+14155550100"})
-    assert validate_notification(fax, "acme", NOW)["recipient"] == "+14155550199"
+    assert validate_notification(fax, "acme", NOW).recipient == "+14155550199"
     phone_only = payload(type="CM_FAX", **{"user.phone": "+14155550100"})
-    assert validate_notification(phone_only, "acme", NOW)["recipient"] == "+14155550100"
+    assert validate_notification(phone_only, "acme", NOW).recipient == "+14155550100"
     assert invalid_field(payload(type="CM_FAX", **{"user.fax": "12345"})) == "user.fax"
 
 
@@ -226,7 +226,7 @@ def test_template_variables_from_vars_payload_and_defaults() -> None:
 ])
 def test_priority(requester: dict[str, Any], priority: int) -> None:
     raw = payload(requester={"type": "WEB_APP_BACKEND", **requester})
-    assert validate_notification(raw, "acme", NOW)["priority"] == priority
+    assert validate_notification(raw, "acme", NOW).priority == priority
 
 
 @pytest.mark.parametrize("value", [-1, 10, 99, "high"])
@@ -291,12 +291,12 @@ def test_junk_raises_only_validation_error_and_what_passes_can_be_stored(raw: An
         event(f"refused at {exc.field}")
         return
     event("accepted")
-    assert 0 <= notification["priority"] <= 9
-    assert notification["channel"] in ("BROWSER", "EMAIL", "SMS", "FAX")
+    assert 0 <= notification.priority <= 9
+    assert notification.channel in ("BROWSER", "EMAIL", "SMS", "FAX")
     storage = SQLiteStorage(Path(":memory:"), synchronous="OFF")
     try:
         storage.write([Record.new(notification, 1)], [])
-        assert storage.get(notification["tag"]) is not None
+        assert storage.get(notification.tag) is not None
     finally:
         storage.close()
 
@@ -349,3 +349,39 @@ def test_surrogate_in_uid_is_refused_or_stored(tmp_path: Path) -> None:
         storage.write([Record.new(notification, 1)], [])
     finally:
         storage.close()
+
+
+# -- phone numbers and addresses checked by phonenumbers / email-validator -----------------------
+def test_impossible_sms_number_is_refused_at_intake() -> None:
+    with pytest.raises(ValidationError) as caught:
+        validate_notification(sms(**{"details.to": "+12"}), tenant="acme", now=NOW)
+    assert (caught.value.status, caught.value.field) == (422, "details.to")
+    assert invalid_field(sms(**{"user.phone": "+999"})) == "user.phone"
+    assert invalid_field(payload(type="CM_FAX", **{"user.fax": "+1415555010"})) == "user.fax"
+
+
+def test_twilio_test_numbers_pass_intake() -> None:
+    raw = sms(**{"details.to": "+15005550006", "details.from": "+15005550006"})
+    assert validate_notification(raw, "acme", NOW).recipient == "+15005550006"
+
+
+def test_malformed_email_is_refused_at_intake() -> None:
+    with pytest.raises(ValidationError) as caught:
+        validate_notification(email(**{"user.email": "a..b.@x..y"}), tenant="acme", now=NOW)
+    assert (caught.value.status, caught.value.field) == (422, "user.email")
+    assert invalid_field(email(**{"details.to": '"Bob" <bob@x.com>'})) == "details.to"
+
+
+def test_internationalized_email_is_accepted() -> None:
+    notification = validate_notification(email(**{"user.email": "jürgen@bücher.de"}), "acme", NOW)
+    assert notification.recipient == "jürgen@bücher.de"
+
+
+def test_senders_and_reply_to_are_checked() -> None:
+    assert invalid_field(sms(**{"details.from": "+12"})) == "details.from"
+    assert invalid_field(email(**{"details.from": "a..b.@x..y"})) == "details.from"
+    assert invalid_field(email(**{"details.reply_to": "not-an-address"})) == "details.reply_to"
+    validate_notification(email(**{"details.reply_to": "ann@example.org"}), "acme", NOW)
+    fax = payload(type="CM_FAX", **{"user.fax": "+14155550199"})
+    assert invalid_field({**fax, "details": {**fax["details"], "from": "+999"}}) == "details.from"
+    validate_notification({**fax, "details": {**fax["details"], "from": "+14155550100"}}, "acme", NOW)

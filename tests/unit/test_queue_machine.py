@@ -22,7 +22,7 @@ from herald.outcome import Outcome, OutcomeKind
 from herald.record import FINAL, Record
 from herald.retry import RetryPolicy
 from herald.storage import MemoryStorage, SQLiteStorage, Storage
-from tests.unit.conftest import T0, make_notification, make_shard
+from tests.unit.conftest import T0, lane, make_notification, make_shard
 
 CHANNELS = ("BROWSER", "SMS")
 TENANTS = ("acme", "globex")
@@ -99,20 +99,20 @@ class QueueMachine(RuleBasedStateMachine):
         expected: list[tuple[str, bool]] = []
         first_for = dict(self.first_for)
         for notification in batch:
-            key = notification["idempotency_key"]
-            first = first_for.get((notification["tenant"], key)) if key else None
+            key = notification.idempotency_key
+            first = first_for.get((notification.tenant, key)) if key else None
             if first is None and key:
-                first_for[(notification["tenant"], key)] = notification["tag"]
-            expected.append((first or notification["tag"], first is not None))
+                first_for[(notification.tenant, key)] = notification.tag
+            expected.append((first or notification.tag, first is not None))
 
         results = self.shard.enqueue(batch, self.now)
         self.shard.flush()
 
-        assert [(r["tag"], r["duplicate"]) for r in results] == expected
+        assert [(r.tag, r.duplicate) for r in results] == expected
         for notification, result in zip(batch, results, strict=True):
-            if not result["duplicate"]:
-                assert result["pos"] >= 1
-                self.accepted[notification["tag"]] = notification
+            if not result.duplicate:
+                assert result.pos >= 1
+                self.accepted[notification.tag] = notification
         self.first_for = first_for
 
     @precondition(lambda self: self.accepted)
@@ -122,7 +122,7 @@ class QueueMachine(RuleBasedStateMachine):
         notification = self.accepted[self.pick(index)]
         [result] = self.shard.enqueue([notification], self.now)
         self.shard.flush()
-        assert (result["tag"], result["duplicate"]) == (notification["tag"], True)
+        assert (result.tag, result.duplicate) == (notification.tag, True)
 
     @rule(channel=st.sampled_from(CHANNELS), limit=st.integers(1, 4),
           lease_seconds=st.sampled_from((10.0, 30.0)), wait=st.sampled_from(WAITS))
@@ -141,22 +141,22 @@ class QueueMachine(RuleBasedStateMachine):
             else:
                 taken.append(record)
 
-        leased = self.shard.lease(channel, limit, self.now, lease_seconds)
+        leased = self.shard.lease(lane(channel), limit, self.now, lease_seconds)
         self.shard.flush()
 
-        assert [d["tag"] for d in leased] == [r.tag for r in taken], "priority/FIFO order"
+        assert [d.tag for d in leased] == [r.tag for r in taken], "priority/FIFO order"
         for delivery, before in zip(leased, taken, strict=True):
-            assert delivery["attempt"] == before.attempts + 1
+            assert delivery.attempt == before.attempts + 1
             still_valid = [until for tag, until in self.leases
-                           if tag == delivery["tag"] and until > self.now]
+                           if tag == delivery.tag and until > self.now]
             assert not still_valid, "handed out while another lease on it is still valid"
-            self.leases.append((delivery["tag"], self.now + lease_seconds))
-            if delivery["attempt"] > 1:
+            self.leases.append((delivery.tag, self.now + lease_seconds))
+            if delivery.attempt > 1:
                 event("lease: a retry again")
         for tag in expired:
             event("lease: ttl expired")
             record = self.stored(tag)
-            assert record.status == "failed" and record.history[-1]["error"] == "expired"
+            assert record.status == "failed" and record.history[-1].error == "expired"
 
     @precondition(lambda self: self.leases)
     @rule(index=st.integers(0, 10_000),
@@ -264,7 +264,7 @@ class QueueMachine(RuleBasedStateMachine):
         if interrupted == "enqueue":
             self.shard.enqueue([make_notification(channel, now=self.now)], self.now)
         elif interrupted == "lease":
-            self.shard.lease(channel, 4, self.now, 30.0)
+            self.shard.lease(lane(channel), 4, self.now, 30.0)
         elif interrupted == "ack" and self.leases:
             tag, _ = self.leases[-1]  # the worker will ack again: its lease stays listed
             self.shard.ack([Outcome(tag, "sent", "capture")], self.now)

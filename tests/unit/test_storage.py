@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from herald.attempt import Attempt
 from herald.record import Record
 from herald.storage import SQLiteStorage, Storage
 from tests.unit.conftest import T0, make_notification
@@ -25,7 +26,7 @@ def test_round_trip_of_every_field(storage: Storage) -> None:
     record = make_record(
         7, btag="A36701", status="retrying", attempts=2, not_before=T0 + 5.5,
         lease_until=T0 + 30.25, updated_at=T0 + 1, provider_id="SM1",
-        history=[{"attempt": 1, "at": T0, "outcome": "retry", "info": {"n": [1, 2]}}],
+        history=[Attempt(attempt=1, at=T0, outcome="retry", info={"n": [1, 2]})],
     )
     record.payload["details"]["vars"] = {"unicode": "héllo ✓", "nested": {"a": [1, 2.5, None]}}
     storage.write([record], [])
@@ -38,13 +39,13 @@ def test_update_changes_only_mutable_fields(storage: Storage) -> None:
     storage.write([record], [])
     changed = dataclasses.replace(
         record, status="sent", attempts=1, updated_at=T0 + 3, provider_id="p1",
-        history=[{"attempt": 1, "outcome": "sent"}], priority=9, payload={"changed": True},
+        history=[Attempt(attempt=1, at=T0, outcome="sent")], priority=9, payload={"changed": True},
     )
     storage.write([], [changed])
     stored = storage.get(record.tag)
     assert stored is not None
     assert (stored.status, stored.attempts, stored.provider_id) == ("sent", 1, "p1")
-    assert stored.history == [{"attempt": 1, "outcome": "sent"}]
+    assert stored.history == [Attempt(attempt=1, at=T0, outcome="sent")]
     assert (stored.priority, stored.payload) == (record.priority, record.payload)
 
 
@@ -52,10 +53,10 @@ def test_backend_keeps_its_own_copy(storage: Storage) -> None:
     record = make_record(1)
     storage.write([record], [])
     record.status = "sending"
-    record.history.append({"outcome": "sent"})
+    record.history.append(Attempt(at=T0, outcome="sent"))
     fetched = storage.get(record.tag)
     assert fetched is not None and (fetched.status, fetched.history) == ("queued", [])
-    fetched.history.append({"outcome": "x"})
+    fetched.history.append(Attempt(at=T0, outcome="x"))
     again = storage.get(record.tag)
     assert again is not None and again.history == []
 

@@ -253,3 +253,22 @@ def test_retry_after_accepts_seconds_and_http_dates() -> None:
     assert parse_retry_after("Thu, 01 Jan 1970 00:00:30 GMT", now=10.0) == 20.0
     assert parse_retry_after("soon") is None
     assert parse_retry_after(None) is None
+
+
+async def test_408_is_retried(provider: TwilioSmsProvider, api: CaptureTwilioApi) -> None:
+    api.fail_next(1, 408)
+    [outcome] = await provider.deliver([sms()])
+    assert (outcome.kind, outcome.code) == ("retry", "408")
+
+
+def test_twilio_20429_is_transient_whatever_the_status() -> None:
+    from twilio.base.exceptions import TwilioRestException
+
+    from actors.providers.twilio_sms import provider_error
+    from herald.errors import PermanentProviderError, TransientProviderError
+
+    limited = provider_error(TwilioRestException(400, "/Messages", "Too Many Requests", 20429), 5.0)
+    refused = provider_error(TwilioRestException(400, "/Messages", "Invalid 'To' +14155550100", 21211))
+    assert isinstance(limited, TransientProviderError) and limited.retry_after == 5.0
+    assert isinstance(refused, PermanentProviderError) and refused.provider_code == "21211"
+    assert "+14155550100" not in refused.message  # numbers are masked in outcomes

@@ -1,0 +1,39 @@
+"""Requester callbacks: a final state becomes a durable WEBHOOK record to POST to ``callback_url``.
+
+The record is queued in the same flush as the final state it reports, so the callback is as
+durable, retried and dead-lettered as any notification. Its tag is ``<tag>.<status>``: one
+callback per final state, and a repeated final state (a receipt after ``sent``) gets its own.
+"""
+
+from __future__ import annotations
+
+from herald.channels import Channel
+from herald.record import Record
+
+#: How long a requester's endpoint may stay unreachable before its callback is given up.
+CALLBACK_TTL_SECONDS = 3 * 86400
+CALLBACK_TYPE = "HERALD_CALLBACK"
+
+
+def callback_url(record: Record) -> str | None:
+    """Where this notification's final states are reported, if anywhere."""
+    if record.channel is Channel.WEBHOOK:
+        return None  # a callback does not report on itself
+    url = (record.payload.get("requester") or {}).get("callback_url")
+    return str(url) if url else None
+
+
+def callback_tag(record: Record) -> str:
+    return f"{record.tag}.{record.status.value}"
+
+
+def callback_record(record: Record, url: str, seq: int, now: float) -> Record:
+    """The WEBHOOK record that POSTs ``record``'s current (final) state to ``url``."""
+    return Record(
+        tag=callback_tag(record), tenant=record.tenant, type=CALLBACK_TYPE,
+        channel=Channel.WEBHOOK, priority=record.priority, seq=seq, uid=record.uid,
+        recipient=url, idempotency_key=None, created_at=now,
+        expires_at=now + CALLBACK_TTL_SECONDS,
+        payload={"url": url, "body": {"event": "notification.status", **record.public()}},
+        updated_at=now,
+    )
