@@ -28,7 +28,16 @@ lint: venv
 	$(VENV)/bin/mypy
 
 test-unit: venv
-	$(PY) -m pytest tests/unit -q
+	$(PY) -m pytest tests/unit -q -p no:cacheprovider
+
+test-integration: venv
+	$(PY) -m pytest tests/integration -q -p no:cacheprovider
+
+test-e2e: venv
+	$(PY) -m pytest tests/e2e -q -p no:cacheprovider
+
+test-browser: venv browser-deps
+	$(PY) -m pytest tests/browser -q -p no:cacheprovider
 
 test: venv browser-deps lint
 	$(PY) -m pytest tests -q -p no:cacheprovider

@@ -17,6 +17,7 @@ from email.message import EmailMessage
 
 from aiosmtplib.email import extract_recipients, extract_sender, flatten_message
 
+from herald.channels import Channel
 from herald.email_message import build_email
 from herald.render import Message
 
@@ -29,7 +30,7 @@ def _message(n: int, non_ascii: bool) -> Message:
         else ("Bob Smith", "Your order", "Hi")
     )
     return Message(
-        tag=str(uuid.uuid4()), tenant="acme", type="CM_EMAIL", channel="email", uid=str(n),
+        tag=str(uuid.uuid4()), tenant="acme", type="CM_EMAIL", channel=Channel.EMAIL, uid=str(n),
         attempt=1, to=f"{name} <user{n}@example.com>", sender=None,
         subject=f"{subject} {n} has shipped", title=None,
         text=f"{greeting} {name},\nyour order {n} is on its way.\n\nThe shop",

@@ -43,7 +43,7 @@ class QueueShard:
     def __init__(
         self,
         storage: Storage,
-        retry_policies: Mapping[str, RetryPolicy],
+        retry_policies: Mapping[Channel, RetryPolicy] | Mapping[str, RetryPolicy],
         now: float,
         rng: random.Random | None = None,
         gateways: int = 1,

@@ -26,6 +26,7 @@ from herald.browser_tokens import mint_token, verify_token
 from herald.channels import Channel, gateway_for
 from herald.config import Settings
 from herald.errors import (
+    AuthError,
     HeraldError,
     NotFound,
     PayloadTooLarge,
@@ -40,6 +41,7 @@ from herald.outcome import Outcome
 from herald.receipts import fax_receipt, twilio_receipt
 from herald.sharding import shard_of_tag
 from serve.auth import KeyRing
+from serve.openapi import describe
 from serve.batcher import ShardBatcher
 
 MAX_WAIT_SECONDS = 60.0
@@ -53,6 +55,7 @@ def _static(name: str) -> bytes:
     return (STATIC / name).read_bytes()
 
 app = FastAPI(title="Herald", version="0.1.0", docs_url="/docs", redoc_url=None)
+describe(app)
 
 
 class JsonBody(JSONResponse):
@@ -314,12 +317,14 @@ class Intake:
         return JsonBody({"token": token, "expires_at": expires_at})
 
     @app.get("/v1/browser-endpoint")
-    async def browser_endpoint(self, token: str, request: Request) -> Response:
+    async def browser_endpoint(self, request: Request, token: str | None = None) -> Response:
         """The WebSocket URL of the gateway that owns this token's user (token included).
 
         The host is the one the browser reached the API by (``HERALD_PUBLIC_URL``'s if set),
         so the URL works from wherever the page was loaded.
         """
+        if not token:
+            raise AuthError("a browser token is required (?token=…, from POST /v1/browser-tokens)")
         identity = verify_token(self._browser_secret, token, time.time())
         gateways = self.settings.pools.get(Channel.BROWSER.key, 1)
         index = gateway_for(identity.tenant, identity.uid, gateways)

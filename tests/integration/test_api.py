@@ -26,6 +26,33 @@ def test_every_other_endpoint_needs_a_key(service: Service, path: str) -> None:
         assert client.get(path, headers={"Authorization": ""}).status_code == 401
 
 
+def test_a_missing_credential_is_a_401_everywhere(service: Service) -> None:
+    with service.client() as client:
+        bare = {"Authorization": ""}
+        for method, path in [("GET", "/v1/queue"), ("POST", "/v1/notifications"),
+                             ("POST", "/v1/notifications/batch"), ("DELETE", "/v1/notifications/x"),
+                             ("POST", "/v1/notifications/x/retry"), ("POST", "/v1/browser-tokens"),
+                             ("GET", "/v1/browser-endpoint")]:
+            response = client.request(method, path, headers=bare)
+            assert response.status_code == 401, (method, path, response.text)
+            assert response.json()["error"]["code"] == "unauthorized"
+
+
+def test_openapi_describes_bodies_and_the_bearer_scheme(service: Service) -> None:
+    with service.client() as client:
+        document = client.get("/openapi.json").json()
+    assert document["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    create = document["paths"]["/v1/notifications"]["post"]
+    assert create["security"] == [{"bearerAuth": []}]
+    body = create["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    notification = document["components"]["schemas"][body.rsplit("/", 1)[1]]
+    assert {"type", "user", "details"} <= set(notification["required"])
+    assert "User" in document["components"]["schemas"]  # nested models are described too
+    batch = document["paths"]["/v1/notifications/batch"]["post"]["requestBody"]
+    assert batch["content"]["application/json"]["schema"]["$ref"].endswith("/Batch")
+    assert "security" not in document["paths"]["/healthz"]["get"]
+
+
 def test_email_is_delivered_and_status_reaches_sent(service: Service) -> None:
     with service.client() as client:
         response = client.post("/v1/notifications", json=email_payload(subject="Hi {user.name.first}"))
