@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from herald.attempt import Attempt
 from herald.channels import Channel, Lane
 from herald.delivery import Delivery
+from herald.delivery_log import ACCEPTED, ATTEMPT, FINAL, LogEvent, log_event
 from herald.errors import Conflict, NotFound
 from herald.metrics import Histogram
 from herald.notification import Accepted, Notification
@@ -63,6 +64,7 @@ class QueueShard:
         self._early_receipts = EarlyReceipts()
         self._inserts: list[Record] = []
         self._updates: dict[str, Record] = {}
+        self._events: list[LogEvent] = []
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self.latency = Histogram()
         self._seq = storage.max_seq()
@@ -120,6 +122,7 @@ class QueueShard:
                 self._idempotency[(record.tenant, key)] = tag
             self._push_ready(record)
             self._inserts.append(record)
+            self._log(record, ACCEPTED, Status.QUEUED.value, None, now)
             self.counters["accepted"] += 1
             results.append(Accepted(tag, pos))
         return results
@@ -182,6 +185,7 @@ class QueueShard:
                             provider_id=outcome.provider_id, info=dict(outcome.info))
             if outcome.provider_id:
                 record.provider_id = outcome.provider_id
+            self._log(record, ATTEMPT, outcome.kind, entry, now)
             if outcome.kind == "retry":
                 record.history.append(entry)
                 record.updated_at = now
@@ -249,6 +253,7 @@ class QueueShard:
             return False
         self.counters[record.status.value] += 1
         self._updates[record.tag] = record
+        self._log(record, FINAL, record.status.value, record.history[-1], now)
         self._queue_callback(record, now)
         return True
 
@@ -263,6 +268,7 @@ class QueueShard:
         record.updated_at = now
         record.lease_until = 0.0
         self.counters[status.value] += 1
+        self._log(record, FINAL, status.value, entry, now)
         if status in (Status.SENT, Status.DELIVERED):
             self.latency.observe(now - record.created_at)
         del self._live[record.tag]
@@ -363,14 +369,14 @@ class QueueShard:
     # -- durability -----------------------------------------------------------------------
     def flush(self) -> None:
         """Write every change since the last flush in one transaction."""
-        if not self._inserts and not self._updates:
+        if not self._inserts and not self._updates and not self._events:
             return
         inserts = self._inserts
         fresh = {r.tag for r in inserts}
         updates = [r for tag, r in self._updates.items() if tag not in fresh]
-        self._storage.write(inserts, updates)
+        self._storage.write(inserts, updates, self._events)
         # Only now: if the write failed, the next flush (the caller's retry) writes it all.
-        self._inserts, self._updates = [], {}
+        self._inserts, self._updates, self._events = [], {}, []
         for record in (*inserts, *updates):
             if record.final and record.idempotency_key:
                 self._idempotency.pop((record.tenant, record.idempotency_key), None)
@@ -379,6 +385,13 @@ class QueueShard:
     def _stored(self, tag: str) -> Record | None:
         """A record no longer live: its unflushed version if there is one, else storage's."""
         return self._updates.get(tag) or self._storage.get(tag)
+
+    def _log(self, record: Record, event: str, status: str, entry: Attempt | None,
+             now: float) -> None:
+        """One delivery-log row, written with this state change."""
+        row = log_event(record, event, status, entry, now)
+        if row is not None:
+            self._events.append(row)
 
     def _dirty(self, record: Record) -> None:
         self._updates[record.tag] = record

@@ -17,6 +17,7 @@ import orjson
 
 from herald.attempt import Attempt
 from herald.channels import Channel
+from herald.delivery_log import LogEvent
 from herald.record import Record
 from herald.status import FINAL, Status
 
@@ -65,8 +66,18 @@ class Storage(abc.ABC):
     def max_seq(self) -> int: ...
 
     @abc.abstractmethod
-    def write(self, inserts: Sequence[Record], updates: Sequence[Record]) -> None:
-        """Persist new records and the mutable fields of changed ones, atomically."""
+    def write(self, inserts: Sequence[Record], updates: Sequence[Record],
+              events: Sequence[LogEvent] = ()) -> None:
+        """Persist new records, the mutable fields of changed ones and their delivery-log
+        events, atomically."""
+
+    @abc.abstractmethod
+    def read_events(self, after: int, limit: int) -> list[tuple[int, LogEvent]]:
+        """Up to ``limit`` logged events with an id above ``after``, oldest first."""
+
+    @abc.abstractmethod
+    def delete_events(self, through: int) -> None:
+        """Forget the events up to id ``through`` (they are in a closed log segment now)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass
@@ -78,6 +89,8 @@ class MemoryStorage(Storage):
     def __init__(self) -> None:
         self._rows: dict[str, Record] = {}
         self._idempotency: dict[tuple[str, str], str] = {}
+        self._events: dict[int, LogEvent] = {}
+        self._event_id = 0
 
     def load_live(self) -> list[Record]:
         live = [copy.deepcopy(r) for r in self._rows.values() if r.status not in FINAL]
@@ -93,7 +106,11 @@ class MemoryStorage(Storage):
     def max_seq(self) -> int:
         return max((r.seq for r in self._rows.values()), default=0)
 
-    def write(self, inserts: Sequence[Record], updates: Sequence[Record]) -> None:
+    def write(self, inserts: Sequence[Record], updates: Sequence[Record],
+              events: Sequence[LogEvent] = ()) -> None:
+        for event in events:
+            self._event_id += 1
+            self._events[self._event_id] = event
         for record in inserts:
             self._rows[record.tag] = copy.deepcopy(record)
             if record.idempotency_key:
@@ -102,6 +119,15 @@ class MemoryStorage(Storage):
             stored = self._rows[record.tag]
             for name in _MUTABLE:
                 setattr(stored, name, copy.deepcopy(getattr(record, name)))
+
+
+    def read_events(self, after: int, limit: int) -> list[tuple[int, LogEvent]]:
+        ids = sorted(i for i in self._events if i > after)[:limit]
+        return [(i, self._events[i]) for i in ids]
+
+    def delete_events(self, through: int) -> None:
+        for i in [i for i in self._events if i <= through]:
+            del self._events[i]
 
 
 class SQLiteStorage(Storage):
@@ -128,6 +154,10 @@ class SQLiteStorage(Storage):
         self._db.execute(
             f"CREATE INDEX IF NOT EXISTS notifications_live ON notifications (seq)"
             f" WHERE status NOT IN ({_FINAL_SQL})"
+        )
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+            " event BLOB NOT NULL)"
         )
         self._insert_sql = (
             f"INSERT OR IGNORE INTO notifications ({', '.join(_COLUMNS)})"
@@ -202,11 +232,24 @@ class SQLiteStorage(Storage):
         row = self._db.execute("SELECT MAX(seq) FROM notifications").fetchone()
         return int(row[0] or 0)
 
-    def write(self, inserts: Sequence[Record], updates: Sequence[Record]) -> None:
-        if not inserts and not updates:
+    def read_events(self, after: int, limit: int) -> list[tuple[int, LogEvent]]:
+        rows = self._db.execute(
+            "SELECT id, event FROM events WHERE id > ? ORDER BY id LIMIT ?", (after, limit))
+        return [(row[0], LogEvent(**orjson.loads(row[1]))) for row in rows]
+
+    def delete_events(self, through: int) -> None:
+        with self._db:
+            self._db.execute("DELETE FROM events WHERE id <= ?", (through,))
+
+    def write(self, inserts: Sequence[Record], updates: Sequence[Record],
+              events: Sequence[LogEvent] = ()) -> None:
+        if not inserts and not updates and not events:
             return
         with self._db:  # BEGIN … COMMIT (or ROLLBACK on error)
             self._db.execute("BEGIN")
+            if events:
+                self._db.executemany("INSERT INTO events (event) VALUES (?)",
+                                     [(orjson.dumps(e),) for e in events])
             if inserts:
                 self._db.executemany(self._insert_sql, [self._row(r) for r in inserts])
             if updates:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from herald.delivery_log import LogEvent
 from herald.errors import Conflict, NotFound
 from herald.notification import Accepted, Notification
 from herald.outcome import Outcome, OutcomeKind
@@ -671,11 +672,18 @@ class _FlakyStorage(Storage):
     def max_seq(self) -> int:
         return self.inner.max_seq()
 
-    def write(self, inserts: Sequence[Record], updates: Sequence[Record]) -> None:
+    def write(self, inserts: Sequence[Record], updates: Sequence[Record],
+              events: Sequence[LogEvent] = ()) -> None:
         if self.fail_next:
             self.fail_next = False
             raise OSError("disk full")
-        self.inner.write(inserts, updates)
+        self.inner.write(inserts, updates, events)
+
+    def read_events(self, after: int, limit: int) -> list[tuple[int, LogEvent]]:
+        return self.inner.read_events(after, limit)
+
+    def delete_events(self, through: int) -> None:
+        self.inner.delete_events(through)
 
 
 def test_a_failed_flush_is_written_by_the_next_one(storage: Storage) -> None:
