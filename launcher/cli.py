@@ -1,39 +1,148 @@
-"""The ``herald`` command: ``up`` (run the service), ``send``, ``status``, ``outbox``."""
+"""The `herald` command: run Herald (`up`) and talk to a running one over its HTTP API."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
 from herald.config import Settings, load_settings
+
+DESCRIPTION = """\
+Herald delivers email, SMS, fax and in-browser notifications.
+
+"herald up" runs the service in the foreground. The other commands talk to a running
+Herald at http://HERALD_HOST:HERALD_PORT (127.0.0.1:8000 by default) with the first key
+of HERALD_API_KEYS, or with the dev key that "herald up" keeps in the data directory."""
+
+EPILOG = """\
+examples:
+  herald up                        run Herald here; Ctrl-C stops it cleanly
+  herald send notification.json    queue one notification, or {"notifications": [...]}
+  herald status TAG --wait 30      its status, waiting up to 30 s for a final state
+  herald cancel TAG                cancel it while it is still queued or retrying
+  herald retry TAG                 send a dead notification again
+  herald queue                     queue depth per shard and channel
+  herald outbox --channel email    what the local capture providers received (dev mode)
+
+Configuration: herald.toml and HERALD_* environment variables (see README.md).
+Exit status: 0 success; 1 Herald answered with an error or could not be reached;
+2 bad usage, unreadable input file or configuration error."""
+
+#: Every HTTP answer but a ``?wait`` long poll comes within this; the long poll gets it on top.
+REQUEST_SECONDS = 60.0
+
+
+class CliError(Exception):
+    """A failure the user can act on: shown as one ``herald: …`` line, exit ``code``."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _base_url(settings: Settings) -> str:
+    # A server bound to every interface is reached on loopback; an IPv6 literal needs [].
+    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(settings.host, settings.host)
+    return f"http://[{host}]:{settings.port}" if ":" in host else f"http://{host}:{settings.port}"
 
 
 def _api_key(settings: Settings) -> str:
     if settings.api_keys:
         return next(iter(settings.api_keys))
     path = settings.data_dir / "dev-api-key"
-    if path.is_file():
+    try:
         return path.read_text().strip()
-    sys.exit("no API key: set HERALD_API_KEYS or run `herald up` once to make a dev key")
+    except OSError:
+        raise CliError("no API key: set HERALD_API_KEYS, or run `herald up` once to make a dev "
+                       f"key in {settings.data_dir}", 2) from None
 
 
-def _client(settings: Settings) -> httpx.Client:
-    return httpx.Client(
-        base_url=f"http://{settings.host}:{settings.port}",
-        headers={"Authorization": f"Bearer {_api_key(settings)}"}, timeout=70.0,
-    )
+def _request(settings: Settings, method: str, path: str, *, wait: float = 0.0,
+             **kwargs: Any) -> int:
+    """Send one request to Herald and show the answer; connection trouble is a CliError."""
+    base = _base_url(settings)
+    headers = {"Authorization": f"Bearer {_api_key(settings)}"}
+    timeout = httpx.Timeout(REQUEST_SECONDS + wait, connect=5.0)
+    try:
+        with httpx.Client(base_url=base, headers=headers, timeout=timeout) as client:
+            response = client.request(method, path, **kwargs)
+    except httpx.ConnectError:
+        raise CliError(f"cannot reach Herald at {base} (is `herald up` running?)") from None
+    except httpx.TimeoutException:
+        raise CliError(f"Herald at {base} did not answer within {timeout.read:.0f} s") from None
+    except httpx.HTTPError as exc:
+        raise CliError(f"request to {base}{path} failed: {exc or type(exc).__name__}") from None
+    return _show(response)
 
 
-def _print(response: httpx.Response) -> int:
-    print(json.dumps(response.json(), indent=2))
-    return 0 if response.status_code < 400 else 1
+def _show(response: httpx.Response) -> int:
+    """The answer as pretty JSON on stdout; an error status also gets one line on stderr."""
+    try:
+        body: Any = response.json()
+    except ValueError:  # not JSON: Serve's own 404/503 while the app is (re)starting
+        body = None
+    if body is not None:
+        print(json.dumps(body, indent=2, ensure_ascii=False))
+    elif response.text and response.is_success:
+        print(response.text)
+    if response.is_success:
+        _note_refused(body)
+        return 0
+    print(f"herald: {_error_line(response, body)}", file=sys.stderr)
+    return 1
+
+
+def _error_line(response: httpx.Response, body: Any) -> str:
+    status = f"HTTP {response.status_code}"
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        text = " ".join(response.text.split())[:200]
+        return f"{status} {response.reason_phrase}" + (f": {text}" if text else "")
+    line = f"{status} {error.get('code', 'error')}: {error.get('message', '')}"
+    if error.get("field"):
+        line += f" (field: {error['field']})"
+    if "retry-after" in response.headers:
+        line += f" (retry after {response.headers['retry-after']} s)"
+    if response.status_code == 401:
+        line += " (check HERALD_API_KEYS)"
+    return line
+
+
+def _note_refused(body: Any) -> None:
+    """A batch is accepted as a whole (2xx) even when some items are not: say how many."""
+    results = body.get("results") if isinstance(body, dict) else None
+    if isinstance(results, list):
+        refused = sum(1 for r in results if isinstance(r, dict) and "error" in r)
+        if refused:
+            print(f"herald: {refused} of {len(results)} notifications were refused "
+                  "(see their \"error\")", file=sys.stderr)
+
+
+def _read_json(name: str) -> Any:
+    """The JSON in file ``name`` (``-``: standard input); unreadable or invalid is a CliError."""
+    try:
+        text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CliError(f"no such file: {name}", 2) from None
+    except UnicodeDecodeError:
+        raise CliError(f"{name} is not JSON: it is not UTF-8 text", 2) from None
+    except OSError as exc:
+        raise CliError(f"cannot read {name}: {exc.strerror or exc}", 2) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"{name} is not JSON: {exc}", 2) from None
 
 
 def cmd_up(settings: Settings, _: argparse.Namespace) -> int:
@@ -41,58 +150,142 @@ def cmd_up(settings: Settings, _: argparse.Namespace) -> int:
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
+        # Only set the event: the main thread stops Herald (printing from a handler can
+        # collide with a print it interrupted).
         signal.signal(sig, lambda *_: stop.set())
-    herald = Herald(settings).start()
+    herald = Herald(settings)
+    try:
+        herald.start(progress=lambda line: print(line, flush=True))
+    except (OSError, TimeoutError, ValueError) as exc:  # a port in use, no Ray to join…
+        raise CliError(f"could not start: {exc}") from exc
     s = herald.settings
-    print(f"Herald is up on http://{s.host}:{s.port} (data in {s.data_dir})", flush=True)
+    print(f"Herald is up on {_base_url(s)} (data in {s.data_dir})", flush=True)
     if herald.dev_key:
         print(f"dev API key (tenant 'dev'): {herald.dev_key}", flush=True)
-    if herald.peers or herald._async_peers:
-        print("no providers configured: capturing deliveries (see `herald outbox`)", flush=True)
+    if herald.captured:
+        print(f"no provider configured for {', '.join(herald.captured)}: capturing those "
+              "deliveries locally (see `herald outbox`)", flush=True)
     print("Ctrl-C to stop", flush=True)
     stop.wait()
     print("stopping: finishing in-flight deliveries…", flush=True)
+    started = time.monotonic()
     herald.stop()
-    print("stopped", flush=True)
+    print(f"stopped in {time.monotonic() - started:.1f} s", flush=True)
     return 0
 
 
 def cmd_send(settings: Settings, args: argparse.Namespace) -> int:
-    payload: Any = json.loads(Path(args.file).read_text())
-    path = "/v1/notifications/batch" if "notifications" in payload else "/v1/notifications"
-    with _client(settings) as client:
-        return _print(client.post(path, json=payload))
+    payload = _read_json(args.file)
+    batch = isinstance(payload, dict) and "notifications" in payload
+    path = "/v1/notifications/batch" if batch else "/v1/notifications"
+    return _request(settings, "POST", path, json=payload)
+
+
+def _tag_path(tag: str, suffix: str = "") -> str:
+    return f"/v1/notifications/{quote(tag, safe='')}{suffix}"
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
-    with _client(settings) as client:
-        return _print(client.get(f"/v1/notifications/{args.tag}", params={"wait": args.wait}))
+    return _request(settings, "GET", _tag_path(args.tag), wait=max(args.wait, 0.0),
+                    params={"wait": args.wait})
+
+
+def cmd_cancel(settings: Settings, args: argparse.Namespace) -> int:
+    return _request(settings, "DELETE", _tag_path(args.tag))
+
+
+def cmd_retry(settings: Settings, args: argparse.Namespace) -> int:
+    return _request(settings, "POST", _tag_path(args.tag, "/retry"))
+
+
+def cmd_queue(settings: Settings, _: argparse.Namespace) -> int:
+    return _request(settings, "GET", "/v1/queue")
 
 
 def cmd_outbox(settings: Settings, args: argparse.Namespace) -> int:
     from capture.outbox import read
 
     for entry in read(settings.data_dir / "outbox", args.channel, args.limit):
-        print(json.dumps(entry))
+        print(json.dumps(entry, ensure_ascii=False))
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="herald", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="run Herald in the foreground (Ctrl-C stops it cleanly)")
-    send = sub.add_parser("send", help="POST a notification (or {\"notifications\": [...]})")
-    send.add_argument("file")
-    status = sub.add_parser("status", help="show a notification's status")
-    status.add_argument("tag")
-    status.add_argument("--wait", type=float, default=0.0, help="wait up to S s for a final state")
-    outbox = sub.add_parser("outbox", help="list what the local capture providers received")
+Command = Callable[[Settings, argparse.Namespace], int]
+
+
+def _parser() -> argparse.ArgumentParser:
+    plain = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="herald", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=plain)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, run: Command, summary: str, about: str,
+                example: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=summary, description=about, formatter_class=plain,
+                           epilog=f"example:\n  {example}")
+        p.set_defaults(run=run)
+        return p
+
+    command("up", cmd_up, "run Herald in the foreground",
+            "Run Herald in the foreground: Ray, the queue shards, the channel pools and the\n"
+            "HTTP API. Ctrl-C or SIGTERM stops it cleanly: deliveries in flight finish first.",
+            "HERALD_PORT=8080 herald up")
+    send = command("send", cmd_send, "queue the notification(s) in a JSON file",
+                   "Queue the notification in FILE: one payload, or a batch\n"
+                   '{"notifications": [...]}. Prints the tag to ask "herald status" about.',
+                   "herald send notification.json")
+    send.add_argument("file", metavar="FILE", help="a JSON file, or - for standard input")
+    status = command("status", cmd_status, "show a notification's status",
+                     "Show a notification's status, timestamps and delivery attempts.",
+                     "herald status 0002c0de-… --wait 30")
+    status.add_argument("tag", metavar="TAG", help='the tag that "herald send" printed')
+    status.add_argument("--wait", type=float, default=0.0, metavar="S",
+                        help="wait up to S seconds (at most 60) for a final state")
+    cancel = command("cancel", cmd_cancel, "cancel a queued notification",
+                     "Cancel a notification that is still queued or retrying\n"
+                     "(HTTP 409 once it is being sent or done).",
+                     "herald cancel 0002c0de-…")
+    cancel.add_argument("tag", metavar="TAG")
+    retry = command("retry", cmd_retry, "send a dead notification again",
+                    "Send a dead notification again with a fresh attempt budget; its\n"
+                    "history is kept (HTTP 409 unless it is dead).",
+                    "herald retry 0002c0de-…")
+    retry.add_argument("tag", metavar="TAG")
+    command("queue", cmd_queue, "show the queue depth",
+            "Show the queue depth per shard and channel.", "herald queue")
+    outbox = command("outbox", cmd_outbox, "list what the capture providers received",
+                     "List what the local capture providers received (dev mode, when no\n"
+                     "provider is configured), oldest first, one JSON object a line.",
+                     "herald outbox --channel sms --limit 5")
     outbox.add_argument("--channel", choices=["email", "sms", "fax", "browser"])
-    outbox.add_argument("--limit", type=int, default=None)
-    args = parser.parse_args(argv)
-    settings = load_settings()
-    commands = {"up": cmd_up, "send": cmd_send, "status": cmd_status, "outbox": cmd_outbox}
-    return commands[args.command](settings, args)
+    outbox.add_argument("--limit", type=int, default=None, metavar="N", help="the last N only")
+    return parser
+
+
+def _one_line(error: BaseException) -> str:
+    # A pydantic error spans lines ("1 validation error…\nport\n  Input should…"): join them.
+    return "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except (ValueError, OSError) as exc:  # ConfigError is a ValueError; herald.toml unreadable
+        print(f"herald: configuration error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    try:
+        code: int = args.run(settings, args)
+        sys.stdout.flush()
+    except CliError as exc:
+        print(f"herald: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `herald outbox | head`: the reader left, nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    return code
 
 
 if __name__ == "__main__":

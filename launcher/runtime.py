@@ -7,7 +7,7 @@ import logging
 import secrets
 import signal
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,13 @@ from ray import serve
 from herald.config import Settings
 
 log = logging.getLogger("herald.runtime")
+#: Herald's Serve application: the only one stop() deletes.
+APP_NAME = "herald"
+#: How long a stopping intake replica lets in-flight HTTP requests finish; only ``?wait``
+#: long polls last longer, and their clients may ask again.
+HTTP_GRACE_SECONDS = 5.0
+#: Hears one line per start step, e.g. ``herald up`` printing "starting Ray…".
+Progress = Callable[[str], None]
 
 
 def stored_secret(data_dir: Path, name: str, prefix: str = "") -> str:
@@ -60,37 +67,45 @@ class Herald:
     supervisor: Any = None
     peers: list[Any] = field(default_factory=list)
     dev_key: str | None = None
+    #: The channels whose deliveries go to a local capture peer (dev mode): ``email``, ``sms``…
+    captured: list[str] = field(default_factory=list)
     _async_peers: list[Any] = field(default_factory=list)
     _loop: LoopThread | None = None
+    #: True when start() called ray.init: then stop() calls ray.shutdown (a Ray someone else
+    #: started, like the test session's, is theirs to stop).
+    _owns_ray: bool = False
+    _serving: bool = False
 
-    def start(self) -> Herald:
+    def start(self, progress: Progress | None = None) -> Herald:
+        """Start every part; ``progress`` hears one line per step (``herald up`` prints them).
+
+        If a step fails, what was already started is stopped again before the error propagates.
+        """
+        say: Progress = progress or (lambda _: None)
+        try:
+            return self._start(say)
+        except BaseException:
+            self.stop(timeout=0)
+            raise
+
+    def _start(self, say: Progress) -> Herald:
         settings = self.settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         if not settings.api_keys:
             self.dev_key = dev_api_key(settings.data_dir)
             settings = settings.with_overrides(api_keys={self.dev_key: "dev"})
-        outbox = settings.data_dir / "outbox"
-        if not settings.smtp_url:
-            from capture.smtp import CaptureSmtpServer
-
-            smtp = CaptureSmtpServer(outbox_dir=outbox, port=0)
-            smtp.start()
-            self.peers.append(smtp)
-            settings = settings.with_overrides(smtp_url=f"smtp://127.0.0.1:{smtp.port}")
-            log.info("no SMTP configured: capturing mail on 127.0.0.1:%d", smtp.port)
-        settings = self._capture_providers(settings, outbox)
+        if not ray.is_initialized():
+            local = settings.ray_address == "local"
+            say("starting Ray…" if local else f"connecting to Ray at {settings.ray_address}…")
+            self._init_ray(settings)
+        if not (settings.smtp_url and settings.twilio_account_sid and settings.fax_api_key):
+            say("starting the capture peers…")
+        settings = self._capture_providers(settings, settings.data_dir / "outbox")
         if not settings.browser_secret:
             settings = settings.with_overrides(
                 browser_secret=stored_secret(settings.data_dir, "browser-secret"))
         self.settings = settings
-        if not ray.is_initialized():
-            # ray.init replaces SIGINT/SIGTERM handlers; keep the caller's (graceful stop).
-            handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-            ray.init(address=settings.ray_address, namespace="herald", include_dashboard=False,
-                     logging_level=logging.WARNING, configure_logging=True)
-            if threading.current_thread() is threading.main_thread():
-                for sig, handler in handlers.items():
-                    signal.signal(sig, handler)
+        say("starting the Supervisor, shards and channel pools…")
         from actors.supervisor import NAMESPACE, SUPERVISOR_NAME, Supervisor
 
         self.supervisor = Supervisor.options(  # type: ignore[attr-defined]
@@ -98,19 +113,52 @@ class Herald:
         ).remote(settings, settings.channels_configured())
         ray.get(self.supervisor.start.remote())
         shards = ray.get(self.supervisor.shard_handles.remote())
+        say("starting the HTTP API…")
         from serve.app import Intake
 
         serve.start(http_options={"host": settings.host, "port": settings.port},
                     logging_config={"log_level": "WARNING", "enable_access_log": False})
-        serve.run(
-            Intake.options(num_replicas=settings.intake_replicas).bind(  # type: ignore[attr-defined]
-                settings, shards, self.supervisor),
-            name="herald", route_prefix="/",
+        self._serving = True
+        intake = Intake.options(  # type: ignore[attr-defined]
+            num_replicas=settings.intake_replicas,
+            # Serve's defaults (check every 2 s, wait up to 20 s) made even an idle stop
+            # take seconds; an idle replica now goes at once and a busy one waits at most
+            # HTTP_GRACE_SECONDS for its requests (a POST takes milliseconds).
+            graceful_shutdown_wait_loop_s=0.1, graceful_shutdown_timeout_s=HTTP_GRACE_SECONDS,
         )
+        serve.run(intake.bind(settings, shards, self.supervisor), name=APP_NAME, route_prefix="/")
         return self
 
+    def _init_ray(self, settings: Settings) -> None:
+        # ray.init replaces SIGINT/SIGTERM handlers; keep the caller's (graceful stop).
+        handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        ray.init(
+            address=settings.ray_address, namespace="herald", include_dashboard=False,
+            # Ray's own driver chatter stays at WARNING; the job's LoggingConfig makes every
+            # actor's INFO records JSON lines carrying their ``extra`` fields (tag, uid…).
+            logging_level=logging.WARNING, configure_logging=True,
+            logging_config=ray.LoggingConfig(encoding="JSON", log_level="INFO",
+                                             additional_log_standard_attrs=["name"]),
+        )
+        # That config also sets this process's root logger to INFO: keep aiosmtpd's line per
+        # SMTP connection (the dev-mode capture server runs here) to its warnings.
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
+        self._owns_ray = True
+        if threading.current_thread() is threading.main_thread():
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+
     def _capture_providers(self, settings: Settings, outbox: Path) -> Settings:
-        """Dev mode: Twilio- and Telnyx-compatible capture APIs for what is not configured."""
+        """Dev mode: an SMTP server and Twilio-/Telnyx-compatible APIs for what is not configured."""
+        if not settings.smtp_url:
+            from capture.smtp import CaptureSmtpServer
+
+            smtp = CaptureSmtpServer(outbox_dir=outbox, port=0)
+            smtp.start()
+            self.peers.append(smtp)
+            self.captured.append("email")
+            settings = settings.with_overrides(smtp_url=f"smtp://127.0.0.1:{smtp.port}")
+            log.info("no SMTP configured: capturing mail on 127.0.0.1:%d", smtp.port)
         if settings.twilio_account_sid and settings.fax_api_key:
             return settings
         self._loop = LoopThread()
@@ -121,6 +169,7 @@ class Herald:
             twilio = CaptureTwilioApi(sid, token, outbox)
             self._loop.run(twilio.start())
             self._async_peers.append(twilio)
+            self.captured.append("sms")
             settings = settings.with_overrides(
                 twilio_account_sid=sid, twilio_auth_token=token, twilio_base_url=twilio.base_url,
                 twilio_from=settings.twilio_from or "+15005550006")
@@ -132,6 +181,7 @@ class Herald:
             fax = CaptureFaxApi(key, outbox, secret)
             self._loop.run(fax.start())
             self._async_peers.append(fax)
+            self.captured.append("fax")
             settings = settings.with_overrides(
                 fax_api_key=key, fax_base_url=fax.base_url, fax_webhook_secret=secret,
                 fax_connection_id=settings.fax_connection_id or "capture",
@@ -139,27 +189,51 @@ class Herald:
         return settings
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Drain channel actors (in-flight work finishes and is acked), then shut down."""
-        try:
-            if self.supervisor is not None:
-                left = ray.get(self.supervisor.drain.remote(timeout), timeout=timeout + 10)
-                if left:
-                    log.warning("%d deliveries still in flight; their leases will expire", left)
-        except Exception:
-            log.exception("drain failed")
-        try:
-            serve.shutdown()
-        finally:
-            if self.supervisor is not None:
-                try:
-                    ray.get(self.supervisor.shutdown.remote(), timeout=30)
-                except Exception:
-                    log.exception("supervisor shutdown failed")
-                ray.kill(self.supervisor, no_restart=True)
-            ray.shutdown()
-            for peer in self.peers:
-                peer.stop()
-            if self._loop is not None:
-                for async_peer in self._async_peers:
-                    self._loop.run(async_peer.stop())
-                self._loop.stop()
+        """Stop taking requests, let in-flight deliveries finish (≤ ``timeout`` s), shut down.
+
+        Only Herald's own Serve application is deleted: on a shared cluster the Serve
+        controller, its proxies and other applications stay. Safe to call twice.
+        """
+        supervisor, self.supervisor = self.supervisor, None
+        drained = None
+        if supervisor is not None:
+            # Channel actors stop leasing and finish what they hold while the HTTP app goes:
+            # the two waits overlap instead of adding up.
+            drained = _guarded("drain", lambda: supervisor.drain.remote(timeout))
+        if self._serving:
+            self._serving = False
+            _guarded("deleting the HTTP app", lambda: serve.delete(APP_NAME))
+        if drained is not None:
+            left = _guarded("drain", lambda: ray.get(drained, timeout=timeout + 10))
+            if left:
+                log.warning("%d deliveries still in flight; their leases will expire", left)
+        if supervisor is not None:
+            _guarded("supervisor shutdown",
+                     lambda: ray.get(supervisor.shutdown.remote(), timeout=30))
+            _guarded("killing the supervisor", lambda: ray.kill(supervisor, no_restart=True))
+        if self._owns_ray:
+            self._owns_ray = False
+            # Stops the local Ray we started (or leaves the cluster we joined).
+            _guarded("ray shutdown", ray.shutdown)
+        for peer in self.peers:
+            _guarded("stopping a capture peer", peer.stop)
+        self.peers.clear()
+        if self._loop is not None:
+            loop, self._loop = self._loop, None
+            for async_peer in self._async_peers:
+                _guarded("stopping a capture peer", _stopper(loop, async_peer))
+            self._async_peers.clear()
+            loop.stop()
+
+
+def _stopper(loop: LoopThread, peer: Any) -> Callable[[], Any]:
+    return lambda: loop.run(peer.stop())
+
+
+def _guarded(what: str, step: Callable[[], Any]) -> Any:
+    """Run one stop step; a failure is logged and the next steps still run."""
+    try:
+        return step()
+    except Exception:
+        log.exception("%s failed", what)
+        return None
