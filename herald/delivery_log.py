@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
 from herald.attempt import Attempt
 from herald.channels import Channel
 from herald.record import Record
