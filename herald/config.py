@@ -8,6 +8,8 @@ it (``HERALD_PORT: …`` or ``herald.toml: port: …``). Nothing else in Herald 
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import difflib
 import os
 import tomllib
@@ -26,6 +28,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from herald.callback_policy import CallbackAllow
 from herald.channels import Channel
 from herald.errors import ConfigError
 from herald.retry import RetryPolicy
@@ -92,6 +95,13 @@ def _window(spec: str) -> str:
     if not ok:
         raise ValueError("must be N/SECONDS with N >= 1 and SECONDS > 0, e.g. 5/60")
     return spec.strip()
+
+
+def _ed25519_key(key: str) -> str:  # as Telnyx's portal shows it: base64 of the raw 32 bytes
+    with contextlib.suppress(ValueError):  # binascii.Error is a ValueError
+        if len(base64.b64decode(key.strip(), validate=True)) == 32:
+            return key.strip()
+    raise ValueError("must be the base64 ed25519 public key (32 bytes) Telnyx shows")
 
 
 def _sync_mode(value: object) -> object:
@@ -162,7 +172,7 @@ class Settings(BaseSettings):
     fax_base_url: HttpUrl = "https://api.telnyx.com"
     fax_connection_id: str | None = None
     fax_from: str | None = None
-    fax_webhook_secret: str | None = _secret()
+    fax_public_key: Annotated[str, AfterValidator(_ed25519_key)] | None = _secret()
     browser_port: Port = 8001
     browser_secret: str | None = _secret()
     browser_token_ttl: Seconds = 900.0
@@ -173,8 +183,16 @@ class Settings(BaseSettings):
     recipient_limits: Mapping[str, Annotated[str, AfterValidator(_window)]] = Field(default_factory=dict)
     #: Tenant → secret for signing requester callbacks (default: the tenant's first API key).
     webhook_secrets: Mapping[str, str] = Field(default_factory=dict, repr=False)
+    #: Callback hosts and networks allowed although not public (``127.0.0.1/32,hooks.internal``).
+    callback_allow: CallbackAllow = CallbackAllow()
     breaker_threshold: Count = 5
     breaker_cooldown: Backoff = 30.0
+    #: Delivery-log segments close after these seconds or rows; rolled-up ones are deleted after
+    #: ``retention_days``; ``herald up`` rolls them into Parquet every ``rollup_seconds`` (0: never).
+    log_rotate_seconds: Seconds = 60.0
+    log_rotate_rows: Count = 100_000
+    retention_days: Annotated[float, Field(ge=0)] = 7.0
+    rollup_seconds: Annotated[float, Field(ge=0)] = 300.0
 
     def __init__(self, **values: Any) -> None:
         # Keywords only (tests, with_overrides): BaseSettings.__init__ would also consult the
@@ -231,7 +249,7 @@ Origin = tuple[str, str]
 _MERGED = {"pools": "channel=N", "max_attempts": "channel=N", "rate_limits": "provider=N",
            "recipient_limits": "channel=N/SECONDS"}
 #: Fields in Herald's list formats rather than pydantic-settings' JSON.
-_LISTS = frozenset(_MERGED) | {"api_keys", "webhook_secrets"}
+_LISTS = frozenset(_MERGED) | {"api_keys", "webhook_secrets", "callback_allow"}
 
 
 def _pairs(text: str, sep: str, shape: str, show: bool = True) -> list[tuple[str, str]]:

@@ -10,16 +10,20 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from herald.channels import Channel, parse_type
 from herald.contacts import email_address, phone_number, sms_sender
-from herald.errors import TemplateError, ValidationError
+from herald.errors import ValidationError
 from herald.notification import Notification
 from herald.priority import MAX_PRIORITY, MIN_PRIORITY, compute_priority
+from herald.render import render_fields, template_context
 from herald.sharding import make_tag, shard_for_uid
-from herald.templates import compile_template
 
 MAX_TTL_SECONDS = 30 * 86400
 DEFAULT_TTL_SECONDS = 86400
-TEMPLATE_FIELDS = ("title", "content", "subject", "html")
 _HEADER_FIELDS = ("to", "from", "subject", "reply_to", "title")
+#: ``details.vars`` is copied into every render context and stored with the notification:
+#: at most this many bytes as compact JSON…
+MAX_VARS_BYTES = 64 * 1024
+#: …and at most this many top-level keys.
+MAX_VARS_KEYS = 1_000
 
 
 class _Open(BaseModel):
@@ -95,18 +99,6 @@ class NotificationIn(BaseModel):
     details: Details
 
 
-def template_context(payload: dict[str, Any]) -> dict[str, Any]:
-    """What templates can see: ``details.vars`` by bare name, ``message``, and the payload roots."""
-    details = payload.get("details") or {}
-    context: dict[str, Any] = dict(details.get("vars") or {})
-    context.setdefault("message", details.get("message") or "")
-    context.update(
-        user=payload.get("user") or {}, requester=payload.get("requester") or {},
-        details=details, type=payload.get("type"),
-    )
-    return context
-
-
 def _pydantic_error(exc: pydantic.ValidationError) -> ValidationError:
     first = exc.errors(include_url=False)[0]
     loc = [str(part) for part in first["loc"]]
@@ -116,20 +108,13 @@ def _pydantic_error(exc: pydantic.ValidationError) -> ValidationError:
     return ValidationError(f"{field}: {first['msg']}" if field else first["msg"], field=field)
 
 
-def _check_templates(details: dict[str, Any], context: dict[str, Any]) -> None:
-    for name in TEMPLATE_FIELDS:
-        source = details.get(name)
-        if not source:
-            continue
-        try:
-            missing = compile_template(source).missing(context)
-        except TemplateError as exc:
-            raise TemplateError(f"details.{name}: {exc.message}", field=f"details.{name}") from exc
-        if missing:
-            raise TemplateError(
-                f"details.{name}: unknown variable {missing[0]!r} (define it in details.vars)",
-                field=f"details.{name}",
-            )
+def _check_vars(variables: dict[str, Any]) -> None:
+    """Cap ``details.vars`` (run after ``_check_storable``: it is known to encode)."""
+    if len(variables) > MAX_VARS_KEYS:
+        raise ValidationError(f"details.vars: at most {MAX_VARS_KEYS} keys", field="details.vars")
+    if len(orjson.dumps(variables)) > MAX_VARS_BYTES:
+        raise ValidationError(f"details.vars: at most {MAX_VARS_BYTES} bytes as JSON",
+                              field="details.vars")
 
 
 def _no_crlf(value: str | None, field: str) -> None:
@@ -155,13 +140,18 @@ def _recipient(channel: Channel, details: dict[str, Any], user: dict[str, Any]) 
     return None
 
 
-def _check_storable(payload: dict[str, Any]) -> None:
-    """Storage keeps payloads as JSON: refuse now what it could not write after a 202."""
+def _check_storable(payload: dict[str, Any]) -> int:
+    """Storage keeps payloads as JSON: refuse now what it could not write after a 202.
+
+    Returns the encoded size, which the queue's byte limit counts.
+    """
+    size = 0
     for key, part in payload.items():
         try:
-            orjson.dumps(part)
+            size += len(orjson.dumps(part)) + len(key) + 4
         except orjson.JSONEncodeError as exc:  # 64-bit ints, lone surrogates, deep nesting
             raise ValidationError(f"{key}: cannot be stored as JSON ({exc})", field=key) from None
+    return size
 
 
 def _check_channel(channel: Channel, details: dict[str, Any]) -> None:
@@ -205,22 +195,20 @@ def validate_notification(raw: Any, tenant: str, now: float, shards: int = 1) ->
         payload = model.model_dump(mode="json", by_alias=True, exclude_none=True)
     except ValueError as exc:  # pydantic's serializer refuses very deep nesting
         raise ValidationError(f"cannot be stored as JSON ({exc})", field=None) from None
-    _check_storable(payload)
+    size = _check_storable(payload)
     details, user = payload["details"], payload["user"]
     for key in _HEADER_FIELDS:
         _no_crlf(details.get(key), f"details.{key}")
     _check_channel(channel, details)
     recipient = _recipient(channel, details, user)
-    context = template_context(payload)
-    _check_templates(details, context)
-    if channel is Channel.EMAIL and details.get("subject"):
-        subject = compile_template(details["subject"]).render(context)
-        _no_crlf(subject, "details.subject")
+    _check_vars(details.get("vars") or {})
+    # What the channel actor will render, rendered now: sizes capped, the subject header checked.
+    render_fields(channel, details, template_context(payload))
     ttl = model.details.ttl or DEFAULT_TTL_SECONDS
     shard = shard_for_uid(str(model.user.uid), shards)
     return Notification(
         tag=make_tag(shard), shard=shard, tenant=tenant, type=model.type, category=category,
         channel=channel, priority=compute_priority(model.requester.asap, model.requester.priority),
         uid=str(model.user.uid), idempotency_key=model.user.mq_uuid_btag, recipient=recipient,
-        created_at=now, expires_at=now + ttl, payload=payload,
+        created_at=now, expires_at=now + ttl, payload=payload, size=size,
     )

@@ -31,6 +31,8 @@ class Notification:
     created_at: float
     expires_at: float
     payload: dict[str, Any]
+    #: Approximate bytes of ``payload`` as stored (what the queue's byte limit counts).
+    size: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,10 @@ class Record:
     updated_at: float = 0.0
     provider_id: str | None = None
     history: list[Attempt] = field(default_factory=list)
+    #: Names the current lease (``Delivery.lease``); an outcome carrying another is late.
+    lease_token: float = 0.0
+    #: Bytes of the stored payload: what the queue limit by bytes counts (not persisted).
+    size: int = field(default=0, compare=False)
 
     @classmethod
     def new(cls, notification: Notification, seq: int) -> Record:
@@ -42,7 +46,7 @@ class Record:
             tag=n.tag, tenant=n.tenant, type=n.type, channel=n.channel, priority=n.priority,
             seq=seq, uid=n.uid, recipient=n.recipient, idempotency_key=n.idempotency_key,
             created_at=n.created_at, expires_at=n.expires_at, payload=n.payload,
-            updated_at=n.created_at,
+            updated_at=n.created_at, size=n.size,
         )
 
     @property
@@ -54,7 +58,7 @@ class Record:
         return Delivery(
             tag=self.tag, tenant=self.tenant, type=self.type, channel=self.channel,
             priority=self.priority, uid=self.uid, recipient=self.recipient,
-            attempt=self.attempts + 1, lease=self.lease_until, created_at=self.created_at,
+            attempt=self.attempts + 1, lease=self.lease_token, created_at=self.created_at,
             expires_at=self.expires_at, payload=self.payload,
         )
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import abc
 import copy
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +18,19 @@ import orjson
 from herald.attempt import Attempt
 from herald.channels import Channel
 from herald.delivery_log import LogEvent
+from herald.outcome import Outcome
 from herald.record import Record
 from herald.status import FINAL, Status
 
 _COLUMNS = (
     "tag", "tenant", "type", "channel", "priority", "seq", "uid", "recipient", "idempotency_key",
     "created_at", "expires_at", "payload", "status", "attempts", "not_before", "lease_until",
-    "updated_at", "provider_id", "history",
+    "updated_at", "provider_id", "history", "lease_token",
 )
 _MUTABLE = ("status", "attempts", "not_before", "lease_until", "updated_at", "provider_id",
-            "history")
+            "history", "lease_token")
+#: Receipts held for a notification still being sent: tag → the receipt, or None to forget it.
+ReceiptChanges = Mapping[str, Outcome | None]
 _FINAL_SQL = ", ".join(f"'{s.value}'" for s in sorted(FINAL))
 
 
@@ -67,9 +70,17 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def write(self, inserts: Sequence[Record], updates: Sequence[Record],
-              events: Sequence[LogEvent] = ()) -> None:
-        """Persist new records, the mutable fields of changed ones and their delivery-log
-        events, atomically."""
+              events: Sequence[LogEvent] = (), receipts: ReceiptChanges | None = None) -> None:
+        """Persist new records, the mutable fields of changed ones, their delivery-log events
+        and the held receipts that changed, atomically."""
+
+    @abc.abstractmethod
+    def load_receipts(self) -> list[tuple[str, Outcome]]:
+        """Receipts held for notifications that were still being sent."""
+
+    @abc.abstractmethod
+    def delete_final(self, updated_before: float, limit: int) -> int:
+        """Delete up to ``limit`` final records last changed before ``updated_before``."""
 
     @abc.abstractmethod
     def read_events(self, after: int, limit: int) -> list[tuple[int, LogEvent]]:
@@ -91,6 +102,7 @@ class MemoryStorage(Storage):
         self._idempotency: dict[tuple[str, str], str] = {}
         self._events: dict[int, LogEvent] = {}
         self._event_id = 0
+        self._receipts: dict[str, Outcome] = {}
 
     def load_live(self) -> list[Record]:
         live = [copy.deepcopy(r) for r in self._rows.values() if r.status not in FINAL]
@@ -106,8 +118,27 @@ class MemoryStorage(Storage):
     def max_seq(self) -> int:
         return max((r.seq for r in self._rows.values()), default=0)
 
+    def load_receipts(self) -> list[tuple[str, Outcome]]:
+        return list(self._receipts.items())
+
+    def delete_final(self, updated_before: float, limit: int) -> int:
+        old = [t for t, r in self._rows.items() if r.status in FINAL and r.updated_at < updated_before]
+        for tag in old[:limit]:
+            record = self._rows.pop(tag)
+            if record.idempotency_key:
+                self._idempotency.pop((record.tenant, record.idempotency_key), None)
+        return min(len(old), limit)
+
     def write(self, inserts: Sequence[Record], updates: Sequence[Record],
-              events: Sequence[LogEvent] = ()) -> None:
+              events: Sequence[LogEvent] = (), receipts: ReceiptChanges | None = None) -> None:
+        for record in (*inserts, *updates):  # encode first, as a disk would: what cannot be
+            orjson.dumps(record.payload)     # stored fails here and changes nothing
+            _history_json(record.history)
+        for tag, receipt in (receipts or {}).items():
+            if receipt is None:
+                self._receipts.pop(tag, None)
+            else:
+                self._receipts[tag] = receipt
         for event in events:
             self._event_id += 1
             self._events[self._event_id] = event
@@ -135,6 +166,9 @@ class SQLiteStorage(Storage):
 
     def __init__(self, path: Path, synchronous: str = "FULL") -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Personal data: readable by Herald's user only (SQLite gives -wal/-shm the same mode).
+        path.touch(mode=0o600, exist_ok=True)
+        path.chmod(0o600)
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
@@ -158,6 +192,18 @@ class SQLiteStorage(Storage):
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT,"
             " event BLOB NOT NULL)"
+        )
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS receipts (tag TEXT PRIMARY KEY, receipt BLOB NOT NULL)")
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(notifications)")}
+        if "lease_token" not in columns:  # a data dir from before lease tokens
+            self._db.execute(
+                "ALTER TABLE notifications ADD COLUMN lease_token REAL NOT NULL DEFAULT 0")
+        # MAX(seq) at start is an index look-up, not a scan of every record ever kept.
+        self._db.execute("CREATE INDEX IF NOT EXISTS notifications_seq ON notifications (seq)")
+        self._db.execute(
+            f"CREATE INDEX IF NOT EXISTS notifications_final_age ON notifications (updated_at)"
+            f" WHERE status IN ({_FINAL_SQL})"
         )
         self._insert_sql = (
             f"INSERT OR IGNORE INTO notifications ({', '.join(_COLUMNS)})"
@@ -183,7 +229,7 @@ class SQLiteStorage(Storage):
         data["history"] = [Attempt.from_dict(entry) for entry in orjson.loads(data["history"])]
         data["channel"] = Channel(data["channel"])
         data["status"] = Status(data["status"])
-        return Record(**data)
+        return Record(**data, size=len(row[_COLUMNS.index("payload")]))
 
     def load_live(self) -> list[Record]:
         cursor = self._db.execute(
@@ -232,6 +278,18 @@ class SQLiteStorage(Storage):
         row = self._db.execute("SELECT MAX(seq) FROM notifications").fetchone()
         return int(row[0] or 0)
 
+    def load_receipts(self) -> list[tuple[str, Outcome]]:
+        rows = self._db.execute("SELECT tag, receipt FROM receipts")
+        return [(tag, Outcome(**orjson.loads(receipt))) for tag, receipt in rows]
+
+    def delete_final(self, updated_before: float, limit: int) -> int:
+        with self._db:
+            cursor = self._db.execute(
+                f"DELETE FROM notifications WHERE rowid IN (SELECT rowid FROM notifications"
+                f" WHERE status IN ({_FINAL_SQL}) AND updated_at < ? LIMIT ?)",
+                (updated_before, limit))
+        return int(cursor.rowcount)
+
     def read_events(self, after: int, limit: int) -> list[tuple[int, LogEvent]]:
         rows = self._db.execute(
             "SELECT id, event FROM events WHERE id > ? ORDER BY id LIMIT ?", (after, limit))
@@ -242,25 +300,30 @@ class SQLiteStorage(Storage):
             self._db.execute("DELETE FROM events WHERE id <= ?", (through,))
 
     def write(self, inserts: Sequence[Record], updates: Sequence[Record],
-              events: Sequence[LogEvent] = ()) -> None:
-        if not inserts and not updates and not events:
+              events: Sequence[LogEvent] = (), receipts: ReceiptChanges | None = None) -> None:
+        if not (inserts or updates or events or receipts):
             return
+        # Encode everything before the transaction: a value that cannot be stored fails here,
+        # with nothing begun.
+        insert_rows = [self._row(r) for r in inserts]
+        update_rows = [(Status(r.status).value, r.attempts, r.not_before, r.lease_until,
+                        r.updated_at, r.provider_id, _history_json(r.history), r.lease_token, r.tag)
+                       for r in updates]
+        event_rows = [(orjson.dumps(e),) for e in events]
+        held = [(t, orjson.dumps(o)) for t, o in (receipts or {}).items() if o is not None]
+        released = [(t,) for t, o in (receipts or {}).items() if o is None]
         with self._db:  # BEGIN … COMMIT (or ROLLBACK on error)
             self._db.execute("BEGIN")
-            if events:
-                self._db.executemany("INSERT INTO events (event) VALUES (?)",
-                                     [(orjson.dumps(e),) for e in events])
-            if inserts:
-                self._db.executemany(self._insert_sql, [self._row(r) for r in inserts])
-            if updates:
-                self._db.executemany(
-                    self._update_sql,
-                    [
-                        (Status(r.status).value, r.attempts, r.not_before, r.lease_until, r.updated_at,
-                         r.provider_id, _history_json(r.history), r.tag)
-                        for r in updates
-                    ],
-                )
+            if event_rows:
+                self._db.executemany("INSERT INTO events (event) VALUES (?)", event_rows)
+            if insert_rows:
+                self._db.executemany(self._insert_sql, insert_rows)
+            if update_rows:
+                self._db.executemany(self._update_sql, update_rows)
+            if held:
+                self._db.executemany("INSERT OR REPLACE INTO receipts VALUES (?, ?)", held)
+            if released:
+                self._db.executemany("DELETE FROM receipts WHERE tag = ?", released)
 
     def close(self) -> None:
         self._db.close()

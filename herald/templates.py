@@ -8,7 +8,10 @@ Syntax (parsed by hand; nothing in a template is ever evaluated or executed):
   identifier ``[A-Za-z_][A-Za-z0-9_-]*`` or a list index of digits (``items.0.sku``).
   Segments are looked up with mapping ``[]`` (or list index) only, never attributes, so
   ``{user.__class__}`` is simply missing. Spaces are allowed around every token.
-* Values render with ``str()``; ``None`` renders as ``""``.
+* Only scalars render: text, integers, floats and booleans with ``str()``; ``None`` renders
+  as ``""``. A path that resolves to an object (a mapping or list, e.g. ``{details}``) is a
+  :class:`TemplateError`, never ``str()``-ed: one placeholder would copy a whole payload into
+  the message, and a few of them would multiply it.
 * Filters, applied left to right:
   ``upper``, ``lower``, ``title``, ``trim`` (strip surrounding whitespace) -- no arguments;
   ``default('x')`` -- use ``x`` when the value is missing or renders empty (the argument may
@@ -21,6 +24,8 @@ Syntax (parsed by hand; nothing in a template is ever evaluated or executed):
 * A placeholder with a ``default`` filter never counts as missing and is left out of
   :meth:`Template.variables`; any other placeholder whose path does not resolve makes
   :meth:`Template.render` raise :class:`TemplateError`.
+* ``Template.render(context, limit)`` stops with :class:`TemplateError` as soon as the output
+  passes ``limit`` characters, so a small template cannot build a huge string first.
 
 Syntax errors raise :class:`TemplateError` naming the 0-based character position.
 """
@@ -48,6 +53,8 @@ _INT = re.compile(r"[+-]?[0-9]{1,18}(?![0-9])")
 _INT_WHAT = "a quoted string or integer"
 _USAGE = {"default": "default('text')", "sub": "sub(n) or sub(a,b) with integers"}
 _MISSING = object()
+#: The values a placeholder renders (besides ``None``).
+_SCALARS = (str, int, float, bool)
 _SIMPLE: dict[str, Callable[[str], str]] = {
     "upper": str.upper,
     "lower": str.lower,
@@ -92,7 +99,15 @@ class _Placeholder:
 
     def evaluate(self, context: Mapping[str, object]) -> str | None:
         value = _lookup(context, self.path)
-        text = None if value is _MISSING else "" if value is None else str(value)
+        text: str | None
+        if value is _MISSING:
+            text = None
+        elif value is None:
+            text = ""
+        elif isinstance(value, _SCALARS):
+            text = str(value)
+        else:
+            raise TemplateError(f"{{{self.name}}} names an object; only text and numbers render")
         for apply in self.filters:
             text = apply(text)
         return text
@@ -122,6 +137,7 @@ class _Parser:
 
     def parse(self) -> tuple[str | _Placeholder, ...]:
         parts: list[str | _Placeholder] = []
+        seen: dict[str, _Placeholder] = {}  # a placeholder written N times is one object
         while self.pos < len(self.src):
             if match := _TEXT.match(self.src, self.pos):
                 parts.append(match.group().replace("{{", "{").replace("}}", "}"))
@@ -129,7 +145,9 @@ class _Parser:
             elif self.src[self.pos] == "}":
                 raise _error("unmatched '}' (write '}}' for a literal brace)", self.pos)
             else:
-                parts.append(self._placeholder())
+                opened = self.pos
+                placeholder = self._placeholder()
+                parts.append(seen.setdefault(self.src[opened : self.pos], placeholder))
         return tuple(parts)
 
     def _peek(self) -> str:
@@ -231,9 +249,9 @@ class Template:
     def __init__(self, source: str) -> None:
         self.source = source
         self._parts = _Parser(source).parse()
-        self._placeholders = tuple(
+        self._placeholders = tuple(dict.fromkeys(
             p for p in self._parts if isinstance(p, _Placeholder) and not p.has_default
-        )
+        ))
         self._variables = frozenset(p.name for p in self._placeholders)
 
     def __repr__(self) -> str:
@@ -248,17 +266,21 @@ class Template:
         names = (p.name for p in self._placeholders if _lookup(context, p.path) is _MISSING)
         return list(dict.fromkeys(names))
 
-    def render(self, context: Mapping[str, object]) -> str:
-        """Fill the template in; raise :class:`TemplateError` if a needed variable is missing."""
+    def render(self, context: Mapping[str, object], limit: int | None = None) -> str:
+        """Fill the template in; raise :class:`TemplateError` if a needed variable is missing,
+        a placeholder names an object, or the output passes ``limit`` characters (checked
+        part by part, so the oversized text is never built).
+        """
         out: list[str] = []
+        size = 0
         for part in self._parts:
-            if isinstance(part, str):
-                out.append(part)
-                continue
-            text = part.evaluate(context)
+            text = part if isinstance(part, str) else part.evaluate(context)
             if text is None:
                 names = ", ".join(self.missing(context))
                 raise TemplateError(f"missing template variable(s): {names}")
+            size += len(text)
+            if limit is not None and size > limit:
+                raise TemplateError(f"renders to more than {limit} characters")
             out.append(text)
         return "".join(out)
 
@@ -280,6 +302,6 @@ def compile_template(source: str) -> Template:
     return _compile_cached(source)
 
 
-def render(source: str, context: Mapping[str, object]) -> str:
-    """Compile (cached) and render ``source`` against ``context``."""
-    return compile_template(source).render(context)
+def render(source: str, context: Mapping[str, object], limit: int | None = None) -> str:
+    """Compile (cached) and render ``source`` against ``context``, within ``limit`` characters."""
+    return compile_template(source).render(context, limit)

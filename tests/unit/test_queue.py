@@ -16,10 +16,10 @@ from herald.delivery_log import LogEvent
 from herald.errors import Conflict, NotFound
 from herald.notification import Accepted, Notification
 from herald.outcome import Outcome, OutcomeKind
-from herald.queue import QueueShard
+from herald.queue import LeaseRenewal, QueueShard
 from herald.record import FINAL, Record
 from herald.retry import RetryPolicy
-from herald.storage import Storage
+from herald.storage import ReceiptChanges, Storage
 from tests.unit.conftest import T0, TENANT, lane, make_notification, make_shard
 
 LEASE = 30.0
@@ -245,8 +245,10 @@ def test_default_policy_applies_to_channels_without_one(storage: Storage) -> Non
 
 
 # -- leases ---------------------------------------------------------------------------------
-def test_expired_lease_puts_the_notification_back(storage: Storage) -> None:
-    shard = make_shard(storage)
+def test_an_expired_lease_counts_as_an_attempt_and_is_retried(storage: Storage) -> None:
+    """Its send may have happened (a slow provider): it uses up an attempt, so a message that
+    keeps crashing its channel actor ends dead instead of looping until its TTL."""
+    shard = make_shard(storage, policies={"BROWSER": RetryPolicy(base_seconds=0.0, max_attempts=2)})
     first, second = make_notification(), make_notification()
     put(shard, first, second)
     assert take(shard, limit=1) == [first.tag]
@@ -254,10 +256,28 @@ def test_expired_lease_puts_the_notification_back(storage: Storage) -> None:
     assert shard.next_wakeup() == T0 + LEASE
     [delivery] = shard.lease(lane("BROWSER"), 10, T0 + LEASE, LEASE)
     assert delivery.tag == first.tag
-    assert delivery.attempt == 1  # an unacked lease is not an attempt
+    assert delivery.attempt == 2
     shard.flush()
     record = storage.get(first.tag)
     assert record is not None and record.lease_until == T0 + 2 * LEASE
+    assert [(h.outcome, h.code) for h in record.history] == [("retry", "lease_expired")]
+    assert shard.counters["lease_expired"] == 1
+    take(shard, limit=0, now=T0 + 3 * LEASE)  # the second lease expires too: budget used up
+    assert stored_status(storage, first.tag) == "dead"
+
+
+def test_a_renewed_lease_does_not_expire(storage: Storage) -> None:
+    shard = make_shard(storage)
+    notification = make_notification()
+    put(shard, notification)
+    [delivery] = shard.lease(lane("BROWSER"), 1, T0, LEASE)
+    assert shard.renew([LeaseRenewal(delivery.tag, delivery.lease)], T0 + LEASE - 1, LEASE) == 1
+    assert shard.renew([LeaseRenewal(delivery.tag, delivery.lease + 1)], T0 + 1, LEASE) == 0
+    take(shard, now=T0 + LEASE + 1)
+    assert status(shard, notification.tag) == "sending"
+    assert ack(shard, notification.tag, "sent", T0 + LEASE + 2, lease=delivery.lease) == [
+        notification.tag]
+    assert shard.counters["lease_expired"] == 0
 
 
 def test_stale_ack_after_requeue_marks_sent_and_is_not_leased_again(storage: Storage) -> None:
@@ -267,7 +287,7 @@ def test_stale_ack_after_requeue_marks_sent_and_is_not_leased_again(storage: Sto
     tag = notification.tag
     take(shard)
     take(shard, "SMS", now=T0 + LEASE + 1)  # any lease call promotes expired leases
-    assert status(shard, tag) == "queued"
+    assert status(shard, tag) == "retrying"
     assert ack(shard, tag, "sent", T0 + LEASE + 2) == [tag]
     assert stored_status(storage, tag) == "sent"
     assert take(shard, now=T0 + LEASE + 3) == []
@@ -275,30 +295,32 @@ def test_stale_ack_after_requeue_marks_sent_and_is_not_leased_again(storage: Sto
 
 
 def test_ack_from_an_old_lease_after_a_new_one_finishes_it_once(storage: Storage) -> None:
-    shard = make_shard(storage)
+    shard = make_shard(storage, policies={"BROWSER": RetryPolicy(base_seconds=0.0)})
     notification = make_notification()
     put(shard, notification)
     tag = notification.tag
     take(shard)
     assert take(shard, now=T0 + LEASE) == [tag]  # second worker
-    assert ack(shard, tag, "sent", T0 + LEASE + 1) == [tag]  # first worker, late
-    assert ack(shard, tag, "sent", T0 + LEASE + 2) == []  # second worker
+    assert ack(shard, tag, "sent", T0 + LEASE + 1, lease=T0) == [tag]  # first worker, late
+    assert ack(shard, tag, "sent", T0 + LEASE + 2, lease=T0 + LEASE) == []  # second worker
     assert shard.counters["stale_acks"] == 1
     assert shard.counters["sent"] == 1
+    assert shard.counters["duplicate_sends"] == 1  # both sent it: counted, not hidden
     record = storage.get(tag)
-    assert record is not None and len(record.history) == 1
+    assert record is not None
+    assert [h.outcome for h in record.history] == ["retry", "sent"]  # the expiry, then the send
 
 
 def test_stale_retry_from_an_expired_lease_does_not_release_a_newer_lease(
     storage: Storage,
 ) -> None:
-    shard = make_shard(storage, policies={"BROWSER": RetryPolicy(base_seconds=1.0)})
+    shard = make_shard(storage, policies={"BROWSER": RetryPolicy(base_seconds=0.0)})
     notification = make_notification()
     put(shard, notification)
     tag = notification.tag
     take(shard, lease_seconds=10.0)  # worker 1, slow
     assert take(shard, now=T0 + 10, lease_seconds=30.0) == [tag]  # worker 2, valid to T0+40
-    ack(shard, tag, "retry", T0 + 11, retry_after=0.0, lease=T0 + 10.0)  # worker 1, late
+    ack(shard, tag, "retry", T0 + 11, retry_after=0.0, lease=T0)  # worker 1, late
     assert take(shard, now=T0 + 13) == []  # worker 2 still holds it
 
 
@@ -468,6 +490,7 @@ def test_counters(storage: Storage) -> None:
     assert shard.counters == {
         "accepted": 4, "sent": 1, "delivered": 1, "failed": 1, "dead": 1, "retried": 0,
         "cancelled": 0, "expired": 0, "stale_acks": 1, "duplicates_refused": 1,
+        "lease_expired": 0, "duplicate_sends": 0, "write_failures": 0,
     }
     assert stored_status(storage, d.tag) == "sending"
 
@@ -552,13 +575,30 @@ def test_failed_receipt_after_sent(storage: Storage) -> None:
     assert stored_status(storage, notification.tag) == "failed"
 
 
-def test_receipt_for_unknown_or_waiting_notification_is_ignored(storage: Storage) -> None:
+def test_receipt_for_an_unknown_notification_is_ignored_and_one_not_yet_sent_is_held(
+    storage: Storage,
+) -> None:
     shard = make_shard(storage)
     notification = make_notification()
     put(shard, notification)
     assert shard.receipt(Outcome("nope", "delivered", "p"), T0) is False
-    assert shard.receipt(Outcome(notification.tag, "delivered", "p"), T0) is False
+    assert shard.receipt(Outcome(notification.tag, "delivered", "p"), T0) is True  # held
     assert status(shard, notification.tag) == "queued"
+
+
+def test_a_held_receipt_survives_a_shard_restart(storage: Storage) -> None:
+    """Provider receipts are not lost: one that overtook our ack is stored, not kept in memory."""
+    shard = make_shard(storage)
+    notification = make_notification("SMS")
+    put(shard, notification)
+    [delivery] = shard.lease(lane("SMS"), 1, T0, LEASE)
+    assert shard.receipt(Outcome(notification.tag, "delivered", "twilio"), T0 + 1) is True
+    shard.flush()
+    restarted = make_shard(storage, now=T0 + 2)  # the shard crashed and came back
+    restarted.ack([Outcome(notification.tag, "sent", "twilio", lease=delivery.lease)], T0 + 3)
+    restarted.flush()
+    assert stored_status(storage, notification.tag) == "delivered"
+    assert storage.load_receipts() == []  # let go once applied
 
 
 def test_receipt_overtaking_the_sent_ack_is_applied_when_the_ack_arrives(
@@ -569,7 +609,7 @@ def test_receipt_overtaking_the_sent_ack_is_applied_when_the_ack_arrives(
     put(shard, notification)
     tag = notification.tag
     take(shard, "SMS")
-    assert shard.receipt(Outcome(tag, "delivered", "twilio"), T0 + 1) is False
+    assert shard.receipt(Outcome(tag, "delivered", "twilio"), T0 + 1) is True  # held
     shard.flush()
     assert status(shard, tag) == "sending"
     ack(shard, tag, "sent", T0 + 2, provider_id="SM1")
@@ -582,7 +622,7 @@ def test_receipt_overtaking_the_sent_ack_is_applied_when_the_ack_arrives(
 
 # -- recovery -------------------------------------------------------------------------------
 def test_recovery_rebuilds_ready_leased_and_retrying(storage: Storage) -> None:
-    shard = make_shard(storage)
+    shard = make_shard(storage, policies={"BROWSER": RetryPolicy(base_seconds=0.0)})
     leased, retried, waiting_a, waiting_b = (make_notification() for _ in range(4))
     put(shard, leased, retried, waiting_a, waiting_b)
     take(shard, limit=2)
@@ -590,7 +630,7 @@ def test_recovery_rebuilds_ready_leased_and_retrying(storage: Storage) -> None:
     shard.flush()
     del shard  # crash: everything flushed survives, memory does not
 
-    shard = make_shard(storage, now=T0 + 2)
+    shard = make_shard(storage, now=T0 + 2, policies={"BROWSER": RetryPolicy(base_seconds=0.0)})
     assert shard.depth() == {"BROWSER": {"queued": 2, "retrying": 1, "sending": 1}}
     long_lease = 1000.0
     assert take(shard, now=T0 + 2, lease_seconds=long_lease) == [waiting_a.tag, waiting_b.tag]
@@ -607,7 +647,7 @@ def test_recovery_of_a_due_retry_and_an_expired_lease(storage: Storage) -> None:
     put(shard, leased, retried)
     take(shard)
     ack(shard, retried.tag, "retry", T0, retry_after=10.0)
-    shard = make_shard(storage, now=T0 + 500)
+    shard = make_shard(storage, now=T0 + 500, policies={"BROWSER": RetryPolicy(base_seconds=0.0)})
     assert take(shard, now=T0 + 500) == [leased.tag, retried.tag]
 
 
@@ -673,11 +713,17 @@ class _FlakyStorage(Storage):
         return self.inner.max_seq()
 
     def write(self, inserts: Sequence[Record], updates: Sequence[Record],
-              events: Sequence[LogEvent] = ()) -> None:
+              events: Sequence[LogEvent] = (), receipts: ReceiptChanges | None = None) -> None:
         if self.fail_next:
             self.fail_next = False
             raise OSError("disk full")
-        self.inner.write(inserts, updates, events)
+        self.inner.write(inserts, updates, events, receipts)
+
+    def load_receipts(self) -> list[tuple[str, Outcome]]:
+        return self.inner.load_receipts()
+
+    def delete_final(self, updated_before: float, limit: int) -> int:
+        return self.inner.delete_final(updated_before, limit)
 
     def read_events(self, after: int, limit: int) -> list[tuple[int, LogEvent]]:
         return self.inner.read_events(after, limit)
@@ -695,9 +741,12 @@ def test_a_failed_flush_is_written_by_the_next_one(storage: Storage) -> None:
     flaky.fail_next = True
     with pytest.raises(OSError):
         shard.flush()
-    assert put(shard, notification)[0].duplicate is True  # the client's retry
+    assert shard.live_count() == 0  # memory went back to what the disk has
+    assert take(shard) == []  # so what the caller was told failed is never delivered anyway
+    assert put(shard, notification)[0].duplicate is False  # the client's retry is new to it
     assert stored_status(storage, notification.tag) == "queued"
     assert make_shard(storage).live_count() == 1
+    assert shard.counters["write_failures"] == 1
 
 
 def test_final_states_are_in_final() -> None:

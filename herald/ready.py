@@ -1,0 +1,58 @@
+"""Ready queues of one shard: one priority heap per lane, with counts that answer positions.
+
+Within a lane, higher priority leaves first, then acceptance order (``seq``). Removing an entry
+is lazy: a record that leaves (leased, cancelled) is dropped from the membership set and its
+heap entry is skipped when it surfaces.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterator
+
+from herald.channels import Lane
+from herald.priority import MAX_PRIORITY
+
+
+class ReadyQueues:
+    def __init__(self) -> None:
+        self._heaps: dict[Lane, list[tuple[int, int, str]]] = {}
+        self._counts: dict[Lane, list[int]] = {}
+        self._members: dict[str, tuple[Lane, int]] = {}
+
+    def push(self, lane: Lane, priority: int, seq: int, tag: str) -> None:
+        if tag in self._members:
+            return
+        heapq.heappush(self._heaps.setdefault(lane, []), (-priority, seq, tag))
+        self._counts.setdefault(lane, [0] * (MAX_PRIORITY + 1))[priority] += 1
+        self._members[tag] = (lane, priority)
+
+    def remove(self, tag: str) -> None:
+        """``tag`` leaves its lane (its heap entry goes stale)."""
+        member = self._members.pop(tag, None)
+        if member is not None:
+            lane, priority = member
+            self._counts[lane][priority] -= 1
+
+    def __contains__(self, tag: str) -> bool:
+        return tag in self._members
+
+    def pop(self, lane: Lane, accept: Callable[[str], bool]) -> Iterator[str]:
+        """Tags of ``lane`` best first, each removed as it is yielded; ``accept`` skips strays."""
+        heap = self._heaps.get(lane)
+        while heap:
+            _, _, tag = heapq.heappop(heap)
+            if tag not in self._members or not accept(tag):
+                continue
+            self.remove(tag)
+            yield tag
+
+    def ahead(self, lane: Lane, priority: int) -> int:
+        """How many wait in ``lane`` at ``priority`` or higher."""
+        counts = self._counts.get(lane)
+        return sum(counts[priority:]) if counts else 0
+
+    def clear(self) -> None:
+        self._heaps.clear()
+        self._counts.clear()
+        self._members.clear()

@@ -1,0 +1,157 @@
+"""The memory of one queue shard: its indexes, rebuilt from storage, and its pending write.
+
+``ShardState`` holds what a shard knows between calls — live records, ready lanes, retries and
+leases waiting on the clock, parked notifications, the idempotency index, receipts held for a
+send in flight — and how that memory is made durable (``flush``) or rebuilt (``_recover``).
+The transitions themselves are ``herald.queue.QueueShard``. No Ray, no I/O but ``Storage``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Mapping
+
+from herald.attempt import Attempt
+from herald.channels import Channel, Lane
+from herald.delivery_log import log_event
+from herald.errors import NotFound
+from herald.metrics import Histogram
+from herald.outcome import Outcome
+from herald.parking import Parking
+from herald.pending import PendingWrite
+from herald.ready import ReadyQueues
+from herald.record import Record
+from herald.retry import RetryPolicy
+from herald.status import WAITING, Status
+from herald.storage import Storage
+
+COUNTERS = ("accepted", "sent", "delivered", "failed", "dead", "retried", "cancelled", "expired",
+            "stale_acks", "duplicates_refused", "lease_expired", "duplicate_sends",
+            "write_failures")
+
+
+class ShardState:
+    def __init__(
+        self,
+        storage: Storage,
+        retry_policies: Mapping[Channel, RetryPolicy] | Mapping[str, RetryPolicy],
+        now: float,
+        rng: random.Random | None = None,
+        gateways: int = 1,
+    ) -> None:
+        self._storage = storage
+        self._gateways = gateways
+        self._policies = retry_policies
+        self._rng = rng or random.Random()
+        self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
+        self.latency = Histogram()
+        #: Tags that reached a final state since the shell last looked (``take_finished``).
+        self._finished: list[str] = []
+        self._last_now = now  # the latest time an operation was given (for a rebuild)
+        self._recover(now)
+
+    def lane_of(self, channel: Channel, tenant: str, uid: str) -> Lane:
+        return Lane.of(channel, tenant, uid, self._gateways)
+
+    def _lane(self, record: Record) -> Lane:
+        return self.lane_of(record.channel, record.tenant, record.uid)
+
+    # -- recovery -------------------------------------------------------------------------
+    def _recover(self, now: float) -> None:
+        """(Re)build memory from storage; leases still running stay leased until they expire.
+
+        Also what a failed write falls back to: memory goes back to what the disk has, so
+        nothing the caller was told failed is delivered later anyway.
+        """
+        self._live: dict[str, Record] = {}
+        self._ready = ReadyQueues()
+        self._delayed: list[tuple[float, int, str]] = []
+        self._leases: list[tuple[float, str]] = []
+        self._parking = Parking()
+        self._idempotency: dict[tuple[str, str], str] = {}
+        self.live_bytes = 0
+        self._early_receipts: dict[str, Outcome] = dict(self._storage.load_receipts())
+        self._pending = PendingWrite()
+        self._seq = self._storage.max_seq()
+        for record in self._storage.load_live():
+            self._live[record.tag] = record
+            if record.idempotency_key:
+                self._idempotency[(record.tenant, record.idempotency_key)] = record.tag
+            if record.status is Status.SENDING:
+                heapq.heappush(self._leases, (record.lease_until, record.tag))
+            elif record.status in WAITING and record.not_before > now:
+                heapq.heappush(self._delayed, (record.not_before, record.seq, record.tag))
+            else:
+                self._push_ready(record)
+            self.live_bytes += record.size
+
+
+    def get(self, tag: str, tenant: str) -> Record:
+        record = self._live.get(tag) or self._stored(tag)
+        if record is None or record.tenant != tenant:
+            raise NotFound(f"no notification {tag}")
+        return record
+
+
+    def position(self, tag: str) -> int:
+        record = self._live.get(tag)
+        if record is None or record.status not in WAITING:
+            return 0
+        return self._ready.ahead(self._lane(record), record.priority)
+
+    def depth(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for record in self._live.values():
+            bucket = out.setdefault(record.channel.value, {"queued": 0, "retrying": 0, "sending": 0})
+            bucket[record.status.value] += 1
+        return out
+
+    def live_count(self) -> int:
+        return len(self._live)
+
+    def take_finished(self) -> list[str]:
+        """Tags that reached a final state since the last call (to wake ``?wait`` callers)."""
+        finished, self._finished = self._finished, []
+        return finished
+
+
+
+    # -- durability -----------------------------------------------------------------------
+    def flush(self) -> None:
+        """Write every change since the last flush in one transaction.
+
+        If the write fails, memory is rebuilt from storage before the error is raised: what
+        the caller is told failed is not in memory either, so it is never delivered later.
+        """
+        if not self._pending:
+            return
+        try:
+            written = self._pending.write(self._storage)
+        except Exception:
+            self.counters["write_failures"] += 1
+            self._finished = []
+            self._recover(self._last_now)
+            raise
+        self._pending = PendingWrite()
+        for record in written:
+            if record.final and record.idempotency_key:
+                self._idempotency.pop((record.tenant, record.idempotency_key), None)
+
+    # -- helpers --------------------------------------------------------------------------
+    def _stored(self, tag: str) -> Record | None:
+        """A record no longer live: its unflushed version if there is one, else storage's."""
+        return self._pending.get(tag) or self._storage.get(tag)
+
+    def _log(self, record: Record, event: str, status: str, entry: Attempt | None,
+             now: float) -> None:
+        """One delivery-log row, written with this state change."""
+        row = log_event(record, event, status, entry, now)
+        if row is not None:
+            self._pending.events.append(row)
+
+    def _dirty(self, record: Record) -> None:
+        self._pending.update(record)
+
+    def _push_ready(self, record: Record) -> None:
+        self._ready.push(self._lane(record), record.priority, record.seq, record.tag)
