@@ -28,6 +28,7 @@ from herald.config import Settings
 from herald.delivery import Delivery
 from herald.errors import TemplateError
 from herald.outcome import Outcome
+from herald.queue import LeaseRenewal
 from herald.render import render_message
 from herald.sharding import shard_for_uid
 
@@ -36,12 +37,14 @@ ACK_WINDOW_SECONDS = 0.005
 
 
 class _ShardLink:
-    """Per-shard state of one channel actor: in-flight count and the pending acks."""
+    """Per-shard state of one channel actor: in-flight deliveries and the pending acks."""
 
     def __init__(self, handle: Any, capacity: int) -> None:
         self.handle = handle
         self.capacity = capacity
         self.inflight = 0
+        #: tag → lease token of each delivery being sent: what the heartbeat renews.
+        self.sending: dict[str, float] = {}
         self.slot_freed = asyncio.Event()
         self.acks: list[Outcome] = []
         self.acks_ready = asyncio.Event()
@@ -98,6 +101,7 @@ class ChannelActor:
             self._links.append(link)
             self._tasks.append(loop.create_task(self._pull(link)))
             self._tasks.append(loop.create_task(self._acker(link)))
+            self._tasks.append(loop.create_task(self._heartbeat(link)))
         log.info("%s actor %d pulling from %d shards", self._channel.value, self._index,
                  len(self._links))
 
@@ -151,16 +155,25 @@ class ChannelActor:
 
     async def _deliver(self, link: _ShardLink, delivery: Delivery) -> None:
         assert self._chain is not None
+        link.sending[delivery.tag] = delivery.lease
         try:
             if time.time() >= delivery.expires_at:
                 outcome = Outcome(delivery.tag, "failed", "herald", error="expired")
             else:
-                outcome = await self._chain.send(render_message(delivery))
+                # One deadline per attempt, whatever the provider does (a send waiting for a
+                # pooled connection included); the heartbeat keeps the lease meanwhile.
+                async with asyncio.timeout(self._settings.attempt_timeout):
+                    outcome = await self._chain.send(render_message(delivery))
+        except TimeoutError:
+            outcome = Outcome(delivery.tag, "retry", "herald", code="deadline",
+                              error=f"no answer within {self._settings.attempt_timeout:g}s")
         except TemplateError as exc:
             outcome = Outcome(delivery.tag, "failed", "herald", error=exc.message)
         except Exception as exc:
             log.exception("delivery crashed for %s", delivery.tag)
             outcome = Outcome(delivery.tag, "retry", "herald", error=f"{type(exc).__name__}: {exc}")
+        finally:
+            link.sending.pop(delivery.tag, None)
         self.counters[outcome.kind] += 1
         link.acks.append(dataclasses.replace(outcome, lease=delivery.lease))
         link.acks_ready.set()
@@ -186,6 +199,20 @@ class ChannelActor:
                 if self._chain is not None:
                     for provider in self._chain.providers:
                         await provider.acked(acked)
+
+    async def _heartbeat(self, link: _ShardLink) -> None:
+        """Renew the leases of sends still in flight, so a slow provider causes no duplicate."""
+        interval = self._settings.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            renewals = [LeaseRenewal(tag, token) for tag, token in link.sending.items()]
+            renewals += [LeaseRenewal(o.tag, o.lease) for o in link.acks if o.lease is not None]
+            if not renewals:
+                continue
+            try:
+                await link.handle.renew.remote(renewals)
+            except Exception:  # noqa: BLE001 - the shard is restarting: the next beat tries again
+                log.warning("lease renewal failed", extra={"leases": len(renewals)})
 
     async def drain(self, timeout: float = 30.0) -> int:
         """Stop leasing, finish what is in flight, ack it; return how many were still in flight."""

@@ -2,10 +2,14 @@
 
 Every method that changes state flushes to the shard's SQLite file before it returns, so a
 caller that got an answer can rely on it. Values crossing Ray are the core's typed values
-(``Notification`` in, ``Accepted`` / ``Delivery`` / ``NotificationView`` out, ``Outcome`` back),
-and failures are the core's errors (``NotFound``, ``Conflict``, ``QueueFull``), raised: Ray
-carries them to the caller. Leases long-poll: ``lease(lane, n, wait)`` returns as soon as
-something is ready.
+(``Notification`` in, ``Accepted`` / ``Delivery`` out, ``Outcome`` / ``LeaseRenewal`` back), and
+failures are the core's errors (``NotFound``, ``Conflict``, ``QueueFull``, ``Unavailable``),
+raised: Ray carries them to the caller.
+
+Start-up is its own state: the constructor returns at once and the shard rebuilds its memory
+in a thread, so the Supervisor's health check (``pid``) is answered during a long recovery;
+every other method waits for ``ready``. A shard whose writes keep failing exits, and Ray
+restarts it from what is on disk, rather than living on wedged.
 """
 
 from __future__ import annotations
@@ -24,14 +28,18 @@ from actors.ray_metrics import RayMetricsExporter
 from herald.channels import Channel, Lane
 from herald.config import Settings
 from herald.delivery import Delivery
-from herald.errors import QueueFull
+from herald.errors import QueueFull, Unavailable
 from herald.notification import Accepted, Notification
 from herald.outcome import Outcome
-from herald.queue import QueueShard
+from herald.queue import LeaseRenewal, QueueShard
 from herald.status import FINAL
 from herald.storage import SQLiteStorage
 
 log = logging.getLogger("herald.queue")
+#: Consecutive failed writes over at least this long: the shard restarts from its disk.
+WEDGED_AFTER_SECONDS = 10.0
+RETENTION_EVERY_SECONDS = 60.0
+RETENTION_BATCH = 500
 
 
 def shard_path(settings: Settings, shard: int) -> Path:
@@ -43,16 +51,35 @@ class QueueActor:
     def __init__(self, shard: int, settings: Settings) -> None:
         self._shard_id = shard
         self._settings = settings
-        storage = SQLiteStorage(shard_path(settings, shard), settings.sqlite_synchronous)
-        policies = {c: settings.retry_policy(c) for c in Channel}
-        self._shard = QueueShard(storage, policies, time.time(),
-                                 gateways=settings.pools.get(Channel.BROWSER.key, 1))
+        self._shard: QueueShard | None = None
         self._wakeups: dict[Lane, asyncio.Event] = {}
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._timer: asyncio.Task[None] | None = None
         self._metrics = RayMetricsExporter.for_shard()
-        self._ensure_timer()  # async actors run __init__ on their event loop
-        log.info("shard %d ready with %d live notifications", shard, self._shard.live_count())
+        self._failing_since: float | None = None
+        self._retention_at = 0.0
+        # Async actors run __init__ on their event loop: recover in the background.
+        self._starting = asyncio.get_running_loop().create_task(self._start())
+
+    async def _start(self) -> None:
+        started = time.monotonic()
+        self._shard = await asyncio.to_thread(self._open)
+        self._ensure_timer()
+        log.info("shard ready", extra={"shard": self._shard_id, "seconds": time.monotonic() - started,
+                                       "live": self._shard.live_count()})
+
+    def _open(self) -> QueueShard:
+        storage = SQLiteStorage(shard_path(self._settings, self._shard_id),
+                                self._settings.sqlite_synchronous)
+        policies = {c: self._settings.retry_policy(c) for c in Channel}
+        return QueueShard(storage, policies, time.time(),
+                          gateways=self._settings.pools.get(Channel.BROWSER.key, 1))
+
+    async def _ready(self) -> QueueShard:
+        if self._shard is None:
+            await asyncio.shield(self._starting)
+        assert self._shard is not None
+        return self._shard
 
     # -- plumbing -------------------------------------------------------------------------
     def _event(self, lane: Lane) -> asyncio.Event:
@@ -62,21 +89,54 @@ class QueueActor:
         return event
 
     def _ensure_timer(self) -> None:
-        if self._timer is None or self._timer.done():
+        if self._shard is not None and (self._timer is None or self._timer.done()):
             self._timer = asyncio.get_running_loop().create_task(self._tick())
 
     async def _tick(self) -> None:
-        """Wake lease waiters when a retry or an expired lease falls due."""
+        """Let time pass: expired leases and due retries (written), old records deleted."""
+        shard = await self._ready()
         while True:
-            due = self._shard.next_wakeup()
+            due = shard.next_wakeup()
             delay = 1.0 if due is None else min(1.0, max(0.01, due - time.time()))
             await asyncio.sleep(delay)
+            now = time.time()
+            try:
+                if due is not None and due <= now:
+                    shard.tick(now)
+                    self._flush(shard)
+                    for event in self._wakeups.values():
+                        event.set()
+                if now >= self._retention_at:
+                    self._retention_at = now + RETENTION_EVERY_SECONDS
+                    await self._retention(shard, now)
+            except Unavailable:
+                pass  # counted by _flush; callers see it, the timer tries again
             if self._metrics.due():  # Ray's metrics, every few seconds, never per message
-                self._metrics.publish(self._shard.counters, self._shard.depth(),
-                                      tags={"shard": self._shard_id})
-            if due is not None and due <= time.time():
-                for event in self._wakeups.values():
-                    event.set()
+                self._metrics.publish(shard.counters, shard.depth(), tags={"shard": self._shard_id})
+
+    async def _retention(self, shard: QueueShard, now: float) -> None:
+        """Delete final records older than ``retention_days``, a small batch at a time."""
+        cutoff = now - self._settings.retention_days * 86400
+        # On the loop, not a thread: one SQLite connection, used by one thread at a time.
+        while shard.delete_final(cutoff, RETENTION_BATCH) == RETENTION_BATCH:
+            await asyncio.sleep(0)  # let calls in between batches
+
+    def _flush(self, shard: QueueShard) -> None:
+        """Make this call's changes durable, or raise ``Unavailable`` (memory rolled back)."""
+        try:
+            shard.flush()
+        except Exception as exc:
+            now = time.monotonic()
+            self._failing_since = self._failing_since or now
+            log.error("shard write failed", extra={"shard": self._shard_id, "error": repr(exc)})
+            if now - self._failing_since >= WEDGED_AFTER_SECONDS:
+                log.critical("shard writes keep failing; restarting from disk",
+                             extra={"shard": self._shard_id})
+                os._exit(70)  # Ray restarts the actor; memory is rebuilt from what is stored
+            raise Unavailable(f"shard {self._shard_id} cannot write: {type(exc).__name__}",
+                              retry_after=2.0) from None
+        self._failing_since = None
+        self._finished(shard.take_finished())
 
     def _notify(self, lanes: set[Lane]) -> None:
         for lane in lanes:
@@ -92,32 +152,39 @@ class QueueActor:
 
     # -- API ------------------------------------------------------------------------------
     async def pid(self) -> int:
+        """Health: answered at once, even while the shard is still recovering."""
         self._ensure_timer()
         return os.getpid()
 
+    async def ready(self) -> bool:
+        await self._ready()
+        return True
+
     async def enqueue(self, notifications: list[Notification]) -> list[Accepted]:
         """Accept validated notifications; durable before this returns. ``QueueFull`` over the
-        limit."""
-        self._ensure_timer()
-        live = self._shard.live_count()
-        limit = self._settings.queue_limit // self._settings.shards
-        if live + len(notifications) > limit:
+        limit (by count or by bytes)."""
+        shard = await self._ready()
+        shards = self._settings.shards
+        live, size = shard.live_count(), sum(n.size for n in notifications)
+        if live + len(notifications) > self._settings.queue_limit // shards:
             raise QueueFull(f"shard {self._shard_id} holds {live} notifications", retry_after=2.0)
-        results = self._shard.enqueue(notifications, time.time())
-        self._shard.flush()
-        self._notify({self._shard.lane_of(n.channel, n.tenant, n.uid) for n in notifications})
+        if shard.live_bytes + size > self._settings.queue_limit_bytes // shards:
+            raise QueueFull(f"shard {self._shard_id} holds {shard.live_bytes} bytes", retry_after=2.0)
+        results = shard.enqueue(notifications, time.time())
+        self._flush(shard)
+        self._notify({shard.lane_of(n.channel, n.tenant, n.uid) for n in notifications})
         return results
 
     async def lease(self, lane: Lane, limit: int, wait: float = 1.0) -> list[Delivery]:
         """Up to ``limit`` deliveries of a lane; waits up to ``wait`` s for the first one (a long
         poll, so idle pools cost nothing)."""
-        self._ensure_timer()
+        shard = await self._ready()
         deadline = time.monotonic() + wait
         event = self._event(lane)
         while True:
             event.clear()
-            leased = self._shard.lease(lane, limit, time.time(), self._settings.lease_seconds)
-            self._shard.flush()
+            leased = shard.lease(lane, limit, time.time(), self._settings.lease_seconds)
+            self._flush(shard)
             if leased:
                 return leased
             remaining = deadline - time.monotonic()
@@ -128,32 +195,42 @@ class QueueActor:
             except TimeoutError:
                 return []
 
+    async def renew(self, renewals: list[LeaseRenewal]) -> int:
+        """Keep leases whose sends are still in flight (the channel actor's heartbeat)."""
+        shard = await self._ready()
+        renewed = shard.renew(renewals, time.time(), self._settings.lease_seconds)
+        self._flush(shard)
+        return renewed
+
     async def ack(self, outcomes: list[Outcome]) -> int:
         """Apply outcomes; durable before this returns. Returns how many reached a final state."""
-        finished = self._shard.ack(outcomes, time.time())
-        self._shard.flush()
-        self._finished(finished)
+        shard = await self._ready()
+        finished = shard.ack(outcomes, time.time())
+        self._flush(shard)
         return len(finished)
 
     async def unpark(self, tenant: str, uid: str) -> int:
         """A browser user connected: their parked notifications become ready, in order."""
-        count = self._shard.unpark(tenant, uid, time.time())
+        shard = await self._ready()
+        count = shard.unpark(tenant, uid, time.time())
         if count:
-            self._notify({self._shard.lane_of(Channel.BROWSER, tenant, uid)})
+            self._notify({shard.lane_of(Channel.BROWSER, tenant, uid)})
         return count
 
     async def receipts(self, outcomes: list[Outcome]) -> list[bool]:
-        """Provider receipts (delivered/failed) for sent notifications, in one commit."""
+        """Provider receipts (delivered/failed), in one commit: True = applied or held
+        (durably) for a notification still being sent; False = not ours."""
+        shard = await self._ready()
         now = time.time()
-        applied = [self._shard.receipt(outcome, now) for outcome in outcomes]
-        self._shard.flush()
-        self._finished([o.tag for o, ok in zip(outcomes, applied, strict=True) if ok])
+        applied = [shard.receipt(outcome, now) for outcome in outcomes]
+        self._flush(shard)
         return applied
 
     async def get(self, tag: str, tenant: str, wait: float = 0.0) -> dict[str, Any]:
         """The status view of a notification (``NotFound`` if it is not this tenant's); with
         ``wait``, hold up to that many seconds for a final state."""
-        record = self._shard.get(tag, tenant)
+        shard = await self._ready()
+        record = shard.get(tag, tenant)
         if wait > 0 and record.status not in FINAL:
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             waiters = self._waiters.setdefault(tag, [])
@@ -167,26 +244,29 @@ class QueueActor:
                     waiters.remove(future)
                 if not waiters:
                     self._waiters.pop(tag, None)
-            record = self._shard.get(tag, tenant)
+            record = shard.get(tag, tenant)
         return record.public()
 
     async def cancel(self, tag: str, tenant: str) -> dict[str, Any]:
-        record = self._shard.cancel(tag, tenant, time.time())
-        self._shard.flush()
-        self._finished([tag])
+        shard = await self._ready()
+        record = shard.cancel(tag, tenant, time.time())
+        self._flush(shard)
         return record.public()
 
     async def revive(self, tag: str, tenant: str) -> dict[str, Any]:
         """Retry a dead-lettered notification (``Conflict`` unless it is dead)."""
-        record = self._shard.revive(tag, tenant, time.time())
-        self._shard.flush()
-        self._notify({self._shard.lane_of(record.channel, record.tenant, record.uid)})
+        shard = await self._ready()
+        record = shard.revive(tag, tenant, time.time())
+        self._flush(shard)
+        self._notify({shard.lane_of(record.channel, record.tenant, record.uid)})
         return record.public()
 
     async def stats(self) -> dict[str, Any]:
+        shard = await self._ready()
         return {
             "shard": self._shard_id,
-            "depth": self._shard.depth(),
-            "counters": dict(self._shard.counters),
-            "latency": self._shard.latency.to_dict(),
+            "depth": shard.depth(),
+            "counters": dict(shard.counters),
+            "latency": shard.latency.to_dict(),
+            "live_bytes": shard.live_bytes,
         }

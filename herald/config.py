@@ -8,16 +8,12 @@ it (``HERALD_PORT: …`` or ``herald.toml: port: …``). Nothing else in Herald 
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import difflib
 import os
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, ValidationError
 from pydantic.fields import FieldInfo
@@ -30,100 +26,24 @@ from pydantic_settings import (
 
 from herald.callback_policy import CallbackAllow
 from herald.channels import Channel
+from herald.config_types import (
+    Backoff,
+    Count,
+    HttpUrl,
+    Port,
+    Seconds,
+    SmtpTarget,
+    SmtpUrl,
+    ed25519_key,
+    secret,
+    sync_mode,
+    window,
+)
 from herald.errors import ConfigError
 from herald.retry import RetryPolicy
 
 DEFAULT_POOLS = {"email": 2, "sms": 1, "browser": 1, "fax": 1, "webhook": 1}
 DEFAULT_MAX_ATTEMPTS = {"email": 6, "sms": 6, "browser": 3, "fax": 4, "webhook": 8}
-_SYNC_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
-
-
-@dataclass(frozen=True, slots=True)
-class SmtpTarget:
-    """Where the email channel sends: ``smtp://user:pass@host:port?starttls=1`` parsed once."""
-
-    host: str
-    port: int
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    starttls: bool = False
-    use_tls: bool = False
-
-    @classmethod
-    def from_url(cls, url: str) -> SmtpTarget:
-        """Parse, or raise ValueError saying what is wrong without repeating the URL (credentials)."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("smtp", "smtps"):
-            raise ValueError("must start with smtp:// or smtps://")
-        if not parts.hostname:
-            raise ValueError("must name a host, e.g. smtp://mail.example.com:587")
-        try:
-            port = parts.port
-        except ValueError:  # urllib's message quotes the port text; ours stays value-free
-            raise ValueError("must have a port from 1 to 65535") from None
-        query = parse_qs(parts.query)
-        flag = query.get("starttls", ["0"])[0].lower() in ("1", "true", "yes")
-        return cls(
-            host=parts.hostname,
-            port=port or (465 if parts.scheme == "smtps" else 25),
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password else None,
-            starttls=flag,
-            use_tls=parts.scheme == "smtps",
-        )
-
-
-def _smtp_url(url: str) -> str:
-    SmtpTarget.from_url(url)  # checked at load time so smtp_target() cannot fail in an actor
-    return url
-
-
-def _http_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must be an http:// or https:// URL with a host")
-    return url
-
-
-def _window(spec: str) -> str:
-    """``"5/60"``: at most 5 per 60 s (herald.ratelimit.RecipientWindow reads it)."""
-    count, slash, seconds = spec.partition("/")
-    try:
-        ok = bool(slash) and int(count) >= 1 and float(seconds) > 0
-    except ValueError:
-        ok = False
-    if not ok:
-        raise ValueError("must be N/SECONDS with N >= 1 and SECONDS > 0, e.g. 5/60")
-    return spec.strip()
-
-
-def _ed25519_key(key: str) -> str:  # as Telnyx's portal shows it: base64 of the raw 32 bytes
-    with contextlib.suppress(ValueError):  # binascii.Error is a ValueError
-        if len(base64.b64decode(key.strip(), validate=True)) == 32:
-            return key.strip()
-    raise ValueError("must be the base64 ed25519 public key (32 bytes) Telnyx shows")
-
-
-def _sync_mode(value: object) -> object:
-    mode = value.upper() if isinstance(value, str) else value  # SQLite's PRAGMA ignores case
-    if mode not in _SYNC_MODES:
-        raise ValueError("must be one of " + ", ".join(_SYNC_MODES))
-    return mode
-
-
-#: The description doubles as the error text ("must be an integer from 1 to 65535").
-Port = Annotated[int, Field(ge=1, le=65535, description="an integer from 1 to 65535")]
-#: Sizes and counts where zero would leave Herald unable to do anything.
-Count = Annotated[int, Field(ge=1)]
-Seconds = Annotated[float, Field(gt=0)]
-Backoff = Annotated[float, Field(ge=0)]  # RetryPolicy accepts 0: retry at once
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
-SmtpUrl = Annotated[str, AfterValidator(_smtp_url)]
-
-
-def _secret(default: Any = None) -> Any:
-    """A field kept out of ``repr`` and out of error messages."""
-    return Field(default=default, repr=False)
 
 
 class Settings(BaseSettings):
@@ -150,37 +70,41 @@ class Settings(BaseSettings):
     max_body_bytes: Count = 8 * 1024 * 1024
     max_batch: Count = 1000
     queue_limit: Count = 2_000_000
-    sqlite_synchronous: Annotated[str, BeforeValidator(_sync_mode)] = "FULL"
+    #: Bytes of stored payloads queued, over all shards: the limit that protects memory.
+    queue_limit_bytes: Count = 2 * 1024**3
+    #: One delivery attempt may take this long (a slow provider); the lease is renewed meanwhile.
+    attempt_timeout: Seconds = 45.0
+    sqlite_synchronous: Annotated[str, BeforeValidator(sync_mode)] = "FULL"
     intake_replicas: Count = 1
     #: ``local`` starts a Ray instance of our own; ``auto`` or ``ray://…`` joins a cluster.
     ray_address: str = "local"
-    smtp_url: SmtpUrl | None = _secret()
+    smtp_url: SmtpUrl | None = secret()
     smtp_from: str = "herald@localhost"
     smtp_pool_size: Count = 8
     smtp_timeout: Seconds = 30.0
     #: Where providers post receipts (Twilio StatusCallback, fax webhook): Herald's public URL.
     public_url: HttpUrl | None = None
     twilio_account_sid: str | None = None
-    twilio_auth_token: str | None = _secret()
+    twilio_auth_token: str | None = secret()
     twilio_base_url: HttpUrl = "https://api.twilio.com"
     twilio_from: str | None = None
     #: A second Twilio-compatible account to fail over to (same credentials unless given).
     twilio_backup_base_url: HttpUrl | None = None
     twilio_backup_account_sid: str | None = None
-    twilio_backup_auth_token: str | None = _secret()
-    fax_api_key: str | None = _secret()
+    twilio_backup_auth_token: str | None = secret()
+    fax_api_key: str | None = secret()
     fax_base_url: HttpUrl = "https://api.telnyx.com"
     fax_connection_id: str | None = None
     fax_from: str | None = None
-    fax_public_key: Annotated[str, AfterValidator(_ed25519_key)] | None = _secret()
+    fax_public_key: Annotated[str, AfterValidator(ed25519_key)] | None = secret()
     browser_port: Port = 8001
-    browser_secret: str | None = _secret()
+    browser_secret: str | None = secret()
     browser_token_ttl: Seconds = 900.0
     browser_ack_timeout: Seconds = 10.0
     #: Messages per second per provider name (``twilio=50,smtp=500``); absent = unlimited.
     rate_limits: Mapping[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
     #: Per recipient per channel: ``sms=5/60`` = at most 5 SMS per number per 60 s.
-    recipient_limits: Mapping[str, Annotated[str, AfterValidator(_window)]] = Field(default_factory=dict)
+    recipient_limits: Mapping[str, Annotated[str, AfterValidator(window)]] = Field(default_factory=dict)
     #: Tenant → secret for signing requester callbacks (default: the tenant's first API key).
     webhook_secrets: Mapping[str, str] = Field(default_factory=dict, repr=False)
     #: Callback hosts and networks allowed although not public (``127.0.0.1/32,hooks.internal``).

@@ -28,8 +28,19 @@ class Outcome:
     code: str | None = None
     retry_after: float | None = None
     info: dict[str, Any] = field(default_factory=dict)
-    #: The lease this outcome answers (``delivery()["lease"]``); None for provider receipts.
+    #: The lease this outcome answers (``Delivery.lease``); None for provider receipts.
     lease: float | None = None
+
+    def __post_init__(self) -> None:
+        # Provider replies are foreign text (aiosmtplib decodes SMTP replies with
+        # surrogateescape): make every string storable JSON here, at the boundary, so one odd
+        # reply can never fail a shard's write.
+        for name in ("provider", "provider_id", "error", "code"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, safe_text(value))
+        if self.info:
+            object.__setattr__(self, "info", safe_json(self.info))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -37,6 +48,29 @@ class Outcome:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Outcome:
         return cls(**data)
+
+
+#: Longest text kept from a provider's answer (an error message, an id).
+MAX_TEXT = 500
+
+
+def safe_text(value: object, limit: int = MAX_TEXT) -> str:
+    """Valid UTF-8 (lone surrogates and undecodable bytes replaced), no NULs, at most ``limit``."""
+    text = value if isinstance(value, str) else str(value)
+    if not text.isascii():
+        text = text.encode("utf-8", "replace").decode("utf-8", "replace")
+    return text.replace("\x00", "")[:limit]
+
+
+def safe_json(info: dict[str, Any]) -> dict[str, Any]:
+    """``info`` as JSON can store it: keys and strings made safe, anything else as text."""
+    out: dict[str, Any] = {}
+    for key, value in list(info.items())[:20]:
+        if isinstance(value, bool | int | float) or value is None:
+            out[safe_text(key, 100)] = value
+        else:
+            out[safe_text(key, 100)] = safe_text(value)
+    return out
 
 
 def outcome_from_error(tag: str, provider: str, error: BaseException) -> Outcome:

@@ -316,6 +316,10 @@ class QueueShard(ShardState):
             times.append(parked)
         return min(times) if times else None
 
+    def delete_final(self, updated_before: float, limit: int) -> int:
+        """Retention: forget up to ``limit`` final records last changed before the cutoff."""
+        return self._storage.delete_final(updated_before, limit)
+
     def tick(self, now: float) -> None:
         """Let time pass: due retries, expired leases and parked notifications."""
         self._promote(now)

@@ -38,11 +38,17 @@ from herald.metrics import ChannelActorStats, MetricsSnapshot, ShardStats, rende
 from herald.models import validate_notification
 from herald.notification import Accepted, Notification
 from herald.outcome import Outcome
-from herald.receipts import fax_receipt, twilio_receipt
+from herald.receipts import (
+    TELNYX_SIGNATURE_HEADER,
+    TELNYX_TIMESTAMP_HEADER,
+    fax_receipt,
+    twilio_receipt,
+)
 from herald.sharding import shard_of_tag
 from serve.auth import KeyRing
-from serve.openapi import describe
 from serve.batcher import ShardBatcher
+from serve.callback_guard import CallbackGuard
+from serve.openapi import describe
 
 MAX_WAIT_SECONDS = 60.0
 RECEIPT_BODY_LIMIT = 64 * 1024
@@ -145,6 +151,7 @@ class Intake:
         self.batchers = [ShardBatcher(handle, "enqueue") for handle in shards]
         self.receipt_batchers = [ShardBatcher(handle, "receipts") for handle in shards]
         self.keys = KeyRing(settings.api_keys)
+        self.callback_guard = CallbackGuard(settings.callback_allow)
         self._browser_secret = (settings.browser_secret or "").encode()
         self.rejected = 0
 
@@ -213,6 +220,7 @@ class Intake:
         tenant = self._tenant(request)
         raw = await self._json(request)
         notification = validate_notification(raw, tenant, time.time(), len(self.shards))
+        await self.callback_guard.check_notification(notification)
         (result,) = await self._enqueue([notification])
         if isinstance(result, HeraldError):
             self.rejected += 1
@@ -244,6 +252,12 @@ class Intake:
             except ValidationError as exc:
                 field = f"notifications.{i}.{exc.field}" if exc.field else f"notifications.{i}"
                 out[i] = item_error(exc, field)
+        refused = await self.callback_guard.refusals(valid)  # index in valid → its error
+        for j, error in refused.items():
+            out[positions[j]] = item_error(
+                error, f"notifications.{positions[j]}.requester.callback_url")
+        valid = [n for j, n in enumerate(valid) if j not in refused]
+        positions = [p for j, p in enumerate(positions) if j not in refused]
         for i, result in zip(positions, await self._enqueue(valid), strict=True) if valid else ():
             if isinstance(result, HeraldError):
                 self.rejected += 1
@@ -293,13 +307,18 @@ class Intake:
         return await self._receipt(outcome)
 
     @app.post("/v1/providers/fax/status")
-    async def fax_status(self, request: Request, tag: str) -> Response:
-        """The fax provider's webhook, signed with X-Herald-Fax-Signature."""
-        if not self.settings.fax_webhook_secret:  # never verify against an empty secret
-            raise NotFound("no fax webhook secret is configured")
+    async def fax_status(self, request: Request) -> Response:
+        """Telnyx's fax webhook: ed25519 over ``telnyx-timestamp|body``, tag in ``client_state``.
+
+        The signature does not cover the URL, so a ``?tag=`` (from faxes sent before the tag
+        moved into ``client_state``) is accepted and never read.
+        """
+        if not self.settings.fax_public_key:  # nothing to verify with: accept nothing
+            raise NotFound("no fax public key is configured")
         body = await self._body(request, RECEIPT_BODY_LIMIT)
-        outcome = fax_receipt(tag, body, request.headers.get("x-herald-fax-signature"),
-                                       self.settings.fax_webhook_secret)
+        outcome = fax_receipt(body, request.headers.get(TELNYX_SIGNATURE_HEADER),
+                              request.headers.get(TELNYX_TIMESTAMP_HEADER),
+                              self.settings.fax_public_key, time.time())
         return await self._receipt(outcome)
 
     # -- browser --------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from tests.support.webhooks import WebhookReceiver
 
 KEYS = {"tenant-a": "key-a-" + "x" * 20, "tenant-b": "key-b-" + "y" * 20}
 TWILIO_SID, TWILIO_TOKEN = "AC" + "1" * 32, "t" * 32
-FAX_KEY, FAX_SECRET = "fax-key-" + "f" * 16, "fax-secret-" + "s" * 16
+FAX_KEY = "fax-key-" + "f" * 16
 
 
 @dataclass
@@ -64,7 +64,7 @@ def service(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iter
     outbox = tmp_path_factory.mktemp("peer-outbox")
     twilio = CaptureTwilioApi(TWILIO_SID, TWILIO_TOKEN, outbox)
     twilio_backup = CaptureTwilioApi(TWILIO_SID, TWILIO_TOKEN, outbox)
-    fax = CaptureFaxApi(FAX_KEY, outbox, FAX_SECRET)
+    fax = CaptureFaxApi(FAX_KEY, outbox)
     webhooks = WebhookReceiver()
     for peer in (twilio, twilio_backup, fax, webhooks):
         loop.run(peer.start())
@@ -78,10 +78,10 @@ def service(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iter
         twilio_account_sid=TWILIO_SID, twilio_auth_token=TWILIO_TOKEN,
         twilio_base_url=twilio.base_url, twilio_backup_base_url=twilio_backup.base_url,
         twilio_from="+15005550006",
-        fax_api_key=FAX_KEY, fax_base_url=fax.base_url, fax_webhook_secret=FAX_SECRET,
+        fax_api_key=FAX_KEY, fax_base_url=fax.base_url, fax_public_key=fax.public_key,
         fax_connection_id="conn-1", fax_from="+15005550007",
         browser_port=free_port(), browser_ack_timeout=3.0,
-        breaker_threshold=3, breaker_cooldown=2.0,
+        breaker_threshold=3, breaker_cooldown=2.0, callback_allow="127.0.0.1/32",
         recipient_limits={"sms": "3/60"},
         max_attempts={"email": 6, "sms": 10, "browser": 3, "fax": 4, "webhook": 8},
     )

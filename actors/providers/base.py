@@ -34,6 +34,14 @@ class Provider(abc.ABC):
         on its way to the shard is released again once the park is recorded.
         """
 
+    def breaker_key(self, message: Message) -> str:
+        """Which circuit breaker ``message`` counts against: by default the provider's.
+
+        A provider whose destinations fail independently (requester callbacks: one tenant's
+        dead URL says nothing of another's) returns ``<name>:<destination>`` instead.
+        """
+        return self.name
+
     @abc.abstractmethod
     async def send(self, message: Message) -> Outcome:
         """Deliver one message or raise a ``ProviderError``."""

@@ -3,22 +3,22 @@
 Modeled on Telnyx's API (developers.telnyx.com, "Send a fax", "API error codes"):
 
 * ``POST {base}/v2/faxes`` with ``Authorization: Bearer <api key>``. A message with a
-  ``media_url`` is sent as JSON ``{connection_id, to, from, media_url, webhook_url}``; a text
-  message is rendered to a one-page PDF (``herald.fax_document``) and uploaded in the same
-  request as ``multipart/form-data`` with the file in the ``contents`` part (Telnyx's
-  ``SendFaxMultipartRequest``; ``contents`` and ``media_url`` are mutually exclusive, max 20 MB).
+  ``media_url`` is sent as JSON ``{connection_id, to, from, media_url, webhook_url,
+  client_state}``; a text message is rendered to a one-page PDF (``herald.fax_document``) and
+  uploaded in the same request as ``multipart/form-data`` with the file in the ``contents`` part
+  (Telnyx's ``SendFaxMultipartRequest``; ``contents`` and ``media_url`` are mutually exclusive,
+  max 20 MB).
 * The answer is ``202 {"data": {"id": ..., "status": "queued", ...}}``; errors are
   ``{"errors": [{"code": "10016", "title": ..., "detail": ...}]}``. ``_answer`` is the one place
   an HTTP answer becomes an outcome: an error status is classified by ``herald.http_status``
   (408, 425, 429 and 5xx transient, with ``Retry-After``; any other permanent). Transport
   failures (connection refused, timeouts) are transient.
 * Delivery receipts arrive later as webhooks (``fax.delivered`` / ``fax.failed``) at
-  ``webhook_url?tag=<tag>``; ``herald.receipts.fax_receipt`` turns one into an outcome.
-
-Webhook authenticity: Telnyx signs webhooks with ed25519 (``telnyx-signature-ed25519`` +
-``telnyx-timestamp``, verified with the account's public key). Herald's adapter uses a shared
-secret instead: ``X-Herald-Fax-Signature`` = hex HMAC-SHA256 of the raw body.
-``herald.receipts.verify_fax_signature`` is the single place a real provider's scheme plugs in.
+  ``webhook_url``, signed by Telnyx with ed25519 (``telnyx-signature-ed25519`` over
+  ``telnyx-timestamp|body``, see ``herald.receipts``). The signature does not cover the URL, so
+  the tag travels in the signed body: each fax is sent with ``client_state`` =
+  ``fax_client_state(tag)`` (base64, as Telnyx requires), which Telnyx echoes in every webhook
+  of that fax; ``herald.receipts.fax_receipt`` reads it back.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from typing import Any
 
 import aiohttp
 import orjson
-from yarl import URL
 
 from actors.providers.base import Provider
 from herald.errors import (
@@ -40,6 +39,7 @@ from herald.errors import (
 from herald.fax_document import render_pdf
 from herald.http_status import classify_http_status
 from herald.outcome import Outcome
+from herald.receipts import fax_client_state
 from herald.render import Message
 from herald.retry import parse_retry_after
 from herald.sms import mask_number
@@ -118,9 +118,10 @@ class HttpFaxProvider(Provider):
             "connection_id": self._connection_id,
             "to": message.to,
             "from": message.sender or self._default_from,
+            "client_state": fax_client_state(message.tag),
         }
         if self._webhook_url:
-            fields["webhook_url"] = str(URL(self._webhook_url).update_query(tag=message.tag))
+            fields["webhook_url"] = self._webhook_url
         if message.media_url:
             return {"json": {**fields, "media_url": message.media_url}}, {}
         if not (message.text or message.title):

@@ -67,5 +67,5 @@ def build_providers(
     if channel is Channel.WEBHOOK:
         from actors.providers.webhook import WebhookProvider
 
-        return [WebhookProvider(settings.webhook_secret)]
+        return [WebhookProvider(settings.webhook_secret, allow=settings.callback_allow)]
     raise ValueError(f"no provider for channel {channel}")

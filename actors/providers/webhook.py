@@ -1,19 +1,42 @@
 """Requester callbacks: POST the final status to ``requester.callback_url``, signed per tenant.
 
-The signature is ``X-Herald-Signature: <hex HMAC-SHA256 of the raw body>`` with the tenant's
-webhook secret (``HERALD_WEBHOOK_SECRETS``, else the tenant's API key). 2xx → sent; any other
-status as ``herald.http_status`` classifies it (408, 425, 429, 5xx → retry with ``Retry-After``;
-the rest → failed; redirects are not followed); network errors → retry.
+Both signatures are HMAC-SHA256 keyed with the UTF-8 bytes of the tenant's webhook secret
+(``HERALD_WEBHOOK_SECRETS``, else the tenant's API key):
+
+* ``X-Herald-Signature: <hex HMAC of the raw body>``, Herald's own (kept for existing receivers);
+* Standard Webhooks (https://www.standardwebhooks.com): ``webhook-id`` (the callback record's
+  tag, ``<tag>.<status>``: the same on every retry, so a receiver can drop one it has seen),
+  ``webhook-timestamp`` (Unix seconds of this attempt) and ``webhook-signature``
+  (``v1,<base64 HMAC of "{id}.{timestamp}.{body}">``). A receiver verifies with
+  ``standardwebhooks.Webhook(standard_webhooks_secret(secret)).verify(body, headers)``, i.e.
+  ``"whsec_" + base64(secret)``, which also refuses timestamps more than 5 minutes off.
+
+Where it posts is checked again at send time (DNS can change since intake), by the rule of
+``herald.callback_policy``: the connector's resolver checks every address a name resolves to
+and the connection goes to those checked addresses, so a name rebound to 169.254.169.254 is
+never reached. A refused destination is ``failed`` with code ``callback_refused``.
+
+2xx → sent; any other status as ``herald.http_status`` classifies it (408, 425, 429, 5xx →
+retry with ``Retry-After``; the rest → failed; redirects are not followed); network errors →
+retry. Breakers are per destination (``breaker_key``): one dead URL defers only its callbacks.
 """
 
 from __future__ import annotations
 
+import base64
+import ipaddress
+import socket
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from standardwebhooks import Webhook
 
 from actors.providers.base import Provider
-from herald.errors import TransientProviderError
+from herald.callback_policy import CallbackAllow, check_addresses, parse_callback_url
+from herald.errors import PermanentProviderError, TransientProviderError, ValidationError
 from herald.http_status import classify_http_status
 from herald.outcome import Outcome
 from herald.render import Message
@@ -21,29 +44,107 @@ from herald.retry import parse_retry_after
 from herald.signing import sign_body
 
 SIGNATURE_HEADER = "X-Herald-Signature"
+#: The outcome code of a callback whose destination the policy refuses at send time.
+REFUSED = "callback_refused"
+
+
+def standard_webhooks_secret(secret: str) -> str:
+    """The ``whsec_…`` form of a tenant's secret, as a receiver gives it to ``standardwebhooks``."""
+    return "whsec_" + base64.b64encode(secret.encode()).decode()
+
+
+def _refused(error: ValidationError) -> PermanentProviderError:
+    return PermanentProviderError(error.message, REFUSED)
+
+
+class CheckedResolver(AbstractResolver):
+    """Resolves with ``inner``; refuses the whole answer unless the policy allows every address.
+
+    aiohttp connects only to the addresses this returns (and caches only answers that passed).
+    """
+
+    def __init__(self, inner: AbstractResolver, allow: CallbackAllow) -> None:
+        self._inner = inner
+        self._allow = allow
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        try:
+            check_addresses(host, [ipaddress.ip_address(r["host"]) for r in results], self._allow)
+        except ValidationError as exc:
+            raise _refused(exc) from None
+        return results
+
+    async def close(self) -> None:
+        await self._inner.close()
 
 
 class WebhookProvider(Provider):
+    """``resolver`` (default aiohttp's) answers for host names; the provider owns and closes it.
+    ``clock`` gives ``webhook-timestamp`` (Unix time)."""
+
     name = "webhook"
 
-    def __init__(self, secret_for: Callable[[str], str], timeout: float = 10.0) -> None:
+    def __init__(
+        self, secret_for: Callable[[str], str], timeout: float = 10.0,
+        allow: CallbackAllow | None = None, resolver: AbstractResolver | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._secret_for = secret_for
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._allow = allow or CallbackAllow()
+        self._resolver = resolver
+        self._clock = clock
         self._session: aiohttp.ClientSession | None = None
+        self._checked: CheckedResolver | None = None
 
     async def start(self) -> None:
-        self._session = aiohttp.ClientSession(timeout=self._timeout)
+        self._checked = CheckedResolver(self._resolver or aiohttp.DefaultResolver(), self._allow)
+        self._session = aiohttp.ClientSession(
+            timeout=self._timeout, connector=aiohttp.TCPConnector(resolver=self._checked))
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+        if self._checked is not None:
+            await self._checked.close()
+
+    def breaker_key(self, message: Message) -> str:
+        try:
+            target = parse_callback_url(message.to or "")
+        except ValidationError:
+            return f"{self.name}:invalid"
+        return f"{self.name}:{target.host}:{target.port}"
+
+    def _check_literal(self, url: str) -> None:
+        """The policy's checks that happen before DNS: the URL's form and an IP-literal host
+        (aiohttp does not ask the resolver about those)."""
+        try:
+            target = parse_callback_url(url)
+            if target.address is not None:
+                check_addresses(target.host, [target.address], self._allow)
+        except ValidationError as exc:
+            raise _refused(exc) from None
+
+    def _headers(self, message: Message, body: bytes) -> dict[str, str]:
+        secret = self._secret_for(message.tenant)
+        if not secret:
+            raise PermanentProviderError("no webhook secret for this tenant", "no_webhook_secret")
+        timestamp = int(self._clock())
+        signature = Webhook(secret.encode()).sign(
+            message.tag, datetime.fromtimestamp(timestamp, UTC), message.text)
+        return {"Content-Type": "application/json", "User-Agent": "Herald-Webhook/1",
+                SIGNATURE_HEADER: sign_body(body, secret), "X-Herald-Tag": message.tag.split(".")[0],
+                "webhook-id": message.tag, "webhook-timestamp": str(timestamp),
+                "webhook-signature": signature}
 
     async def send(self, message: Message) -> Outcome:
         assert self._session is not None and message.to
+        self._check_literal(message.to)
         body = message.text.encode()
-        headers = {"Content-Type": "application/json", "User-Agent": "Herald-Webhook/1",
-                   SIGNATURE_HEADER: sign_body(body, self._secret_for(message.tenant)),
-                   "X-Herald-Tag": message.tag.split(".")[0]}
+        headers = self._headers(message, body)
         try:
             async with self._session.post(message.to, data=body, headers=headers,
                                           allow_redirects=False) as response:

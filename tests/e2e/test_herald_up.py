@@ -120,6 +120,31 @@ def test_cli_send_and_status(herald_up, tmp_path: Path) -> None:
     assert sink.wait_for_tag(tag)["Subject"] == "From the CLI"
 
 
+def test_cli_queue_cancel_and_retry_against_herald(herald_up) -> None:
+    base, _, _ = herald_up
+    env = dict(os.environ, HERALD_PORT=base.rsplit(":", 1)[1], HERALD_API_KEYS=f"acme:{KEY}")
+    headers = {"Authorization": f"Bearer {KEY}"}
+    tag = httpx.post(f"{base}/v1/notifications", json=email_payload(subject="cancel me late"),
+                     headers=headers).json()["details"]["tag"]
+    status = httpx.get(f"{base}/v1/notifications/{tag}", params={"wait": 30}, headers=headers,
+                       timeout=40)
+    assert status.json()["status"] == "sent", status.text
+
+    def herald(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "launcher.cli", *argv], env=env,
+                              capture_output=True, text=True, timeout=60)
+
+    queue = herald("queue")
+    assert queue.returncode == 0, queue.stderr
+    assert "shards" in json.loads(queue.stdout)
+    for argv in (("cancel", tag), ("retry", tag)):  # it is sent: too late for either
+        answer = herald(*argv)
+        assert answer.returncode == 1, answer
+        assert json.loads(answer.stdout)["error"]["code"] == "conflict"
+        assert answer.stderr.startswith("herald: HTTP 409 conflict: "), answer.stderr
+        assert answer.stderr.count("\n") == 1 and "Traceback" not in answer.stderr
+
+
 def test_over_the_queue_limit_is_a_429_with_retry_after(herald_up) -> None:
     base, sink, _ = herald_up
     sink.handler.refuse["busy@example.com"] = "451 4.3.0 mailbox busy, try later"
@@ -144,30 +169,6 @@ def test_up_reports_each_start_step_in_order(herald_up) -> None:
              for step in PROGRESS]
     assert -1 not in where and where == sorted(where), console.text()
     assert any(line.startswith("no provider configured for sms, fax") for line in lines)
-
-
-def test_cli_queue_cancel_and_retry_against_herald(herald_up) -> None:
-    base, _, _ = herald_up
-    env = dict(os.environ, HERALD_PORT=base.rsplit(":", 1)[1], HERALD_API_KEYS=f"acme:{KEY}")
-    headers = {"Authorization": f"Bearer {KEY}"}
-    tag = httpx.post(f"{base}/v1/notifications", json=email_payload(subject="cancel me late"),
-                     headers=headers).json()["details"]["tag"]
-    httpx.get(f"{base}/v1/notifications/{tag}", params={"wait": 30}, headers=headers,
-              timeout=40)
-
-    def herald(*argv: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "launcher.cli", *argv], env=env,
-                              capture_output=True, text=True, timeout=60)
-
-    queue = herald("queue")
-    assert queue.returncode == 0, queue.stderr
-    assert "shards" in json.loads(queue.stdout)
-    for argv in (("cancel", tag), ("retry", tag)):  # it is sent: too late for either
-        answer = herald(*argv)
-        assert answer.returncode == 1, answer
-        assert json.loads(answer.stdout)["error"]["code"] == "conflict"
-        assert answer.stderr.startswith("herald: HTTP 409 conflict: "), answer.stderr
-        assert answer.stderr.count("\n") == 1 and "Traceback" not in answer.stderr
 
 
 def test_sigterm_stops_herald_within_seconds(herald_up) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from herald.callback_policy import CallbackAllow
 from herald.channels import Channel
 from herald.config import (
     DEFAULT_MAX_ATTEMPTS,
@@ -281,7 +282,7 @@ def test_repr_hides_secrets() -> None:
     settings = Settings(
         api_keys={"key-secret-1": "acme"}, smtp_url="smtp://bob:pw-secret-2@mail", public_url=None,
         twilio_auth_token="tok-secret-3", twilio_backup_auth_token="tok-secret-4",
-        fax_api_key="fax-secret-5", fax_webhook_secret="hook-secret-6", browser_secret="br-secret-7",
+        fax_api_key="fax-secret-5", browser_secret="br-secret-7",
         webhook_secrets={"acme": "wh-secret-8"},
     )
     text = repr(settings) + str(settings)
@@ -304,3 +305,86 @@ def test_explicit_env_never_touches_os_environ(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(os, "environ", _NoEnviron())
     assert load_settings(env={"HERALD_PORT": "8500"}).port == 8500
     assert Settings(port=1).with_overrides(shards=2).shards == 2
+
+
+# ---- delivery log and rollup --------------------------------------------------------------
+
+def test_log_and_rollup_defaults_and_env() -> None:
+    defaults = Settings()
+    assert (defaults.log_rotate_seconds, defaults.log_rotate_rows) == (60.0, 100_000)
+    assert (defaults.retention_days, defaults.rollup_seconds) == (7.0, 300.0)
+    settings = load_settings(env={"HERALD_LOG_ROTATE_SECONDS": "5", "HERALD_LOG_ROTATE_ROWS": "1000",
+                                  "HERALD_RETENTION_DAYS": "0.5", "HERALD_ROLLUP_SECONDS": "0"})
+    assert (settings.log_rotate_seconds, settings.log_rotate_rows) == (5.0, 1000)
+    assert (settings.retention_days, settings.rollup_seconds) == (0.5, 0.0)  # 0: rollup off
+
+
+def test_log_and_rollup_in_toml(tmp_path: Path) -> None:
+    text = "log_rotate_seconds = 30\nretention_days = 14\nrollup_seconds = 60\n"
+    settings = load_settings(env={}, config_file=_toml(tmp_path, text))
+    assert (settings.log_rotate_seconds, settings.retention_days, settings.rollup_seconds) == (
+        30.0, 14.0, 60.0)
+
+
+@pytest.mark.parametrize(("name", "value", "expected"), [
+    ("LOG_ROTATE_SECONDS", "0", "HERALD_LOG_ROTATE_SECONDS: must be > 0 (got '0')"),
+    ("LOG_ROTATE_ROWS", "0", "HERALD_LOG_ROTATE_ROWS: must be >= 1 (got '0')"),
+    ("LOG_ROTATE_ROWS", "1e5", "HERALD_LOG_ROTATE_ROWS: must be an integer (got '1e5')"),
+    ("RETENTION_DAYS", "-1", "HERALD_RETENTION_DAYS: must be >= 0 (got '-1')"),
+    ("ROLLUP_SECONDS", "-5", "HERALD_ROLLUP_SECONDS: must be >= 0 (got '-5')"),
+    ("ROLLUP_SECONDS", "often", "HERALD_ROLLUP_SECONDS: must be a number (got 'often')"),
+])
+def test_bad_log_and_rollup_values(name: str, value: str, expected: str) -> None:
+    assert _error({"HERALD_" + name: value}).startswith(expected)
+
+
+# ---- fax receipts: Telnyx's public key ----------------------------------------------------
+
+_TELNYX_KEY = "kB0yl5LwRc4/TUfhsyCcFYJjt6+zx1l8bo9KtAA1yAA="  # 32 bytes, as the portal shows one
+
+
+def test_fax_public_key_is_read_and_checked() -> None:
+    assert Settings().fax_public_key is None
+    settings = load_settings(env={"HERALD_FAX_PUBLIC_KEY": f" {_TELNYX_KEY}\n"})
+    assert settings.fax_public_key == _TELNYX_KEY  # stripped, as pasted from the portal
+    assert _TELNYX_KEY not in repr(settings)
+    for wrong in ("KEY-not-a-key", _TELNYX_KEY[:-4], "AAAA" + _TELNYX_KEY, "é" * 44):
+        message = _error({"HERALD_FAX_PUBLIC_KEY": wrong})
+        assert message == ("HERALD_FAX_PUBLIC_KEY: must be the base64 ed25519 public key "
+                           "(32 bytes) Telnyx shows")  # never quotes what was pasted
+
+
+def test_fax_webhook_secret_is_gone(tmp_path: Path) -> None:
+    # The HMAC scheme is replaced by Telnyx's ed25519 signatures: a leftover key is an error.
+    assert "fax_webhook_secret" not in Settings.model_fields
+    message = _error({}, _toml(tmp_path, 'fax_webhook_secret = "s"\n'))
+    assert "fax_webhook_secret: unknown key" in message
+
+
+# ---- requester callbacks: HERALD_CALLBACK_ALLOW --------------------------------------------
+
+def test_callback_allow_defaults_to_nothing_and_reads_hosts_and_cidrs(tmp_path: Path) -> None:
+    assert Settings().callback_allow == CallbackAllow() == load_settings(env={}).callback_allow
+    settings = load_settings(env={"HERALD_CALLBACK_ALLOW": "127.0.0.1/32, Hooks.Internal.,fd00::/8,"})
+    allow = settings.callback_allow
+    assert allow.hosts == {"hooks.internal"}
+    assert [str(network) for network in allow.networks] == ["127.0.0.1/32", "fd00::/8"]
+    from_file = load_settings(env={}, config_file=_toml(
+        tmp_path, 'callback_allow = ["127.0.0.1/32", "hooks.internal", "fd00::/8"]\n'))
+    assert from_file.callback_allow == allow
+    as_text = _toml(tmp_path, 'callback_allow = "10.0.0.0/8"\n')
+    assert str(load_settings(env={}, config_file=as_text).callback_allow) == "10.0.0.0/8"
+    # Keywords, copies and pickles keep the typed value:
+    assert Settings(callback_allow="127.0.0.1/32,hooks.internal,fd00::/8").callback_allow == allow
+    assert settings.with_overrides(port=1).callback_allow == allow
+    assert pickle.loads(pickle.dumps(settings)) == settings
+    assert settings.model_dump()["callback_allow"] == "hooks.internal,127.0.0.1/32,fd00::/8"
+
+
+def test_a_bad_callback_allow_entry_is_named() -> None:
+    assert _error({"HERALD_CALLBACK_ALLOW": "hooks.internal,10.0.0.0/33"}) == (
+        "HERALD_CALLBACK_ALLOW: entry 2 is neither a host name nor an address or CIDR"
+        " (got 'hooks.internal,10.0.0.0/33')")
+    assert "entry 1" in _error({"HERALD_CALLBACK_ALLOW": "http://hooks.internal"})
+    with pytest.raises(ConfigError, match=r"^callback_allow: must be host names or CIDRs"):
+        Settings().with_overrides(callback_allow=5)

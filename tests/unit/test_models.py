@@ -385,3 +385,109 @@ def test_senders_and_reply_to_are_checked() -> None:
     fax = payload(type="CM_FAX", **{"user.fax": "+14155550199"})
     assert invalid_field({**fax, "details": {**fax["details"], "from": "+999"}}) == "details.from"
     validate_notification({**fax, "details": {**fax["details"], "from": "+14155550100"}}, "acme", NOW)
+
+
+# -- templates cannot blow up memory; the email subject checked after rendering (issue 9) ------
+def refusal(raw: Any) -> ValidationError:
+    with pytest.raises(ValidationError) as caught:
+        validate_notification(raw, tenant="acme", now=NOW)
+    return caught.value
+
+
+@pytest.mark.parametrize("source", ["{details}", "{user}", "{items}", "Hi {user.name}"])
+def test_a_placeholder_naming_an_object_is_refused_at_intake(source: str) -> None:
+    error = refusal(payload(**{"details.content": source, "details.vars": {"items": [1, 2]}}))
+    assert isinstance(error, TemplateError)
+    assert (error.status, error.field) == (422, "details.content")
+    assert error.message.startswith(f"details.content: {source.removeprefix('Hi ')} names an object")
+
+
+def test_a_template_that_would_render_a_gigabyte_is_refused_without_building_it() -> None:
+    import time
+    import tracemalloc
+
+    raw = payload(**{"details.content": "{big}" * 20_000, "details.vars": {"big": "x" * 60_000}})
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        error = refusal(raw)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert error.field == "details.content" and "more than 100000 characters" in error.message
+    assert peak < 8_000_000  # the whole validation, parse included; the output would be 1.2 GB
+    assert time.perf_counter() - started < 5.0
+
+
+@pytest.mark.parametrize(("field", "limit"), [("title", 1_000), ("subject", 1_000),
+                                              ("content", 100_000), ("html", 500_000)])
+def test_each_template_field_has_a_rendered_size_cap(field: str, limit: int) -> None:
+    source = "x" * (limit - 100) + "{a}"  # the source fits its own max_length
+    validate_notification(email(**{f"details.{field}": source, "details.vars": {"a": "y" * 100}}),
+                          "acme", NOW)
+    error = refusal(email(**{f"details.{field}": source, "details.vars": {"a": "y" * 101}}))
+    assert (error.status, error.field) == (422, f"details.{field}")
+    assert f"more than {limit} characters" in error.message
+
+
+def test_sms_content_is_capped_at_1600_characters() -> None:
+    text = {"details.content": "{a}{a}", "details.vars": {"a": "x" * 800}}
+    validate_notification(sms(**text), "acme", NOW)
+    validate_notification(payload(**{**text, "details.vars": {"a": "x" * 5_000}}), "acme", NOW)
+    error = refusal(sms(**{**text, "details.vars": {"a": "x" * 801}}))
+    assert error.field == "details.content" and "more than 1600" in error.message
+
+
+def test_vars_are_capped_by_size_and_keys() -> None:
+    validate_notification(payload(**{"details.vars": {"v": "x" * 60_000}}), "acme", NOW)
+    assert invalid_field(payload(**{"details.vars": {"v": "x" * 66_000}})) == "details.vars"
+    nested = {"a": [{"b": "x" * 1_000}] * 70}  # over 64 KiB without any long top-level value
+    assert invalid_field(payload(**{"details.vars": nested})) == "details.vars"
+    validate_notification(payload(**{"details.vars": {f"k{i}": i for i in range(1_000)}}), "a", NOW)
+    many = {f"k{i}": i for i in range(1_001)}
+    error = refusal(payload(**{"details.vars": many}))
+    assert (error.status, error.field) == (422, "details.vars")
+
+
+def test_crlf_in_a_title_that_becomes_the_email_subject_is_refused() -> None:
+    smuggled = {"details.vars": {"message": "Hi\r\nBcc: x@y"}}
+    error = refusal(email(**{"details.title": "{message}", **smuggled}))
+    assert (error.status, error.field) == (422, "details.title")
+    assert invalid_field(email(**{"details.subject": "{message}", **smuggled})) == (
+        "details.subject")
+    # With its own subject, the title is not a header; and a browser title never is.
+    validate_notification(email(**{"details.title": "{message}", "details.subject": "Hi",
+                                   **smuggled}), "acme", NOW)
+    validate_notification(payload(**{"details.title": "{message}", **smuggled}), "acme", NOW)
+
+
+def test_existing_payloads_still_pass() -> None:
+    from tests.support.payloads import email_payload
+
+    validate_notification(DESIGN_PAYLOAD, "acme", NOW)
+    validate_notification(email_payload(), "acme", NOW)
+    validate_notification(email_payload(subject="Order {message|sub(0,5)}"), "acme", NOW)
+
+
+def test_the_channel_renders_with_the_same_checks() -> None:
+    """Defence in depth: a stored payload that slipped past intake still fails to render."""
+    from herald.channels import Channel
+    from herald.delivery import Delivery
+    from herald.render import render_message
+
+    def delivery(details: dict[str, Any]) -> Delivery:
+        return Delivery(tag="t", tenant="acme", type="CM_EMAIL", channel=Channel.EMAIL,
+                        priority=4, uid="1", recipient="bob@example.com", attempt=1, lease=1.0,
+                        created_at=NOW, expires_at=NOW + 60,
+                        payload={"type": "CM_EMAIL", "user": {"uid": 1}, "details": details})
+
+    message = render_message(delivery({"title": "T {n}", "content": "{n}", "vars": {"n": 1}}))
+    assert (message.subject, message.title, message.text) == ("T 1", "T 1", "1")
+    for details, field in [
+        ({"content": "{details}"}, "details.content"),
+        ({"content": "{a}" * 1_000, "vars": {"a": "x" * 200}}, "details.content"),
+        ({"content": "x", "title": "{m}", "vars": {"m": "a\nBcc: x@y"}}, "details.title"),
+    ]:
+        with pytest.raises(TemplateError) as caught:
+            render_message(delivery(details))
+        assert caught.value.field == field

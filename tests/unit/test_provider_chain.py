@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from dataclasses import replace
 
 import pytest
 
@@ -252,3 +253,83 @@ def test_a_chain_needs_a_provider_and_runs_on_the_monotonic_clock_by_default() -
     with pytest.raises(ValueError):
         ProviderChain([])
     assert ProviderChain([ScriptedProvider("only")]).clock is time.monotonic
+
+
+# ---- breakers per destination ---------------------------------------------------------------
+
+class DestinationProvider(ScriptedProvider):
+    """Breaks per destination like the webhook provider; ``dead`` destinations answer busy."""
+
+    def __init__(self, name: str, *dead: str) -> None:
+        super().__init__(name)
+        self.dead = set(dead)
+
+    def breaker_key(self, message: Message) -> str:
+        return f"{self.name}:{message.to}"
+
+    async def send(self, message: Message) -> Outcome:
+        if message.to in self.dead:
+            self.calls.append(message.tag)
+            raise TransientProviderError("connection refused", "network")
+        return await super().send(message)
+
+
+def to(destination: str) -> Message:
+    return replace(message(), to=destination)
+
+
+async def test_one_failing_destination_opens_only_its_own_breaker() -> None:
+    clock = Clock()
+    hooks = DestinationProvider("webhook", "dead.example:443")
+    providers = chain(hooks, clock=clock)
+    for _ in range(THRESHOLD):
+        assert (await providers.send(to("dead.example:443"))).kind == "retry"
+    assert providers.breakers["webhook:dead.example:443"].state == OPEN
+    calls = len(hooks.calls)
+
+    deferred = await providers.send(to("dead.example:443"))  # defers, not an attempt
+    assert (deferred.kind, deferred.provider, deferred.retry_after) == ("defer", "none", COOLDOWN)
+    assert len(hooks.calls) == calls
+    sent = await providers.send(to("alive.example:443"))  # another destination is unaffected
+    assert (sent.kind, sent.provider) == ("sent", "webhook")
+    assert providers.breakers["webhook:alive.example:443"].state == CLOSED
+    # Health and metrics see one entry per provider; open destinations are only counted.
+    assert providers.states() == {"webhook": CLOSED}
+    assert providers.open_destinations() == {"webhook": 1}
+
+    clock.advance(COOLDOWN)
+    hooks.dead.clear()
+    assert (await providers.send(to("dead.example:443"))).kind == "sent"  # the probe closes it
+    assert providers.open_destinations() == {"webhook": 0}
+
+
+async def test_a_destination_breaker_falls_back_to_the_next_provider() -> None:
+    primary = DestinationProvider("primary", "dead.example")
+    providers = chain(primary, ScriptedProvider("backup"), clock=Clock())
+    for _ in range(THRESHOLD):
+        await providers.send(to("dead.example"))
+    assert (await providers.send(to("dead.example"))).provider == "backup"
+    assert (await providers.send(to("alive.example"))).provider == "primary"
+
+
+async def test_destination_breakers_are_bounded_least_recently_used_first() -> None:
+    clock = Clock()
+    hooks = DestinationProvider("webhook", "dead-0")
+    plain = ScriptedProvider("plain")
+    providers = ProviderChain([hooks, plain], THRESHOLD, COOLDOWN, clock=clock, max_breakers=5)
+    for _ in range(THRESHOLD):
+        await providers.send(to("dead-0"))
+    for number in range(1, 3):  # five in all: the two providers' own, three destinations
+        await providers.send(to(f"host-{number}"))
+    assert "webhook:dead-0" in providers.breakers
+    await providers.send(to("dead-0"))  # used again: the most recent now
+    await providers.send(to("host-3"))  # host-1 goes, not dead-0
+    assert "webhook:dead-0" in providers.breakers and "webhook:host-1" not in providers.breakers
+    for number in range(4, 100):
+        await providers.send(to(f"host-{number}"))
+    assert len(providers.breakers) <= 5
+    assert "webhook:dead-0" not in providers.breakers  # forgotten: the circuit starts closed
+    # The providers' own breakers are never dropped, whatever callers send.
+    assert {"webhook", "plain"} <= set(providers.breakers)
+    assert providers.states() == {"webhook": CLOSED, "plain": CLOSED}
+    assert ProviderChain([hooks]).max_breakers == 10_000

@@ -773,3 +773,20 @@ def test_dead_notification_can_be_revived_with_a_fresh_budget(storage: Storage) 
     record = storage.get(tag)
     assert record is not None and record.status == "sent" and record.attempts == 1
     assert [h.outcome for h in record.history] == ["retry", "revived", "sent"]
+
+
+# -- odd provider replies never wedge a shard (issue: one surrogate failed every write) -----------
+def test_a_reply_in_an_odd_encoding_is_stored(storage: Storage) -> None:
+    shard = make_shard(storage)
+    notification = make_notification("SMS")
+    put(shard, notification)
+    [delivery] = shard.lease(lane("SMS"), 1, T0, LEASE)
+    reply = b"550 r\xe9fus\xff".decode("utf-8", "surrogateescape")  # what aiosmtplib hands over
+    outcome = Outcome(delivery.tag, "failed", "smtp", error=reply, code=reply,
+                      info={"reply": reply, reply: 1}, lease=delivery.lease)
+    shard.ack([outcome], T0 + 1)
+    shard.flush()  # used to raise in orjson.dumps and keep failing every later write
+    record = storage.get(notification.tag)
+    assert record is not None and record.status == "failed"
+    assert record.history[-1].error == "550 r?fus?"
+    put(shard, make_notification("SMS"))  # the shard goes on

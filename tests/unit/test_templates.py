@@ -178,3 +178,51 @@ def test_rendering_raises_only_template_error(source: str) -> None:
         render(source, {"a": "text", "u": {"x": [1, None]}})
     except TemplateError:
         pass
+
+
+# -- only scalars render; output is capped while it is built (issue 9, finding 3) ---------------
+OBJECTS = {"details": {"vars": {"a": 1}}, "user": {"name": {"first": "Ada"}}, "items": [1, 2]}
+
+
+@pytest.mark.parametrize("source", ["{details}", "{user}", "{items}", "{user.name}",
+                                    "{items|upper}", "{user|default('x')}"])
+def test_a_placeholder_naming_an_object_is_refused(source: str) -> None:
+    with pytest.raises(TemplateError, match="names an object; only text and numbers render"):
+        render(source, OBJECTS)
+
+
+def test_scalars_inside_objects_still_render() -> None:
+    assert render("{user.name.first} {items.1} {details.vars.a}", OBJECTS) == "Ada 2 1"
+
+
+def test_limit_counts_the_whole_output() -> None:
+    tpl = compile_template("ab{v}cd")
+    assert tpl.render({"v": "xy"}, limit=6) == "abxycd"
+    with pytest.raises(TemplateError, match="renders to more than 5 characters"):
+        tpl.render({"v": "xy"}, limit=5)
+    assert render("{v}", {"v": "x" * 10}, limit=10) == "x" * 10
+
+
+def test_a_template_that_would_render_a_gigabyte_stops_at_the_limit() -> None:
+    import time
+    import tracemalloc
+
+    big = "x" * 60_000
+    tpl = compile_template("{big}" * 20_000)  # 100,000 characters of source → 1.2 GB of output
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        with pytest.raises(TemplateError, match="more than 100000"):
+            tpl.render({"big": big}, limit=100_000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2_000_000
+    assert time.perf_counter() - started < 2.0
+
+
+def test_a_repeated_placeholder_is_compiled_once() -> None:
+    tpl = compile_template("{a}-{a}-{a|upper}-{a}")
+    assert tpl.render({"a": "x"}) == "x-x-X-x"
+    assert tpl.missing({}) == ["a"]
+    assert tpl.variables() == frozenset({"a"})

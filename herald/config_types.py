@@ -1,0 +1,105 @@
+"""The value types of Herald's configuration: each setting's shape and check, in one place.
+
+``herald.config.Settings`` uses them; a check raises ``ValueError`` with a message that says what
+is wrong without repeating the value (it may be a secret).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from pydantic import AfterValidator, Field
+
+SYNC_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpTarget:
+    """Where the email channel sends: ``smtp://user:pass@host:port?starttls=1`` parsed once."""
+
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    starttls: bool = False
+    use_tls: bool = False
+
+    @classmethod
+    def from_url(cls, url: str) -> SmtpTarget:
+        """Parse, or raise ValueError saying what is wrong without repeating the URL (credentials)."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps"):
+            raise ValueError("must start with smtp:// or smtps://")
+        if not parts.hostname:
+            raise ValueError("must name a host, e.g. smtp://mail.example.com:587")
+        try:
+            port = parts.port
+        except ValueError:  # urllib's message quotes the port text; ours stays value-free
+            raise ValueError("must have a port from 1 to 65535") from None
+        query = parse_qs(parts.query)
+        flag = query.get("starttls", ["0"])[0].lower() in ("1", "true", "yes")
+        return cls(
+            host=parts.hostname,
+            port=port or (465 if parts.scheme == "smtps" else 25),
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            starttls=flag,
+            use_tls=parts.scheme == "smtps",
+        )
+
+
+def smtp_url(url: str) -> str:
+    SmtpTarget.from_url(url)  # checked at load time so smtp_target() cannot fail in an actor
+    return url
+
+
+def http_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    return url
+
+
+def window(spec: str) -> str:
+    """``"5/60"``: at most 5 per 60 s (herald.ratelimit.RecipientWindow reads it)."""
+    count, slash, seconds = spec.partition("/")
+    try:
+        ok = bool(slash) and int(count) >= 1 and float(seconds) > 0
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError("must be N/SECONDS with N >= 1 and SECONDS > 0, e.g. 5/60")
+    return spec.strip()
+
+
+def ed25519_key(key: str) -> str:  # as Telnyx's portal shows it: base64 of the raw 32 bytes
+    with contextlib.suppress(ValueError):  # binascii.Error is a ValueError
+        if len(base64.b64decode(key.strip(), validate=True)) == 32:
+            return key.strip()
+    raise ValueError("must be the base64 ed25519 public key (32 bytes) Telnyx shows")
+
+
+def sync_mode(value: object) -> object:
+    mode = value.upper() if isinstance(value, str) else value  # SQLite's PRAGMA ignores case
+    if mode not in SYNC_MODES:
+        raise ValueError("must be one of " + ", ".join(SYNC_MODES))
+    return mode
+
+
+#: The description doubles as the error text ("must be an integer from 1 to 65535").
+Port = Annotated[int, Field(ge=1, le=65535, description="an integer from 1 to 65535")]
+#: Sizes and counts where zero would leave Herald unable to do anything.
+Count = Annotated[int, Field(ge=1)]
+Seconds = Annotated[float, Field(gt=0)]
+Backoff = Annotated[float, Field(ge=0)]  # RetryPolicy accepts 0: retry at once
+HttpUrl = Annotated[str, AfterValidator(http_url)]
+SmtpUrl = Annotated[str, AfterValidator(smtp_url)]
+
+
+def secret(default: Any = None) -> Any:
+    """A field kept out of ``repr`` and out of error messages."""
+    return Field(default=default, repr=False)
