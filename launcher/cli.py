@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -34,6 +35,8 @@ examples:
   herald retry TAG                 send a dead notification again
   herald queue                     queue depth per shard and channel
   herald outbox --channel email    what the local capture providers received (dev mode)
+  herald rollup                    roll the delivery log into Parquet (what reports read)
+  herald report --out report.html  delivery report from the rolled-up log (--format json)
 
 Configuration: herald.toml and HERALD_* environment variables (see README.md).
 Exit status: 0 success; 1 Herald answered with an error or could not be reached;
@@ -146,18 +149,38 @@ def _read_json(name: str) -> Any:
 
 
 def cmd_up(settings: Settings, _: argparse.Namespace) -> int:
+    from ray.exceptions import RayError, RayTaskError
+
     from launcher.runtime import Herald
 
     stop = threading.Event()
+    starting = [True]
+
+    def on_signal(*_: Any) -> None:
+        # Once up, only set the event: the main thread stops Herald (a print from a handler
+        # can collide with one it interrupted). While starting, abort the start, which may
+        # wait long (a worker that cannot start); once only, so the clean-up runs through.
+        stop.set()
+        if starting[0]:
+            starting[0] = False
+            raise KeyboardInterrupt
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        # Only set the event: the main thread stops Herald (printing from a handler can
-        # collide with a print it interrupted).
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
     herald = Herald(settings)
     try:
         herald.start(progress=lambda line: print(line, flush=True))
+        starting[0] = False
+    except (KeyboardInterrupt, SystemExit):  # SystemExit: Ray's handler, inside ray.init
+        herald.stop(timeout=0)  # start() undid its work; this covers a signal just after it
+        print("stopped before Herald was up", flush=True)
+        return 130
     except (OSError, TimeoutError, ValueError) as exc:  # a port in use, no Ray to join…
-        raise CliError(f"could not start: {exc}") from exc
+        raise CliError(f"could not start: {_one_line(exc)}") from exc
+    except RayError as exc:  # failed in an actor: its traceback is in the log above
+        cause = exc.cause if isinstance(exc, RayTaskError) else exc
+        first = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+        raise CliError(f"could not start: {type(cause).__name__}: {first}") from exc
     s = herald.settings
     print(f"Herald is up on {_base_url(s)} (data in {s.data_dir})", flush=True)
     if herald.dev_key:
@@ -210,6 +233,53 @@ def cmd_outbox(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a day (YYYY-MM-DD): {text!r}") from None
+
+
+def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
+    from analytics.progress import Progress
+    from analytics.report import ReportError, build
+
+    if args.since and args.until and args.since > args.until:
+        raise CliError(f"--since {args.since} is after --until {args.until}", 2)
+    progress = Progress()
+    html = args.format == "html"
+    try:
+        numbers, text = build(args.data_dir or settings.data_dir, args.since, args.until, html,
+                              progress)
+    except ReportError as exc:
+        progress.finish("failed")
+        raise CliError(str(exc)) from None
+    progress.finish()
+    if not numbers["rows"]:
+        print(f"herald: no delivery events in {numbers['data_dir']} for that window "
+              "(has `herald rollup` run?)", file=sys.stderr)
+    out = args.out or ("report.html" if html else None)
+    if out is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        Path(out).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot write {out}: {exc.strerror or exc}", 2) from None
+    print(f"wrote {out}: {numbers['notifications']:,} notifications", flush=True)
+    return 0
+
+
+def cmd_rollup(settings: Settings, args: argparse.Namespace) -> int:
+    from jobs.rollup import run
+
+    # "local" (the default) names no cluster: join a running Herald's Ray, else start one.
+    address = None if settings.ray_address == "local" else settings.ray_address
+    print(run(args.data_dir or settings.data_dir, address, settings.retention_days).summary(),
+          flush=True)
+    return 0
+
+
 Command = Callable[[Settings, argparse.Namespace], int]
 
 
@@ -259,6 +329,24 @@ def _parser() -> argparse.ArgumentParser:
                      "herald outbox --channel sms --limit 5")
     outbox.add_argument("--channel", choices=["email", "sms", "fax", "browser"])
     outbox.add_argument("--limit", type=int, default=None, metavar="N", help="the last N only")
+    rollup = command("rollup", cmd_rollup, "roll the delivery log into Parquet",
+                     "Roll the closed delivery-log segments into Parquet under\n"
+                     "DATA_DIR/analytics/events (dt=…/channel=…), once each, on Ray.",
+                     "herald rollup")
+    rollup.add_argument("--data-dir", type=Path, metavar="DIR",
+                        help="Herald's data directory (default: HERALD_DATA_DIR)")
+    report = command("report", cmd_report, "write a delivery report (HTML or JSON)",
+                     "Report on the notifications accepted from --since to --until (UTC days,\n"
+                     "both included; default: all), from the Parquet `herald rollup` writes under\n"
+                     "DATA_DIR/analytics/events: volume, success rates, latency, retries, errors.",
+                     "herald report --since 2026-03-01 --until 2026-03-07 --out week.html")
+    report.add_argument("--since", type=_day, metavar="YYYY-MM-DD", help="first day (UTC)")
+    report.add_argument("--until", type=_day, metavar="YYYY-MM-DD", help="last day (UTC)")
+    report.add_argument("--format", choices=["html", "json"], default="html",
+                        help="html (default, to report.html) or json (to standard output)")
+    report.add_argument("--out", metavar="FILE", help="write here instead")
+    report.add_argument("--data-dir", type=Path, metavar="DIR",
+                        help="Herald's data directory (default: HERALD_DATA_DIR)")
     return parser
 
 

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import secrets
 import signal
+import socket
 import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -13,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import ray
-from ray import serve
 
 from herald.config import Settings
 
@@ -96,6 +96,8 @@ class Herald:
             settings = settings.with_overrides(api_keys={self.dev_key: "dev"})
         if not ray.is_initialized():
             local = settings.ray_address == "local"
+            if local:  # on a cluster the listeners run elsewhere
+                check_ports_free(settings)
             say("starting Ray…" if local else f"connecting to Ray at {settings.ray_address}…")
             self._init_ray(settings)
         if not (settings.smtp_url and settings.twilio_account_sid and settings.fax_api_key):
@@ -114,6 +116,8 @@ class Herald:
         ray.get(self.supervisor.start.remote())
         shards = ray.get(self.supervisor.shard_handles.remote())
         say("starting the HTTP API…")
+        from ray import serve
+
         from serve.app import Intake
 
         serve.start(http_options={"host": settings.host, "port": settings.port},
@@ -132,6 +136,7 @@ class Herald:
     def _init_ray(self, settings: Settings) -> None:
         # ray.init replaces SIGINT/SIGTERM handlers; keep the caller's (graceful stop).
         handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        self._owns_ray = True  # before init: an init cut short is shut down too
         ray.init(
             address=settings.ray_address, namespace="herald", include_dashboard=False,
             # Ray's own driver chatter stays at WARNING; the job's LoggingConfig makes every
@@ -140,10 +145,9 @@ class Herald:
             logging_config=ray.LoggingConfig(encoding="JSON", log_level="INFO",
                                              additional_log_standard_attrs=["name"]),
         )
-        # That config also sets this process's root logger to INFO: keep aiosmtpd's line per
+        # That config also sets this process's root logger to INFO: keep aiosmtpd's lines per
         # SMTP connection (the dev-mode capture server runs here) to its warnings.
         logging.getLogger("mail.log").setLevel(logging.WARNING)
-        self._owns_ray = True
         if threading.current_thread() is threading.main_thread():
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
@@ -177,13 +181,12 @@ class Herald:
             from capture.fax_api import CaptureFaxApi
 
             key = secrets.token_hex(16)
-            secret = settings.fax_webhook_secret or secrets.token_hex(16)
-            fax = CaptureFaxApi(key, outbox, secret)
+            fax = CaptureFaxApi(key, outbox)  # signs its webhooks with a key of its own, as Telnyx
             self._loop.run(fax.start())
             self._async_peers.append(fax)
             self.captured.append("fax")
             settings = settings.with_overrides(
-                fax_api_key=key, fax_base_url=fax.base_url, fax_webhook_secret=secret,
+                fax_api_key=key, fax_base_url=fax.base_url, fax_public_key=fax.public_key,
                 fax_connection_id=settings.fax_connection_id or "capture",
                 fax_from=settings.fax_from or "+15005550007")
         return settings
@@ -201,6 +204,8 @@ class Herald:
             # the two waits overlap instead of adding up.
             drained = _guarded("drain", lambda: supervisor.drain.remote(timeout))
         if self._serving:
+            from ray import serve
+
             self._serving = False
             _guarded("deleting the HTTP app", lambda: serve.delete(APP_NAME))
         if drained is not None:
@@ -224,6 +229,27 @@ class Herald:
                 _guarded("stopping a capture peer", _stopper(loop, async_peer))
             self._async_peers.clear()
             loop.stop()
+
+
+def check_ports_free(settings: Settings) -> None:
+    """Raise OSError naming the setting if a port Herald listens on here is taken.
+
+    Found later, a busy HTTP port costs Serve's 30 s proxy timeout and a Ray traceback, and a
+    busy gateway port leaves browser delivery dead behind a Herald that looks healthy.
+    """
+    wanted = [("HERALD_PORT", settings.port)]
+    wanted += [("HERALD_BROWSER_PORT", settings.browser_port + i)
+               for i in range(settings.pools.get("browser", 1))]
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    for name, port in wanted:
+        with socket.socket(family) as sock:
+            # As the servers do: a port left in TIME_WAIT by a previous run is free.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((settings.host, port))
+            except OSError as exc:
+                raise OSError(f"{settings.host}:{port} ({name}) is not free: "
+                              f"{exc.strerror or exc}") from None
 
 
 def _stopper(loop: LoopThread, peer: Any) -> Callable[[], Any]:

@@ -42,6 +42,8 @@ from herald.sms import mask_number, segments
 
 TWILIO_API_URL = "https://api.twilio.com"
 log = logging.getLogger("herald.providers.twilio")
+# The twilio library logs every request at INFO, the account SID included: keep it quiet.
+logging.getLogger("twilio").setLevel(logging.WARNING)
 
 
 @dataclass(slots=True)
