@@ -1,12 +1,13 @@
 """Requester callbacks: a final state becomes a durable WEBHOOK record to POST to ``callback_url``.
 
 The record is queued in the same flush as the final state it reports, so the callback is as
-durable, retried and dead-lettered as any notification. Its tag is ``<tag>.<status>``: one
-callback per final state, and a repeated final state (a receipt after ``sent``) gets its own.
+durable, retried and dead-lettered as any notification. Its tag is ``<tag>.<status>`` (see
+``callback_tag``): one callback per final state, each stored, even after a dead letter is retried.
 """
 
 from __future__ import annotations
 
+from herald.attempt import REVIVED
 from herald.channels import Channel
 from herald.record import Record
 
@@ -24,7 +25,11 @@ def callback_url(record: Record) -> str | None:
 
 
 def callback_tag(record: Record) -> str:
-    return f"{record.tag}.{record.status.value}"
+    """``<tag>.<status>``, and ``.<n>`` after the n-th revival of a dead letter, so each final
+    state gets its own durable record (and its own ``webhook-id``)."""
+    revivals = sum(1 for entry in record.history if entry.outcome == REVIVED)
+    suffix = f".{revivals}" if revivals else ""
+    return f"{record.tag}.{record.status.value}{suffix}"
 
 
 def callback_record(record: Record, url: str, seq: int, now: float) -> Record:

@@ -790,3 +790,20 @@ def test_a_reply_in_an_odd_encoding_is_stored(storage: Storage) -> None:
     assert record is not None and record.status == "failed"
     assert record.history[-1].error == "550 r?fus?"
     put(shard, make_notification("SMS"))  # the shard goes on
+
+
+def test_a_revived_dead_letter_gets_a_stored_callback_for_its_second_final_state(
+    storage: Storage,
+) -> None:
+    shard = make_shard(storage, policies={"BROWSER": RetryPolicy(max_attempts=1)})
+    notification = make_notification(callback_url="https://example.com/hook")
+    put(shard, notification)
+    take(shard)
+    ack(shard, notification.tag, "retry", T0)  # dead: a callback
+    shard.revive(notification.tag, TENANT, T0 + 1)
+    shard.flush()
+    take(shard, now=T0 + 2)
+    ack(shard, notification.tag, "retry", T0 + 3)  # dead again: a second callback, stored too
+    assert storage.get(f"{notification.tag}.dead") is not None
+    second = storage.get(f"{notification.tag}.dead.1")
+    assert second is not None and second.payload["body"]["attempts"] == 1
