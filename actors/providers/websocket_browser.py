@@ -185,7 +185,10 @@ class WebSocketGateway(Provider):
                 async with asyncio.timeout(self._ack_timeout):
                     delivered = await acked
             except TimeoutError:
-                return self._park(message, "no ack")
+                # Connected but silent: an attempt (so it ends dead at the channel's budget),
+                # not a park that would resend it every few seconds until its TTL.
+                log.info("browser did not ack", extra={"tag": message.tag})
+                return Outcome(message.tag, "retry", self.name, error="no ack", code="no_ack")
             if not delivered:
                 return self._park(message, "disconnected")
             log.debug("browser acked", extra={"tag": message.tag})
@@ -263,6 +266,11 @@ class WebSocketGateway(Provider):
         extra = {"tenant": identity.tenant, "uid": identity.uid}
         log.info("browser connected", extra={**extra, "connections": len(user.connections)})
         self._spawn(self._notify_connect(identity.tenant, identity.uid))
+        # A connection lives no longer than the token that opened it: the client reconnects
+        # with a fresh token (herald.js does) or loses access.
+        expiry = asyncio.get_running_loop().call_later(
+            max(0.0, identity.expires_at - time.time()),
+            lambda: self._spawn(connection.close(code=4001, reason="token expired")))
         try:
             async for raw in connection:
                 pong = self._receive(user, raw)
@@ -271,6 +279,7 @@ class WebSocketGateway(Provider):
         except ConnectionClosed:
             pass
         finally:
+            expiry.cancel()
             user.connections.discard(connection)
             if not user.connections:
                 if self._users.get(key) is user:

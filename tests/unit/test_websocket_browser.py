@@ -196,12 +196,14 @@ async def test_every_connection_gets_the_frame_and_one_ack_is_enough(harness: Ha
     assert (await task).kind == "delivered"
 
 
-async def test_no_ack_in_time_parks(make_harness: Callable[..., Awaitable[Harness]]) -> None:
+async def test_no_ack_in_time_is_an_attempt(make_harness: Callable[..., Awaitable[Harness]]) -> None:
+    """A connected client that never acks uses up attempts (and ends dead at the budget),
+    instead of being parked and sent again every few seconds until the TTL."""
     harness = await make_harness(ack_timeout=0.2)
     ws = await harness.join()
     task = asyncio.create_task(harness.gateway.send(make_message("t-1")))
     assert (await next_frame(ws))["tag"] == "t-1"
-    assert await task == Outcome("t-1", "park", "websocket", error="no ack")
+    assert await task == Outcome("t-1", "retry", "websocket", error="no ack", code="no_ack")
     await ws.send(json.dumps({"ack": "t-1"}))  # a late ack is harmless
     await ping(ws)
 
@@ -318,3 +320,14 @@ async def test_logs_never_hold_tokens_or_content(
     assert "> TEXT <redacted> [" in ours
     assert token not in ours and token.split(".")[2] not in ours
     assert "s3cret" not in ours and "New Message" not in ours
+
+
+async def test_a_connection_closes_when_its_token_expires(harness: Harness) -> None:
+    url = harness.url(f"?token={token_for(ttl=0.5)}")
+    async with connect(url) as ws:
+        async with asyncio.timeout(2.0):
+            assert await harness.connected.get() == (TENANT, "u-1")
+        async with asyncio.timeout(3.0):
+            await ws.wait_closed()
+        assert ws.close_code == 4001
+    await until(lambda: harness.gateway.connected_users() == 0)
