@@ -29,6 +29,7 @@ from herald.channels import Channel, Lane
 from herald.config import Settings
 from herald.delivery import Delivery
 from herald.errors import QueueFull, Unavailable
+from herald.metrics import Histogram, ShardStats
 from herald.notification import Accepted, Notification
 from herald.outcome import Outcome
 from herald.queue import LeaseRenewal, QueueShard
@@ -263,12 +264,10 @@ class QueueActor:
         self._notify({shard.lane_of(record.channel, record.tenant, record.uid)})
         return record.public()
 
-    async def stats(self) -> dict[str, Any]:
+    async def stats(self, tenant: str | None = None) -> ShardStats:
+        """This shard's figures: service-wide, or only ``tenant``'s (no latency histogram)."""
         shard = await self._ready()
-        return {
-            "shard": self._shard_id,
-            "depth": shard.depth(),
-            "counters": dict(shard.counters),
-            "latency": shard.latency.to_dict(),
-            "live_bytes": shard.live_bytes,
-        }
+        if tenant is None:
+            return ShardStats(self._shard_id, shard.depth(), dict(shard.counters), shard.latency)
+        return ShardStats(self._shard_id, shard.depth(tenant), shard.tenant_counters(tenant),
+                          Histogram())

@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     queue_limit: Count = 2_000_000
     #: Bytes of stored payloads queued, over all shards: the limit that protects memory.
     queue_limit_bytes: Count = 2 * 1024**3
+    #: The operator's credential for service-wide ``/metrics`` and ``/v1/queue`` (tenant keys see
+    #: their own figures only).
+    metrics_token: str | None = secret()
+    #: ``?wait`` requests one tenant may hold open at once (per intake replica).
+    max_waits_per_tenant: Count = 100
     #: One delivery attempt may take this long (a slow provider); the lease is renewed meanwhile.
     attempt_timeout: Seconds = 45.0
     sqlite_synchronous: Annotated[str, BeforeValidator(sync_mode)] = "FULL"

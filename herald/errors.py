@@ -9,6 +9,7 @@
     ├── PayloadTooLarge            request body over the limit (413)
     ├── QueueFull                  over the configured queue limit (429, ``retry_after``)
     ├── ConfigError                a bad setting in herald.toml or HERALD_*; names which one
+    ├── TooManyRequests            too many of this caller's requests in flight (429, ``retry_after``)
     ├── Unavailable                cannot take it now, try again (503, ``retry_after``)
     └── ProviderError              a provider could not deliver
         ├── TransientProviderError worth retrying (timeout, 5xx, 429), maybe after ``retry_after`` s
@@ -71,6 +72,17 @@ class PayloadTooLarge(HeraldError):
 
 class QueueFull(HeraldError):
     code = "queue_full"
+    status = 429
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class TooManyRequests(HeraldError):
+    """This caller has too many requests of a kind in flight (e.g. ``?wait`` holds)."""
+
+    code = "too_many_requests"
     status = 429
 
     def __init__(self, message: str, retry_after: float = 1.0) -> None:

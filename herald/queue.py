@@ -70,7 +70,7 @@ class QueueShard(ShardState):
             first = tag if known else (key and (self._idempotency.get((notification.tenant, key))
                                                 or stored_keys.get((notification.tenant, key))))
             if first:
-                self.counters["duplicates_refused"] += 1
+                self._count("duplicates_refused", notification.tenant)
                 results.append(Accepted(first, self.position(first), duplicate=True))
                 continue
             self._seq += 1
@@ -81,9 +81,9 @@ class QueueShard(ShardState):
                 self._idempotency[(record.tenant, key)] = tag
             self._push_ready(record)
             self._pending.insert(record)
-            self.live_bytes += record.size
+            self._track(record)
             self._log(record, ACCEPTED, Status.QUEUED.value, None, now)
-            self.counters["accepted"] += 1
+            self._count("accepted", record.tenant)
             results.append(Accepted(tag, pos))
         return results
 
@@ -100,7 +100,7 @@ class QueueShard(ShardState):
             if now >= record.expires_at:
                 self._expire(record, now)
             else:
-                record.status = Status.SENDING
+                self._set_status(record, Status.SENDING)
                 record.lease_until = now + lease_seconds
                 # The token names this lease; time only moves on, so a record never gets the
                 # same token twice (a renewal moves ``lease_until``, not the token).
@@ -144,7 +144,7 @@ class QueueShard(ShardState):
                     continue
                 stored = self._stored(outcome.tag) if outcome.kind == "sent" else None
                 if stored is not None and stored.status in (Status.SENT, Status.DELIVERED):
-                    self.counters["duplicate_sends"] += 1  # sent again after a lease expired
+                    self._count("duplicate_sends", stored.tenant)  # sent again after a lease expired
                 self.counters["stale_acks"] += 1
                 continue
             current = record.status is Status.SENDING and outcome.lease in (None, record.lease_token)
@@ -180,7 +180,7 @@ class QueueShard(ShardState):
         return self._finished[before:]
 
     def _back_in_line(self, record: Record, now: float) -> None:
-        record.status = Status.QUEUED
+        self._set_status(record, Status.QUEUED)
         record.lease_until = 0.0
         record.updated_at = now
         self._dirty(record)
@@ -209,11 +209,11 @@ class QueueShard(ShardState):
         if policy.exhausted(record.attempts):
             self._finish(record, Status.DEAD, now, None)
             return
-        record.status = Status.RETRYING
+        self._set_status(record, Status.RETRYING)
         record.lease_until = 0.0
         record.not_before = now + policy.delay(record.attempts, retry_after, self._rng)
         heapq.heappush(self._delayed, (record.not_before, record.seq, record.tag))
-        self.counters["retried"] += 1
+        self._count("retried", record.tenant)
 
     def receipt(self, outcome: Outcome, now: float) -> bool:
         """A provider's receipt (``delivered``/``failed``) for a sent notification.
@@ -236,7 +236,7 @@ class QueueShard(ShardState):
         record = self._stored(outcome.tag)
         if record is None or not apply_receipt(record, outcome, now):
             return False
-        self.counters[record.status.value] += 1
+        self._count(record.status.value, record.tenant)
         self._pending.update(record)
         self._log(record, FINAL, record.status.value, record.history[-1], now)
         self._finished.append(record.tag)
@@ -245,20 +245,19 @@ class QueueShard(ShardState):
 
     def _expire(self, record: Record, now: float) -> None:
         self._finish(record, Status.FAILED, now, Attempt.expired(now))
-        self.counters["expired"] += 1
+        self._count("expired", record.tenant)
 
     def _finish(self, record: Record, status: Status, now: float, entry: Attempt | None) -> None:
         if entry is not None:
             record.history.append(entry)
-        record.status = status
+        self._set_status(record, status)
         record.updated_at = now
         record.lease_until = 0.0
-        self.counters[status.value] += 1
+        self._count(status.value, record.tenant)
         self._log(record, FINAL, status.value, entry, now)
         if status in (Status.SENT, Status.DELIVERED):
             self.latency.observe(now - record.created_at)
         del self._live[record.tag]
-        self.live_bytes -= record.size
         if status is not Status.SENT:
             self._let_go_receipt(record.tag)  # nothing sent is waiting for it any more
         # The idempotency entry stays until flush() has made the record findable in storage.
@@ -274,6 +273,7 @@ class QueueShard(ShardState):
         self._seq += 1
         hook = callback_record(record, url, self._seq, now)
         self._live[hook.tag] = hook
+        self._track(hook)
         self._push_ready(hook)
         self._pending.insert(hook)
 
@@ -292,7 +292,7 @@ class QueueShard(ShardState):
             record = self._live.get(tag)
             if record is None or record.status is not Status.SENDING or record.lease_until != lease_until:
                 continue  # answered or renewed: a stale heap entry
-            self.counters["lease_expired"] += 1
+            self._count("lease_expired", record.tenant)
             record.attempts += 1
             entry = Attempt(at=now, outcome="retry", attempt=record.attempts,
                             error="no answer before the lease expired", code="lease_expired")
@@ -338,13 +338,12 @@ class QueueShard(ShardState):
         record = self.get(tag, tenant)
         if record.status is not Status.DEAD:
             raise Conflict(f"notification {tag} is {record.status}; only dead ones can be retried")
-        record.status = Status.QUEUED
+        self._set_status(record, Status.QUEUED)
         record.attempts = 0
         record.not_before = 0.0
         record.updated_at = now
         record.history.append(Attempt.revived(now))
         self._live[tag] = record
-        self.live_bytes += record.size
         self._push_ready(record)
         self._dirty(record)
         return record

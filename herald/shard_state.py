@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import random
+from collections import Counter
 from collections.abc import Mapping
 
 from herald.attempt import Attempt
@@ -23,7 +24,7 @@ from herald.pending import PendingWrite
 from herald.ready import ReadyQueues
 from herald.record import Record
 from herald.retry import RetryPolicy
-from herald.status import WAITING, Status
+from herald.status import FINAL, WAITING, Status
 from herald.storage import Storage
 
 COUNTERS = ("accepted", "sent", "delivered", "failed", "dead", "retried", "cancelled", "expired",
@@ -45,6 +46,7 @@ class ShardState:
         self._policies = retry_policies
         self._rng = rng or random.Random()
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
+        self._tenant_counters: dict[str, Counter[str]] = {}
         self.latency = Histogram()
         #: Tags that reached a final state since the shell last looked (``take_finished``).
         self._finished: list[str] = []
@@ -70,6 +72,9 @@ class ShardState:
         self._leases: list[tuple[float, str]] = []
         self._parking = Parking()
         self._idempotency: dict[tuple[str, str], str] = {}
+        #: Running counts of live records by (tenant, channel, status), and their bytes: a
+        #: scrape reads these instead of walking every record.
+        self._depth: Counter[tuple[str, Channel, Status]] = Counter()
         self.live_bytes = 0
         self._early_receipts: dict[str, Outcome] = dict(self._storage.load_receipts())
         self._pending = PendingWrite()
@@ -84,8 +89,7 @@ class ShardState:
                 heapq.heappush(self._delayed, (record.not_before, record.seq, record.tag))
             else:
                 self._push_ready(record)
-            self.live_bytes += record.size
-
+            self._track(record)
 
     def get(self, tag: str, tenant: str) -> Record:
         record = self._live.get(tag) or self._stored(tag)
@@ -100,12 +104,39 @@ class ShardState:
             return 0
         return self._ready.ahead(self._lane(record), record.priority)
 
-    def depth(self) -> dict[str, dict[str, int]]:
+    def depth(self, tenant: str | None = None) -> dict[str, dict[str, int]]:
+        """Live records per channel and status: every tenant's, or one tenant's."""
         out: dict[str, dict[str, int]] = {}
-        for record in self._live.values():
-            bucket = out.setdefault(record.channel.value, {"queued": 0, "retrying": 0, "sending": 0})
-            bucket[record.status.value] += 1
+        for (owner, channel, status), count in self._depth.items():
+            if count and (tenant is None or owner == tenant):
+                bucket = out.setdefault(channel.value, {"queued": 0, "retrying": 0, "sending": 0})
+                bucket[status.value] += count
         return out
+
+    def tenant_counters(self, tenant: str) -> dict[str, int]:
+        return dict.fromkeys(COUNTERS, 0) | self._tenant_counters.get(tenant, {})
+
+    # -- counting -------------------------------------------------------------------------
+    def _count(self, name: str, tenant: str) -> None:
+        self.counters[name] += 1
+        self._tenant_counters.setdefault(tenant, Counter())[name] += 1
+
+    def _track(self, record: Record) -> None:
+        """A record became live (accepted, recovered, revived): count it."""
+        self._depth[(record.tenant, record.channel, record.status)] += 1
+        self.live_bytes += record.size
+
+    def _set_status(self, record: Record, status: Status) -> None:
+        """Every status change of a live record goes through here (the running counts)."""
+        if record.status not in FINAL:
+            self._depth[(record.tenant, record.channel, record.status)] -= 1
+            if status in FINAL:
+                self.live_bytes -= record.size
+        elif status not in FINAL:
+            self.live_bytes += record.size
+        if status not in FINAL:
+            self._depth[(record.tenant, record.channel, status)] += 1
+        record.status = status
 
     def live_count(self) -> int:
         return len(self._live)

@@ -5,9 +5,11 @@ Routes hold no business rule: validation is ``herald.models``, queueing is the Q
 
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -31,10 +33,11 @@ from herald.errors import (
     NotFound,
     PayloadTooLarge,
     QueueFull,
+    TooManyRequests,
     Unavailable,
     ValidationError,
 )
-from herald.metrics import ChannelActorStats, MetricsSnapshot, ShardStats, render_prometheus
+from herald.metrics import ChannelActorStats, MetricsSnapshot, render_prometheus
 from herald.models import validate_notification
 from herald.notification import Accepted, Notification
 from herald.outcome import Outcome
@@ -51,6 +54,7 @@ from serve.callback_guard import CallbackGuard
 from serve.openapi import describe
 
 MAX_WAIT_SECONDS = 60.0
+OPERATOR = "operator"
 RECEIPT_BODY_LIMIT = 64 * 1024
 log = logging.getLogger("herald.intake")
 STATIC = Path(__file__).parent / "static"
@@ -73,7 +77,7 @@ def error_response(error: HeraldError, field: str | None = None) -> JSONResponse
     body: dict[str, Any] = {"code": error.code, "message": error.message}
     body["field"] = getattr(error, "field", field)
     headers = {}
-    if isinstance(error, QueueFull | Unavailable):
+    if isinstance(error, QueueFull | TooManyRequests | Unavailable):
         headers["Retry-After"] = str(max(1, round(error.retry_after)))
     if error.status == 401:
         headers["WWW-Authenticate"] = "Bearer"
@@ -153,11 +157,21 @@ class Intake:
         self.keys = KeyRing(settings.api_keys)
         self.callback_guard = CallbackGuard(settings.callback_allow)
         self._browser_secret = (settings.browser_secret or "").encode()
-        self.rejected = 0
+        self.rejected: Counter[str] = Counter()  # 429/503 answers per tenant
+        self._waiting: Counter[str] = Counter()  # ?wait requests held open per tenant
+        self._operator = KeyRing({settings.metrics_token: OPERATOR} if settings.metrics_token else {})
 
     # -- helpers --------------------------------------------------------------------------
     def _tenant(self, request: Request) -> str:
         return self.keys.tenant_for(request.headers.get("authorization"))
+
+    def _scope(self, request: Request) -> str | None:
+        """Whose figures this caller may see: None (all) for the operator, else its tenant."""
+        authorization = request.headers.get("authorization")
+        with contextlib.suppress(AuthError):
+            self._operator.tenant_for(authorization)
+            return None
+        return self.keys.tenant_for(authorization)
 
     async def _body(self, request: Request, limit: int | None = None) -> bytes:
         """The request body, refused (413) as soon as it is over ``limit``, chunked or not."""
@@ -223,7 +237,7 @@ class Intake:
         await self.callback_guard.check_notification(notification)
         (result,) = await self._enqueue([notification])
         if isinstance(result, HeraldError):
-            self.rejected += 1
+            self.rejected[tenant] += 1
             raise result
         details = {"tag": result.tag, "pos": result.pos}
         if result.duplicate:
@@ -260,7 +274,7 @@ class Intake:
         positions = [p for j, p in enumerate(positions) if j not in refused]
         for i, result in zip(positions, await self._enqueue(valid), strict=True) if valid else ():
             if isinstance(result, HeraldError):
-                self.rejected += 1
+                self.rejected[tenant] += 1
                 out[i] = item_error(result)
             else:
                 entry: dict[str, Any] = {"details": {"tag": result.tag, "pos": result.pos}}
@@ -274,7 +288,15 @@ class Intake:
         tenant = self._tenant(request)
         if not 0 <= wait <= MAX_WAIT_SECONDS:
             raise ValidationError(f"wait must be between 0 and {MAX_WAIT_SECONDS:.0f}", "wait")
-        return JsonBody(await shard_call(self._shard(tag).get.remote(tag, tenant, wait)))
+        if wait > 0 and self._waiting[tenant] >= self.settings.max_waits_per_tenant:
+            # One tenant's long polls must not hold every slot of intake.
+            raise TooManyRequests(f"at most {self.settings.max_waits_per_tenant} waiting status"
+                                  " requests at once; poll without wait or retry shortly")
+        self._waiting[tenant] += wait > 0
+        try:
+            return JsonBody(await shard_call(self._shard(tag).get.remote(tag, tenant, wait)))
+        finally:
+            self._waiting[tenant] -= wait > 0
 
     @app.delete("/v1/notifications/{tag}")
     async def cancel(self, tag: str, request: Request) -> Response:
@@ -371,20 +393,26 @@ class Intake:
 
     @app.get("/v1/queue")
     async def queue(self, request: Request) -> Response:
-        self._tenant(request)
-        stats = await asyncio.gather(*(s.stats.remote() for s in self.shards))
-        return JsonBody({"shards": [{"shard": s["shard"], "depth": s["depth"]} for s in stats]})
+        """Depth per shard and channel: the caller's own notifications, or every tenant's for
+        the operator credential."""
+        scope = self._scope(request)
+        stats = await asyncio.gather(*(s.stats.remote(scope) for s in self.shards))
+        return JsonBody({"shards": [{"shard": s.shard, "depth": s.depth} for s in stats]})
 
     @app.get("/metrics")
     async def metrics(self, request: Request) -> Response:
-        self._tenant(request)
-        stats = await asyncio.gather(*(s.stats.remote() for s in self.shards))
-        supervisor, channel_actors = await asyncio.gather(
-            self.supervisor.describe.remote(), self.supervisor.channel_stats.remote())
-        snapshot = MetricsSnapshot(
-            shards=tuple(ShardStats.from_dict(s) for s in stats),
-            channel_actors=tuple(ChannelActorStats.from_dict(a) for a in channel_actors),
-            restarts={pool: int(n) for pool, n in supervisor["restarts"].items()},
-            rejected=self.rejected,
-        )
+        """Prometheus text: a tenant key sees its own counters and depth; the operator
+        credential (``HERALD_METRICS_TOKEN``) sees the service's, actors and circuits included."""
+        scope = self._scope(request)
+        stats = await asyncio.gather(*(s.stats.remote(scope) for s in self.shards))
+        if scope is None:
+            supervisor, channel_actors = await asyncio.gather(
+                self.supervisor.describe.remote(), self.supervisor.channel_stats.remote())
+            actors = tuple(ChannelActorStats.from_dict(a) for a in channel_actors)
+            restarts = {pool: int(n) for pool, n in supervisor["restarts"].items()}
+        else:
+            actors, restarts = (), {}
+        snapshot = MetricsSnapshot(shards=tuple(stats), channel_actors=actors, restarts=restarts,
+                                   rejected=self.rejected.get(scope, 0) if scope else
+                                   sum(self.rejected.values()))
         return Response(render_prometheus(snapshot), media_type=CONTENT_TYPE_PLAIN_0_0_4)

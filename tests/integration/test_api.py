@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.conftest import Service
+from tests.conftest import METRICS_TOKEN, Service
 from tests.support.payloads import DESIGN_PAYLOAD, email_payload
 
 pytestmark = pytest.mark.ray
@@ -178,16 +178,38 @@ def test_permanent_smtp_error_fails_without_retry(service: Service) -> None:
     assert status["attempts"] == 1 and status["history"][0]["code"] == "550"
 
 
-def test_queue_and_metrics(service: Service) -> None:
+def test_queue_and_metrics_for_the_operator(service: Service) -> None:
     with service.client() as client:
-        queue = client.get("/v1/queue").json()
+        operator = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+        queue = client.get("/v1/queue", headers=operator).json()
         assert len(queue["shards"]) == 4
-        text = client.get("/metrics").text
-    for name in ("herald_accepted_total", "herald_sent_total", "herald_failed_total",
-                 "herald_retried_total", "herald_delivery_latency_seconds_bucket",
+        text = client.get("/metrics", headers=operator).text
+    for name in ("# HELP herald_accepted_total", "herald_accepted_total", "herald_sent_total",
+                 "herald_failed_total", "herald_retried_total",
+                 "herald_delivery_latency_seconds_bucket", "herald_lease_expired_total",
+                 "herald_duplicate_sends_total",
                  'herald_channel_outcomes{actor="0",channel="email",outcome="sent"}',
                  'herald_circuit_open{actor="0",provider="smtp"}'):
         assert name in text
+
+
+def _accepted(text: str) -> float:
+    line = next(x for x in text.splitlines() if x.startswith("herald_accepted_total "))
+    return float(line.split()[1])
+
+
+def test_a_tenant_sees_only_its_own_figures(service: Service) -> None:
+    """/metrics and /v1/queue are scoped to the caller's tenant; actors, circuits and restarts
+    (service-wide) only to the operator credential."""
+    with service.client("tenant-b") as client_b, service.client("tenant-a") as client_a:
+        before_b = _accepted(client_b.get("/metrics").text)
+        for _ in range(3):
+            assert client_a.post("/v1/notifications", json=email_payload()).status_code == 202
+        text_b = client_b.get("/metrics").text
+        assert _accepted(text_b) == before_b  # tenant a's traffic is not b's to see
+        assert _accepted(client_a.get("/metrics").text) >= 3
+        assert "herald_channel_outcomes" not in text_b and "herald_actor_restarts" not in text_b
+        assert len(client_b.get("/v1/queue").json()["shards"]) == 4
 
 
 def test_dead_letter_can_be_retried_from_the_api(service: Service) -> None:

@@ -15,7 +15,7 @@ import time
 import pytest
 import ray
 
-from tests.conftest import Service
+from tests.conftest import METRICS_TOKEN, Service
 from tests.support.payloads import email_payload
 
 pytestmark = pytest.mark.ray
@@ -73,7 +73,7 @@ def test_sigkill_of_queue_and_channel_actors_loses_nothing(service: Service) -> 
     assert _pid_of("herald-email-0") != old_channel
 
     with service.client() as client:
-        metrics = client.get("/metrics").text
+        metrics = client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).text
     assert "herald_actor_restarts" in metrics
 
     counts = service.sink.handler.by_tag
