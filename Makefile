@@ -24,7 +24,7 @@ browser-deps:
 	  || echo "warning: could not install chromium; browser tests will be skipped"; }
 
 lint: venv
-	$(VENV)/bin/ruff check herald actors serve capture launcher tests bench
+	$(VENV)/bin/ruff check herald actors serve capture launcher jobs analytics tests bench
 	$(VENV)/bin/mypy
 
 test-unit: venv

@@ -27,6 +27,7 @@ from pydantic_settings import (
 from herald.callback_policy import CallbackAllow
 from herald.channels import Channel
 from herald.config_types import (
+    CAPTURABLE,
     Backoff,
     Count,
     HttpUrl,
@@ -34,6 +35,7 @@ from herald.config_types import (
     Seconds,
     SmtpTarget,
     SmtpUrl,
+    capture_list,
     ed25519_key,
     secret,
     sync_mode,
@@ -72,6 +74,8 @@ class Settings(BaseSettings):
     queue_limit: Count = 2_000_000
     #: Bytes of stored payloads queued, over all shards: the limit that protects memory.
     queue_limit_bytes: Count = 2 * 1024**3
+    #: Channels that use the local capture peers: ``email,sms,fax``, ``all`` or ``none``.
+    capture: Annotated[str, AfterValidator(capture_list)] | None = None
     #: The operator's credential for service-wide ``/metrics`` and ``/v1/queue`` (tenant keys see
     #: their own figures only).
     metrics_token: str | None = secret()
@@ -147,14 +151,26 @@ class Settings(BaseSettings):
             return self.webhook_secrets[tenant]
         return next((key for key, owner in self.api_keys.items() if owner == tenant), "")
 
-    def channels_configured(self) -> list[str]:
-        """The channels this configuration can deliver (each gets a pool)."""
-        channels = ["EMAIL", "BROWSER", "WEBHOOK"]
+    def channels_configured(self) -> list[Channel]:
+        """The channels this configuration can deliver (each gets a pool): those with a provider
+        (the launcher points captured channels at the local peers), browser and callbacks."""
+        channels = [Channel.BROWSER, Channel.WEBHOOK]
+        if self.smtp_url:
+            channels.append(Channel.EMAIL)
         if self.twilio_account_sid and self.twilio_auth_token:
-            channels.append("SMS")
+            channels.append(Channel.SMS)
         if self.fax_api_key:
-            channels.append("FAX")
+            channels.append(Channel.FAX)
         return channels
+
+    def capture_channels(self) -> frozenset[str]:
+        """Channels delivered to the local capture peers (``HERALD_CAPTURE``). Unset: every
+        channel when no provider at all is configured (the newcomer's ``make run``), else none."""
+        if self.capture is not None:
+            return frozenset(filter(None, self.capture.split(",")))
+        if self.smtp_url or self.twilio_account_sid or self.fax_api_key:
+            return frozenset()
+        return frozenset(CAPTURABLE)
 
     def smtp_target(self) -> SmtpTarget | None:
         return SmtpTarget.from_url(self.smtp_url) if self.smtp_url else None

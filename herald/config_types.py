@@ -103,3 +103,20 @@ SmtpUrl = Annotated[str, AfterValidator(smtp_url)]
 def secret(default: Any = None) -> Any:
     """A field kept out of ``repr`` and out of error messages."""
     return Field(default=default, repr=False)
+
+
+#: The channels that can use the local capture peers (browser delivery needs no provider).
+CAPTURABLE = ("email", "sms", "fax")
+
+
+def capture_list(value: str) -> str:
+    """``HERALD_CAPTURE``: ``email,sms``, ``all`` or ``none`` → the normalised comma list."""
+    names = {part.strip().lower() for part in value.split(",") if part.strip()}
+    if names == {"all"}:
+        return ",".join(CAPTURABLE)
+    if names in ({"none"}, set()):
+        return ""
+    unknown = names - set(CAPTURABLE)
+    if unknown:
+        raise ValueError("must list channels among email, sms, fax (or all, none)")
+    return ",".join(c for c in CAPTURABLE if c in names)

@@ -186,8 +186,13 @@ def cmd_up(settings: Settings, _: argparse.Namespace) -> int:
     if herald.dev_key:
         print(f"dev API key (tenant 'dev'): {herald.dev_key}", flush=True)
     if herald.captured:
-        print(f"no provider configured for {', '.join(herald.captured)}: capturing those "
-              "deliveries locally (see `herald outbox`)", flush=True)
+        print(f"capturing {', '.join(herald.captured)} deliveries locally (HERALD_CAPTURE; "
+              "see `herald outbox`)", flush=True)
+    configured = {c.key for c in s.channels_configured()}
+    missing = [c for c in ("email", "sms", "fax") if c not in configured]
+    if missing:
+        print(f"no provider configured for {', '.join(missing)}: such notifications are refused "
+              "(422); configure one or list it in HERALD_CAPTURE", flush=True)
     print("Ctrl-C to stop", flush=True)
     stop.wait()
     print("stopping: finishing in-flight deliveries…", flush=True)

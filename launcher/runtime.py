@@ -16,6 +16,7 @@ from typing import Any
 import ray
 
 from herald.config import Settings
+from herald.layout import check_layout
 
 log = logging.getLogger("herald.runtime")
 #: Herald's Serve application: the only one stop() deletes.
@@ -100,7 +101,8 @@ class Herald:
                 check_ports_free(settings)
             say("starting Ray…" if local else f"connecting to Ray at {settings.ray_address}…")
             self._init_ray(settings)
-        if not (settings.smtp_url and settings.twilio_account_sid and settings.fax_api_key):
+        check_layout(settings.data_dir, settings.shards)
+        if settings.capture_channels():
             say("starting the capture peers…")
         settings = self._capture_providers(settings, settings.data_dir / "outbox")
         if not settings.browser_secret:
@@ -153,8 +155,11 @@ class Herald:
                 signal.signal(sig, handler)
 
     def _capture_providers(self, settings: Settings, outbox: Path) -> Settings:
-        """Dev mode: an SMTP server and Twilio-/Telnyx-compatible APIs for what is not configured."""
-        if not settings.smtp_url:
+        """The local peers for the channels ``HERALD_CAPTURE`` names (``capture_channels``): an
+        SMTP server, Twilio- and Telnyx-compatible APIs. Never a silent fallback: a channel with
+        neither a provider nor capture is refused at intake."""
+        capture = settings.capture_channels()
+        if "email" in capture:
             from capture.smtp import CaptureSmtpServer
 
             smtp = CaptureSmtpServer(outbox_dir=outbox, port=0)
@@ -163,10 +168,10 @@ class Herald:
             self.captured.append("email")
             settings = settings.with_overrides(smtp_url=f"smtp://127.0.0.1:{smtp.port}")
             log.info("no SMTP configured: capturing mail on 127.0.0.1:%d", smtp.port)
-        if settings.twilio_account_sid and settings.fax_api_key:
+        if not capture & {"sms", "fax"}:
             return settings
         self._loop = LoopThread()
-        if not settings.twilio_account_sid:
+        if "sms" in capture:
             from capture.twilio_api import CaptureTwilioApi
 
             sid, token = "AC" + secrets.token_hex(16), secrets.token_hex(16)
@@ -177,7 +182,7 @@ class Herald:
             settings = settings.with_overrides(
                 twilio_account_sid=sid, twilio_auth_token=token, twilio_base_url=twilio.base_url,
                 twilio_from=settings.twilio_from or "+15005550006")
-        if not settings.fax_api_key:
+        if "fax" in capture:
             from capture.fax_api import CaptureFaxApi
 
             key = secrets.token_hex(16)

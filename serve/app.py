@@ -16,13 +16,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import orjson
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4
 from ray import serve
-from ray.exceptions import RayTaskError
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import ClientDisconnect
 
 from herald.browser_tokens import mint_token, verify_token
 from herald.channels import Channel, gateway_for
@@ -32,9 +28,7 @@ from herald.errors import (
     HeraldError,
     NotFound,
     PayloadTooLarge,
-    QueueFull,
     TooManyRequests,
-    Unavailable,
     ValidationError,
 )
 from herald.metrics import ChannelActorStats, MetricsSnapshot, render_prometheus
@@ -48,6 +42,13 @@ from herald.receipts import (
     twilio_receipt,
 )
 from herald.sharding import shard_of_tag
+from serve.answers import (
+    JsonBody,
+    as_herald_error,
+    install_error_handlers,
+    item_error,
+    shard_call,
+)
 from serve.auth import KeyRing
 from serve.batcher import ShardBatcher
 from serve.callback_guard import CallbackGuard
@@ -66,80 +67,7 @@ def _static(name: str) -> bytes:
 
 app = FastAPI(title="Herald", version="0.1.0", docs_url="/docs", redoc_url=None)
 describe(app)
-
-
-class JsonBody(JSONResponse):
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
-
-
-def error_response(error: HeraldError, field: str | None = None) -> JSONResponse:
-    body: dict[str, Any] = {"code": error.code, "message": error.message}
-    body["field"] = getattr(error, "field", field)
-    headers = {}
-    if isinstance(error, QueueFull | TooManyRequests | Unavailable):
-        headers["Retry-After"] = str(max(1, round(error.retry_after)))
-    if error.status == 401:
-        headers["WWW-Authenticate"] = "Bearer"
-    return JsonBody({"error": body}, status_code=error.status, headers=headers)
-
-
-async def shard_call(ref: Any) -> Any:
-    """Await a shard's answer; a core error the shard raised is raised here as itself."""
-    try:
-        return await ref
-    except RayTaskError as exc:
-        if isinstance(exc.cause, HeraldError):
-            raise exc.cause from None
-        raise
-
-
-def _as_herald_error(error: BaseException) -> HeraldError:
-    """What a client is told about a shard call that failed."""
-    if isinstance(error, RayTaskError) and isinstance(error.cause, HeraldError):
-        return error.cause
-    if isinstance(error, HeraldError):
-        return error
-    log.warning("shard call failed", exc_info=error)
-    return Unavailable("the queue shard is restarting; try again shortly")
-
-
-def item_error(error: HeraldError, field: str | None = None) -> dict[str, Any]:
-    """One entry of a batch answer that failed: ``{"error": {"code", "message", "field"}}``."""
-    return {"error": {"code": error.code, "message": error.message, "field": field}}
-
-
-@app.exception_handler(HeraldError)
-async def _herald_error(_: Request, exc: HeraldError) -> JSONResponse:
-    return error_response(exc)
-
-
-@app.exception_handler(RequestValidationError)
-async def _request_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-    first = exc.errors()[0]
-    field = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "path", "body"))
-    return error_response(ValidationError(f"{field}: {first.get('msg')}", field or None))
-
-
-@app.exception_handler(Exception)
-async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-    """Not the caller's fault (a shard restarting, a bug): say so in JSON, and log it."""
-    log.exception("request failed", exc_info=exc)
-    return JsonBody({"error": {"code": "unavailable", "message": "try again shortly",
-                               "field": None}}, status_code=503, headers={"Retry-After": "1"})
-
-
-@app.exception_handler(ClientDisconnect)
-async def _gone(_: Request, __: ClientDisconnect) -> Response:
-    return Response(status_code=499)  # nobody is listening any more
-
-
-@app.exception_handler(StarletteHTTPException)
-async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-    codes = {404: "not_found", 405: "method_not_allowed"}
-    return JsonBody({"error": {"code": codes.get(exc.status_code, "http_error"),
-                               "message": str(exc.detail), "field": None}},
-                    status_code=exc.status_code)
+install_error_handlers(app)
 
 
 @serve.deployment(
@@ -156,6 +84,7 @@ class Intake:
         self.receipt_batchers = [ShardBatcher(handle, "receipts") for handle in shards]
         self.keys = KeyRing(settings.api_keys)
         self.callback_guard = CallbackGuard(settings.callback_allow)
+        self.channels = frozenset(settings.channels_configured())
         self._browser_secret = (settings.browser_secret or "").encode()
         self.rejected: Counter[str] = Counter()  # 429/503 answers per tenant
         self._waiting: Counter[str] = Counter()  # ?wait requests held open per tenant
@@ -194,6 +123,13 @@ class Intake:
         except orjson.JSONDecodeError as exc:
             raise ValidationError(f"body is not valid JSON: {exc}", field="body") from None
 
+    def _deliverable(self, notification: Notification) -> None:
+        """A channel with neither a provider nor capture is refused now, not failed later."""
+        if notification.channel not in self.channels:
+            raise ValidationError(
+                f"type: no provider is configured for {notification.channel.key} (configure"
+                f" one, or list it in HERALD_CAPTURE for the local capture peers)", field="type")
+
     async def _enqueue(self, notifications: list[Notification]) -> list[Accepted | HeraldError]:
         """Send validated notifications to their shards (coalesced); results in input order.
 
@@ -210,7 +146,7 @@ class Intake:
         results: list[Accepted | HeraldError] = [HeraldError("not answered")] * len(notifications)
         for (_, idx), answer in zip(by_shard.items(), answers, strict=True):
             if isinstance(answer, BaseException):
-                error = _as_herald_error(answer)
+                error = as_herald_error(answer)
                 for i in idx:
                     results[i] = error
                 continue
@@ -234,6 +170,7 @@ class Intake:
         tenant = self._tenant(request)
         raw = await self._json(request)
         notification = validate_notification(raw, tenant, time.time(), len(self.shards))
+        self._deliverable(notification)
         await self.callback_guard.check_notification(notification)
         (result,) = await self._enqueue([notification])
         if isinstance(result, HeraldError):
@@ -261,7 +198,9 @@ class Intake:
         positions: list[int] = []
         for i, item in enumerate(items):
             try:
-                valid.append(validate_notification(item, tenant, now, shards))
+                notification = validate_notification(item, tenant, now, shards)
+                self._deliverable(notification)
+                valid.append(notification)
                 positions.append(i)
             except ValidationError as exc:
                 field = f"notifications.{i}.{exc.field}" if exc.field else f"notifications.{i}"

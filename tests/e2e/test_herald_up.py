@@ -171,6 +171,18 @@ def test_up_reports_each_start_step_in_order(herald_up) -> None:
     assert any(line.startswith("no provider configured for sms, fax") for line in lines)
 
 
+def test_a_channel_without_provider_or_capture_is_refused_at_intake(herald_up) -> None:
+    """SMTP is configured, so nothing is captured: an SMS is a 422 naming ``type``, never a
+    silent fallback to the local peers that would report ``sent``."""
+    base, _, _ = herald_up
+    sms = {"type": "OTP_SMS", "user": {"uid": 7}, "details": {"to": "+14155550100",
+                                                            "content": "123456"}}
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {KEY}"}) as client:
+        response = client.post("/v1/notifications", json=sms)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["field"] == "type"
+
+
 def test_sigterm_stops_herald_within_seconds(herald_up) -> None:
     _, _, console = herald_up
     process = console.process  # nothing in flight but the quick refusals of busy@example.com

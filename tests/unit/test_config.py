@@ -51,7 +51,7 @@ def test_defaults() -> None:
     assert settings.api_keys == {} and settings.rate_limits == {} and settings.webhook_secrets == {}
     assert settings.smtp_url is None and settings.smtp_target() is None
     assert settings.sqlite_synchronous == "FULL"
-    assert settings.channels_configured() == ["EMAIL", "BROWSER", "WEBHOOK"]
+    assert settings.channels_configured() == ["BROWSER", "WEBHOOK"]  # EMAIL needs an SMTP URL
     assert settings.base_url() == "http://127.0.0.1:8000"
 
 
@@ -388,3 +388,17 @@ def test_a_bad_callback_allow_entry_is_named() -> None:
     assert "entry 1" in _error({"HERALD_CALLBACK_ALLOW": "http://hooks.internal"})
     with pytest.raises(ConfigError, match=r"^callback_allow: must be host names or CIDRs"):
         Settings().with_overrides(callback_allow=5)
+
+
+def test_capture_is_explicit() -> None:
+    """HERALD_CAPTURE names the channels that use the local peers; unset, every channel is
+    captured only when no provider at all is configured."""
+    assert Settings().capture_channels() == {"email", "sms", "fax"}
+    assert Settings(smtp_url="smtp://mail.example.com:25").capture_channels() == set()
+    assert load_settings(env={"HERALD_CAPTURE": "sms,email"}).capture_channels() == {"sms", "email"}
+    assert load_settings(env={"HERALD_CAPTURE": "none"}).capture_channels() == set()
+    assert load_settings(env={"HERALD_CAPTURE": "all"}).capture_channels() == {"email", "sms", "fax"}
+    with pytest.raises(ConfigError, match="HERALD_CAPTURE"):
+        load_settings(env={"HERALD_CAPTURE": "pigeon"})
+    channels = Settings(smtp_url="smtp://mail.example.com:25").channels_configured()
+    assert [c.value for c in channels] == ["BROWSER", "WEBHOOK", "EMAIL"]
