@@ -187,7 +187,7 @@ class WebSocketGateway(Provider):
             except TimeoutError:
                 # Connected but silent: an attempt (so it ends dead at the channel's budget),
                 # not a park that would resend it every few seconds until its TTL.
-                log.info("browser did not ack", extra={"tag": message.tag})
+                log.debug("browser did not ack", extra={"tag": message.tag})
                 return Outcome(message.tag, "retry", self.name, error="no ack", code="no_ack")
             if not delivered:
                 return self._park(message, "disconnected")
@@ -199,7 +199,7 @@ class WebSocketGateway(Provider):
                 user.pending.pop(message.tag, None)
 
     def _park(self, message: Message, reason: str) -> Outcome:
-        log.info("browser send parked", extra={"tag": message.tag, "reason": reason})
+        log.debug("browser send parked", extra={"tag": message.tag, "reason": reason})
         self._parking[message.tag] = (message.tenant, message.uid)
         return Outcome(message.tag, "park", self.name, error=reason)
 
@@ -264,7 +264,7 @@ class WebSocketGateway(Provider):
             user = self._users[key] = _User()
         user.connections.add(connection)
         extra = {"tenant": identity.tenant, "uid": identity.uid}
-        log.info("browser connected", extra={**extra, "connections": len(user.connections)})
+        log.debug("browser connected", extra={**extra, "connections": len(user.connections)})
         self._spawn(self._notify_connect(identity.tenant, identity.uid))
         # A connection lives no longer than the token that opened it: the client reconnects
         # with a fresh token (herald.js does) or loses access.
@@ -288,7 +288,7 @@ class WebSocketGateway(Provider):
                     for waiter in waiters:
                         if not waiter.done():
                             waiter.set_result(False)
-            log.info("browser disconnected", extra=extra)
+            log.debug("browser disconnected", extra=extra)
 
     @staticmethod
     def _receive(user: _User, raw: str | bytes) -> str | None:

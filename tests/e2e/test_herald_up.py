@@ -22,9 +22,9 @@ from tests.support.payloads import email_payload
 
 pytestmark = pytest.mark.e2e
 KEY = "e2e-key-" + "z" * 24
-PROGRESS = ["starting Ray…", "starting the capture peers…",
-            "starting the Supervisor, shards and channel pools…", "starting the HTTP API…",
-            "Herald is up on http://127.0.0.1:"]
+#: SMTP is configured (a sink), so nothing is captured and no capture peer starts.
+PROGRESS = ["starting Ray…", "starting the Supervisor, shards and channel pools…",
+            "starting the HTTP API…", "Herald is up on http://127.0.0.1:"]
 
 
 @dataclass

@@ -208,7 +208,7 @@ def test_a_tenant_sees_only_its_own_figures(service: Service) -> None:
         text_b = client_b.get("/metrics").text
         assert _accepted(text_b) == before_b  # tenant a's traffic is not b's to see
         assert _accepted(client_a.get("/metrics").text) >= 3
-        assert "herald_channel_outcomes" not in text_b and "herald_actor_restarts" not in text_b
+        assert "herald_channel_outcomes{" not in text_b and "herald_actor_restarts{" not in text_b
         assert len(client_b.get("/v1/queue").json()["shards"]) == 4
 
 
