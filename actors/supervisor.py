@@ -8,6 +8,7 @@ stops answering its health check within ``HEALTH_TIMEOUT`` is killed so Ray repl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from typing import Any
@@ -126,6 +127,9 @@ class Supervisor:
         """Kill every actor this Supervisor runs (they are detached: nothing else will)."""
         if self._loop is not None:
             self._loop.cancel()
+        closing = asyncio.gather(*(s.close.remote() for s in self.shards), return_exceptions=True)
+        with contextlib.suppress(TimeoutError):  # a stuck shard must not keep the rest alive
+            await asyncio.wait_for(closing, 10)
         for _, _, handle in self._members():
             ray.kill(handle, no_restart=True)
         ray.kill(self.limiter, no_restart=True)

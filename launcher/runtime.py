@@ -76,6 +76,8 @@ class Herald:
     #: started, like the test session's, is theirs to stop).
     _owns_ray: bool = False
     _serving: bool = False
+    #: jobs.rollup.RollupScheduler: the delivery log into Parquet every HERALD_ROLLUP_SECONDS.
+    _rollup: Any = None
 
     def start(self, progress: Progress | None = None) -> Herald:
         """Start every part; ``progress`` hears one line per step (``herald up`` prints them).
@@ -133,6 +135,9 @@ class Herald:
             graceful_shutdown_wait_loop_s=0.1, graceful_shutdown_timeout_s=HTTP_GRACE_SECONDS,
         )
         serve.run(intake.bind(settings, shards, self.supervisor), name=APP_NAME, route_prefix="/")
+        from jobs.rollup import RollupScheduler
+
+        self._rollup = RollupScheduler.from_settings(settings).start()
         return self
 
     def _init_ray(self, settings: Settings) -> None:
@@ -202,6 +207,9 @@ class Herald:
         Only Herald's own Serve application is deleted: on a shared cluster the Serve
         controller, its proxies and other applications stay. Safe to call twice.
         """
+        rollup, self._rollup = self._rollup, None
+        if rollup is not None:
+            _guarded("stopping the rollup", rollup.stop)
         supervisor, self.supervisor = self.supervisor, None
         drained = None
         if supervisor is not None:

@@ -324,9 +324,20 @@ def _stop_head(session: int) -> None:
             return
 
 
+def _agent_log(temp_dir: str) -> str:
+    logs = sorted(Path(temp_dir).glob("session_*/logs/dashboard_agent*.log"))
+    return "".join(f"\n--- {path}\n" + path.read_text()[-3000:] for path in logs)
+
+
 def test_rollup_through_ray_job_submit(logs: Logs, tmp_path: Path) -> None:
     ray = str(Path(sys.executable).with_name("ray"))
     port, dashboard = free_port(), free_port()
+    # Every port a head listens on, chosen free: the defaults (agent 52365, client server
+    # 10001…) may belong to another Ray on this machine, and then the job agent never comes up.
+    ports = [f"--{name}={free_port()}" for name in (
+        "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port",
+        "metrics-export-port", "ray-client-server-port", "node-manager-port",
+        "object-manager-port")]
     temp_dir = f"/tmp/ray-rollup-{os.getpid()}"
     env = {**os.environ, "RAY_AUTH_MODE": "disabled",  # a loopback-only head of the test's own
            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
@@ -337,7 +348,7 @@ def test_rollup_through_ray_job_submit(logs: Logs, tmp_path: Path) -> None:
             [ray, "start", "--head", f"--port={port}", f"--dashboard-port={dashboard}",
              "--dashboard-host=127.0.0.1", "--node-ip-address=127.0.0.1",
              "--include-dashboard=true", "--num-cpus=1", "--disable-usage-stats",
-             f"--temp-dir={temp_dir}"],
+             f"--temp-dir={temp_dir}", *ports],
             env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     session = head.pid  # start_new_session: the head's daemons and workers share this session
     try:
@@ -355,7 +366,7 @@ def test_rollup_through_ray_job_submit(logs: Logs, tmp_path: Path) -> None:
             if "No available agent" not in output or time.monotonic() > deadline:
                 break
             time.sleep(2)
-        assert job.returncode == 0 and "succeeded" in output, output
+        assert job.returncode == 0 and "succeeded" in output, output + _agent_log(temp_dir)
         assert "rollup: 8 segments, 1200 rows" in output, output
     finally:
         _stop_head(session)

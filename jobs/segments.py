@@ -1,0 +1,157 @@
+"""The work of one rollup task: read log segments, keep each event once, write Parquet by day/channel.
+
+Plain functions (no Ray here): ``jobs.rollup`` runs them as Ray tasks, tests call them directly.
+Everything they write goes to a staging directory and is fsynced before they return, because the
+rollup's manifest will promise those files exist the moment it records them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from herald.log_schema import SCHEMA
+
+#: A closed segment ``<first id>-<last id>.arrow`` (``actors.log_shipper`` writes them).
+SEGMENT_NAME = re.compile(r"^(\d{14})-(\d{14})\.arrow$")
+#: Hive layout of the Parquet: ``dt=YYYY-MM-DD/channel=<email|sms|fax|browser>/``. ``dt`` is the
+#: UTC day of ``at``; both columns live in the path, not in the files (the hive convention).
+PARTITIONING = ds.partitioning(pa.schema([("dt", pa.date32()), ("channel", pa.string())]),
+                               flavor="hive")
+#: Same codec DuckDB and pandas use by default: fast to write, read everywhere.
+COMPRESSION = "snappy"
+ROW_GROUP = 1 << 20
+#: Dictionary-encode the repetitive columns only: on ``tag`` and the near-unique numbers the
+#: writer pays for a dictionary, then falls back to plain (measured: ~20% faster, 10% smaller).
+DICTIONARY = [f.name for f in SCHEMA if f.name not in {"tag", "event_id", "at", "latency_ms"}]
+
+Range = tuple[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A closed segment and the event ids to keep from it (the rest were counted before)."""
+
+    shard: int
+    path: str
+    #: ``shard-<n>/<name>``: the segment's key in the manifest.
+    key: str
+    first: int
+    last: int
+    size: int
+    keep: tuple[Range, ...] = ()
+
+
+@dataclass
+class Staged:
+    """What one task wrote: Parquet files (path relative to the analytics dir, rows) and counts."""
+
+    files: list[tuple[str, int]] = field(default_factory=list)
+    rows_read: int = 0
+    rows_kept: int = 0
+    #: Keys of segments that could not be read; left out of the manifest, tried next run.
+    unreadable: list[str] = field(default_factory=list)
+
+
+def list_segments(log_dir: Path) -> list[Segment]:
+    """Every closed segment under ``log_dir/shard-*/``, by shard then first id."""
+    found = []
+    for shard_dir in log_dir.glob("shard-*"):
+        try:
+            shard = int(shard_dir.name.removeprefix("shard-"))
+        except ValueError:
+            continue
+        for path in shard_dir.glob("*.arrow"):
+            match = SEGMENT_NAME.match(path.name)
+            if match:
+                found.append(Segment(shard, str(path), f"{shard_dir.name}/{path.name}",
+                                     int(match.group(1)), int(match.group(2)), path.stat().st_size))
+    return sorted(found, key=lambda s: (s.shard, s.first, s.last))
+
+
+def fsync_path(path: Path | str) -> None:
+    """fsync a file, or a directory (so the names in it survive a power cut)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _read_segment(path: str) -> pa.Table:
+    with pa.memory_map(path) as source:
+        return pa.ipc.open_file(source).read_all()
+
+
+def _kept(table: pa.Table, segment: Segment) -> pa.Table:
+    """Only the rows whose event id is in ``segment.keep``; vectorised, one mask per range."""
+    ids = table["event_id"]
+    if segment.keep == ((segment.first, segment.last),) and len(table):
+        bounds = pc.min_max(ids).as_py()
+        if bounds["min"] >= segment.first and bounds["max"] <= segment.last:
+            return table  # the usual case: nothing in it was counted before
+    mask = None
+    for low, high in segment.keep:
+        inside = pc.and_(pc.greater_equal(ids, low), pc.less_equal(ids, high))
+        mask = inside if mask is None else pc.or_(mask, inside)
+    return table.filter(mask) if mask is not None else table.slice(0, 0)
+
+
+def _fsync_written(paths: Iterable[str]) -> None:
+    names = list(paths)
+    for name in names:
+        fsync_path(name)
+    for directory in {os.path.dirname(name) for name in names}:
+        fsync_path(directory)
+
+
+def roll_segments(segments: Sequence[Segment], staging: str, root: str) -> Staged:
+    """Read ``segments``, keep their ``keep`` ids, write Parquet partitions under ``staging``."""
+    staged = Staged()
+    tables = []
+    for segment in segments:
+        try:
+            table = _read_segment(segment.path)
+        except (OSError, pa.ArrowInvalid):
+            staged.unreadable.append(segment.key)
+            continue
+        staged.rows_read += table.num_rows
+        tables.append(_kept(table, segment))
+    table = pa.concat_tables(tables, promote_options="default") if tables else None
+    if table is None or table.num_rows == 0:
+        return staged
+    staged.rows_kept = table.num_rows
+    table = table.append_column("dt", pc.cast(table["at"], pa.date32()))
+    written: list[tuple[str, int]] = []
+    ds.write_dataset(
+        table, staging, format="parquet", partitioning=PARTITIONING,
+        basename_template=f"part-{uuid.uuid4().hex}-{{i}}.parquet",
+        file_options=ds.ParquetFileFormat().make_write_options(compression=COMPRESSION,
+                                                               use_dictionary=DICTIONARY),
+        max_rows_per_group=ROW_GROUP, existing_data_behavior="overwrite_or_ignore",
+        file_visitor=lambda file: written.append((file.path, file.metadata.num_rows)),
+    )
+    _fsync_written(path for path, _ in written)
+    staged.files = [(os.path.relpath(path, root), rows) for path, rows in written]
+    return staged
+
+
+def compact_files(paths: Sequence[str], target: str) -> int:
+    """Rewrite the Parquet files ``paths`` (one partition) as the one file ``target``; its rows."""
+    # ParquetFile, not read_table: the files must not gain partition columns from their path.
+    table = pa.concat_tables([pq.ParquetFile(path).read() for path in paths],
+                             promote_options="default")
+    Path(target).parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, target, compression=COMPRESSION, row_group_size=ROW_GROUP,
+                   use_dictionary=DICTIONARY)
+    _fsync_written([target])
+    return int(table.num_rows)
