@@ -21,7 +21,8 @@ class Progress:
         self.total = 0
         self.done = 0
         self._stream = stream if stream is not None else sys.stderr
-        self._enabled = enabled
+        # A bar redrawn with \r is for a person at a terminal; a log file gets the last line only.
+        self._enabled = enabled and (stream is not None or sys.stderr.isatty())
         self._shown = ""
 
     def expect(self, steps: int) -> None:
