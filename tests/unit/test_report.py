@@ -10,6 +10,7 @@ scenario counts.
 from __future__ import annotations
 
 import json
+import sys
 import math
 import random
 from collections import Counter
@@ -291,11 +292,15 @@ def test_a_window_counts_notifications_accepted_in_it_and_prunes_other_days(
 def test_json_from_the_command_line(data_dir: Path, monkeypatch: pytest.MonkeyPatch,
                                     capsys: pytest.CaptureFixture[str], log: Log) -> None:
     monkeypatch.setenv("HERALD_DATA_DIR", str(data_dir / "elsewhere"))
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # a person at a terminal
     assert main(["report", "--format", "json", "--data-dir", str(data_dir)]) == 0
     out, err = capsys.readouterr()
     numbers = json.loads(out)
     assert_numbers_match(numbers, expected(log.rows))
     assert "100% done" in err and "\r[" in err  # the progress bar, on stderr only
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)  # a log file: no bar
+    assert main(["report", "--format", "json", "--data-dir", str(data_dir)]) == 0
+    assert "\r[" not in capsys.readouterr().err
 
 
 def test_the_command_refuses_a_backwards_window(capsys: pytest.CaptureFixture[str]) -> None:
