@@ -6,7 +6,12 @@ not E.164 → 422 ``10016``; neither or both of ``media_url``/``contents`` → 4
 uploaded PDFs under ``outbox_dir/fax/<id>.pdf``, one entry in the outbox (``capture.outbox``), and
 ``.faxes``. The answer is ``202 {"data": {"id", "status": "queued", ...}}``. In the background
 the API then posts ``fax.queued`` and a final ``fax.delivered`` webhook to the request's
-``webhook_url`` (signed with ``X-Herald-Fax-Signature``, see ``actors.providers.http_fax``).
+``webhook_url``, signed the way Telnyx signs: ``telnyx-timestamp`` (unix seconds) and
+``telnyx-signature-ed25519`` (base64 ed25519 signature of ``timestamp|body``) made with the
+peer's private key, generated at construction unless one is given; ``.public_key`` is its
+public half in base64, as Telnyx's portal shows it, for Herald's ``fax_public_key``. A
+``client_state`` given with the fax (it must be base64, as at Telnyx) is echoed in every webhook
+as ``data.payload.client_state``.
 
 Fault injection: ``fail_next(n, status)`` answers the next ``n`` requests with ``status`` (and
 ``Retry-After`` if given) before anything else is checked; ``reject_numbers(numbers)`` makes
@@ -18,7 +23,9 @@ be E.164 (no SIP URIs) and ``media_url`` is never fetched (its page count is unk
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,12 +33,14 @@ from typing import Any
 
 import orjson
 from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector, web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from capture import outbox
 from capture.callbacks import post_receipt
 from herald.contacts import E164_RE
 from herald.fax_document import count_pages
-from herald.receipts import FAX_SIGNATURE_HEADER, sign_fax_webhook
+from herald.receipts import TELNYX_SIGNATURE_HEADER, TELNYX_TIMESTAMP_HEADER
 
 __all__ = ["CaptureFaxApi"]
 
@@ -65,14 +74,19 @@ class CaptureFaxApi:
         self,
         api_key: str,
         outbox_dir: Path,
-        webhook_secret: str,
+        private_key: Ed25519PrivateKey | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
         self.faxes: list[dict[str, Any]] = []
         self._api_key = api_key
         self._outbox_dir = Path(outbox_dir)
-        self._webhook_secret = webhook_secret
+        self._private_key = private_key or Ed25519PrivateKey.generate()
+        #: The webhook signing key's public half, base64 of the raw 32 bytes (Herald's
+        #: ``fax_public_key``).
+        self.public_key = base64.b64encode(
+            self._private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        ).decode("ascii")
         self._host, self._port = host, port
         self._failures: list[tuple[int, float | None]] = []
         self._rejected: set[str] = set()
@@ -85,6 +99,15 @@ class CaptureFaxApi:
         if self._runner is None:
             raise RuntimeError("CaptureFaxApi is not started")
         return f"http://{self._host}:{self._port}"
+
+    def signed_headers(self, body: bytes, timestamp: int | None = None) -> dict[str, str]:
+        """Telnyx's signature headers for ``body`` sent at ``timestamp`` (default: now)."""
+        sent_at = str(int(time.time()) if timestamp is None else timestamp)
+        signature = self._private_key.sign(sent_at.encode("ascii") + b"|" + body)
+        return {
+            TELNYX_TIMESTAMP_HEADER: sent_at,
+            TELNYX_SIGNATURE_HEADER: base64.b64encode(signature).decode("ascii"),
+        }
 
     def fail_next(self, n: int, status: int = 503, retry_after: float | None = None) -> None:
         """Answer the next ``n`` requests with ``status`` (Telnyx-style error body)."""
@@ -156,6 +179,11 @@ class CaptureFaxApi:
             )
         if pdf is not None and not pdf.startswith(b"%PDF-"):
             return _error(422, "10015", "Bad Request", "'contents' is not a PDF.", "/contents")
+        if not _is_base64(fields.get("client_state", "")):
+            return _error(
+                422, "10015", "Bad Request", "'client_state' must be a valid Base-64 string.",
+                "/client_state",
+            )
 
         fax = self._store(fields, media_url, pdf)
         webhook_url = fields.get("webhook_url")
@@ -185,6 +213,7 @@ class CaptureFaxApi:
             "status": "queued", "webhook_url": fields.get("webhook_url"),
             "created_at": now, "updated_at": now,
             **({"media_url": media_url} if media_url else {}),
+            **({"client_state": fields["client_state"]} if fields.get("client_state") else {}),
         }
         self.faxes.append({**fax, "pages": entry["pages"], "pdf": pdf})
         return fax
@@ -193,6 +222,7 @@ class CaptureFaxApi:
         payload = {
             "fax_id": fax["id"], "connection_id": fax["connection_id"], "direction": "outbound",
             "to": fax["to"], "from": fax["from"],
+            **({"client_state": fax["client_state"]} if "client_state" in fax else {}),
         }
         final: tuple[str, dict[str, Any]]
         if fax["to"] in self._rejected:
@@ -210,10 +240,7 @@ class CaptureFaxApi:
             },
             "meta": {"attempt": 1, "delivered_to": url},
         })
-        headers = {
-            "Content-Type": "application/json",
-            FAX_SIGNATURE_HEADER: sign_fax_webhook(body, self._webhook_secret),
-        }
+        headers = {"Content-Type": "application/json", **self.signed_headers(body)}
         if self._client is None:
             return
         try:
@@ -221,6 +248,14 @@ class CaptureFaxApi:
         except (ClientError, TimeoutError, OSError) as error:
             # Like a provider whose webhook target is down: the receipt is lost.
             log.warning("fax webhook not delivered", extra={"error": type(error).__name__})
+
+
+def _is_base64(text: str) -> bool:
+    try:
+        base64.b64decode(text, validate=True)
+    except ValueError:  # binascii.Error, and what a non-ASCII str raises
+        return False
+    return True
 
 
 async def _read_request(request: web.Request) -> tuple[dict[str, str], bytes | None]:

@@ -18,11 +18,12 @@ class RecordingHandler:
     def __init__(self) -> None:
         self.messages: list[email.message.EmailMessage] = []
         self.by_tag: collections.Counter[str] = collections.Counter()
-        self.refuse: dict[str, str] = {}  # recipient → SMTP reply, e.g. "451 try later"
+        # recipient → SMTP reply, e.g. "451 try later"; bytes go out as they are (odd encodings)
+        self.refuse: dict[str, str | bytes] = {}
         self.lock = threading.Lock()
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
-                          options: Any) -> str:
+                          options: Any) -> str | bytes:
         reply = self.refuse.get(address)
         if reply:
             return reply

@@ -9,7 +9,7 @@ shapes and codes:
 Each accepted message is appended to the outbox (channel ``sms``); if it named a
 ``StatusCallback``, that URL then receives ``sent`` and ``delivered`` in the background, form
 encoded and signed with ``X-Twilio-Signature`` like Twilio does. Faults for tests:
-``fail_next``, ``fail_until`` and ``reject_numbers``.
+``fail_next``, ``fail_until``, ``reject_numbers`` and ``delay_until`` (slow or hanging).
 """
 
 from __future__ import annotations
@@ -80,6 +80,7 @@ class CaptureTwilioApi:
         self._by_sid: dict[str, dict[str, Any]] = {}
         self._fail_count, self._fail_status, self._fail_retry_after = 0, 503, 1.0
         self._fail_deadline = 0.0
+        self._delay_deadline, self._delay = 0.0, 0.0
         self._rejected: dict[str, int] = {}
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -125,6 +126,12 @@ class CaptureTwilioApi:
         self._fail_deadline = deadline
         self._fail_status, self._fail_retry_after = status, retry_after
 
+    def delay_until(self, deadline: float, seconds: float) -> None:
+        """Take ``seconds`` over each send request that arrives before ``time.monotonic()``
+        reaches ``deadline``: a slow provider, or one that hangs when ``seconds`` outlasts the
+        client. A request whose client gave up meanwhile is dropped unprocessed."""
+        self._delay_deadline, self._delay = deadline, seconds
+
     def reject_numbers(self, numbers: Iterable[str], code: int = 21610) -> None:
         """Refuse sends to these numbers for good with Twilio error ``code`` (HTTP 400)."""
         self._rejected.update(dict.fromkeys(numbers, code))
@@ -156,6 +163,10 @@ class CaptureTwilioApi:
 
     async def _create(self, request: web.Request) -> web.Response:
         self.requests += 1
+        if time.monotonic() < self._delay_deadline:
+            await asyncio.sleep(self._delay)
+            if request.transport is None or request.transport.is_closing():
+                return web.Response(status=499)  # nobody is waiting: nothing was sent
         refused = self._check_account(request) or self._injected_fault()
         if refused is not None:
             return refused

@@ -10,9 +10,9 @@ scenario counts.
 from __future__ import annotations
 
 import json
-import sys
 import math
 import random
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
