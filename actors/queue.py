@@ -226,6 +226,17 @@ class QueueActor:
         self._flush(shard)
         return len(finished)
 
+    async def claimed(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """Idempotency keys (tenant, key) taken here, with the tag that holds each."""
+        shard = await self._ready()
+        return shard.claimed(keys)
+
+    async def claim(self, entries: list[tuple[str, str, str]]) -> list[str]:
+        """Claim (tenant, key, tag) for notifications accepted on other shards; the holder of
+        each key. Durable before this returns."""
+        shard = await self._ready()
+        return shard.claim(entries, time.time())
+
     async def unpark(self, tenant: str, uid: str) -> int:
         """A browser user connected: their parked notifications become ready, in order."""
         shard = await self._ready()

@@ -61,8 +61,8 @@ class QueueShard(ShardState):
                   if n.tag not in self._live and self._pending.get(n.tag) is None]
         stored_tags = self._storage.existing(unseen) if unseen else set()
         keys = [(n.tenant, n.idempotency_key) for n in notifications if n.idempotency_key]
-        stored_keys = self._storage.find_idempotent_many(
-            [k for k in keys if k not in self._idempotency]) if keys else {}
+        # Keys taken here: by a notification of this shard, or claimed for one on another.
+        stored_keys = self.claimed(keys) if keys else {}
         results = []
         for notification in notifications:
             tag, key = notification.tag, notification.idempotency_key
@@ -315,6 +315,25 @@ class QueueShard(ShardState):
         if parked is not None:
             times.append(parked)
         return min(times) if times else None
+
+    def claimed(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """Which of these (tenant, key) are taken here: by a notification of this shard, or by
+        a claim for a notification on another shard."""
+        found = {k: self._idempotency[k] for k in keys if k in self._idempotency}
+        rest = [k for k in keys if k not in found]
+        if rest:
+            found |= self._storage.find_idempotent_many(rest)
+            found |= self._storage.claimed([k for k in rest if k not in found])
+        return found
+
+    def claim(self, entries: Sequence[tuple[str, str, str]], now: float) -> list[str]:
+        """Claim keys for notifications accepted on other shards (durable when this returns);
+        the tag that holds each key (another one's when two raced)."""
+        taken = self.claimed([(t, k) for t, k, _ in entries])
+        fresh = [e for e in entries if (e[0], e[1]) not in taken]
+        won = dict(zip([(t, k) for t, k, _ in fresh], self._storage.claim(fresh, now), strict=True)) \
+            if fresh else {}
+        return [taken.get((t, k)) or won[(t, k)] for t, k, _ in entries]
 
     def delete_final(self, updated_before: float, limit: int) -> int:
         """Retention: forget up to ``limit`` final records last changed before the cutoff."""

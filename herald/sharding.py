@@ -30,3 +30,12 @@ def shard_of_tag(tag: str, shards: int) -> int | None:
         return None
     index = (parsed.bytes[0] << 8) | parsed.bytes[1]
     return index if index < shards else None
+
+
+def shard_for_key(tenant: str, key: str, shards: int) -> int:
+    """The shard that answers for an idempotency key (``user.mq-uuid-btag``) of a tenant.
+
+    A notification lives on its user's shard; its key is also claimed on this shard when that
+    is another one, so the same key with another ``uid`` is still recognised.
+    """
+    return zlib.crc32(f"{tenant}\x00{key}".encode()) % shards

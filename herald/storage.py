@@ -75,6 +75,14 @@ class Storage(abc.ABC):
         and the held receipts that changed, atomically."""
 
     @abc.abstractmethod
+    def claim(self, entries: Sequence[tuple[str, str, str]], now: float) -> list[str]:
+        """Record (tenant, key) → tag for keys not claimed yet; the tag holding each key."""
+
+    @abc.abstractmethod
+    def claimed(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """The tags holding the claimed ones of ``keys``."""
+
+    @abc.abstractmethod
     def load_receipts(self) -> list[tuple[str, Outcome]]:
         """Receipts held for notifications that were still being sent."""
 
@@ -103,6 +111,15 @@ class MemoryStorage(Storage):
         self._events: dict[int, LogEvent] = {}
         self._event_id = 0
         self._receipts: dict[str, Outcome] = {}
+        self._claims: dict[tuple[str, str], tuple[str, float]] = {}
+
+    def claim(self, entries: Sequence[tuple[str, str, str]], now: float) -> list[str]:
+        for tenant, key, tag in entries:
+            self._claims.setdefault((tenant, key), (tag, now))
+        return [self._claims[(tenant, key)][0] for tenant, key, _ in entries]
+
+    def claimed(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        return {k: self._claims[k][0] for k in keys if k in self._claims}
 
     def load_live(self) -> list[Record]:
         live = [copy.deepcopy(r) for r in self._rows.values() if r.status not in FINAL]
@@ -122,6 +139,8 @@ class MemoryStorage(Storage):
         return list(self._receipts.items())
 
     def delete_final(self, updated_before: float, limit: int) -> int:
+        for key in [k for k, (_, at) in self._claims.items() if at < updated_before][:limit]:
+            del self._claims[key]
         old = [t for t, r in self._rows.items() if r.status in FINAL and r.updated_at < updated_before]
         for tag in old[:limit]:
             record = self._rows.pop(tag)
@@ -195,6 +214,9 @@ class SQLiteStorage(Storage):
         )
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS receipts (tag TEXT PRIMARY KEY, receipt BLOB NOT NULL)")
+        self._db.execute(  # idempotency keys whose notification lives on another shard
+            "CREATE TABLE IF NOT EXISTS claims (tenant TEXT NOT NULL, key TEXT NOT NULL,"
+            " tag TEXT NOT NULL, at REAL NOT NULL, PRIMARY KEY (tenant, key))")
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(notifications)")}
         if "lease_token" not in columns:  # a data dir from before lease tokens
             self._db.execute(
@@ -282,8 +304,29 @@ class SQLiteStorage(Storage):
         rows = self._db.execute("SELECT tag, receipt FROM receipts")
         return [(tag, Outcome(**orjson.loads(receipt))) for tag, receipt in rows]
 
+    def claim(self, entries: Sequence[tuple[str, str, str]], now: float) -> list[str]:
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR IGNORE INTO claims VALUES (?, ?, ?, ?)",
+                                 [(t, k, tag, now) for t, k, tag in entries])
+        found = self.claimed([(t, k) for t, k, _ in entries])
+        return [found[(t, k)] for t, k, _ in entries]
+
+    def claimed(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        found: dict[tuple[str, str], str] = {}
+        for start in range(0, len(keys), 400):  # two parameters a key, under SQLite's limit
+            chunk = keys[start:start + 400]
+            marks = " OR ".join("(tenant = ? AND key = ?)" for _ in chunk)
+            params = [value for key in chunk for value in key]
+            for tenant, key, tag in self._db.execute(
+                    f"SELECT tenant, key, tag FROM claims WHERE {marks}", params):
+                found[(tenant, key)] = tag
+        return found
+
     def delete_final(self, updated_before: float, limit: int) -> int:
         with self._db:
+            self._db.execute("DELETE FROM claims WHERE rowid IN (SELECT rowid FROM claims"
+                             " WHERE at < ? LIMIT ?)", (updated_before, limit))
             cursor = self._db.execute(
                 f"DELETE FROM notifications WHERE rowid IN (SELECT rowid FROM notifications"
                 f" WHERE status IN ({_FINAL_SQL}) AND updated_at < ? LIMIT ?)",

@@ -33,7 +33,7 @@ from herald.errors import (
 )
 from herald.metrics import ChannelActorStats, MetricsSnapshot, render_prometheus
 from herald.models import validate_notification
-from herald.notification import Accepted, Notification
+from herald.notification import Notification
 from herald.outcome import Outcome
 from herald.receipts import (
     TELNYX_SIGNATURE_HEADER,
@@ -44,7 +44,6 @@ from herald.receipts import (
 from herald.sharding import shard_of_tag
 from serve.answers import (
     JsonBody,
-    as_herald_error,
     install_error_handlers,
     item_error,
     shard_call,
@@ -52,6 +51,7 @@ from serve.answers import (
 from serve.auth import KeyRing
 from serve.batcher import ShardBatcher
 from serve.callback_guard import CallbackGuard
+from serve.enqueue import ShardRouter
 from serve.openapi import describe
 
 MAX_WAIT_SECONDS = 60.0
@@ -80,7 +80,7 @@ class Intake:
         self.settings = settings
         self.shards = shards
         self.supervisor = supervisor
-        self.batchers = [ShardBatcher(handle, "enqueue") for handle in shards]
+        self.router = ShardRouter(shards)
         self.receipt_batchers = [ShardBatcher(handle, "receipts") for handle in shards]
         self.keys = KeyRing(settings.api_keys)
         self.callback_guard = CallbackGuard(settings.callback_allow)
@@ -130,30 +130,6 @@ class Intake:
                 f"type: no provider is configured for {notification.channel.key} (configure"
                 f" one, or list it in HERALD_CAPTURE for the local capture peers)", field="type")
 
-    async def _enqueue(self, notifications: list[Notification]) -> list[Accepted | HeraldError]:
-        """Send validated notifications to their shards (coalesced); results in input order.
-
-        Shards answer independently: one shard's failure is that shard's items' error, and the
-        items other shards committed still get their tags (a client retrying only the failed
-        items duplicates nothing).
-        """
-        by_shard: dict[int, list[int]] = {}
-        for i, n in enumerate(notifications):
-            by_shard.setdefault(n.shard, []).append(i)
-        answers = await asyncio.gather(*(
-            self.batchers[s].submit([notifications[i] for i in idx]) for s, idx in by_shard.items()
-        ), return_exceptions=True)
-        results: list[Accepted | HeraldError] = [HeraldError("not answered")] * len(notifications)
-        for (_, idx), answer in zip(by_shard.items(), answers, strict=True):
-            if isinstance(answer, BaseException):
-                error = as_herald_error(answer)
-                for i in idx:
-                    results[i] = error
-                continue
-            for j, i in enumerate(idx):
-                results[i] = answer[j]
-        return results
-
     def _shard(self, tag: str) -> Any:
         index = shard_of_tag(tag, len(self.shards))
         if index is None:
@@ -172,7 +148,7 @@ class Intake:
         notification = validate_notification(raw, tenant, time.time(), len(self.shards))
         self._deliverable(notification)
         await self.callback_guard.check_notification(notification)
-        (result,) = await self._enqueue([notification])
+        (result,) = await self.router.enqueue([notification])
         if isinstance(result, HeraldError):
             self.rejected[tenant] += 1
             raise result
@@ -211,7 +187,7 @@ class Intake:
                 error, f"notifications.{positions[j]}.requester.callback_url")
         valid = [n for j, n in enumerate(valid) if j not in refused]
         positions = [p for j, p in enumerate(positions) if j not in refused]
-        for i, result in zip(positions, await self._enqueue(valid), strict=True) if valid else ():
+        for i, result in zip(positions, await self.router.enqueue(valid), strict=True) if valid else ():
             if isinstance(result, HeraldError):
                 self.rejected[tenant] += 1
                 out[i] = item_error(result)

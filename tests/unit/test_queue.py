@@ -722,6 +722,12 @@ class _FlakyStorage(Storage):
     def load_receipts(self) -> list[tuple[str, Outcome]]:
         return self.inner.load_receipts()
 
+    def claim(self, entries: Sequence[tuple[str, str, str]], now: float) -> list[str]:
+        return self.inner.claim(entries, now)
+
+    def claimed(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        return self.inner.claimed(keys)
+
     def delete_final(self, updated_before: float, limit: int) -> int:
         return self.inner.delete_final(updated_before, limit)
 
