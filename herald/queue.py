@@ -234,6 +234,8 @@ class QueueShard(ShardState):
 
     def _receipt(self, outcome: Outcome, now: float) -> bool:
         record = self._stored(outcome.tag)
+        if record is not None and record.status.value == outcome.kind:
+            return True  # the provider sent it again: applied already
         if record is None or not apply_receipt(record, outcome, now):
             return False
         self._count(record.status.value, record.tenant)

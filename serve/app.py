@@ -220,10 +220,17 @@ class Intake:
 
     # -- provider receipts --------------------------------------------------------------
     async def _receipt(self, outcome: Outcome | None) -> Response:
-        if outcome is not None:
-            index = shard_of_tag(outcome.tag, len(self.shards))
-            if index is not None:
-                await self.receipt_batchers[index].submit([outcome])
+        """204 once the receipt is applied, or stored durably to apply when our own ack comes;
+        404 for a notification that is not ours; a shard that cannot store it answers 503, so
+        the provider sends it again."""
+        if outcome is None:
+            return Response(status_code=204)  # an interim status (queued, sending…)
+        index = shard_of_tag(outcome.tag, len(self.shards))
+        if index is None:
+            raise NotFound(f"no notification {outcome.tag}")
+        (applied,) = await self.receipt_batchers[index].submit([outcome])
+        if not applied:
+            raise NotFound(f"no notification {outcome.tag} is waiting for this receipt")
         return Response(status_code=204)
 
     @app.post("/v1/providers/twilio/status")

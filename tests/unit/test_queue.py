@@ -813,3 +813,17 @@ def test_a_revived_dead_letter_gets_a_stored_callback_for_its_second_final_state
     assert storage.get(f"{notification.tag}.dead") is not None
     second = storage.get(f"{notification.tag}.dead.1")
     assert second is not None and second.payload["body"]["attempts"] == 1
+
+
+def test_a_receipt_sent_again_is_answered_as_applied_once(storage: Storage) -> None:
+    shard = make_shard(storage)
+    notification = make_notification("SMS")
+    put(shard, notification)
+    take(shard, "SMS")
+    ack(shard, notification.tag, "sent", T0 + 1)
+    receipt = Outcome(notification.tag, "delivered", "twilio")
+    assert shard.receipt(receipt, T0 + 2) is True
+    assert shard.receipt(receipt, T0 + 3) is True  # the provider retried: not a 404
+    shard.flush()
+    record = storage.get(notification.tag)
+    assert record is not None and [h.outcome for h in record.history] == ["sent", "delivered"]
