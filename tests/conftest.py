@@ -24,6 +24,8 @@ KEYS = {"tenant-a": "key-a-" + "x" * 20, "tenant-b": "key-b-" + "y" * 20}
 TWILIO_SID, TWILIO_TOKEN = "AC" + "1" * 32, "t" * 32
 FAX_KEY = "fax-key-" + "f" * 16
 METRICS_TOKEN = "operator-" + "o" * 24
+MAX_WAITS = 8  # ?wait holds per tenant: small, so the bound is tested
+ADMIN_KEY = "admin-" + "z" * 26
 
 
 @dataclass
@@ -83,7 +85,7 @@ def service(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iter
         fax_connection_id="conn-1", fax_from="+15005550007",
         browser_port=free_port(), browser_ack_timeout=3.0,
         breaker_threshold=3, breaker_cooldown=2.0, callback_allow="127.0.0.1/32",
-        metrics_token=METRICS_TOKEN,
+        metrics_token=METRICS_TOKEN, max_waits_per_tenant=MAX_WAITS, admin_key=ADMIN_KEY,
         recipient_limits={"sms": "3/60"},
         max_attempts={"email": 6, "sms": 10, "browser": 3, "fax": 4, "webhook": 8},
     )

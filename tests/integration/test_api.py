@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.conftest import METRICS_TOKEN, Service
+from tests.conftest import MAX_WAITS, METRICS_TOKEN, Service
 from tests.support.payloads import DESIGN_PAYLOAD, email_payload
 
 pytestmark = pytest.mark.ray
@@ -228,3 +228,23 @@ def test_dead_letter_can_be_retried_from_the_api(service: Service) -> None:
         status = client.get(f"/v1/notifications/{tag}", params={"wait": 20}).json()
         assert status["status"] == "sent"
         assert client.post(f"/v1/notifications/{tag}/retry").status_code == 409
+
+
+def test_one_tenants_waits_cannot_hold_every_slot(service: Service) -> None:
+    """?wait holds are bounded per tenant: beyond the bound a 429, other tenants unaffected."""
+    import concurrent.futures
+
+    service.sink.handler.refuse["slow@example.com"] = "451 4.3.0 later"  # stays retrying
+    with service.client("tenant-b") as client:
+        tag = client.post("/v1/notifications", json=email_payload(to="slow@example.com")).json()[
+            "details"]["tag"]
+    def wait_once(_: int) -> int:
+        with service.client("tenant-b") as client:
+            return client.get(f"/v1/notifications/{tag}", params={"wait": 3}).status_code
+    with concurrent.futures.ThreadPoolExecutor(MAX_WAITS + 4) as pool:
+        codes = list(pool.map(wait_once, range(MAX_WAITS + 4)))
+    assert codes.count(429) >= 1 and codes.count(200) >= MAX_WAITS - 2, codes
+    with service.client("tenant-a") as client:  # another tenant still gets its answers
+        assert client.get("/v1/queue").status_code == 200
+    with service.client("tenant-b") as client:
+        client.delete(f"/v1/notifications/{tag}")
