@@ -18,7 +18,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +26,18 @@ import ray
 
 from actors.log_shipper import LogShipper
 from actors.ray_metrics import RayMetricsExporter
+from herald.admin_views import detail, summary
 from herald.channels import Channel, Lane
 from herald.config import Settings
 from herald.delivery import Delivery
-from herald.errors import QueueFull, Unavailable
+from herald.errors import HeraldError, QueueFull, Unavailable
 from herald.metrics import Histogram, ShardStats
 from herald.notification import Accepted, Notification
 from herald.outcome import Outcome
+from herald.overview import ShardFigures
 from herald.queue import LeaseRenewal, QueueShard
+from herald.record import Record
+from herald.search import SearchQuery
 from herald.status import FINAL
 from herald.storage import SQLiteStorage
 
@@ -78,8 +82,10 @@ class QueueActor:
         self._shipper = LogShipper(storage, self._settings.data_dir / "log", self._shard_id,
                                    self._settings.log_rotate_seconds, self._settings.log_rotate_rows)
         policies = {c: self._settings.retry_policy(c) for c in Channel}
-        return QueueShard(storage, policies, time.time(),
-                          gateways=self._settings.pools.get(Channel.BROWSER.key, 1))
+        shard = QueueShard(storage, policies, time.time(),
+                           gateways=self._settings.pools.get(Channel.BROWSER.key, 1))
+        shard.open_admin()  # here, off the event loop: an old big file gets its indexes once
+        return shard
 
     async def _ready(self) -> QueueShard:
         if self._shard is None:
@@ -296,3 +302,59 @@ class QueueActor:
             return ShardStats(self._shard_id, shard.depth(), dict(shard.counters), shard.latency)
         return ShardStats(self._shard_id, shard.depth(tenant), shard.tenant_counters(tenant),
                           Histogram())
+
+    # -- the admin console (serve/admin.py): every tenant's notifications -----------------
+    async def admin_stats(self) -> ShardFigures:
+        shard = await self._ready()
+        return ShardFigures(self._shard_id, shard.depth(), dict(shard.counters),
+                            shard.oldest_waiting(), shard.dead_letters(), shard.pauses.since())
+
+    async def admin_search(self, query: SearchQuery) -> list[dict[str, Any]]:
+        """Rows of the admin list: up to ``query.limit`` matches, newest first."""
+        shard = await self._ready()
+        return [summary(record) for record in shard.search(query)]
+
+    async def admin_get(self, tag: str) -> dict[str, Any]:
+        """A notification's admin page (any tenant's; ``NotFound`` if there is none)."""
+        shard = await self._ready()
+        return detail(shard.find(tag))
+
+    async def admin_retry(self, tags: list[str]) -> list[dict[str, Any] | HeraldError]:
+        """Send dead or failed notifications again: each one's new row, or why not."""
+        return await self._admin_each(tags, QueueShard.revive_any)
+
+    async def admin_cancel(self, tags: list[str]) -> list[dict[str, Any] | HeraldError]:
+        """Cancel queued or retrying notifications: each one's new row, or why not."""
+        return await self._admin_each(tags, QueueShard.cancel_any)
+
+    async def _admin_each(self, tags: list[str], change: Callable[[QueueShard, str, float], Record]
+                          ) -> list[dict[str, Any] | HeraldError]:
+        """Apply ``change`` to each tag, then write them all in one commit."""
+        shard = await self._ready()
+        now = time.time()
+        results: list[dict[str, Any] | HeraldError] = []
+        lanes: set[Lane] = set()
+        for tag in tags:
+            try:
+                record = change(shard, tag, now)
+            except HeraldError as exc:
+                results.append(exc)
+                continue
+            results.append(summary(record))
+            lanes.add(shard.lane_of(record.channel, record.tenant, record.uid))
+        self._flush(shard)
+        self._notify(lanes)
+        return results
+
+    async def pause(self, channel: Channel) -> dict[str, float]:
+        """Lease nothing of ``channel`` until ``resume``, restarts included; the paused ones."""
+        shard = await self._ready()
+        shard.pause(channel, time.time())
+        return shard.pauses.since()
+
+    async def resume(self, channel: Channel) -> dict[str, float]:
+        """Deliver ``channel`` again (its waiting work leaves in order); the paused ones."""
+        shard = await self._ready()
+        shard.resume(channel)
+        self._notify({lane for lane in self._wakeups if lane.channel is channel})
+        return shard.pauses.since()

@@ -26,11 +26,23 @@ SUPERVISOR_NAME = "herald-supervisor"
 NAMESPACE = "herald"
 HEALTH_INTERVAL = 1.0
 HEALTH_TIMEOUT = 15.0
+#: The custom resource of the nodes that keep the shards' disks (the queue nodes of cluster.yaml).
+QUEUE_RESOURCE = "herald_queue"
+#: What one shard asks of it: a sliver, so that every shard fits on one queue node.
+QUEUE_RESOURCE_SHARE = 0.001
+
+
+def queue_placement() -> dict[str, Any]:
+    """Actor options that keep shards on the queue nodes when the cluster offers
+    ``herald_queue``; on a single box (or a cluster without queue nodes) none: anywhere."""
+    if ray.cluster_resources().get(QUEUE_RESOURCE, 0) > 0:
+        return {"resources": {QUEUE_RESOURCE: QUEUE_RESOURCE_SHARE}}
+    return {}
 
 
 def _exists(name: str) -> bool:
     try:
-        ray.get_actor(name)
+        ray.get_actor(name, namespace=NAMESPACE)
     except ValueError:
         return False
     return True
@@ -42,12 +54,14 @@ class Supervisor:
         self._settings = settings
         # Detached and named: they outlive a Supervisor crash, and a restarted Supervisor
         # (get_if_exists) takes the running ones over instead of starting a second set.
-        owned = {"lifetime": "detached", "get_if_exists": True}
+        # In namespace herald whoever created the Supervisor (herald up, or Serve's build task).
+        owned = {"lifetime": "detached", "get_if_exists": True, "namespace": NAMESPACE}
         self.restarts: dict[str, int] = {}
         if _exists("herald-shard-0"):
             self.restarts["supervisor"] = 1  # a previous life started these pools
+        placement = queue_placement()  # decided once: a restarted shard keeps its options
         self.shards = [
-            QueueActor.options(name=f"herald-shard-{i}", **owned).remote(  # type: ignore[attr-defined]
+            QueueActor.options(name=f"herald-shard-{i}", **owned, **placement).remote(  # type: ignore[attr-defined]
                 i, settings)
             for i in range(settings.shards)
         ]

@@ -164,9 +164,11 @@ class CaptureTwilioApi:
     async def _create(self, request: web.Request) -> web.Response:
         self.requests += 1
         if time.monotonic() < self._delay_deadline:
-            await asyncio.sleep(self._delay)
-            if request.transport is None or request.transport.is_closing():
-                return web.Response(status=499)  # nobody is waiting: nothing was sent
+            answer_at = time.monotonic() + self._delay
+            while (left := answer_at - time.monotonic()) > 0:
+                await asyncio.sleep(min(left, 0.25))
+                if request.transport is None or request.transport.is_closing():
+                    return web.Response(status=499)  # nobody is waiting: nothing was sent
         refused = self._check_account(request) or self._injected_fault()
         if refused is not None:
             return refused

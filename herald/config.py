@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     #: The operator's credential for service-wide ``/metrics`` and ``/v1/queue`` (tenant keys see
     #: their own figures only).
     metrics_token: str | None = secret()
+    #: The admin console's credential (``/admin``, ``/v1/admin/…``); it also acts as the operator
+    #: credential. Unset: ``herald up`` in dev mode makes one in the data dir; else no console.
+    admin_key: str | None = secret()
     #: ``?wait`` requests one tenant may hold open at once (per intake replica).
     max_waits_per_tenant: Count = 100
     #: One delivery attempt may take this long (a slow provider); the lease is renewed meanwhile.
@@ -87,6 +90,10 @@ class Settings(BaseSettings):
     intake_replicas: Count = 1
     #: ``local`` starts a Ray instance of our own; ``auto`` or ``ray://…`` joins a cluster.
     ray_address: str = "local"
+    #: Port of the Ray dashboard a local Ray serves on 127.0.0.1 (``serve status``, ``ray job
+    #: submit``); 0: no dashboard.
+    dashboard_port: Annotated[
+        int, Field(ge=0, le=65535, description="an integer from 0 (off) to 65535")] = 8265
     smtp_url: SmtpUrl | None = secret()
     smtp_from: str = "herald@localhost"
     smtp_pool_size: Count = 8

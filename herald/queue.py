@@ -93,7 +93,7 @@ class QueueShard(ShardState):
         self._promote(now)
         self._last_now = max(self._last_now, now)
         leased: list[Delivery] = []
-        if limit <= 0:
+        if limit <= 0 or lane.channel in self.pauses:  # paused: its work waits (herald.pauses)
             return leased
         for tag in self._ready.pop(lane, lambda tag: tag in self._live):
             record = self._live[tag]
@@ -359,13 +359,31 @@ class QueueShard(ShardState):
         record = self.get(tag, tenant)
         if record.status is not Status.DEAD:
             raise Conflict(f"notification {tag} is {record.status}; only dead ones can be retried")
+        return self._revive(record, now)
+
+    def _revive(self, record: Record, now: float) -> Record:
         self._set_status(record, Status.QUEUED)
         record.attempts = 0
         record.not_before = 0.0
         record.updated_at = now
         record.history.append(Attempt.revived(now))
-        self._live[tag] = record
+        self._live[record.tag] = record
         self._push_ready(record)
         self._dirty(record)
         return record
+
+    # -- the admin console: any tenant's notifications -----------------------------------
+    def revive_any(self, tag: str, now: float) -> Record:
+        """An operator's retry: a dead or failed notification of any tenant, not yet expired."""
+        record = self.find(tag)
+        if record.status not in (Status.DEAD, Status.FAILED):
+            raise Conflict(f"notification {tag} is {record.status}; only dead or failed ones"
+                           " can be retried")
+        if now >= record.expires_at:
+            raise Conflict(f"notification {tag} has expired (its ttl is over); it would fail again")
+        return self._revive(record, now)
+
+    def cancel_any(self, tag: str, now: float) -> Record:
+        """An operator's cancel: a queued or retrying notification of any tenant."""
+        return self.cancel(tag, self.find(tag).tenant, now)
 

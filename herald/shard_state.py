@@ -9,10 +9,12 @@ The transitions themselves are ``herald.queue.QueueShard``. No Ray, no I/O but `
 from __future__ import annotations
 
 import heapq
+import itertools
 import random
 from collections import Counter
 from collections.abc import Mapping
 
+from herald.admin_queries import AdminQueries
 from herald.attempt import Attempt
 from herald.channels import Channel, Lane
 from herald.delivery_log import log_event
@@ -20,10 +22,12 @@ from herald.errors import NotFound
 from herald.metrics import Histogram
 from herald.outcome import Outcome
 from herald.parking import Parking
+from herald.pauses import Pauses
 from herald.pending import PendingWrite
 from herald.ready import ReadyQueues
 from herald.record import Record
 from herald.retry import RetryPolicy
+from herald.search import SearchQuery
 from herald.status import FINAL, WAITING, Status
 from herald.storage import Storage
 
@@ -186,3 +190,60 @@ class ShardState:
 
     def _push_ready(self, record: Record) -> None:
         self._ready.push(self._lane(record), record.priority, record.seq, record.tag)
+
+    # -- the admin console: any tenant's records, paused channels, figures ---------------
+    _admin: AdminQueries | None = None
+    _pauses: Pauses | None = None
+
+    @property
+    def admin_queries(self) -> AdminQueries:
+        if self._admin is None:
+            self._admin = self._storage.admin()
+        return self._admin
+
+    def open_admin(self) -> None:
+        """Read the pauses and make what the admin queries need (SQLite indexes) now: the
+        shell calls this while it recovers, where a long first index build blocks no call."""
+        self._pauses = Pauses(self.admin_queries.load_pauses())
+
+    @property
+    def pauses(self) -> Pauses:
+        """Channels nothing is leased from (``herald.pauses``), read from storage once."""
+        if self._pauses is None:
+            self._pauses = Pauses(self.admin_queries.load_pauses())
+        return self._pauses
+
+    def pause(self, channel: Channel, now: float) -> None:
+        """Lease nothing of ``channel`` from now on, restarts included; durable at return."""
+        self.admin_queries.save_pause(channel.value, now)
+        self.pauses.add(channel, now)
+
+    def resume(self, channel: Channel) -> None:
+        self.admin_queries.save_pause(channel.value, None)
+        self.pauses.discard(channel)
+
+    def find(self, tag: str) -> Record:
+        """A notification of any tenant (``get`` is one tenant's view)."""
+        record = self._live.get(tag) or self._stored(tag)
+        if record is None:
+            raise NotFound(f"no notification {tag}")
+        return record
+
+    def search(self, query: SearchQuery) -> list[Record]:
+        """Records of every tenant matching ``query``, newest first (what is flushed)."""
+        return self.admin_queries.search(query)
+
+    def dead_letters(self) -> int:
+        return self.admin_queries.count_status(Status.DEAD)
+
+    def oldest_waiting(self, scan: int = 10_000) -> dict[str, float]:
+        """Channel key → ``created_at`` of its oldest waiting notification. Live records are
+        kept in acceptance order, so it is the first waiting one met; at most ``scan`` records
+        are looked at (a revived dead letter, put at the end, may be older still)."""
+        oldest: dict[str, float] = {}
+        for record in itertools.islice(self._live.values(), scan):
+            if record.status in WAITING and record.channel.key not in oldest:
+                oldest[record.channel.key] = record.created_at
+                if len(oldest) == len(Channel):
+                    break
+        return oldest

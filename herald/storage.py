@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from herald.admin_queries import AdminQueries, MemoryAdminQueries, SQLiteAdminQueries
 from herald.attempt import Attempt
 from herald.channels import Channel
 from herald.delivery_log import LogEvent
@@ -101,6 +102,10 @@ class Storage(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         pass
 
+    def admin(self) -> AdminQueries:
+        """The admin console's queries over this backend (``herald.admin_queries``)."""
+        return AdminQueries()
+
 
 class MemoryStorage(Storage):
     """A real in-memory backend (copies in and out, like a disk) for tests and benchmarks."""
@@ -112,6 +117,7 @@ class MemoryStorage(Storage):
         self._event_id = 0
         self._receipts: dict[str, Outcome] = {}
         self._claims: dict[tuple[str, str], tuple[str, float]] = {}
+        self._pauses: dict[str, float] = {}
 
     def claim(self, entries: Sequence[tuple[str, str, str]], now: float) -> list[str]:
         for tenant, key, tag in entries:
@@ -179,15 +185,19 @@ class MemoryStorage(Storage):
         for i in [i for i in self._events if i <= through]:
             del self._events[i]
 
+    def admin(self) -> AdminQueries:
+        return MemoryAdminQueries(self._rows, self._pauses)
+
 
 class SQLiteStorage(Storage):
     """One SQLite file per shard in WAL mode; one transaction per ``write``."""
 
     def __init__(self, path: Path, synchronous: str = "FULL") -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Personal data: readable by Herald's user only (SQLite gives -wal/-shm the same mode).
-        path.touch(mode=0o600, exist_ok=True)
-        path.chmod(0o600)
+        if str(path) != ":memory:":  # SQLite's in-memory database has no file
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Personal data: readable by Herald's user only (SQLite gives -wal/-shm the same mode).
+            path.touch(mode=0o600, exist_ok=True)
+            path.chmod(0o600)
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
@@ -370,3 +380,6 @@ class SQLiteStorage(Storage):
 
     def close(self) -> None:
         self._db.close()
+
+    def admin(self) -> AdminQueries:
+        return SQLiteAdminQueries(self._db, _COLUMNS, self._record)

@@ -185,6 +185,8 @@ def cmd_up(settings: Settings, _: argparse.Namespace) -> int:
     print(f"Herald is up on {_base_url(s)} (data in {s.data_dir})", flush=True)
     if herald.dev_key:
         print(f"dev API key (tenant 'dev'): {herald.dev_key}", flush=True)
+    if herald.admin_key:
+        print(f"admin key (console at {_base_url(s)}/admin): {herald.admin_key}", flush=True)
     if herald.captured:
         print(f"capturing {', '.join(herald.captured)} deliveries locally (HERALD_CAPTURE; "
               "see `herald outbox`)", flush=True)

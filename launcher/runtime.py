@@ -44,6 +44,11 @@ def dev_api_key(data_dir: Path) -> str:
     return stored_secret(data_dir, "dev-api-key", "hk_dev_")
 
 
+def dev_admin_key(data_dir: Path) -> str:
+    """The admin console's key in dev mode when ``HERALD_ADMIN_KEY`` is unset."""
+    return stored_secret(data_dir, "admin-key", "hk_admin_")
+
+
 class LoopThread:
     """An asyncio loop in a daemon thread, for the aiohttp capture peers of dev mode."""
 
@@ -68,6 +73,8 @@ class Herald:
     supervisor: Any = None
     peers: list[Any] = field(default_factory=list)
     dev_key: str | None = None
+    #: The admin key made in the data dir (dev mode, no ``HERALD_ADMIN_KEY``), to print.
+    admin_key: str | None = field(default=None, repr=False)
     #: The channels whose deliveries go to a local capture peer (dev mode): ``email``, ``sms``…
     captured: list[str] = field(default_factory=list)
     _async_peers: list[Any] = field(default_factory=list)
@@ -97,6 +104,9 @@ class Herald:
         if not settings.api_keys:
             self.dev_key = dev_api_key(settings.data_dir)
             settings = settings.with_overrides(api_keys={self.dev_key: "dev"})
+            if not settings.admin_key:
+                self.admin_key = dev_admin_key(settings.data_dir)
+                settings = settings.with_overrides(admin_key=self.admin_key)
         if not ray.is_initialized():
             local = settings.ray_address == "local"
             if local:  # on a cluster the listeners run elsewhere
@@ -112,29 +122,18 @@ class Herald:
                 browser_secret=stored_secret(settings.data_dir, "browser-secret"))
         self.settings = settings
         say("starting the Supervisor, shards and channel pools…")
-        from actors.supervisor import NAMESPACE, SUPERVISOR_NAME, Supervisor
-
-        self.supervisor = Supervisor.options(  # type: ignore[attr-defined]
-            name=SUPERVISOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
-        ).remote(settings, settings.channels_configured())
-        ray.get(self.supervisor.start.remote())
-        shards = ray.get(self.supervisor.shard_handles.remote())
-        say("starting the HTTP API…")
         from ray import serve
 
-        from serve.app import Intake
+        # The same application `serve deploy serve_config.yaml` builds (launcher/builder.py).
+        from launcher.builder import herald_app, start_supervisor
 
+        self.supervisor = start_supervisor(settings)
+        app = herald_app(settings, self.supervisor)
+        say("starting the HTTP API…")
         serve.start(http_options={"host": settings.host, "port": settings.port},
                     logging_config={"log_level": "WARNING", "enable_access_log": False})
         self._serving = True
-        intake = Intake.options(  # type: ignore[attr-defined]
-            num_replicas=settings.intake_replicas,
-            # Serve's defaults (check every 2 s, wait up to 20 s) made even an idle stop
-            # take seconds; an idle replica now goes at once and a busy one waits at most
-            # HTTP_GRACE_SECONDS for its requests (a POST takes milliseconds).
-            graceful_shutdown_wait_loop_s=0.1, graceful_shutdown_timeout_s=HTTP_GRACE_SECONDS,
-        )
-        serve.run(intake.bind(settings, shards, self.supervisor), name=APP_NAME, route_prefix="/")
+        serve.run(app, name=APP_NAME, route_prefix="/")
         from jobs.rollup import RollupScheduler
 
         self._rollup = RollupScheduler.from_settings(settings).start()
@@ -145,7 +144,10 @@ class Herald:
         handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
         self._owns_ray = True  # before init: an init cut short is shut down too
         ray.init(
-            address=settings.ray_address, namespace="herald", include_dashboard=False,
+            address=settings.ray_address, namespace="herald",
+            # A local Ray gets its dashboard on loopback (`serve status`, `ray job submit`).
+            include_dashboard=settings.dashboard_port > 0, dashboard_host="127.0.0.1",
+            dashboard_port=settings.dashboard_port or None,
             # Ray's own driver chatter stays at WARNING; the job's LoggingConfig makes every
             # actor's INFO records JSON lines carrying their ``extra`` fields (tag, uid…).
             logging_level=logging.WARNING, configure_logging=True,
@@ -250,18 +252,19 @@ def check_ports_free(settings: Settings) -> None:
     Found later, a busy HTTP port costs Serve's 30 s proxy timeout and a Ray traceback, and a
     busy gateway port leaves browser delivery dead behind a Herald that looks healthy.
     """
-    wanted = [("HERALD_PORT", settings.port)]
-    wanted += [("HERALD_BROWSER_PORT", settings.browser_port + i)
+    wanted = [("HERALD_PORT", settings.host, settings.port)]
+    wanted += [("HERALD_BROWSER_PORT", settings.host, settings.browser_port + i)
                for i in range(settings.pools.get("browser", 1))]
-    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
-    for name, port in wanted:
-        with socket.socket(family) as sock:
+    if settings.dashboard_port:  # the local Ray's dashboard, on loopback
+        wanted.append(("HERALD_DASHBOARD_PORT", "127.0.0.1", settings.dashboard_port))
+    for name, host, port in wanted:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
             # As the servers do: a port left in TIME_WAIT by a previous run is free.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
-                sock.bind((settings.host, port))
+                sock.bind((host, port))
             except OSError as exc:
-                raise OSError(f"{settings.host}:{port} ({name}) is not free: "
+                raise OSError(f"{host}:{port} ({name}) is not free: "
                               f"{exc.strerror or exc}") from None
 
 

@@ -42,6 +42,7 @@ from herald.receipts import (
     twilio_receipt,
 )
 from herald.sharding import shard_of_tag
+from serve.admin import admin_router, attach_admin
 from serve.answers import (
     JsonBody,
     install_error_handlers,
@@ -68,6 +69,7 @@ def _static(name: str) -> bytes:
 app = FastAPI(title="Herald", version="0.1.0", docs_url="/docs", redoc_url=None)
 describe(app)
 install_error_handlers(app)
+app.include_router(admin_router)
 
 
 @serve.deployment(
@@ -88,7 +90,8 @@ class Intake:
         self._browser_secret = (settings.browser_secret or "").encode()
         self.rejected: Counter[str] = Counter()  # 429/503 answers per tenant
         self._waiting: Counter[str] = Counter()  # ?wait requests held open per tenant
-        self._operator = KeyRing({settings.metrics_token: OPERATOR} if settings.metrics_token else {})
+        self._operator = KeyRing({k: OPERATOR for k in (settings.metrics_token, settings.admin_key) if k})
+        attach_admin(self)
 
     # -- helpers --------------------------------------------------------------------------
     def _tenant(self, request: Request) -> str:

@@ -65,7 +65,7 @@ def herald_up(
     env = dict(os.environ, HERALD_PORT=str(port), HERALD_DATA_DIR=str(data_dir),
                HERALD_SMTP_URL=sink.url, HERALD_API_KEYS=f"acme:{KEY}", HERALD_SHARDS="2",
                HERALD_QUEUE_LIMIT="200",
-               HERALD_BROWSER_PORT=str(free_port()))
+               HERALD_BROWSER_PORT=str(free_port()), HERALD_DASHBOARD_PORT=str(free_port()))
     process = subprocess.Popen(
         [sys.executable, "-m", "launcher.cli", "up"], env=env, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,

@@ -1,0 +1,236 @@
+"""Searching notifications of every tenant: the admin console's filters, order and cursor.
+
+A ``SearchQuery`` is parsed once from the admin API's query string (``parse_query``); each shard
+answers its newest matches (``Storage.search``: SQL over its SQLite file, or ``matches`` over
+memory; both read the same ``SearchQuery`` so they cannot disagree), and intake merges the
+shards' pages (``merge_pages``).
+
+Order is newest first: ``created_at`` descending, then ``tag`` descending, so the order is total
+and a page boundary (a ``Position``) is exact even when two notifications share a timestamp.
+The cursor is that boundary as base64url JSON: opaque to callers, and stateless, so any intake
+replica continues any page.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from herald.channels import Channel
+from herald.errors import ValidationError
+from herald.record import Record
+from herald.status import Status
+
+__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "Position", "SearchQuery", "merge_pages", "parse_query",
+           "parse_time"]
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+#: Longer than any cursor we make: refused before it is decoded.
+MAX_CURSOR_LENGTH = 1024
+#: Query parameters the search understands (anything else is a 422, not silently ignored).
+PARAMETERS = frozenset({"status", "channel", "tenant", "uid", "type", "service", "since", "until",
+                        "limit", "cursor"})
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Position:
+    """Where a page ended: the last item's (``created_at``, ``tag``); the next page is older."""
+
+    created_at: float
+    tag: str
+
+    def encode(self) -> str:
+        raw = orjson.dumps([self.created_at, self.tag])
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    @classmethod
+    def decode(cls, cursor: str) -> Position:
+        """The position in ``cursor``; ``ValidationError`` (field ``cursor``) if it is not one."""
+        try:
+            if len(cursor) > MAX_CURSOR_LENGTH:
+                raise ValueError("too long")
+            data = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+            created_at, tag = data
+            if isinstance(created_at, bool) or not isinstance(created_at, int | float) \
+                    or not isinstance(tag, str) or not math.isfinite(created_at):
+                raise ValueError("not a position")
+        except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
+            raise ValidationError("cursor: not a cursor this API returned", "cursor") from None
+        return cls(float(created_at), tag)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchQuery:
+    """Filters (all optional, combined with AND), a page size and where the page starts.
+
+    ``statuses`` and ``channels`` match any of theirs; ``since``/``until`` bound ``created_at``
+    (both included); ``service`` is the payload's ``requester.service``.
+    """
+
+    statuses: tuple[Status, ...] = ()
+    channels: tuple[Channel, ...] = ()
+    tenant: str | None = None
+    uid: str | None = None
+    type: str | None = None
+    service: str | None = None
+    since: float | None = None
+    until: float | None = None
+    limit: int = DEFAULT_LIMIT
+    #: The page holds only notifications older than this (the cursor).
+    after: Position | None = None
+
+    def with_limit(self, limit: int) -> SearchQuery:
+        return replace(self, limit=limit)
+
+    def matches(self, record: Record) -> bool:
+        """Whether ``record`` is in the result (what ``where`` says in SQL)."""
+        if self.statuses and record.status not in self.statuses:
+            return False
+        if self.channels and record.channel not in self.channels:
+            return False
+        if self.tenant is not None and record.tenant != self.tenant:
+            return False
+        if self.uid is not None and record.uid != self.uid:
+            return False
+        if self.type is not None and record.type != self.type:
+            return False
+        if self.service is not None and service_of(record.payload) != self.service:
+            return False
+        if self.since is not None and record.created_at < self.since:
+            return False
+        if self.until is not None and record.created_at > self.until:
+            return False
+        return self.after is None or Position(record.created_at, record.tag) < self.after
+
+    def where(self) -> tuple[str, list[Any]]:
+        """The same filters as an SQL ``WHERE`` clause over the ``notifications`` table."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if self.statuses:
+            clauses.append(f"status IN ({', '.join('?' for _ in self.statuses)})")
+            params += [s.value for s in self.statuses]
+        if self.channels:
+            clauses.append(f"channel IN ({', '.join('?' for _ in self.channels)})")
+            params += [c.value for c in self.channels]
+        for column in ("tenant", "uid", "type"):
+            value = getattr(self, column)
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if self.service is not None:
+            # The payload is stored as JSON bytes: read it as text for json_extract.
+            clauses.append("json_extract(CAST(payload AS TEXT), '$.requester.service') = ?")
+            params.append(self.service)
+        if self.since is not None:
+            clauses.append("created_at >= ?")
+            params.append(self.since)
+        if self.until is not None:
+            clauses.append("created_at <= ?")
+            params.append(self.until)
+        if self.after is not None:
+            clauses.append("(created_at < ? OR (created_at = ? AND tag < ?))")
+            params += [self.after.created_at, self.after.created_at, self.after.tag]
+        return (" AND ".join(clauses) or "1"), params
+
+
+def service_of(payload: Mapping[str, Any]) -> str | None:
+    """The requester service a payload names (``requester.service``), if any."""
+    requester = payload.get("requester")
+    service = requester.get("service") if isinstance(requester, Mapping) else None
+    return service if isinstance(service, str) else None
+
+
+def newest_first(records: Iterable[Record], limit: int) -> list[Record]:
+    """The first ``limit`` of ``records`` in search order (for backends that filter in memory)."""
+    return sorted(records, key=lambda r: (r.created_at, r.tag), reverse=True)[:limit]
+
+
+def parse_time(text: str, field: str) -> float:
+    """Epoch seconds, or an ISO 8601 time (UTC unless it names its offset) → epoch seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        try:
+            moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ValidationError(f"{field}: epoch seconds or an ISO 8601 time, e.g. "
+                                  "2026-03-01T12:00:00Z", field) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.timestamp()
+    if not math.isfinite(value):
+        raise ValidationError(f"{field}: must be a finite number of seconds", field)
+    return value
+
+
+def _choices(text: str, field: str, parse: Any, names: Sequence[str]) -> tuple[Any, ...]:
+    chosen = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        try:
+            chosen.append(parse(part))
+        except ValueError:
+            raise ValidationError(f"{field}: {part!r} is not one of {', '.join(names)}",
+                                  field) from None
+    return tuple(dict.fromkeys(chosen))
+
+
+def parse_query(params: Mapping[str, str]) -> SearchQuery:
+    """The query string of ``GET /v1/admin/notifications`` → a ``SearchQuery``.
+
+    Empty values mean "no filter" (a form submits every field). ``status`` and ``channel`` take
+    a comma-separated list. A bad value is a ``ValidationError`` naming its parameter.
+    """
+    unknown = sorted(set(params) - PARAMETERS)
+    if unknown:
+        raise ValidationError(f"{unknown[0]}: unknown parameter (one of "
+                              f"{', '.join(sorted(PARAMETERS))})", unknown[0])
+    given = {name: value.strip() for name, value in params.items() if value.strip()}
+    statuses = _choices(given.get("status", ""), "status", lambda s: Status(s.lower()),
+                        [s.value for s in Status])
+    channels = _choices(given.get("channel", ""), "channel", Channel.from_key,
+                        [c.key for c in Channel])
+    limit = DEFAULT_LIMIT
+    if "limit" in given:
+        try:
+            limit = int(given["limit"])
+        except ValueError:
+            raise ValidationError("limit: must be an integer", "limit") from None
+        if not 1 <= limit <= MAX_LIMIT:
+            raise ValidationError(f"limit: must be 1 to {MAX_LIMIT}", "limit")
+    for name in ("tenant", "uid", "type", "service"):
+        if len(given.get(name, "")) > 200:
+            raise ValidationError(f"{name}: at most 200 characters", name)
+    since = parse_time(given["since"], "since") if "since" in given else None
+    until = parse_time(given["until"], "until") if "until" in given else None
+    if since is not None and until is not None and since > until:
+        raise ValidationError("since: is after until", "since")
+    return SearchQuery(
+        statuses=statuses, channels=channels, tenant=given.get("tenant"), uid=given.get("uid"),
+        type=given["type"].upper() if "type" in given else None, service=given.get("service"),
+        since=since, until=until, limit=limit,
+        after=Position.decode(given["cursor"]) if "cursor" in given else None,
+    )
+
+
+def merge_pages(pages: Iterable[Sequence[Mapping[str, Any]]],
+                limit: int) -> tuple[list[Mapping[str, Any]], str | None]:
+    """Merge the shards' pages (each newest first, up to ``limit + 1`` items) into one page of
+    ``limit`` and the cursor of the next page (None when there is no more).
+
+    A shard that had more than ``limit`` matches returned ``limit + 1``, so "more than
+    ``limit`` in all" is exactly "there is a next page".
+    """
+    items = sorted((item for page in pages for item in page),
+                   key=lambda item: (item["created_at"], item["tag"]), reverse=True)
+    if len(items) <= limit:
+        return items, None
+    last = items[limit - 1]
+    return items[:limit], Position(float(last["created_at"]), str(last["tag"])).encode()

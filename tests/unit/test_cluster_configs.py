@@ -1,0 +1,218 @@
+"""The deployment files against Ray's own schemas and against what the code expects.
+
+``cluster.yaml`` (AWS) and ``cluster.gcp.yaml`` (GCP) go through what ``ray up`` does before it
+talks to a cloud (``prepare_config`` then ``validate_config``); ``serve_config.yaml`` through
+Serve's ``ServeDeploySchema``. Then the names must agree: the custom resource the shards ask for,
+the data dir the queue node mounts and the Serve config names, the import path, the setup
+commands that install Herald. No Ray instance is started.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from actors import supervisor
+from actors.supervisor import QUEUE_RESOURCE, queue_placement
+from herald.config import Settings, load_settings
+from herald.errors import ConfigError
+from launcher import builder
+from launcher.runtime import APP_NAME, check_ports_free
+
+ROOT = Path(__file__).resolve().parents[2]
+CLUSTERS = ["cluster.yaml", "cluster.gcp.yaml"]
+INSTALL = "pip install -q ~/herald"
+RESOURCES_FILE = "~/.herald-ray-resources.json"
+
+
+def _load(name: str) -> dict[str, Any]:
+    return yaml.safe_load((ROOT / name).read_text())
+
+
+def _prepared(name: str) -> dict[str, Any]:
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    config = prepare_config(copy.deepcopy(_load(name)))
+    validate_config(config)  # raises on any schema error
+    return config
+
+
+def _setup_commands(config: dict[str, Any], node_type: str) -> list[str]:
+    """The setup commands a node of this type runs, as the autoscaler picks them."""
+    if node_type == config["head_node_type"]:
+        return list(config["head_setup_commands"])
+    specific = config["available_node_types"][node_type].get("worker_setup_commands")
+    return list(specific if specific is not None else config["worker_setup_commands"])
+
+
+def _resources_written(commands: list[str]) -> dict[str, Any]:
+    """The JSON a node's setup writes for ``ray start --resources``."""
+    written = [c for c in commands if RESOURCES_FILE in c and c.startswith("echo ")]
+    assert len(written) == 1, commands
+    found = re.match(r"echo '(.*)' > ", written[0])
+    assert found, written[0]
+    return dict(json.loads(found.group(1)))
+
+
+@pytest.mark.parametrize("name", CLUSTERS)
+def test_cluster_config_passes_rays_validation(name: str) -> None:
+    config = _prepared(name)
+    assert set(config["available_node_types"]) == {"head", "queue", "delivery"}
+    assert config["head_node_type"] == "head"
+
+
+@pytest.mark.parametrize("name", CLUSTERS)
+def test_only_queue_nodes_offer_the_resource_the_shards_ask_for(name: str) -> None:
+    config = _prepared(name)
+    types = config["available_node_types"]
+    assert types["queue"]["resources"][QUEUE_RESOURCE] == 1
+    assert [t for t, spec in types.items() if QUEUE_RESOURCE in spec["resources"]] == ["queue"]
+    # Shard files are found by path on one disk: exactly one queue node, never scaled.
+    assert types["queue"]["min_workers"] == types["queue"]["max_workers"] == 1
+    # Delivery workers autoscale from zero.
+    assert types["delivery"]["min_workers"] == 0 < types["delivery"]["max_workers"]
+    # What `ray start --resources` reads on each worker agrees with the node type.
+    start = " ".join(config["worker_start_ray_commands"])
+    assert f'--resources="$(cat {RESOURCES_FILE})"' in start
+    assert _resources_written(_setup_commands(config, "queue")) == {QUEUE_RESOURCE: 1}
+    assert _resources_written(_setup_commands(config, "delivery")) == {}
+    # The dashboard (job submission, serve deploy) stays on the head's loopback.
+    assert "--dashboard-host=127.0.0.1" in " ".join(config["head_start_ray_commands"])
+
+
+@pytest.mark.parametrize("name", CLUSTERS)
+def test_every_node_installs_herald_from_the_mounted_checkout(name: str) -> None:
+    config = _prepared(name)
+    assert config["file_mounts"] == {"~/herald": "."}
+    assert ".venv" in config["rsync_exclude"]
+    data_dir = _serve_env()["HERALD_DATA_DIR"]
+    for node_type in config["available_node_types"]:
+        commands = _setup_commands(config, node_type)
+        assert any(INSTALL in command for command in commands), (node_type, commands)
+        assert any("/etc/herald/herald.toml" in command for command in commands), node_type
+    # The queue node mounts its persistent disk where the Serve config puts the data dir.
+    queue = " ".join(_setup_commands(config, "queue"))
+    assert f"LABEL=herald {data_dir} ext4" in queue and f"mount {data_dir}" in queue
+
+
+def test_the_disks_outlive_their_instance() -> None:
+    aws = _load("cluster.yaml")["available_node_types"]["queue"]["node_config"]
+    data = [m for m in aws["BlockDeviceMappings"] if m["DeviceName"] != "/dev/sda1"]
+    assert data and data[0]["Ebs"]["DeleteOnTermination"] is False
+    gcp = _load("cluster.gcp.yaml")["available_node_types"]["queue"]["node_config"]
+    disk = next(d for d in gcp["disks"] if d.get("deviceName") == "herald-data")
+    assert disk["autoDelete"] is False
+
+
+# ---- serve_config.yaml ------------------------------------------------------------------------
+
+def _serve_config() -> dict[str, Any]:
+    return _load("serve_config.yaml")
+
+
+def _serve_env() -> dict[str, str]:
+    return dict(_serve_config()["applications"][0]["runtime_env"]["env_vars"])
+
+
+def test_serve_config_passes_serves_validation() -> None:
+    from ray.serve.schema import ServeDeploySchema
+
+    schema = ServeDeploySchema.model_validate(_serve_config())
+    (app,) = schema.applications
+    assert app.name == APP_NAME and app.route_prefix == "/"
+
+
+def test_serve_config_import_path_is_the_builder() -> None:
+    from ray._common.utils import import_attr
+
+    app = _serve_config()["applications"][0]
+    assert import_attr(app["import_path"]) is builder.build_app
+
+
+def test_serve_config_env_is_valid_herald_configuration(monkeypatch: pytest.MonkeyPatch,
+                                                        tmp_path: Path) -> None:
+    config = _serve_config()
+    env = _serve_env()
+    assert all(isinstance(value, str) for value in env.values())  # runtime_env wants strings
+    for name in env:
+        assert name.removeprefix("HERALD_").lower() in Settings.model_fields, name
+    monkeypatch.chdir(tmp_path)  # no herald.toml of the checkout
+    for name in list(os.environ):
+        if name.startswith("HERALD_"):
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings, options = builder.settings_for_serve(config["applications"][0].get("args"))
+    assert settings.data_dir.is_absolute()
+    assert (settings.host, settings.port) == (config["http_options"]["host"],
+                                              config["http_options"]["port"])
+    assert options["queue_nodes"] in ("auto", "required")
+
+
+def test_serve_builder_refuses_a_relative_data_dir_and_unknown_args(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HERALD_DATA_DIR", "relative/dir")
+    with pytest.raises(ConfigError, match="HERALD_DATA_DIR: must be an absolute path"):
+        builder.settings_for_serve({})
+    monkeypatch.setenv("HERALD_DATA_DIR", str(tmp_path))
+    with pytest.raises(ConfigError, match="unknown argument 'shard'"):
+        builder.settings_for_serve({"shard": 3})
+    with pytest.raises(ConfigError, match="queue_nodes must be auto or required"):
+        builder.settings_for_serve({"queue_nodes": "yes"})
+
+
+def test_prepare_data_dir_keeps_what_herald_up_keeps(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", shards=2)
+    first, dev_key = builder.prepare_data_dir(settings)
+    again, same_key = builder.prepare_data_dir(settings)
+    assert dev_key and dev_key == same_key and first.api_keys == {dev_key: "dev"}
+    assert first.browser_secret and first.browser_secret == again.browser_secret
+    assert json.loads((tmp_path / "data" / "queue" / "layout.json").read_text()) == {"shards": 2}
+    with pytest.raises(ConfigError, match="HERALD_SHARDS"):
+        builder.prepare_data_dir(Settings(data_dir=tmp_path / "data", shards=3))
+    keyed, none = builder.prepare_data_dir(Settings(data_dir=tmp_path / "data", shards=2,
+                                                    api_keys={"k" * 24: "acme"}))
+    assert none is None and keyed.api_keys == {"k" * 24: "acme"}
+
+
+# ---- placement and ports -----------------------------------------------------------------------
+
+def test_shards_ask_for_the_queue_resource_only_where_it_exists(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(supervisor.ray, "cluster_resources", lambda: {"CPU": 2.0})
+    assert queue_placement() == {}
+    monkeypatch.setattr(supervisor.ray, "cluster_resources",
+                        lambda: {"CPU": 4.0, QUEUE_RESOURCE: 1.0})
+    placement = queue_placement()
+    assert set(placement["resources"]) == {QUEUE_RESOURCE}
+    # A sliver: a thousand shards fit on the one queue node.
+    assert 0 < placement["resources"][QUEUE_RESOURCE] * 1000 <= 1
+
+
+def test_a_busy_dashboard_port_is_named_before_ray_starts() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        http, browser = _free_port_pair()
+        settings = load_settings({"HERALD_DASHBOARD_PORT": str(port), "HERALD_PORT": str(http),
+                                  "HERALD_BROWSER_PORT": str(browser)})
+        with pytest.raises(OSError, match=rf"127.0.0.1:{port} \(HERALD_DASHBOARD_PORT\)"):
+            check_ports_free(settings)
+        check_ports_free(settings.with_overrides(dashboard_port=0))  # 0: no dashboard
+
+
+def _free_port_pair() -> tuple[int, int]:
+    with socket.socket() as one, socket.socket() as two:
+        one.bind(("127.0.0.1", 0))
+        two.bind(("127.0.0.1", 0))
+        return one.getsockname()[1], two.getsockname()[1]
