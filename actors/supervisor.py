@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from typing import Any
 
 import ray
@@ -20,12 +21,17 @@ from actors.queue import QueueActor
 from actors.ratelimiter import RATE_LIMITER_NAME, RateLimiter
 from herald.channels import Channel
 from herald.config import Settings
+from herald.pool_sizing import PoolSizer
 
 log = logging.getLogger("herald.supervisor")
 SUPERVISOR_NAME = "herald-supervisor"
 NAMESPACE = "herald"
 HEALTH_INTERVAL = 1.0
 HEALTH_TIMEOUT = 15.0
+#: Pools are sized from the shards' backlog this often.
+SIZE_INTERVAL = 2.0
+#: What a channel actor asks of a node's CPU (most of its time is spent waiting on providers).
+CHANNEL_ACTOR_CPUS = 0.05
 #: The custom resource of the nodes that keep the shards' disks (the queue nodes of cluster.yaml).
 QUEUE_RESOURCE = "herald_queue"
 #: What one shard asks of it: a sliver, so that every shard fits on one queue node.
@@ -67,18 +73,53 @@ class Supervisor:
         ]
         self.limiter = RateLimiter.options(name=RATE_LIMITER_NAME, **owned).remote(  # type: ignore[attr-defined]
             settings.rate_limits, settings.recipient_limits)
+        self._owned = owned
         self.pools: dict[Channel, list[Any]] = {}
+        self._sizers: dict[Channel, PoolSizer] = {}
         for channel in map(Channel, channels):
             size = settings.pools.get(channel.key, 1)
-            self.pools[channel] = [
-                ChannelActor.options(name=f"herald-{channel.key}-{i}", **owned).remote(  # type: ignore[attr-defined]
-                    channel, i, self.shards, settings, self.limiter)
-                for i in range(size)
-            ]
+            if channel is not Channel.BROWSER:  # a gateway owns its users: that pool stays put
+                self._sizers[channel] = PoolSizer(size, settings.pool_max.get(channel.key, size))
+                while size < self._sizers[channel].maximum and _exists(f"herald-{channel.key}-{size}"):
+                    size += 1  # a previous life grew this pool: take those actors over too
+            self.pools[channel] = [self._channel_actor(channel, i) for i in range(size)]
         self._pids: dict[str, int] = {}
+        self._sized_at = 0.0
         # Async actors run __init__ on their event loop; a restarted Supervisor resumes checking.
         self._loop: asyncio.Task[None] | None = asyncio.get_running_loop().create_task(
             self._health_loop())
+
+    def _channel_actor(self, channel: Channel, index: int) -> Any:
+        # A sliver of CPU each: on a cluster, actors that do not fit are demand the autoscaler sees.
+        return ChannelActor.options(  # type: ignore[attr-defined]
+            name=f"herald-{channel.key}-{index}", num_cpus=CHANNEL_ACTOR_CPUS, **self._owned,
+        ).remote(channel, index, self.shards, self._settings, self.limiter)
+
+    async def _size_pools(self) -> None:
+        """Grow a pool while its backlog per actor stays high, shrink it when idle."""
+        if not self._sizers or time.monotonic() < self._sized_at + SIZE_INTERVAL:
+            return
+        self._sized_at = time.monotonic()
+        stats = await asyncio.gather(*(s.stats.remote() for s in self.shards), return_exceptions=True)
+        backlog: dict[str, int] = {}
+        for stat in stats:
+            if isinstance(stat, BaseException):
+                return  # a shard is restarting: decide next time, on every shard's figures
+            for channel, states in stat.depth.items():
+                backlog[channel] = backlog.get(channel, 0) + states.get("queued", 0) + \
+                    states.get("retrying", 0)
+        for channel, sizer in self._sizers.items():
+            actors = self.pools[channel]
+            wanted = sizer.decide(len(actors), backlog.get(channel.value, 0), time.monotonic())
+            while len(actors) < wanted:
+                log.info("growing a pool", extra={"channel": channel.key, "size": len(actors) + 1})
+                actors.append(self._channel_actor(channel, len(actors)))
+            while len(actors) > wanted:
+                actor = actors.pop()
+                log.info("shrinking a pool", extra={"channel": channel.key, "size": len(actors)})
+                with contextlib.suppress(Exception):  # drained or not, it goes
+                    await asyncio.wait_for(actor.drain.remote(30.0), 40)
+                ray.kill(actor, no_restart=True)
 
     def _members(self) -> list[tuple[str, str, Any]]:
         out = [("queue", f"shard-{i}", h) for i, h in enumerate(self.shards)]
@@ -125,6 +166,7 @@ class Supervisor:
             await asyncio.sleep(HEALTH_INTERVAL)
             try:
                 await self._check_all(HEALTH_TIMEOUT)
+                await self._size_pools()
             except Exception:
                 log.exception("health check failed")
 

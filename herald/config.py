@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     #: API key → tenant. Empty means "make a dev key" (``herald up``).
     api_keys: Mapping[str, str] = Field(default_factory=dict, repr=False)
     pools: Mapping[str, Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: dict(DEFAULT_POOLS))
+    #: The most actors a pool may grow to under a backlog (``email=16,sms=8``); unset: its size.
+    pool_max: Mapping[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
     max_attempts: Mapping[str, Count] = Field(default_factory=lambda: dict(DEFAULT_MAX_ATTEMPTS))
     retry_base_seconds: Backoff = 1.0
     retry_cap_seconds: Backoff = 300.0
@@ -198,8 +200,8 @@ class Settings(BaseSettings):
 Origin = tuple[str, str]
 #: Tables merged key by key over the defaults (``HERALD_POOLS="email=4"`` keeps sms at 1),
 #: with the shape an entry must have.
-_MERGED = {"pools": "channel=N", "max_attempts": "channel=N", "rate_limits": "provider=N",
-           "recipient_limits": "channel=N/SECONDS"}
+_MERGED = {"pools": "channel=N", "pool_max": "channel=N", "max_attempts": "channel=N",
+           "rate_limits": "provider=N", "recipient_limits": "channel=N/SECONDS"}
 #: Fields in Herald's list formats rather than pydantic-settings' JSON.
 _LISTS = frozenset(_MERGED) | {"api_keys", "webhook_secrets", "callback_allow"}
 
