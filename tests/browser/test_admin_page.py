@@ -7,7 +7,6 @@ of the page as ``failure.png`` in its tmp dir when it fails.
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,27 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page, expect
 
-CHROMIUM = "/usr/bin/chromium"
-if not os.path.exists(CHROMIUM):
-    pytest.skip(
-        f"browser tests need Chromium at {CHROMIUM} (apt-get install -y chromium)",
-        allow_module_level=True,
-    )
-
-import httpx  # noqa: E402
-from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page, expect, sync_playwright  # noqa: E402
-
-from tests.conftest import ADMIN_KEY, Service  # noqa: E402
-from tests.support.payloads import email_payload  # noqa: E402
+from tests.conftest import ADMIN_KEY, Service
+from tests.support.payloads import email_payload
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 #: Generous: the first notification of a session may wait for Ray workers and a lease.
 TIMEOUT_MS = 30_000
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -53,16 +40,6 @@ class Console:
 
     def unexpected(self) -> list[str]:
         return [p for p in self.problems if not any(e in p for e in self.expected)]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
