@@ -55,6 +55,11 @@ class _Redact(logging.Filter):
     _frame = re.compile(r"^([<>] (?:TEXT|BINARY|CONT)) .*?(\[\d+ bytes\])?$", re.DOTALL)
 
     def filter(self, record: logging.LogRecord) -> bool:
+        # websockets puts the connection object in ``extra``: a JSON log formatter (Ray's)
+        # cannot write it and would lose the record; its id is what a reader needs.
+        connection = record.__dict__.pop("websocket", None)
+        if connection is not None:
+            record.__dict__["connection"] = str(getattr(connection, "id", ""))
         if record.levelno > logging.DEBUG:
             return True
         text = record.getMessage()

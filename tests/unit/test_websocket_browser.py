@@ -331,3 +331,21 @@ async def test_a_connection_closes_when_its_token_expires(harness: Harness) -> N
             await ws.wait_closed()
         assert ws.close_code == 4001
     await until(lambda: harness.gateway.connected_users() == 0)
+
+
+def test_wire_log_records_can_be_written_as_json() -> None:
+    """websockets logs its connection object in ``extra``; Ray's JSON formatter must still
+    write the record (it used to lose it with a '--- Logging error ---' traceback)."""
+    from ray._common.formatters import JSONFormatter
+
+    from actors.providers.websocket_browser import _wire_log
+
+    class _Connection:
+        id = "c0ffee"
+
+    record = _wire_log.makeRecord(_wire_log.name, logging.INFO, __file__, 1, "connection open",
+                                  None, None, extra={"websocket": _Connection()})
+    for log_filter in _wire_log.filters:
+        assert log_filter.filter(record)  # type: ignore[union-attr]
+    written = json.loads(JSONFormatter().format(record))
+    assert written["message"] == "connection open" and written["connection"] == "c0ffee"
