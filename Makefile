@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-unit test-integration test-e2e test-browser lint bench clean venv browser-deps
+.PHONY: run test test-unit test-integration test-e2e test-browser lint bench clean venv browser-deps chaos
 
 venv: $(STAMP)
 
@@ -44,6 +44,11 @@ test: venv browser-deps lint
 
 bench: venv
 	$(PY) -m bench.run
+
+# Fault tests, long version (~10 min): kills, a whole restart, outages, overload, a full disk,
+# fuzzing; prints the table the README quotes. The short version runs inside `make test`.
+chaos: venv
+	$(PY) -m tests.chaos.run
 
 clean:
 	rm -rf $(VENV) .herald .pytest_cache .mypy_cache .ruff_cache
