@@ -19,6 +19,8 @@ from herald.config import Settings
 from herald.layout import check_layout
 
 log = logging.getLogger("herald.runtime")
+#: The longest stop waits for Serve to take Herald's HTTP app down.
+APP_DELETE_SECONDS = 15.0
 #: Herald's Serve application: the only one stop() deletes.
 APP_NAME = "herald"
 #: How long a stopping intake replica lets in-flight HTTP requests finish; only ``?wait``
@@ -222,7 +224,14 @@ class Herald:
             from ray import serve
 
             self._serving = False
-            _guarded("deleting the HTTP app", lambda: serve.delete(APP_NAME))
+            # serve.delete waits on the Serve controller without a timeout; a controller that
+            # does not answer (an overloaded box) must not keep Herald from stopping.
+            deleting = threading.Thread(target=_guarded, daemon=True, name="herald-serve-delete",
+                                        args=("deleting the HTTP app", lambda: serve.delete(APP_NAME)))
+            deleting.start()
+            deleting.join(APP_DELETE_SECONDS)
+            if deleting.is_alive():
+                log.warning("the HTTP app did not stop within %.0f s; going on", APP_DELETE_SECONDS)
         if drained is not None:
             left = _guarded("drain", lambda: ray.get(drained, timeout=timeout + 10))
             if left:
