@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.chaos import netns
+from tests.chaos.procs import KEEP_LOGS
 from tests.chaos.tally import Tally
 
 OWN_HERALD_TESTS = "test_own_herald.py"
@@ -70,6 +72,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     run = config.stash.get(RUN, None)
     if run is not None:
         run.stop()
+        if os.environ.get(KEEP_LOGS) != "1":
+            shutil.rmtree(run.dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -93,6 +94,8 @@ def in_process(tmp: Path, say: TextIO) -> list[Tally]:
         sampler.stop()
         herald.stop(timeout=10)
         peers.stop()
+        for done in ("in-process", "outbox"):  # the log stays
+            shutil.rmtree(tmp / done, ignore_errors=True)
     return tallies
 
 

@@ -14,6 +14,8 @@ import argparse
 import asyncio
 import json
 import logging
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,7 +32,7 @@ from tests.chaos.hostile import fuzz, hostile_payloads, websocket_flood
 from tests.chaos.load import Offer
 from tests.chaos.own_herald import disk_full, overload, whole_restart
 from tests.chaos.peers import Peers
-from tests.chaos.procs import HeraldProcess, RssSampler
+from tests.chaos.procs import KEEP_LOGS, HeraldProcess, RssSampler
 from tests.chaos.report import details, row, table
 from tests.chaos.scenarios import provider_hang
 from tests.chaos.tally import Tally
@@ -58,8 +60,8 @@ class Sizes:
 SHORT = Sizes(hang=5, hang_messages=4, disk_hold=6, overload_seconds=5, overload_rate=100,
               deliver_rate=20, queue_limit=100, restart_seconds=10, restart_rate=10,
               fuzz_requests=300, flood=40)
-LONG = Sizes(hang=10, hang_messages=20, disk_hold=15, overload_seconds=60, overload_rate=200,
-             deliver_rate=40, queue_limit=1000, restart_seconds=40, restart_rate=20,
+LONG = Sizes(hang=10, hang_messages=20, disk_hold=15, overload_seconds=60, overload_rate=100,
+             deliver_rate=20, queue_limit=500, restart_seconds=40, restart_rate=20,
              fuzz_requests=10_000, flood=200)
 
 
@@ -145,6 +147,8 @@ def run_all(sizes: Sizes, say: TextIO | None = None) -> list[Tally]:
         except (TimeoutError, OSError) as exc:
             print(f"stopping the peers: {exc!r}", file=sys.stderr)
         subprocess.run(["umount", "-l", str(data)], capture_output=True, check=False)
+        if os.environ.get(KEEP_LOGS) != "1":
+            shutil.rmtree(tmp, ignore_errors=True)
     return tallies
 
 

@@ -67,6 +67,7 @@ async def process_kills(base_url: str, key: str, peers: Peers, *, duration: floa
                 pass
 
     injector = asyncio.create_task(inject())
+    asyncio.get_running_loop().call_later(duration, stop.set)  # kills while offering, only
     await client.steady(duration, rate, MIX, lambda channel: rng.choice(uids[channel]))
     stop.set()
     await injector
