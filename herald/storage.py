@@ -286,14 +286,18 @@ class SQLiteStorage(Storage):
     def find_idempotent_many(
         self, keys: Sequence[tuple[str, str]]
     ) -> dict[tuple[str, str], str]:
+        return self._tags_by_key("notifications", "idempotency_key", keys)
+
+    def _tags_by_key(self, table: str, key_column: str,
+                     keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """(tenant, key) → tag for the ``keys`` found in ``table``, one query per 400 keys."""
         found: dict[tuple[str, str], str] = {}
         for start in range(0, len(keys), 400):  # two parameters a key, under SQLite's limit
             chunk = keys[start:start + 400]
-            marks = " OR ".join("(tenant = ? AND idempotency_key = ?)" for _ in chunk)
+            marks = " OR ".join(f"(tenant = ? AND {key_column} = ?)" for _ in chunk)
             params = [value for key in chunk for value in key]
             for tenant, key, tag in self._db.execute(
-                f"SELECT tenant, idempotency_key, tag FROM notifications WHERE {marks}", params
-            ):
+                    f"SELECT tenant, {key_column}, tag FROM {table} WHERE {marks}", params):
                 found[(tenant, key)] = tag
         return found
 
@@ -323,15 +327,7 @@ class SQLiteStorage(Storage):
         return [found[(t, k)] for t, k, _ in entries]
 
     def claimed(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
-        found: dict[tuple[str, str], str] = {}
-        for start in range(0, len(keys), 400):  # two parameters a key, under SQLite's limit
-            chunk = keys[start:start + 400]
-            marks = " OR ".join("(tenant = ? AND key = ?)" for _ in chunk)
-            params = [value for key in chunk for value in key]
-            for tenant, key, tag in self._db.execute(
-                    f"SELECT tenant, key, tag FROM claims WHERE {marks}", params):
-                found[(tenant, key)] = tag
-        return found
+        return self._tags_by_key("claims", "key", keys)
 
     def delete_final(self, updated_before: float, limit: int) -> int:
         with self._db:
