@@ -83,7 +83,8 @@ class QueueActor:
                                    self._settings.log_rotate_seconds, self._settings.log_rotate_rows)
         policies = {c: self._settings.retry_policy(c) for c in Channel}
         shard = QueueShard(storage, policies, time.time(),
-                           gateways=self._settings.pools.get(Channel.BROWSER.key, 1))
+                           gateways=self._settings.pools.get(Channel.BROWSER.key, 1),
+                           hot_limit=self._settings.memory_window)
         shard.open_admin()  # here, off the event loop: an old big file gets its indexes once
         return shard
 

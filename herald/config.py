@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     max_body_bytes: Count = 8 * 1024 * 1024
     max_batch: Count = 1000
     queue_limit: Count = 2_000_000
+    #: Live notifications a shard keeps in memory; beyond, email/SMS/fax wait on disk only.
+    memory_window: Count = 20_000
     #: Bytes of stored payloads queued, over all shards: the limit that protects memory.
     queue_limit_bytes: Count = 2 * 1024**3
     #: Channels that use the local capture peers: ``email,sms,fax``, ``all`` or ``none``.

@@ -64,9 +64,11 @@ class QueueShard(ShardState):
         # Keys taken here: by a notification of this shard, or claimed for one on another.
         stored_keys = self.claimed(keys) if keys else {}
         results = []
+        taken: set[str] = set()  # this batch's tags (one kept on disk only is not in _live)
         for notification in notifications:
             tag, key = notification.tag, notification.idempotency_key
-            known = tag in self._live or self._pending.get(tag) is not None or tag in stored_tags
+            known = (tag in self._live or tag in taken or self._pending.get(tag) is not None
+                     or tag in stored_tags)
             first = tag if known else (key and (self._idempotency.get((notification.tenant, key))
                                                 or stored_keys.get((notification.tenant, key))))
             if first:
@@ -75,11 +77,18 @@ class QueueShard(ShardState):
                 continue
             self._seq += 1
             record = Record.new(notification, self._seq)
-            pos = self._ready.ahead(self._lane(record), record.priority) + 1
-            self._live[tag] = record
+            channel, priority = record.channel, record.priority
+            pos = (self._ready.ahead(self._lane(record), priority)
+                   + self._backlog.ahead(channel, priority) + 1)
+            taken.add(tag)
             if key:
                 self._idempotency[(record.tenant, key)] = tag
-            self._push_ready(record)
+            if self._backlog.stays_on_disk(channel, priority, record.seq, self.memory_full):
+                self._backlog.add(channel, priority)  # written below; counted, not kept
+            else:
+                self._live[tag] = record
+                self._backlog.took(channel, priority, record.seq)
+                self._push_ready(record)
             self._pending.insert(record)
             self._track(record)
             self._log(record, ACCEPTED, Status.QUEUED.value, None, now)
@@ -95,7 +104,18 @@ class QueueShard(ShardState):
         leased: list[Delivery] = []
         if limit <= 0 or lane.channel in self.pauses:  # paused: its work waits (herald.pauses)
             return leased
-        for tag in self._ready.pop(lane, lambda tag: tag in self._live):
+        while len(leased) < limit and self._lease_some(lane, limit, now, lease_seconds, leased):
+            pass
+        return leased
+
+    def _lease_some(self, lane: Lane, limit: int, now: float, lease_seconds: float,
+                    leased: list[Delivery]) -> bool:
+        """Lease from memory down to the best priority still waiting on disk (read back
+        first, as much as the lease wants); False when nothing more can be had."""
+        floor = self._refill(lane, limit - len(leased), now)
+        progressed = False
+        for tag in self._ready.pop(lane, lambda tag: tag in self._live, floor=floor):
+            progressed = True
             record = self._live[tag]
             if now >= record.expires_at:
                 self._expire(record, now)
@@ -111,7 +131,7 @@ class QueueShard(ShardState):
                 leased.append(record.delivery())
             if len(leased) >= limit:
                 break
-        return leased
+        return progressed
 
     def renew(self, renewals: Iterable[LeaseRenewal], now: float, lease_seconds: float) -> int:
         """Extend leases still being worked on (a send in flight); how many were renewed."""
@@ -222,6 +242,8 @@ class QueueShard(ShardState):
         actor's ack arrived) is held, durably, until that ack; True means applied or held.
         """
         record = self._live.get(outcome.tag)
+        if record is None and (stored := self._stored(outcome.tag)) is not None and not stored.final:
+            record = stored  # waiting on disk only (herald.backlog): not sent yet either
         if record is not None:
             self._early_receipts[outcome.tag] = outcome
             self._pending.receipts[outcome.tag] = outcome
@@ -259,7 +281,8 @@ class QueueShard(ShardState):
         self._log(record, FINAL, status.value, entry, now)
         if status in (Status.SENT, Status.DELIVERED):
             self.latency.observe(now - record.created_at)
-        del self._live[record.tag]
+        if self._live.pop(record.tag, None) is None and status is Status.CANCELLED:
+            self._backlog.remove(record.channel, record.priority)  # cancelled while on disk
         if status is not Status.SENT:
             self._let_go_receipt(record.tag)  # nothing sent is waiting for it any more
         # The idempotency entry stays until flush() has made the record findable in storage.

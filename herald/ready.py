@@ -37,15 +37,24 @@ class ReadyQueues:
     def __contains__(self, tag: str) -> bool:
         return tag in self._members
 
-    def pop(self, lane: Lane, accept: Callable[[str], bool]) -> Iterator[str]:
-        """Tags of ``lane`` best first, each removed as it is yielded; ``accept`` skips strays."""
+    def pop(self, lane: Lane, accept: Callable[[str], bool],
+            floor: int | None = None) -> Iterator[str]:
+        """Tags of ``lane`` best first, each removed as it is yielded; ``accept`` skips strays.
+        With a ``floor``, stops before the first tag of a lower priority."""
         heap = self._heaps.get(lane)
         while heap:
+            if floor is not None and -heap[0][0] < floor:
+                return
             _, _, tag = heapq.heappop(heap)
             if tag not in self._members or not accept(tag):
                 continue
             self.remove(tag)
             yield tag
+
+    def count(self, lane: Lane, priority: int) -> int:
+        """How many wait in ``lane`` at exactly ``priority``."""
+        counts = self._counts.get(lane)
+        return counts[priority] if counts else 0
 
     def ahead(self, lane: Lane, priority: int) -> int:
         """How many wait in ``lane`` at ``priority`` or higher."""

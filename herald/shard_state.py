@@ -16,6 +16,7 @@ from collections.abc import Mapping
 
 from herald.admin_queries import AdminQueries
 from herald.attempt import Attempt
+from herald.backlog import REFILL, SPILLABLE, DiskBacklog
 from herald.channels import Channel, Lane
 from herald.delivery_log import log_event
 from herald.errors import NotFound
@@ -24,6 +25,7 @@ from herald.outcome import Outcome
 from herald.parking import Parking
 from herald.pauses import Pauses
 from herald.pending import PendingWrite
+from herald.priority import MAX_PRIORITY
 from herald.ready import ReadyQueues
 from herald.record import Record
 from herald.retry import RetryPolicy
@@ -44,9 +46,14 @@ class ShardState:
         now: float,
         rng: random.Random | None = None,
         gateways: int = 1,
+        hot_limit: int = 20_000,
     ) -> None:
         self._storage = storage
         self._gateways = gateways
+        #: Live notifications kept in memory at most; beyond, waiting ones stay on disk only.
+        self._hot_limit = hot_limit
+        #: How many one read from disk takes at least (fewer with a small window).
+        self._read_size = max(1, min(REFILL, hot_limit))
         self._policies = retry_policies
         self._rng = rng or random.Random()
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
@@ -83,7 +90,14 @@ class ShardState:
         self._early_receipts: dict[str, Outcome] = dict(self._storage.load_receipts())
         self._pending = PendingWrite()
         self._seq = self._storage.max_seq()
-        for record in self._storage.load_live():
+        # What waits on disk is counted, not read (herald.backlog); a window of it is read below.
+        self._backlog = DiskBacklog()
+        spillable = sorted(SPILLABLE)
+        for channel, priority, tenant, status, count, size in self._storage.waiting_counts(spillable):
+            self._backlog.add(channel, priority, count)
+            self._depth[(tenant, channel, status)] += count
+            self.live_bytes += size
+        for record in self._storage.load_in_memory(spillable):
             self._live[record.tag] = record
             if record.idempotency_key:
                 self._idempotency[(record.tenant, record.idempotency_key)] = record.tag
@@ -94,6 +108,9 @@ class ShardState:
             else:
                 self._push_ready(record)
             self._track(record)
+        for channel in spillable:
+            for priority in self._backlog.levels(channel):
+                self._read_back(channel, priority, self._read_size, now)
 
     def get(self, tag: str, tenant: str) -> Record:
         record = self._live.get(tag) or self._stored(tag)
@@ -143,7 +160,12 @@ class ShardState:
         record.status = status
 
     def live_count(self) -> int:
-        return len(self._live)
+        """Live notifications, in memory or waiting on disk only."""
+        return len(self._live) + self._backlog.total
+
+    @property
+    def memory_full(self) -> bool:
+        return len(self._live) >= self._hot_limit
 
     def take_finished(self) -> list[str]:
         """Tags that reached a final state since the last call (to wake ``?wait`` callers)."""
@@ -169,8 +191,8 @@ class ShardState:
             self._recover(self._last_now)
             raise
         self._pending = PendingWrite()
-        for record in written:
-            if record.final and record.idempotency_key:
+        for record in written:  # findable in storage now: final, or waiting on disk only
+            if record.idempotency_key and (record.final or record.tag not in self._live):
                 self._idempotency.pop((record.tenant, record.idempotency_key), None)
 
     # -- helpers --------------------------------------------------------------------------
@@ -189,7 +211,65 @@ class ShardState:
         self._pending.update(record)
 
     def _push_ready(self, record: Record) -> None:
+        """Into its lane's heap, or to disk only when older ones of its kind wait there (it
+        must not overtake them: ``herald.backlog``)."""
+        if self._backlog.stays_on_disk(record.channel, record.priority, record.seq, False):
+            self._to_disk(record)
+            return
         self._ready.push(self._lane(record), record.priority, record.seq, record.tag)
+
+    def _to_disk(self, record: Record) -> None:
+        """A waiting record leaves memory; storage (after the next flush) has it."""
+        self._live.pop(record.tag, None)
+        self._dirty(record)
+        self._backlog.add(record.channel, record.priority)
+
+    def _read_back(self, channel: Channel, priority: int, limit: int, now: float) -> int:
+        """Read up to ``limit`` waiting records of (channel, priority) from disk into memory,
+        in acceptance order; how many became ready."""
+        cursor = self._backlog.cursor(channel, priority)
+        rows = self._storage.load_waiting(channel, priority, cursor, limit)
+        last = rows[-1].seq if len(rows) == limit else None  # storage has more beyond it
+        found = {r.tag: r for r in rows}
+        # Changes not flushed yet win over storage (a record sent back to disk a moment ago
+        # may still be stored as ``sending``).
+        for r in (*self._pending.inserts, *self._pending.updates.values()):
+            if (r.channel is channel and r.priority == priority and r.seq > cursor
+                    and (last is None or r.seq <= last)):
+                found[r.tag] = r
+        ready = 0
+        for record in sorted(found.values(), key=lambda r: r.seq):
+            self._backlog.took(channel, priority, record.seq)
+            if record.tag in self._live:
+                continue  # in memory already (a stray: counted there, not here)
+            if record.status not in WAITING:
+                continue  # finished while on disk (cancelled, and uncounted then)
+            self._backlog.remove(channel, priority)
+            self._live[record.tag] = record
+            if record.not_before > now:
+                heapq.heappush(self._delayed, (record.not_before, record.seq, record.tag))
+            else:
+                self._ready.push(self._lane(record), record.priority, record.seq, record.tag)
+                ready += 1
+        if not found and self._backlog.cold(channel, priority):
+            # Counted but not found (a count that drifted): trust the disk.
+            self._backlog.remove(channel, priority, self._backlog.cold(channel, priority))
+        return ready
+
+    def _refill(self, lane: Lane, want: int, now: float) -> int | None:
+        """Make the best ``want`` of ``lane`` be in memory (reading from disk at each priority
+        that runs short); the highest priority still waiting on disk only, if any."""
+        if lane.channel not in SPILLABLE:
+            return None
+        need = want
+        for priority in range(MAX_PRIORITY, -1, -1):
+            hot = self._ready.count(lane, priority)
+            if hot < need and self._backlog.cold(lane.channel, priority):
+                hot += self._read_back(lane.channel, priority, max(self._read_size, need - hot), now)
+            need -= hot
+            if need <= 0:
+                break
+        return self._backlog.highest(lane.channel)
 
     # -- the admin console: any tenant's records, paused channels, figures ---------------
     _admin: AdminQueries | None = None

@@ -7,7 +7,6 @@ durable, which is what lets intake answer 202. Records are stored as JSON, never
 from __future__ import annotations
 
 import abc
-import copy
 import sqlite3
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -15,13 +14,13 @@ from typing import Any
 
 import orjson
 
-from herald.admin_queries import AdminQueries, MemoryAdminQueries, SQLiteAdminQueries
+from herald.admin_queries import AdminQueries, SQLiteAdminQueries
 from herald.attempt import Attempt
 from herald.channels import Channel
 from herald.delivery_log import LogEvent
 from herald.outcome import Outcome
 from herald.record import Record
-from herald.status import FINAL, Status
+from herald.status import FINAL, WAITING, Status
 
 _COLUMNS = (
     "tag", "tenant", "type", "channel", "priority", "seq", "uid", "recipient", "idempotency_key",
@@ -33,6 +32,9 @@ _MUTABLE = ("status", "attempts", "not_before", "lease_until", "updated_at", "pr
 #: Receipts held for a notification still being sent: tag → the receipt, or None to forget it.
 ReceiptChanges = Mapping[str, Outcome | None]
 _FINAL_SQL = ", ".join(f"'{s.value}'" for s in sorted(FINAL))
+_WAITING_SQL = ", ".join(f"'{s.value}'" for s in sorted(WAITING))
+#: (channel, priority, tenant, status, count, payload bytes) of waiting records.
+WaitingCount = tuple[Channel, int, str, Status, int, int]
 
 
 def _history_json(history: Sequence[Attempt]) -> bytes:
@@ -46,6 +48,22 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def get(self, tag: str) -> Record | None: ...
+
+    # -- the part of the queue kept on disk only (``herald.backlog``) ------------------------
+    @abc.abstractmethod
+    def load_in_memory(self, spillable: Sequence[Channel]) -> list[Record]:
+        """Live records but the waiting ones of ``spillable`` channels, oldest first."""
+
+    @abc.abstractmethod
+    def waiting_counts(self, spillable: Sequence[Channel]) -> list[WaitingCount]:
+        """Waiting records of ``spillable`` channels, counted by (channel, priority, tenant,
+        status), with their payload bytes."""
+
+    @abc.abstractmethod
+    def load_waiting(self, channel: Channel, priority: int, after_seq: int,
+                     limit: int) -> list[Record]:
+        """Up to ``limit`` waiting records of (channel, priority) with ``seq`` above
+        ``after_seq``, lowest ``seq`` first."""
 
     @abc.abstractmethod
     def find_idempotent(self, tenant: str, key: str) -> str | None:
@@ -107,88 +125,6 @@ class Storage(abc.ABC):
         return AdminQueries()
 
 
-class MemoryStorage(Storage):
-    """A real in-memory backend (copies in and out, like a disk) for tests and benchmarks."""
-
-    def __init__(self) -> None:
-        self._rows: dict[str, Record] = {}
-        self._idempotency: dict[tuple[str, str], str] = {}
-        self._events: dict[int, LogEvent] = {}
-        self._event_id = 0
-        self._receipts: dict[str, Outcome] = {}
-        self._claims: dict[tuple[str, str], tuple[str, float]] = {}
-        self._pauses: dict[str, float] = {}
-
-    def claim(self, entries: Sequence[tuple[str, str, str]], now: float) -> list[str]:
-        for tenant, key, tag in entries:
-            self._claims.setdefault((tenant, key), (tag, now))
-        return [self._claims[(tenant, key)][0] for tenant, key, _ in entries]
-
-    def claimed(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
-        return {k: self._claims[k][0] for k in keys if k in self._claims}
-
-    def load_live(self) -> list[Record]:
-        live = [copy.deepcopy(r) for r in self._rows.values() if r.status not in FINAL]
-        return sorted(live, key=lambda r: r.seq)
-
-    def get(self, tag: str) -> Record | None:
-        row = self._rows.get(tag)
-        return copy.deepcopy(row) if row else None
-
-    def find_idempotent(self, tenant: str, key: str) -> str | None:
-        return self._idempotency.get((tenant, key))
-
-    def max_seq(self) -> int:
-        return max((r.seq for r in self._rows.values()), default=0)
-
-    def load_receipts(self) -> list[tuple[str, Outcome]]:
-        return list(self._receipts.items())
-
-    def delete_final(self, updated_before: float, limit: int) -> int:
-        for key in [k for k, (_, at) in self._claims.items() if at < updated_before][:limit]:
-            del self._claims[key]
-        old = [t for t, r in self._rows.items() if r.status in FINAL and r.updated_at < updated_before]
-        for tag in old[:limit]:
-            record = self._rows.pop(tag)
-            if record.idempotency_key:
-                self._idempotency.pop((record.tenant, record.idempotency_key), None)
-        return min(len(old), limit)
-
-    def write(self, inserts: Sequence[Record], updates: Sequence[Record],
-              events: Sequence[LogEvent] = (), receipts: ReceiptChanges | None = None) -> None:
-        for record in (*inserts, *updates):  # encode first, as a disk would: what cannot be
-            orjson.dumps(record.payload)     # stored fails here and changes nothing
-            _history_json(record.history)
-        for tag, receipt in (receipts or {}).items():
-            if receipt is None:
-                self._receipts.pop(tag, None)
-            else:
-                self._receipts[tag] = receipt
-        for event in events:
-            self._event_id += 1
-            self._events[self._event_id] = event
-        for record in inserts:
-            self._rows[record.tag] = copy.deepcopy(record)
-            if record.idempotency_key:
-                self._idempotency.setdefault((record.tenant, record.idempotency_key), record.tag)
-        for record in updates:
-            stored = self._rows[record.tag]
-            for name in _MUTABLE:
-                setattr(stored, name, copy.deepcopy(getattr(record, name)))
-
-
-    def read_events(self, after: int, limit: int) -> list[tuple[int, LogEvent]]:
-        ids = sorted(i for i in self._events if i > after)[:limit]
-        return [(i, self._events[i]) for i in ids]
-
-    def delete_events(self, through: int) -> None:
-        for i in [i for i in self._events if i <= through]:
-            del self._events[i]
-
-    def admin(self) -> AdminQueries:
-        return MemoryAdminQueries(self._rows, self._pauses)
-
-
 class SQLiteStorage(Storage):
     """One SQLite file per shard in WAL mode; one transaction per ``write``."""
 
@@ -237,6 +173,13 @@ class SQLiteStorage(Storage):
             f"CREATE INDEX IF NOT EXISTS notifications_final_age ON notifications (updated_at)"
             f" WHERE status IN ({_FINAL_SQL})"
         )
+        # What waits, by (channel, priority) in acceptance order, and what is being sent: how
+        # a shard reads a window of its backlog (herald.backlog) instead of every record.
+        self._db.execute(
+            f"CREATE INDEX IF NOT EXISTS notifications_waiting ON notifications"
+            f" (channel, priority, seq) WHERE status IN ({_WAITING_SQL})")
+        self._db.execute("CREATE INDEX IF NOT EXISTS notifications_sending ON notifications (seq)"
+                         " WHERE status = 'sending'")
         self._insert_sql = (
             f"INSERT OR IGNORE INTO notifications ({', '.join(_COLUMNS)})"
             f" VALUES ({', '.join('?' for _ in _COLUMNS)})"
@@ -269,6 +212,31 @@ class SQLiteStorage(Storage):
             f" WHERE status NOT IN ({_FINAL_SQL}) ORDER BY seq"
         )
         return [self._record(row) for row in cursor]
+
+    def load_in_memory(self, spillable: Sequence[Channel]) -> list[Record]:
+        columns = ", ".join(_COLUMNS)
+        kept = [c.value for c in Channel if c not in spillable]
+        marks = ", ".join("?" for _ in kept)
+        rows = [*self._db.execute(f"SELECT {columns} FROM notifications WHERE status = 'sending'"),
+                *self._db.execute(f"SELECT {columns} FROM notifications WHERE status IN"
+                                  f" ({_WAITING_SQL}) AND channel IN ({marks})", kept)]
+        return sorted((self._record(row) for row in rows), key=lambda r: r.seq)
+
+    def waiting_counts(self, spillable: Sequence[Channel]) -> list[WaitingCount]:
+        marks = ", ".join("?" for _ in spillable)
+        rows = self._db.execute(
+            f"SELECT channel, priority, tenant, status, COUNT(*), SUM(LENGTH(payload))"
+            f" FROM notifications WHERE status IN ({_WAITING_SQL}) AND channel IN ({marks})"
+            f" GROUP BY channel, priority, tenant, status", [c.value for c in spillable])
+        return [(Channel(c), p, t, Status(s), n, b) for c, p, t, s, n, b in rows]
+
+    def load_waiting(self, channel: Channel, priority: int, after_seq: int,
+                     limit: int) -> list[Record]:
+        rows = self._db.execute(
+            f"SELECT {', '.join(_COLUMNS)} FROM notifications WHERE channel = ? AND priority = ?"
+            f" AND status IN ({_WAITING_SQL}) AND seq > ? ORDER BY seq LIMIT ?",
+            (channel.value, priority, after_seq, limit))
+        return [self._record(row) for row in rows]
 
     def get(self, tag: str) -> Record | None:
         row = self._db.execute(

@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 
 from herald.channels import Channel, Lane
+from herald.memory_storage import MemoryStorage
 from herald.models import validate_notification
 from herald.notification import Notification
 from herald.queue import QueueShard
 from herald.retry import RetryPolicy
-from herald.storage import MemoryStorage, SQLiteStorage, Storage
+from herald.storage import SQLiteStorage, Storage
 
 T0 = 1_000_000.0
 TENANT = "acme"
@@ -71,9 +72,11 @@ def make_shard(
     now: float = T0,
     policies: Mapping[str, RetryPolicy] | None = None,
     seed: int = 0,
+    hot_limit: int = 20_000,
 ) -> QueueShard:
     """A shard with a seeded jitter source, so retry delays are reproducible."""
-    return QueueShard(storage, policies or {}, now=now, rng=random.Random(seed))
+    return QueueShard(storage, policies or {}, now=now, rng=random.Random(seed),
+                      hot_limit=hot_limit)
 
 
 @pytest.fixture(params=["memory", "sqlite"])

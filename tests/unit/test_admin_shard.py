@@ -10,13 +10,14 @@ import pytest
 
 from herald.channels import Channel
 from herald.errors import Conflict, NotFound, ValidationError
+from herald.memory_storage import MemoryStorage
 from herald.notification import Notification
 from herald.outcome import Outcome, OutcomeKind
 from herald.queue import QueueShard
 from herald.retry import RetryPolicy
 from herald.search import Position, SearchQuery, merge_pages, parse_query
 from herald.status import Status
-from herald.storage import MemoryStorage, SQLiteStorage, Storage
+from herald.storage import SQLiteStorage, Storage
 from tests.unit.conftest import T0, lane, make_notification, make_shard
 
 LEASE = 30.0

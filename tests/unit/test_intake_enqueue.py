@@ -11,10 +11,10 @@ import asyncio
 from typing import Any
 
 from herald.errors import HeraldError, Unavailable
+from herald.memory_storage import MemoryStorage
 from herald.notification import Accepted
 from herald.queue import QueueShard
 from herald.sharding import shard_for_key
-from herald.storage import MemoryStorage
 from serve.enqueue import ShardRouter
 from tests.unit.conftest import T0, make_notification
 

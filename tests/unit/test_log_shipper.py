@@ -11,7 +11,8 @@ import pytest
 from actors.log_shipper import CLOSED, OPEN_SUFFIX, LogShipper
 from herald.delivery_log import LogEvent
 from herald.log_schema import SCHEMA
-from herald.storage import MemoryStorage, SQLiteStorage, Storage
+from herald.memory_storage import MemoryStorage
+from herald.storage import SQLiteStorage, Storage
 
 T0 = 1_700_000_000.0
 CHANNELS = ("email", "sms", "fax", "browser")

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from herald.channels import Channel
 from herald.delivery_log import LogEvent
 from herald.errors import Conflict, NotFound
 from herald.notification import Accepted, Notification
@@ -19,7 +20,7 @@ from herald.outcome import Outcome, OutcomeKind
 from herald.queue import LeaseRenewal, QueueShard
 from herald.record import FINAL, Record
 from herald.retry import RetryPolicy
-from herald.storage import ReceiptChanges, Storage
+from herald.storage import ReceiptChanges, Storage, WaitingCount
 from tests.unit.conftest import T0, TENANT, lane, make_notification, make_shard
 
 LEASE = 30.0
@@ -705,6 +706,16 @@ class _FlakyStorage(Storage):
 
     def get(self, tag: str) -> Record | None:
         return self.inner.get(tag)
+
+    def load_in_memory(self, spillable: Sequence[Channel]) -> list[Record]:
+        return self.inner.load_in_memory(spillable)
+
+    def waiting_counts(self, spillable: Sequence[Channel]) -> list[WaitingCount]:
+        return self.inner.waiting_counts(spillable)
+
+    def load_waiting(self, channel: Channel, priority: int, after_seq: int,
+                     limit: int) -> list[Record]:
+        return self.inner.load_waiting(channel, priority, after_seq, limit)
 
     def find_idempotent(self, tenant: str, key: str) -> str | None:
         return self.inner.find_idempotent(tenant, key)

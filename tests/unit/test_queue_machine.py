@@ -18,10 +18,11 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from herald.errors import Conflict, NotFound
+from herald.memory_storage import MemoryStorage
 from herald.outcome import Outcome, OutcomeKind
 from herald.record import FINAL, Record
 from herald.retry import RetryPolicy
-from herald.storage import MemoryStorage, SQLiteStorage, Storage
+from herald.storage import SQLiteStorage, Storage
 from tests.unit.conftest import T0, lane, make_notification, make_shard
 
 CHANNELS = ("BROWSER", "SMS")
@@ -46,6 +47,8 @@ notification_specs = st.tuples(
 
 class QueueMachine(RuleBasedStateMachine):
     backend: ClassVar[str] = "memory"
+    #: Live notifications the shard keeps in memory; beyond, SMS waits on disk only.
+    hot_limit: ClassVar[int] = 20_000
 
     def __init__(self) -> None:
         super().__init__()
@@ -55,7 +58,8 @@ class QueueMachine(RuleBasedStateMachine):
             else SQLiteStorage(Path(self._tmp.name) / "shard.db", synchronous="OFF")
         )
         self.now = T0
-        self.shard = make_shard(self.storage, now=self.now, policies=POLICIES)
+        self.shard = make_shard(self.storage, now=self.now, policies=POLICIES,
+                                hot_limit=self.hot_limit)
         self.accepted: dict[str, dict[str, Any]] = {}  # tag -> the notification a client posted
         self.first_for: dict[tuple[str, str], str] = {}  # (tenant, btag) -> first tag
         self.leases: list[tuple[str, float]] = []  # handed out and not yet acked
@@ -273,7 +277,8 @@ class QueueMachine(RuleBasedStateMachine):
         elif interrupted == "ack" and self.leases:
             tag, _ = self.leases[-1]  # the worker will ack again: its lease stays listed
             self.shard.ack([Outcome(tag, "sent", "capture")], self.now)
-        self.shard = make_shard(self.storage, now=self.now, policies=POLICIES)
+        self.shard = make_shard(self.storage, now=self.now, policies=POLICIES,
+                                hot_limit=self.hot_limit)
         # Held receipts are stored, so they survive; parking is memory only.
         self.parked.clear()  # so is parking: those come back and will be parked again
 
@@ -313,8 +318,22 @@ class SQLiteQueueMachine(QueueMachine):
     backend = "sqlite"
 
 
+class SpillingQueueMachine(QueueMachine):
+    """A memory window of 2: most SMS waits on disk only and is read back (herald.backlog)."""
+
+    hot_limit = 2
+
+
+class SpillingSQLiteQueueMachine(SpillingQueueMachine):
+    backend = "sqlite"
+
+
 _SETTINGS = settings(max_examples=100, stateful_step_count=50, deadline=None)
 TestQueueMachineMemory = QueueMachine.TestCase
 TestQueueMachineMemory.settings = _SETTINGS
 TestQueueMachineSQLite = SQLiteQueueMachine.TestCase
 TestQueueMachineSQLite.settings = _SETTINGS
+TestSpillingQueueMachine = SpillingQueueMachine.TestCase
+TestSpillingQueueMachine.settings = _SETTINGS
+TestSpillingQueueMachineSQLite = SpillingSQLiteQueueMachine.TestCase
+TestSpillingQueueMachineSQLite.settings = _SETTINGS

@@ -1,0 +1,108 @@
+"""A shard's memory window: what waits beyond it stays on disk only, and leaves in order."""
+
+from __future__ import annotations
+
+from herald.backlog import DiskBacklog
+from herald.channels import Channel
+from herald.outcome import Outcome
+from herald.retry import RetryPolicy
+from herald.storage import Storage
+from tests.unit.conftest import T0, lane, make_notification, make_shard
+
+SMS = Channel.SMS
+
+
+def _fill(storage: Storage, count: int, hot_limit: int, **kwargs: object) -> list[str]:
+    shard = make_shard(storage, hot_limit=hot_limit)
+    batch = [make_notification("SMS", now=T0, **kwargs) for _ in range(count)]  # type: ignore[arg-type]
+    shard.enqueue(batch, T0)
+    shard.flush()
+    return [n.tag for n in batch]
+
+
+def test_beyond_the_window_only_counts_are_kept(storage: Storage) -> None:
+    shard = make_shard(storage, hot_limit=3)
+    batch = [make_notification("SMS", now=T0) for _ in range(10)]
+    results = shard.enqueue(batch, T0)
+    shard.flush()
+    assert [r.pos for r in results] == list(range(1, 11))
+    assert shard.live_count() == 10
+    assert len(shard._live) == 3  # the rest is on disk only
+    assert shard.depth()["SMS"]["queued"] == 10
+    leased = shard.lease(lane("SMS"), 10, T0, 30.0)
+    shard.flush()
+    assert [d.tag for d in leased] == [n.tag for n in batch]
+
+
+def test_asap_overtakes_a_backlog_on_disk(storage: Storage) -> None:
+    shard = make_shard(storage, hot_limit=2)
+    normal = [make_notification("SMS", now=T0) for _ in range(6)]
+    shard.enqueue(normal, T0)
+    urgent = make_notification("SMS", now=T0, asap="true")
+    [accepted] = shard.enqueue([urgent], T0)
+    shard.flush()
+    assert accepted.pos == 1
+    [first] = shard.lease(lane("SMS"), 1, T0, 30.0)
+    assert first.tag == urgent.tag
+    rest = shard.lease(lane("SMS"), 10, T0, 30.0)
+    assert [d.tag for d in rest] == [n.tag for n in normal]
+
+
+def test_a_restart_reads_a_window_not_the_backlog(storage: Storage) -> None:
+    tags = _fill(storage, 50, hot_limit=5)
+    shard = make_shard(storage, hot_limit=5)
+    assert len(shard._live) <= 5
+    assert shard.live_count() == 50 and shard.depth()["SMS"]["queued"] == 50
+    leased = shard.lease(lane("SMS"), 50, T0, 30.0)
+    shard.flush()
+    assert [d.tag for d in leased] == tags
+    assert shard.live_count() == 50 and shard.depth()["SMS"]["sending"] == 50
+
+
+def test_a_notification_cancelled_on_disk_is_not_read_back(storage: Storage) -> None:
+    shard = make_shard(storage, hot_limit=2)
+    batch = [make_notification("SMS", now=T0) for _ in range(5)]
+    shard.enqueue(batch, T0)
+    shard.flush()
+    shard.cancel(batch[3].tag, batch[3].tenant, T0)
+    shard.flush()
+    assert shard.live_count() == 4
+    leased = shard.lease(lane("SMS"), 10, T0, 30.0)
+    assert [d.tag for d in leased] == [n.tag for n in batch if n is not batch[3]]
+    assert shard.live_count() == 4  # all sending now
+
+
+def test_a_retry_newer_than_what_waits_on_disk_goes_behind_it(storage: Storage) -> None:
+    """B (seq 2) was being sent when the shard restarted with A (retrying) and C on disk; B's
+    lease expires: it goes back to disk, and leaves after A and before C, by acceptance."""
+    policies = {"SMS": RetryPolicy(base_seconds=1.0, cap_seconds=1.0, max_attempts=5)}
+    shard = make_shard(storage, policies=policies, hot_limit=10)
+    a, b, c = (make_notification("SMS", now=T0) for _ in range(3))
+    shard.enqueue([a, b, c], T0)
+    [first] = shard.lease(lane("SMS"), 1, T0, 30.0)
+    shard.ack([Outcome(first.tag, "retry", "capture", lease=first.lease)], T0)
+    [second] = shard.lease(lane("SMS"), 1, T0, 30.0)
+    assert (first.tag, second.tag) == (a.tag, b.tag)
+    shard.flush()
+    shard = make_shard(storage, policies=policies, now=T0, hot_limit=1)  # a restart
+    assert b.tag in shard._live and c.tag not in shard._live
+    later = T0 + 100.0  # B's lease expired (B retries a second later), A's retry is due
+    assert [d.tag for d in shard.lease(lane("SMS"), 1, later, 30.0)] == [a.tag]
+    shard.flush()
+    order = [d.tag for d in shard.lease(lane("SMS"), 10, later + 5.0, 30.0)]
+    assert order == [b.tag, c.tag]
+
+
+def test_disk_backlog_counts_and_order_rule() -> None:
+    backlog = DiskBacklog()
+    assert not backlog.stays_on_disk(SMS, 4, 1, memory_full=False)
+    assert backlog.stays_on_disk(SMS, 4, 1, memory_full=True)
+    assert not backlog.stays_on_disk(Channel.BROWSER, 4, 1, memory_full=True)
+    backlog.took(SMS, 4, 10)
+    backlog.add(SMS, 4, 3)
+    assert backlog.stays_on_disk(SMS, 4, 11, memory_full=False)  # behind older ones on disk
+    assert not backlog.stays_on_disk(SMS, 4, 9, memory_full=False)  # older than all of them
+    assert backlog.ahead(SMS, 0) == 3 and backlog.ahead(SMS, 5) == 0
+    assert backlog.highest(SMS) == 4 and backlog.levels(SMS) == [4]
+    backlog.remove(SMS, 4, 3)
+    assert backlog.total == 0 and backlog.highest(SMS) is None
