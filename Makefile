@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: run test test-unit test-integration test-e2e test-browser lint bench clean venv browser-deps chaos
+.PHONY: run test test-unit test-integration test-e2e test-browser lint bench clean venv browser-deps redis-deps chaos
 
 venv: $(STAMP)
 
@@ -22,6 +23,19 @@ browser-deps:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null \
 	  || echo "warning: could not install chromium; browser tests will be skipped"; }
+
+# Redis for the Celery peer of `make bench` comes from Debian too. The bench starts its own
+# redis-server on a free loopback port; the packaged service is stopped where it was started
+# (it would hold 6379, which a local Ray's GCS may want).
+redis-deps:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server) >/dev/null \
+	  || { echo "error: could not install redis-server (make bench needs it)"; exit 1; }; \
+	  (systemctl disable --now redis-server || service redis-server stop) >/dev/null 2>&1 || true; }
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e ".[test,bench]"
+	touch $(BENCH_STAMP)
 
 lint: venv
 	$(VENV)/bin/ruff check herald actors serve capture launcher jobs analytics tests bench
@@ -42,7 +56,7 @@ test-browser: venv browser-deps
 test: venv browser-deps lint
 	$(PY) -m pytest tests -q -p no:cacheprovider
 
-bench: venv
+bench: venv redis-deps $(BENCH_STAMP)
 	$(PY) -m bench.run
 
 # Fault tests, long version (~10 min): kills, a whole restart, outages, overload, a full disk,

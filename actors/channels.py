@@ -85,7 +85,8 @@ class ChannelActor:
         await asyncio.shield(self._starting)
 
     async def _start(self) -> None:
-        providers = build_providers(self._channel, self._settings, self._index, self._on_connect)
+        providers = build_providers(self._channel, self._settings, self._index, self._on_connect,
+                                    node_ip=ray.util.get_node_ip_address())
         limits = None
         if self._limiter is not None:
             limits = RateLimitClient(self._limiter, set(self._settings.rate_limits),
@@ -111,8 +112,10 @@ class ChannelActor:
         await shard.unpark.remote(tenant, uid)
 
     async def ping(self) -> dict[str, Any]:
-        """Health and figures; the Supervisor's health loop calls it every second."""
+        """Health and figures; the Supervisor's health loop calls it every second. ``endpoint``:
+        where browsers connect to this actor's gateway (``/v1/browser-endpoint`` asks)."""
         await self._ensure_started()
+        providers = self._chain.providers if self._chain else []
         if self._metrics.due():
             self._metrics.publish(self.counters, tags={"channel": self._channel.key,
                                                        "actor": self._index},
@@ -123,6 +126,7 @@ class ChannelActor:
             "inflight": sum(link.inflight for link in self._links),
             "breakers": self._chain.states() if self._chain else {},
             "counters": dict(self.counters),
+            "endpoint": next((p.endpoint for p in providers if p.endpoint), None),
         }
 
     async def _pull(self, link: _ShardLink) -> None:

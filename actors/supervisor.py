@@ -3,6 +3,11 @@
 Ray restarts a crashed actor (``max_restarts=-1``); the Supervisor notices (the pid changed),
 counts the restart, and by pinging wakes the new incarnation so it starts pulling. An actor that
 stops answering its health check within ``HEALTH_TIMEOUT`` is killed so Ray replaces it.
+
+An actor that has never answered is not hung but being placed: on a cluster, one a grown pool
+asked for may wait minutes for the node the autoscaler adds. Its first ping is left running and
+looked at on each round, so it holds up neither the other checks nor the pool sizing, and it is
+taken for hung only after ``PLACEMENT_TIMEOUT``.
 """
 
 from __future__ import annotations
@@ -28,10 +33,11 @@ SUPERVISOR_NAME = "herald-supervisor"
 NAMESPACE = "herald"
 HEALTH_INTERVAL = 1.0
 HEALTH_TIMEOUT = 15.0
+#: How long an actor that has never answered may wait to be placed (a new cluster node can take
+#: minutes) before it is taken for hung and replaced.
+PLACEMENT_TIMEOUT = 600.0
 #: Pools are sized from the shards' backlog this often.
 SIZE_INTERVAL = 2.0
-#: What a channel actor asks of a node's CPU (most of its time is spent waiting on providers).
-CHANNEL_ACTOR_CPUS = 0.05
 #: The custom resource of the nodes that keep the shards' disks (the queue nodes of cluster.yaml).
 QUEUE_RESOURCE = "herald_queue"
 #: What one shard asks of it: a sliver, so that every shard fits on one queue node.
@@ -79,20 +85,27 @@ class Supervisor:
         for channel in map(Channel, channels):
             size = settings.pools.get(channel.key, 1)
             if channel is not Channel.BROWSER:  # a gateway owns its users: that pool stays put
-                self._sizers[channel] = PoolSizer(size, settings.pool_max.get(channel.key, size))
+                self._sizers[channel] = PoolSizer(
+                    size, settings.pool_max.get(channel.key, size),
+                    grow_backlog=settings.pool_grow_backlog, idle_seconds=settings.pool_idle_seconds)
                 while size < self._sizers[channel].maximum and _exists(f"herald-{channel.key}-{size}"):
                     size += 1  # a previous life grew this pool: take those actors over too
             self.pools[channel] = [self._channel_actor(channel, i) for i in range(size)]
+        #: Member name → pid of each actor that has answered; the others are being placed.
         self._pids: dict[str, int] = {}
+        #: Member name → (its first ping, when it was sent) for actors that have not answered yet.
+        self._placing: dict[str, tuple[asyncio.Future[Any], float]] = {}
         self._sized_at = 0.0
         # Async actors run __init__ on their event loop; a restarted Supervisor resumes checking.
         self._loop: asyncio.Task[None] | None = asyncio.get_running_loop().create_task(
             self._health_loop())
 
     def _channel_actor(self, channel: Channel, index: int) -> Any:
-        # A sliver of CPU each: on a cluster, actors that do not fit are demand the autoscaler sees.
+        # HERALD_CHANNEL_CPUS each: on a cluster, actors that do not fit are demand the autoscaler
+        # sees. Creating one never waits for it to be placed.
         return ChannelActor.options(  # type: ignore[attr-defined]
-            name=f"herald-{channel.key}-{index}", num_cpus=CHANNEL_ACTOR_CPUS, **self._owned,
+            name=f"herald-{channel.key}-{index}", num_cpus=self._settings.channel_cpus,
+            **self._owned,
         ).remote(channel, index, self.shards, self._settings, self.limiter)
 
     async def _size_pools(self) -> None:
@@ -116,9 +129,14 @@ class Supervisor:
                 actors.append(self._channel_actor(channel, len(actors)))
             while len(actors) > wanted:
                 actor = actors.pop()
+                name = f"{channel.key}-{len(actors)}"
                 log.info("shrinking a pool", extra={"channel": channel.key, "size": len(actors)})
-                with contextlib.suppress(Exception):  # drained or not, it goes
-                    await asyncio.wait_for(actor.drain.remote(30.0), 40)
+                # Forgotten: an actor grown again under this name is a new one, not a restart.
+                placed = self._pids.pop(name, None) is not None
+                self._forget_placing(name)
+                if placed:  # one never placed holds no work
+                    with contextlib.suppress(Exception):  # drained or not, it goes
+                        await asyncio.wait_for(actor.drain.remote(30.0), 40)
                 ray.kill(actor, no_restart=True)
 
     def _members(self) -> list[tuple[str, str, Any]]:
@@ -127,9 +145,13 @@ class Supervisor:
             out += [(channel.key, f"{channel.key}-{i}", h) for i, h in enumerate(actors)]
         return out
 
+    def _placed_channel_actors(self) -> list[Any]:
+        """The channel actors that have answered at least once (not those waiting for a node)."""
+        return [h for pool, name, h in self._members() if pool != "queue" and name in self._pids]
+
     async def start(self) -> dict[str, Any]:
         """Wait until every actor answers once; start the health loop."""
-        await self._check_all(timeout=120.0)
+        await self._check_all(timeout=120.0, wait_for_new=True)
         if self._loop is None or self._loop.done():
             self._loop = asyncio.get_running_loop().create_task(self._health_loop())
         return await self.describe()
@@ -140,17 +162,46 @@ class Supervisor:
     async def shard_handles(self) -> list[Any]:
         return self.shards
 
+    @staticmethod
+    def _ask(pool: str, handle: Any) -> Any:
+        return (handle.pid if pool == "queue" else handle.ping).remote()
+
+    def _replace(self, pool: str, name: str, handle: Any, waited: float) -> None:
+        log.warning("%s did not answer in %.0fs; replacing it", name, waited)
+        ray.kill(handle, no_restart=False)
+        self.restarts[pool] = self.restarts.get(pool, 0) + 1
+
     async def _check(self, pool: str, name: str, handle: Any, timeout: float) -> None:
-        method = handle.pid if pool == "queue" else handle.ping
         try:
-            answer = await asyncio.wait_for(method.remote(), timeout)
+            answer = await asyncio.wait_for(self._ask(pool, handle), timeout)
         except TimeoutError:
-            log.warning("%s did not answer in %.0fs; replacing it", name, timeout)
-            ray.kill(handle, no_restart=False)
-            self.restarts[pool] = self.restarts.get(pool, 0) + 1
+            self._replace(pool, name, handle, timeout)
             return
         except Exception:  # noqa: BLE001 - a dead actor is being restarted by Ray
             return
+        self._record(pool, name, answer)
+
+    def _check_placing(self, pool: str, name: str, handle: Any) -> None:
+        """Look, without waiting, whether an actor that never answered has answered now."""
+        if name not in self._placing:
+            self._placing[name] = (asyncio.ensure_future(self._ask(pool, handle)), time.monotonic())
+            return
+        ping, since = self._placing[name]
+        if not ping.done():
+            if time.monotonic() - since > PLACEMENT_TIMEOUT:
+                self._forget_placing(name)
+                self._replace(pool, name, handle, PLACEMENT_TIMEOUT)
+            return
+        del self._placing[name]
+        if ping.exception() is None:  # else it is being restarted: ask again next round
+            self._record(pool, name, ping.result())
+
+    def _forget_placing(self, name: str) -> None:
+        ping, _ = self._placing.pop(name, (None, 0.0))
+        if ping is not None:
+            ping.cancel()
+
+    def _record(self, pool: str, name: str, answer: Any) -> None:
         pid = answer if isinstance(answer, int) else answer["pid"]
         previous = self._pids.get(name)
         if previous is not None and previous != pid:
@@ -158,8 +209,15 @@ class Supervisor:
             self.restarts[pool] = self.restarts.get(pool, 0) + 1
         self._pids[name] = pid
 
-    async def _check_all(self, timeout: float) -> None:
-        await asyncio.gather(*(self._check(p, n, h, timeout) for p, n, h in self._members()))
+    async def _check_all(self, timeout: float, wait_for_new: bool = False) -> None:
+        """Check every actor; one that never answered is waited for only if ``wait_for_new``."""
+        checks = []
+        for pool, name, handle in self._members():
+            if name in self._pids or wait_for_new:
+                checks.append(self._check(pool, name, handle, timeout))
+            else:
+                self._check_placing(pool, name, handle)
+        await asyncio.gather(*checks)
 
     async def _health_loop(self) -> None:
         while True:
@@ -175,7 +233,10 @@ class Supervisor:
                 "pools": {c.key: len(a) for c, a in self.pools.items()}}
 
     async def channel_stats(self) -> list[dict[str, Any]]:
-        calls = [h.ping.remote() for actors in self.pools.values() for h in actors]
+        """The figures of each channel actor that answers (``/metrics``, the admin overview): not
+        of one still waiting to be placed, nor of one that hangs."""
+        calls = [asyncio.wait_for(h.ping.remote(), HEALTH_TIMEOUT)
+                 for h in self._placed_channel_actors()]
         results = await asyncio.gather(*calls, return_exceptions=True)
         return [r for r in results if isinstance(r, dict)]
 
@@ -194,6 +255,7 @@ class Supervisor:
         """Stop every channel actor's pulling and let in-flight work finish and be acked."""
         if self._loop is not None:
             self._loop.cancel()
-        calls = [h.drain.remote(timeout) for actors in self.pools.values() for h in actors]
+        # One never placed holds no work, and its drain would wait for its node.
+        calls = [h.drain.remote(timeout) for h in self._placed_channel_actors()]
         left = await asyncio.gather(*calls, return_exceptions=True)
         return sum(x for x in left if isinstance(x, int))

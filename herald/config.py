@@ -29,6 +29,7 @@ from herald.channels import Channel
 from herald.config_types import (
     CAPTURABLE,
     Backoff,
+    BrowserUrlTemplate,
     Count,
     HttpUrl,
     Port,
@@ -42,6 +43,7 @@ from herald.config_types import (
     window,
 )
 from herald.errors import ConfigError
+from herald.pool_sizing import GROW_BACKLOG_PER_ACTOR, SHRINK_AFTER_SECONDS
 from herald.retry import RetryPolicy
 
 DEFAULT_POOLS = {"email": 2, "sms": 1, "browser": 1, "fax": 1, "webhook": 1}
@@ -65,6 +67,13 @@ class Settings(BaseSettings):
     pools: Mapping[str, Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: dict(DEFAULT_POOLS))
     #: The most actors a pool may grow to under a backlog (``email=16,sms=8``); unset: its size.
     pool_max: Mapping[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+    #: A pool grows while more than this many notifications per actor wait...
+    pool_grow_backlog: Count = GROW_BACKLOG_PER_ACTOR
+    #: ...and shrinks by one actor after this long with nothing waiting.
+    pool_idle_seconds: Seconds = SHRINK_AFTER_SECONDS
+    #: CPU a channel actor asks of its node: a sliver by default, as it mostly waits on
+    #: providers. On a cluster, actors that do not fit are the demand the autoscaler adds nodes for.
+    channel_cpus: Annotated[float, Field(ge=0)] = 0.05
     max_attempts: Mapping[str, Count] = Field(default_factory=lambda: dict(DEFAULT_MAX_ATTEMPTS))
     retry_base_seconds: Backoff = 1.0
     retry_cap_seconds: Backoff = 300.0
@@ -121,6 +130,10 @@ class Settings(BaseSettings):
     browser_secret: str | None = secret()
     browser_token_ttl: Seconds = 900.0
     browser_ack_timeout: Seconds = 10.0
+    #: The WebSocket URL browsers are given for a gateway behind a proxy, ``{node_ip}`` and
+    #: ``{port}`` filled in per gateway. Unset: ``ws://<address it binds, or its node's IP when
+    #: it binds every interface>:<port>/ws``.
+    browser_public_url: BrowserUrlTemplate | None = None
     #: Messages per second per provider name (``twilio=50,smtp=500``); absent = unlimited.
     rate_limits: Mapping[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
     #: Per recipient per channel: ``sms=5/60`` = at most 5 SMS per number per 60 s.

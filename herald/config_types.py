@@ -64,6 +64,34 @@ def http_url(url: str) -> str:
     return url
 
 
+#: The placeholders of ``HERALD_BROWSER_PUBLIC_URL``, filled per browser gateway.
+BROWSER_URL_PLACEHOLDERS = ("{node_ip}", "{port}")
+
+
+def fill_browser_url(template: str, node_ip: str, port: int) -> str:
+    """``HERALD_BROWSER_PUBLIC_URL`` for one gateway: the IP of the node it runs on and the port
+    it listens on put in for ``{node_ip}`` and ``{port}``."""
+    return template.replace("{node_ip}", node_ip).replace("{port}", str(port))
+
+
+def browser_url_template(template: str) -> str:
+    """A ws:// or wss:// URL once filled in (``wss://gw.example.com/{node_ip}/{port}/ws``)."""
+    filled = fill_browser_url(template, "10.0.0.1", 8001)
+    parts = urlsplit(filled)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise ValueError("must be a ws:// or wss:// URL with a host, e.g. "
+                         "wss://gw.example.com/{node_ip}/{port}/ws")
+    if "{" in filled or "}" in filled:
+        raise ValueError("may use only the placeholders " + " and ".join(BROWSER_URL_PLACEHOLDERS))
+    if parts.query or parts.fragment:
+        raise ValueError("must have no query or fragment (Herald adds ?token=…)")
+    try:
+        parts.port  # noqa: B018 - urllib checks the port only when asked
+    except ValueError:
+        raise ValueError("must have a port from 1 to 65535") from None
+    return template
+
+
 def window(spec: str) -> str:
     """``"5/60"``: at most 5 per 60 s (herald.ratelimit.RecipientWindow reads it)."""
     count, slash, seconds = spec.partition("/")
@@ -98,6 +126,7 @@ Seconds = Annotated[float, Field(gt=0)]
 Backoff = Annotated[float, Field(ge=0)]  # RetryPolicy accepts 0: retry at once
 HttpUrl = Annotated[str, AfterValidator(http_url)]
 SmtpUrl = Annotated[str, AfterValidator(smtp_url)]
+BrowserUrlTemplate = Annotated[str, AfterValidator(browser_url_template)]
 
 
 def secret(default: Any = None) -> Any:

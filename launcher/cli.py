@@ -55,9 +55,13 @@ class CliError(Exception):
 
 
 def _base_url(settings: Settings) -> str:
+    return _http_url(settings.host, settings.port)
+
+
+def _http_url(host: str, port: int) -> str:
     # A server bound to every interface is reached on loopback; an IPv6 literal needs [].
-    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(settings.host, settings.host)
-    return f"http://[{host}]:{settings.port}" if ":" in host else f"http://{host}:{settings.port}"
+    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def _api_key(settings: Settings) -> str:
@@ -182,11 +186,13 @@ def cmd_up(settings: Settings, _: argparse.Namespace) -> int:
         first = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
         raise CliError(f"could not start: {type(cause).__name__}: {first}") from exc
     s = herald.settings
-    print(f"Herald is up on {_base_url(s)} (data in {s.data_dir})", flush=True)
+    # Where Serve really listens: a Serve already running on the Ray joined keeps its own.
+    url = _http_url(*herald.http_address) if herald.http_address else _base_url(s)
+    print(f"Herald is up on {url} (data in {s.data_dir})", flush=True)
     if herald.dev_key:
         print(f"dev API key (tenant 'dev'): {herald.dev_key}", flush=True)
     if herald.admin_key:
-        print(f"admin key (console at {_base_url(s)}/admin): {herald.admin_key}", flush=True)
+        print(f"admin key (console at {url}/admin): {herald.admin_key}", flush=True)
     if herald.captured:
         print(f"capturing {', '.join(herald.captured)} deliveries locally (HERALD_CAPTURE; "
               "see `herald outbox`)", flush=True)

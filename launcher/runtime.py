@@ -79,6 +79,9 @@ class Herald:
     admin_key: str | None = field(default=None, repr=False)
     #: The channels whose deliveries go to a local capture peer (dev mode): ``email``, ``sms``…
     captured: list[str] = field(default_factory=list)
+    #: Host and port Serve's HTTP proxies listen on once started: HERALD_HOST/HERALD_PORT, or
+    #: those of a Serve already running on the Ray joined (it keeps its own).
+    http_address: tuple[str, int] | None = None
     _async_peers: list[Any] = field(default_factory=list)
     _loop: LoopThread | None = None
     #: True when start() called ray.init: then stop() calls ray.shutdown (a Ray someone else
@@ -116,6 +119,13 @@ class Herald:
             say("starting Ray…" if local else f"connecting to Ray at {settings.ray_address}…")
             self._init_ray(settings)
         check_layout(settings.data_dir, settings.shards)
+        serving = serve_http_address()
+        if serving is not None and serving[1] != settings.port:
+            # Serve keeps the HTTP options it was started with: the API is on its port, and
+            # the receipt URLs the actors are told must say so.
+            say(f"Serve already runs on this Ray with HTTP on port {serving[1]}: Herald's API "
+                f"will be there, not on HERALD_PORT {settings.port}")
+            settings = settings.with_overrides(port=serving[1])
         if settings.capture_channels():
             say("starting the capture peers…")
         settings = self._capture_providers(settings, settings.data_dir / "outbox")
@@ -135,6 +145,7 @@ class Herald:
         serve.start(http_options={"host": settings.host, "port": settings.port},
                     logging_config={"log_level": "WARNING", "enable_access_log": False})
         self._serving = True
+        self.http_address = serve_http_address() or (settings.host, settings.port)
         serve.run(app, name=APP_NAME, route_prefix="/")
         from jobs.rollup import RollupScheduler
 
@@ -253,6 +264,19 @@ class Herald:
                 _guarded("stopping a capture peer", _stopper(loop, async_peer))
             self._async_peers.clear()
             loop.stop()
+
+
+def serve_http_address() -> tuple[str, int] | None:
+    """Host and port of the HTTP proxies of the Serve running on the connected Ray, as its
+    controller holds them; None if no Serve runs there. ``serve.start`` on a running Serve
+    ignores the options it is given (with a warning), so these are the ones that count."""
+    # serve.status() has no HTTP options; the controller's client holds them.
+    from ray.serve.context import _get_global_client
+
+    client = _get_global_client(raise_if_no_controller_running=False)
+    if client is None:
+        return None
+    return str(client.http_config.host), int(client.http_config.port)
 
 
 def check_ports_free(settings: Settings) -> None:

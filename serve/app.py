@@ -12,13 +12,15 @@ import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode
 
 import orjson
+import ray
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4
 from ray import serve
+from ray.exceptions import RayError
 
 from herald.browser_tokens import mint_token, verify_token
 from herald.channels import Channel, gateway_for
@@ -29,6 +31,7 @@ from herald.errors import (
     NotFound,
     PayloadTooLarge,
     TooManyRequests,
+    Unavailable,
     ValidationError,
 )
 from herald.metrics import ChannelActorStats, MetricsSnapshot, render_prometheus
@@ -56,6 +59,10 @@ from serve.enqueue import ShardRouter
 from serve.openapi import describe
 
 MAX_WAIT_SECONDS = 60.0
+#: How long ``/v1/browser-endpoint`` waits for a gateway that is (re)starting, maybe elsewhere.
+GATEWAY_WAIT_SECONDS = 10.0
+#: Browser gateway ``i``'s actor, as the Supervisor names it (``actors/supervisor.py``).
+GATEWAY_ACTOR, ACTOR_NAMESPACE = "herald-browser-{}", "herald"
 OPERATOR = "operator"
 RECEIPT_BODY_LIMIT = 64 * 1024
 log = logging.getLogger("herald.intake")
@@ -88,6 +95,7 @@ class Intake:
         self.callback_guard = CallbackGuard(settings.callback_allow)
         self.channels = frozenset(settings.channels_configured())
         self._browser_secret = (settings.browser_secret or "").encode()
+        self._gateways: dict[int, Any] = {}  # gateway index → its actor's handle
         self.rejected: Counter[str] = Counter()  # 429/503 answers per tenant
         self._waiting: Counter[str] = Counter()  # ?wait requests held open per tenant
         self._operator = KeyRing({k: OPERATOR for k in (settings.metrics_token, settings.admin_key) if k})
@@ -283,23 +291,33 @@ class Intake:
         return JsonBody({"token": token, "expires_at": expires_at})
 
     @app.get("/v1/browser-endpoint")
-    async def browser_endpoint(self, request: Request, token: str | None = None) -> Response:
-        """The WebSocket URL of the gateway that owns this token's user (token included).
-
-        The host is the one the browser reached the API by (``HERALD_PUBLIC_URL``'s if set),
-        so the URL works from wherever the page was loaded.
-        """
+    async def browser_endpoint(self, token: str | None = None) -> Response:
+        """The WebSocket URL of the gateway that owns this token's user (token included): the
+        one that gateway advertises, so it follows the node the gateway runs on (503 while it
+        restarts; ``herald.js`` asks again)."""
         if not token:
             raise AuthError("a browser token is required (?token=…, from POST /v1/browser-tokens)")
         identity = verify_token(self._browser_secret, token, time.time())
         gateways = self.settings.pools.get(Channel.BROWSER.key, 1)
-        index = gateway_for(identity.tenant, identity.uid, gateways)
-        public = urlsplit(self.settings.public_url).hostname if self.settings.public_url else None
-        host = public or request.url.hostname or self.settings.host
-        if ":" in host:  # an IPv6 literal
-            host = f"[{host}]"
-        port = self.settings.browser_port + index
-        return JsonBody({"url": f"ws://{host}:{port}/ws?{urlencode({'token': token})}"})
+        url = await self._gateway_endpoint(gateway_for(identity.tenant, identity.uid, gateways))
+        return JsonBody({"url": f"{url}?{urlencode({'token': token})}"})
+
+    async def _gateway_endpoint(self, index: int) -> str:
+        """Where browser gateway ``index`` says browsers connect: asked each time, since Ray
+        may have restarted it on another node."""
+        try:
+            handle = self._gateways.get(index) or ray.get_actor(GATEWAY_ACTOR.format(index),
+                                                                namespace=ACTOR_NAMESPACE)
+            async with asyncio.timeout(GATEWAY_WAIT_SECONDS):
+                answer = await handle.ping.remote()
+        except (ValueError, TimeoutError, RayError) as exc:  # not there, restarting, failed
+            self._gateways.pop(index, None)
+            log.warning("browser gateway %d unavailable: %s", index, type(exc).__name__)
+            raise Unavailable("the browser gateway is starting; try again") from None
+        self._gateways[index] = handle
+        if not answer.get("endpoint"):
+            raise Unavailable("the browser gateway is starting; try again")
+        return str(answer["endpoint"])
 
     @app.get("/static/herald.js")
     async def herald_js(self) -> Response:

@@ -20,6 +20,9 @@ class Provider(abc.ABC):
 
     #: Name recorded on each attempt (``smtp``, ``twilio``, ``capture``…).
     name: str = "provider"
+    #: Where clients connect to this provider once started, for those they connect to: the
+    #: browser gateway's WebSocket URL. None for providers that only send.
+    endpoint: str | None = None
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Open pooled connections/clients (one per actor, never one per message)."""

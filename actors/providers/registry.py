@@ -41,9 +41,11 @@ def _fax(settings: Settings) -> list[Provider]:
 
 
 def build_providers(
-    channel: Channel, settings: Settings, index: int = 0, on_connect: OnConnect | None = None
+    channel: Channel, settings: Settings, index: int = 0, on_connect: OnConnect | None = None,
+    node_ip: str | None = None,
 ) -> list[Provider]:
-    """The ordered provider list of ``channel`` for actor ``index``."""
+    """The ordered provider list of ``channel`` for actor ``index``; ``node_ip`` is the IP of the
+    node the actor runs on (a browser gateway advertises it)."""
     if channel is Channel.EMAIL:
         from actors.providers.smtp_email import SmtpProvider
 
@@ -63,7 +65,8 @@ def build_providers(
             raise ValueError("the browser gateway needs HERALD_BROWSER_SECRET")
         return [WebSocketGateway(settings.host, settings.browser_port + index,
                                  settings.browser_secret.encode(), on_connect,
-                                 settings.browser_ack_timeout)]
+                                 settings.browser_ack_timeout,
+                                 public_url=settings.browser_public_url, node_ip=node_ip)]
     if channel is Channel.WEBHOOK:
         from actors.providers.webhook import WebhookProvider
 

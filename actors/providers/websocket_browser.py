@@ -10,6 +10,12 @@ and a user whose last connection drops before acking all give ``park``: the queu
 notification and the actor unparks it when ``on_connect`` reports the user back, in order.
 Frames for one user leave in the order ``send`` was called (one write lock per user).
 Logs carry tenant, uid and tag only: never tokens (the wire log redacts them) nor content.
+
+Once started a gateway knows its ``endpoint``, the URL ``/v1/browser-endpoint`` gives browsers:
+``HERALD_BROWSER_PUBLIC_URL`` with ``{node_ip}`` and ``{port}`` filled in if set (a proxy in
+front), else ``ws://<host>:<port>/ws``, host being the address it binds or, when it binds every
+interface (``0.0.0.0``, ``::``), the IP of the node it runs on: the URL follows the gateway when
+Ray restarts it on another node.
 """
 
 from __future__ import annotations
@@ -32,11 +38,12 @@ from websockets.http11 import Request, Response
 
 from actors.providers.base import Provider
 from herald.browser_tokens import BrowserIdentity, verify_token
+from herald.config_types import fill_browser_url
 from herald.errors import AuthError
 from herald.outcome import Outcome
 from herald.render import Message
 
-__all__ = ["WebSocketGateway", "WS_PATH", "MAX_FRAME_BYTES"]
+__all__ = ["WebSocketGateway", "WS_PATH", "MAX_FRAME_BYTES", "advertised_url"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +53,22 @@ MAX_FRAME_BYTES = 64 * 1024
 
 OnConnect = Callable[[str, str], Awaitable[None]]
 UserKey = tuple[str, str]
+#: Hosts that mean "every interface": such a gateway is reached by its node's IP.
+EVERY_INTERFACE = frozenset({"", "0.0.0.0", "::"})
+
+
+def advertised_url(host: str, port: int, node_ip: str | None, public_url: str | None) -> str:
+    """The URL browsers connect to, for a gateway bound to ``host:port`` on the node whose IP is
+    ``node_ip``: ``public_url`` filled in if given, else ``ws://<host or node IP>:<port>/ws``."""
+    anywhere = host in EVERY_INTERFACE
+    # Without its node's IP (a gateway made outside Ray), loopback names this machine.
+    node_ip = node_ip or ("127.0.0.1" if anywhere else host)
+    if public_url:
+        return fill_browser_url(public_url, node_ip, port)
+    reached = node_ip if anywhere else host
+    if ":" in reached:  # an IPv6 literal
+        reached = f"[{reached}]"
+    return f"ws://{reached}:{port}{WS_PATH}"
 
 
 class _Redact(logging.Filter):
@@ -101,7 +124,11 @@ class WebSocketGateway(Provider):
         on_connect: OnConnect | None = None,
         ack_timeout: float = 10.0,
         max_connections_per_user: int = 20,
+        public_url: str | None = None,
+        node_ip: str | None = None,
     ) -> None:
+        """``public_url``: a ``HERALD_BROWSER_PUBLIC_URL`` template; ``node_ip``: the IP of the node
+        this runs on (Ray's), for the endpoint of a gateway bound to every interface."""
         if not secret:
             raise ValueError("secret must be non-empty")
         if ack_timeout <= 0:
@@ -115,6 +142,8 @@ class WebSocketGateway(Provider):
         self._on_connect = on_connect
         self._ack_timeout = ack_timeout
         self._max_per_user = max_connections_per_user
+        self._public_url = public_url
+        self._node_ip = node_ip
         self._server: Server | None = None
         self._users: dict[UserKey, _User] = {}
         # Filled by the handshake check, read once by the handler; weak so that a handshake
@@ -142,7 +171,9 @@ class WebSocketGateway(Provider):
             logger=_wire_log,
         )
         self.port = int(self._server.sockets[0].getsockname()[1])
-        log.info("websocket gateway listening", extra={"host": self.host, "port": self.port})
+        self.endpoint = advertised_url(self.host, self.port, self._node_ip, self._public_url)
+        log.info("websocket gateway listening",
+                 extra={"host": self.host, "port": self.port, "endpoint": self.endpoint})
 
     async def close(self) -> None:
         """Stop listening, close every connection (1001) and park every send awaiting an ack."""

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
+from herald.config import load_settings
+from herald.errors import ConfigError
 from herald.pool_sizing import GROW_AFTER_SECONDS, GROW_BACKLOG_PER_ACTOR, SHRINK_AFTER_SECONDS, PoolSizer
 
 
@@ -30,3 +34,29 @@ def test_some_work_keeps_the_pool_and_a_maximum_below_the_minimum_is_the_minimum
     assert sizer.decide(2, 10, 0.0) == 2
     assert sizer.decide(2, 10, 10 * SHRINK_AFTER_SECONDS) == 2
     assert sizer.decide(1, 0, 0.0) == 2  # below the minimum: back to it at once
+
+
+def test_the_grow_threshold_and_the_idle_time_are_the_sizers_own() -> None:
+    sizer = PoolSizer(minimum=1, maximum=3, grow_backlog=10, idle_seconds=2.0)
+    assert sizer.decide(1, 10, 0.0) == 1  # not above 10 per actor
+    assert sizer.decide(1, 11, 1.0) == 1
+    assert sizer.decide(1, 11, 1.0 + GROW_AFTER_SECONDS) == 2
+    assert sizer.decide(2, 25, 2.0 + GROW_AFTER_SECONDS) == 2  # the new actor gets time
+    assert sizer.decide(2, 25, 1.0 + 2 * GROW_AFTER_SECONDS) == 3  # ceil(25 / 10), at most 3
+    assert sizer.decide(3, 0, 100.0) == 3
+    assert sizer.decide(3, 0, 101.9) == 3
+    assert sizer.decide(3, 0, 102.0) == 2
+    assert sizer.decide(2, 0, 104.0) == 1
+
+
+def test_the_sizing_settings_are_read_from_herald_variables() -> None:
+    defaults = load_settings({})
+    assert (defaults.pool_grow_backlog, defaults.pool_idle_seconds, defaults.channel_cpus) == (
+        GROW_BACKLOG_PER_ACTOR, SHRINK_AFTER_SECONDS, 0.05)
+    given = load_settings({"HERALD_POOL_GROW_BACKLOG": "50", "HERALD_POOL_IDLE_SECONDS": "2.5",
+                           "HERALD_CHANNEL_CPUS": "1"})
+    assert (given.pool_grow_backlog, given.pool_idle_seconds, given.channel_cpus) == (50, 2.5, 1.0)
+    for name, bad in (("HERALD_POOL_GROW_BACKLOG", "0"), ("HERALD_POOL_IDLE_SECONDS", "0"),
+                      ("HERALD_CHANNEL_CPUS", "-1")):
+        with pytest.raises(ConfigError, match=name):
+            load_settings({name: bad})
