@@ -156,6 +156,8 @@ class Herald:
         # ray.init replaces SIGINT/SIGTERM handlers; keep the caller's (graceful stop).
         handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
         self._owns_ray = True  # before init: an init cut short is shut down too
+        if settings.ray_address == "local":
+            _stay_on_loopback()
         ray.init(
             address=settings.ray_address, namespace="herald",
             # A local Ray gets its dashboard on loopback (`serve status`, `ray job submit`).
@@ -312,3 +314,15 @@ def _guarded(what: str, step: Callable[[], Any]) -> Any:
     except Exception:
         log.exception("%s failed", what)
         return None
+
+
+def _stay_on_loopback() -> None:
+    """A Ray of one box talks over loopback only. Ray otherwise names the node by the machine's
+    own address (``services.get_node_ip_address``) unless this switch, read when Ray is
+    imported, is off: set it for this process and for what Ray starts from it."""
+    import os
+
+    from ray._private import ray_constants
+
+    switch = os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    ray_constants.ENABLE_RAY_CLUSTER = switch.lower() not in ("0", "false")
