@@ -112,14 +112,17 @@ class Herald:
             if not settings.admin_key:
                 self.admin_key = dev_admin_key(settings.data_dir)
                 settings = settings.with_overrides(admin_key=self.admin_key)
+        fresh = False  # a Ray this process starts now (no Serve can run on it yet)
         if not ray.is_initialized():
-            local = settings.ray_address == "local"
+            local = fresh = settings.ray_address == "local"
             if local:  # on a cluster the listeners run elsewhere
                 check_ports_free(settings)
             say("starting Ray…" if local else f"connecting to Ray at {settings.ray_address}…")
             self._init_ray(settings)
         check_layout(settings.data_dir, settings.shards)
-        serving = serve_http_address()
+        # A Ray this process just started runs no Serve yet (a client cached from an earlier
+        # Ray of this process would name that one's port).
+        serving = None if fresh else serve_http_address()
         if serving is not None and serving[1] != settings.port:
             # Serve keeps the HTTP options it was started with: the API is on its port, and
             # the receipt URLs the actors are told must say so.
