@@ -28,12 +28,16 @@ from herald.config import Settings
 from herald.delivery import Delivery
 from herald.errors import TemplateError
 from herald.outcome import Outcome
+from herald.priority import ASAP_PRIORITY
 from herald.queue import LeaseRenewal
 from herald.render import render_message
 from herald.sharding import shard_for_uid
 
 log = logging.getLogger("herald.channels")
 ACK_WINDOW_SECONDS = 0.005
+#: Sends per shard kept for asap (and higher) notifications: while a backlog fills every
+#: normal slot, an asap one is leased at once, not after a quarter of those sends finished.
+EXPRESS_SLOTS = 2
 
 
 class _ShardLink:
@@ -43,6 +47,8 @@ class _ShardLink:
         self.handle = handle
         self.capacity = capacity
         self.inflight = 0
+        self.express = 0  # sends in flight in the express slots
+        self.express_freed = asyncio.Event()
         #: tag → lease token of each delivery being sent: what the heartbeat renews.
         self.sending: dict[str, float] = {}
         self.slot_freed = asyncio.Event()
@@ -101,6 +107,7 @@ class ChannelActor:
             link = _ShardLink(handle, per_shard)
             self._links.append(link)
             self._tasks.append(loop.create_task(self._pull(link)))
+            self._tasks.append(loop.create_task(self._pull_express(link)))
             self._tasks.append(loop.create_task(self._acker(link)))
             self._tasks.append(loop.create_task(self._heartbeat(link)))
         log.info("%s actor %d pulling from %d shards", self._channel.value, self._index,
@@ -123,7 +130,7 @@ class ChannelActor:
         return {
             "pid": os.getpid(), "channel": self._channel.value, "index": self._index,
             "started_at": self._started_at,
-            "inflight": sum(link.inflight for link in self._links),
+            "inflight": sum(link.inflight + link.express for link in self._links),
             "breakers": self._chain.states() if self._chain else {},
             "counters": dict(self.counters),
             "endpoint": next((p.endpoint for p in providers if p.endpoint), None),
@@ -151,13 +158,33 @@ class ChannelActor:
                 items = []
                 await asyncio.sleep(0.5)
             link.inflight -= want - len(items)
-            # Even when stopping, what was leased is delivered (drain waits for it).
-            for item in items:
-                task = asyncio.get_running_loop().create_task(self._deliver(link, item))
-                self._deliveries.add(task)  # keep a reference: the loop holds tasks weakly
-                task.add_done_callback(self._deliveries.discard)
+            self._spawn(link, items, express=False)
 
-    async def _deliver(self, link: _ShardLink, delivery: Delivery) -> None:
+    async def _pull_express(self, link: _ShardLink) -> None:
+        """Lease only asap (and higher) work into the express slots."""
+        while not self._stopping:
+            room = EXPRESS_SLOTS - link.express
+            if room <= 0:
+                link.express_freed.clear()
+                await link.express_freed.wait()
+                continue
+            link.express += room
+            try:
+                items = await link.handle.lease.remote(self._lane, room, 1.0, ASAP_PRIORITY)
+            except Exception:  # noqa: BLE001 - a restarting shard: the normal puller logs it
+                items = []
+                await asyncio.sleep(0.5)
+            link.express -= room - len(items)
+            self._spawn(link, items, express=True)
+
+    def _spawn(self, link: _ShardLink, items: list[Delivery], express: bool) -> None:
+        # Even when stopping, what was leased is delivered (drain waits for it).
+        for item in items:
+            task = asyncio.get_running_loop().create_task(self._deliver(link, item, express))
+            self._deliveries.add(task)  # keep a reference: the loop holds tasks weakly
+            task.add_done_callback(self._deliveries.discard)
+
+    async def _deliver(self, link: _ShardLink, delivery: Delivery, express: bool = False) -> None:
         assert self._chain is not None
         link.sending[delivery.tag] = delivery.lease
         try:
@@ -181,8 +208,12 @@ class ChannelActor:
         self.counters[outcome.kind] += 1
         link.acks.append(dataclasses.replace(outcome, lease=delivery.lease))
         link.acks_ready.set()
-        link.inflight -= 1
-        link.slot_freed.set()
+        if express:
+            link.express -= 1
+            link.express_freed.set()
+        else:
+            link.inflight -= 1
+            link.slot_freed.set()
 
     async def _acker(self, link: _ShardLink) -> None:
         while True:
@@ -223,13 +254,13 @@ class ChannelActor:
         self._stopping = True
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            busy = sum(link.inflight for link in self._links)
+            busy = sum(link.inflight + link.express for link in self._links)
             pending = sum(len(link.acks) + link.acking for link in self._links)
             if busy == 0 and pending == 0:
                 break
             await asyncio.sleep(0.05)
         await asyncio.sleep(ACK_WINDOW_SECONDS * 4)
-        left = sum(link.inflight for link in self._links)
+        left = sum(link.inflight + link.express for link in self._links)
         if self._chain is not None:
             await self._chain.close()
         return left

@@ -199,15 +199,17 @@ class QueueActor:
         self._notify({shard.lane_of(n.channel, n.tenant, n.uid) for n in notifications})
         return results
 
-    async def lease(self, lane: Lane, limit: int, wait: float = 1.0) -> list[Delivery]:
-        """Up to ``limit`` deliveries of a lane; waits up to ``wait`` s for the first one (a long
-        poll, so idle pools cost nothing)."""
+    async def lease(self, lane: Lane, limit: int, wait: float = 1.0,
+                    min_priority: int = 0) -> list[Delivery]:
+        """Up to ``limit`` deliveries of a lane (of ``min_priority`` or higher); waits up to
+        ``wait`` s for the first one (a long poll, so idle pools cost nothing)."""
         shard = await self._ready()
         deadline = time.monotonic() + wait
         event = self._event(lane)
         while True:
             event.clear()
-            leased = shard.lease(lane, limit, time.time(), self._settings.lease_seconds)
+            leased = shard.lease(lane, limit, time.time(), self._settings.lease_seconds,
+                                 min_priority)
             self._flush(shard)
             if leased:
                 return leased

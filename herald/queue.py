@@ -97,22 +97,25 @@ class QueueShard(ShardState):
         return results
 
     # -- delivery -------------------------------------------------------------------------
-    def lease(self, lane: Lane, limit: int, now: float, lease_seconds: float) -> list[Delivery]:
-        """Hand out up to ``limit`` notifications of ``lane``, best first, for a while."""
+    def lease(self, lane: Lane, limit: int, now: float, lease_seconds: float,
+              min_priority: int = 0) -> list[Delivery]:
+        """Hand out up to ``limit`` notifications of ``lane``, best first, for a while; only
+        those of ``min_priority`` or higher if given (a channel actor's express slots)."""
         self._promote(now)
         self._last_now = max(self._last_now, now)
         leased: list[Delivery] = []
         if limit <= 0 or lane.channel in self.pauses:  # paused: its work waits (herald.pauses)
             return leased
-        while len(leased) < limit and self._lease_some(lane, limit, now, lease_seconds, leased):
+        while len(leased) < limit and self._lease_some(lane, limit, now, lease_seconds, leased,
+                                                       min_priority):
             pass
         return leased
 
     def _lease_some(self, lane: Lane, limit: int, now: float, lease_seconds: float,
-                    leased: list[Delivery]) -> bool:
+                    leased: list[Delivery], min_priority: int) -> bool:
         """Lease from memory down to the best priority still waiting on disk (read back
         first, as much as the lease wants); False when nothing more can be had."""
-        floor = self._refill(lane, limit - len(leased), now)
+        floor = max(self._refill(lane, limit - len(leased), now) or 0, min_priority) or None
         progressed = False
         for tag in self._ready.pop(lane, lambda tag: tag in self._live, floor=floor):
             progressed = True

@@ -106,3 +106,16 @@ def test_disk_backlog_counts_and_order_rule() -> None:
     assert backlog.highest(SMS) == 4 and backlog.levels(SMS) == [4]
     backlog.remove(SMS, 4, 3)
     assert backlog.total == 0 and backlog.highest(SMS) is None
+
+
+def test_an_express_lease_takes_only_asap_work(storage: Storage) -> None:
+    """A channel actor's express slots lease asap (and higher) only, from memory or disk."""
+    shard = make_shard(storage, hot_limit=2)
+    normal = [make_notification("SMS", now=T0) for _ in range(5)]
+    shard.enqueue(normal, T0)
+    assert shard.lease(lane("SMS"), 2, T0, 30.0, min_priority=8) == []
+    urgent = make_notification("SMS", now=T0, asap="true")  # on disk: memory is full
+    shard.enqueue([urgent], T0)
+    shard.flush()
+    assert [d.tag for d in shard.lease(lane("SMS"), 2, T0, 30.0, min_priority=8)] == [urgent.tag]
+    assert [d.tag for d in shard.lease(lane("SMS"), 9, T0, 30.0)] == [n.tag for n in normal]
