@@ -77,8 +77,10 @@ class Supervisor:
                 i, settings)
             for i in range(settings.shards)
         ]
+        # Only where limits are set: otherwise nothing would ever ask it (a process saved).
         self.limiter = RateLimiter.options(name=RATE_LIMITER_NAME, **owned).remote(  # type: ignore[attr-defined]
-            settings.rate_limits, settings.recipient_limits)
+            settings.rate_limits, settings.recipient_limits,
+        ) if settings.rate_limits or settings.recipient_limits else None
         self._owned = owned
         self.pools: dict[Channel, list[Any]] = {}
         self._sizers: dict[Channel, PoolSizer] = {}
@@ -249,7 +251,8 @@ class Supervisor:
             await asyncio.wait_for(closing, 10)
         for _, _, handle in self._members():
             ray.kill(handle, no_restart=True)
-        ray.kill(self.limiter, no_restart=True)
+        if self.limiter is not None:
+            ray.kill(self.limiter, no_restart=True)
 
     async def drain(self, timeout: float = 30.0) -> int:
         """Stop every channel actor's pulling and let in-flight work finish and be acked."""

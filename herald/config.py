@@ -46,7 +46,10 @@ from herald.errors import ConfigError
 from herald.pool_sizing import GROW_BACKLOG_PER_ACTOR, SHRINK_AFTER_SECONDS
 from herald.retry import RetryPolicy
 
-DEFAULT_POOLS = {"email": 2, "sms": 1, "browser": 1, "fax": 1, "webhook": 1}
+#: One actor per everyday channel on a single box; fax and requester callbacks start theirs on
+#: their first work (a process each saved while idle), and every pool grows under a backlog.
+DEFAULT_POOLS = {"email": 1, "sms": 1, "browser": 1, "fax": 0, "webhook": 0}
+DEFAULT_POOL_MAX = {"email": 4, "sms": 4, "fax": 2, "webhook": 2}
 DEFAULT_MAX_ATTEMPTS = {"email": 6, "sms": 6, "browser": 3, "fax": 4, "webhook": 8}
 
 
@@ -66,7 +69,8 @@ class Settings(BaseSettings):
     api_keys: Mapping[str, str] = Field(default_factory=dict, repr=False)
     pools: Mapping[str, Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: dict(DEFAULT_POOLS))
     #: The most actors a pool may grow to under a backlog (``email=16,sms=8``); unset: its size.
-    pool_max: Mapping[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+    pool_max: Mapping[str, Annotated[int, Field(ge=0)]] = Field(
+        default_factory=lambda: dict(DEFAULT_POOL_MAX))
     #: A pool grows while more than this many notifications per actor wait...
     pool_grow_backlog: Count = GROW_BACKLOG_PER_ACTOR
     #: ...and shrinks by one actor after this long with nothing waiting.

@@ -38,6 +38,8 @@ class PoolSizer:
         """The size the pool should have now (``size`` if nothing changes)."""
         if size < self.minimum:
             return self.minimum
+        if size == 0 and backlog > 0 and self.maximum > 0:
+            return 1  # a pool kept at 0 while idle starts its first actor on the first work
         if backlog > self.grow_backlog * max(1, size):
             self.idle_since = None
             self.high_since = self.high_since if self.high_since is not None else now

@@ -80,6 +80,7 @@ def service(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iter
     data_dir = tmp_path_factory.mktemp("herald-data")
     settings = Settings(
         port=free_port(), data_dir=data_dir, shards=4,
+        pools={"email": 2, "sms": 1, "browser": 1, "fax": 1, "webhook": 1},  # none starts lazily
         api_keys={key: tenant for tenant, key in KEYS.items()},
         smtp_url=sink.url, lease_seconds=8.0, retry_base_seconds=0.2, retry_cap_seconds=2.0,
         sqlite_synchronous="NORMAL", max_body_bytes=1_000_000,

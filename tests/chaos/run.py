@@ -65,6 +65,7 @@ def in_process(tmp: Path, say: TextIO) -> list[Tally]:
     peers = Peers.start(tmp / "outbox")
     settings = Settings(
         port=free_port(), data_dir=tmp / "in-process", shards=4, api_keys={KEY: "chaos"},
+        pools={"email": 2, "sms": 1, "browser": 1, "fax": 1, "webhook": 1},
         browser_port=free_port(), lease_seconds=6.0, attempt_timeout=12.0,
         retry_base_seconds=0.2, retry_cap_seconds=2.0, breaker_threshold=3, breaker_cooldown=2.0,
         browser_ack_timeout=3.0, rollup_seconds=0,

@@ -76,7 +76,7 @@ def herald_env(peers: Peers, sizes: Sizes) -> dict[str, str]:
         "HERALD_LEASE_SECONDS": "6", "HERALD_RETRY_BASE_SECONDS": "0.2",
         "HERALD_RETRY_CAP_SECONDS": "2", "HERALD_BREAKER_COOLDOWN": "2",
         "HERALD_MAX_ATTEMPTS": "email=8,sms=10,fax=6,browser=6", "HERALD_ROLLUP_SECONDS": "0",
-        "HERALD_BROWSER_ACK_TIMEOUT": "3", "HERALD_POOLS": "email=1",
+        "HERALD_BROWSER_ACK_TIMEOUT": "3", "HERALD_POOLS": "email=1,fax=1,webhook=1",
     }
 
 

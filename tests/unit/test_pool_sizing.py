@@ -60,3 +60,10 @@ def test_the_sizing_settings_are_read_from_herald_variables() -> None:
                       ("HERALD_CHANNEL_CPUS", "-1")):
         with pytest.raises(ConfigError, match=name):
             load_settings({name: bad})
+
+
+def test_a_pool_at_zero_starts_one_actor_on_its_first_work() -> None:
+    sizer = PoolSizer(0, 2)
+    assert sizer.decide(0, 0, 0.0) == 0
+    assert sizer.decide(0, 1, 1.0) == 1  # at once, not after the backlog stayed high
+    assert PoolSizer(0, 0).decide(0, 10, 2.0) == 0  # a pool with no room stays at 0
