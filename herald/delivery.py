@@ -6,12 +6,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from herald.channels import Channel
+from herald.wire import compact
 
 #: Identifies one lease of one notification. An outcome carries the token of the lease it
 #: answers, so a late answer to an expired lease cannot touch a newer one.
 LeaseToken = float
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class Delivery:
     """Everything a channel actor needs to deliver one notification once."""

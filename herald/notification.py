@@ -6,8 +6,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from herald.channels import Channel
+from herald.wire import compact
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class Notification:
     """One notification that passed intake's validation, tagged and routed to its shard.
@@ -35,6 +37,7 @@ class Notification:
     size: int = 0
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class Accepted:
     """A shard's answer for one notification: its tag, its place in line, and whether it was

@@ -6,10 +6,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from herald.errors import PermanentProviderError, TransientProviderError
+from herald.wire import compact
 
 OutcomeKind = Literal["sent", "delivered", "retry", "failed", "park", "defer"]
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What a provider made of one message.

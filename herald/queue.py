@@ -32,11 +32,13 @@ from herald.requester_callbacks import callback_record, callback_tag, callback_u
 from herald.retry import RetryPolicy
 from herald.shard_state import COUNTERS, ShardState
 from herald.status import WAITING, Status
+from herald.wire import compact
 
 __all__ = ["COUNTERS", "LeaseRenewal", "QueueShard"]
 _OUTCOME_STATUS = {"sent": Status.SENT, "delivered": Status.DELIVERED, "failed": Status.FAILED}
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class LeaseRenewal:
     """A channel actor still works on ``tag`` under lease ``token``: keep it."""
