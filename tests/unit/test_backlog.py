@@ -119,17 +119,3 @@ def test_an_express_lease_takes_only_asap_work(storage: Storage) -> None:
     shard.flush()
     assert [d.tag for d in shard.lease(lane("SMS"), 2, T0, 30.0, min_priority=8)] == [urgent.tag]
     assert [d.tag for d in shard.lease(lane("SMS"), 9, T0, 30.0)] == [n.tag for n in normal]
-
-
-def test_values_crossing_into_ray_pickle_as_their_fields() -> None:
-    import pickle
-
-    from herald.notification import Accepted
-    from herald.outcome import Outcome
-    from herald.queue import LeaseRenewal
-
-    notification = make_notification("SMS", now=T0)
-    for value in (notification, Accepted(notification.tag, 3, duplicate=True),
-                  Outcome(notification.tag, "sent", "twilio", info={"segments": 2}, lease=1.5),
-                  LeaseRenewal(notification.tag, 2.5)):
-        assert pickle.loads(pickle.dumps(value, protocol=5)) == value
