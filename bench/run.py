@@ -1,179 +1,196 @@
-"""`make bench`: batch intake accepted/s and delivered/s per channel, on this machine.
+"""`make bench`: every figure of the performance issue, beside its target, in one run.
 
-Starts a whole Herald (its own local Ray, SQLite with synchronous=FULL, 4 shards) with local
-peers: an SMTP sink, the Twilio- and fax-compatible capture APIs, WebSocket browser clients
-that ack. Each figure is the median of ``--rounds`` runs.
+Each part starts what it measures on this machine (a whole Herald on its own local Ray, the
+peers it is compared with, loopback sinks) and stops it before the next part starts:
 
-Intake is measured twice: with the email pool at 0 actors (what the queue itself takes: the
-notifications wait durably, as during a provider outage), and while email is being delivered
-at the same time on the same two cores.
+- ``mixed``: 16,000 notifications (half SMS to a Twilio-compatible API, half email over SMTP),
+  delivered/s for the ceiling (one asyncio process sending directly), Herald, and Celery +
+  Redis, against the same sinks (``bench.mixed``);
+- ``backlog``: batch intake with every pool at 0, memory per queued notification at 1,000,000
+  queued, a shard's and a whole restart with that backlog, asap accept→sent p99 unloaded and
+  behind the backlog (``bench.backlog``);
+- ``browser``: pushed and acked per second with 1,000 connected users (``bench.browser_fanout``);
+- ``single``: single POSTs beside a no-op Ray Serve FastAPI endpoint (``bench.single_post``);
+- ``idle``: total memory of every process `make run` starts, at idle (``bench.idle``).
+
+The table goes to stdout and every figure to ``bench/results.json``. A part that fails is
+reported as failed (with its error) and the others still run; the exit code says so.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
-import statistics
-import tempfile
 import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from capture.net import free_port
-from capture.smtp_sink import SmtpSink
-from herald.config import Settings
-from launcher.runtime import Herald
-
-KEY = "bench-key-" + "b" * 20
+RESULTS = Path(__file__).with_name("results.json")
+PARTS = ("mixed", "backlog", "browser", "single", "idle")
 
 
-def _payload(channel: str, i: int) -> dict[str, Any]:
-    details: dict[str, Any] = {"title": "Bench", "content": "Hi {user.name.first}: {message|sub(0,40)|'...'}",
-                               "vars": {"message": "x" * 60}}
-    user: dict[str, Any] = {"uid": f"u{i % 200}", "name": {"first": "Bob"}}
-    if channel == "EMAIL":
-        user["email"] = f"user{i}@example.com"
-    elif channel in ("SMS", "FAX"):
-        details["to"] = f"+1415555{i % 10000:04d}"
-    return {"type": f"BN_{channel}", "user": user, "details": details}
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One line of the table: a figure, its target, and whether it met it."""
+
+    figure: str
+    value: str
+    target: str
+    met: bool | None  # None: not judged (context only)
+
+    def json(self) -> dict[str, Any]:
+        return {"figure": self.figure, "value": self.value, "target": self.target, "met": self.met}
 
 
-async def _post_batches(client: httpx.AsyncClient, channel: str, total: int, size: int,
-                        concurrency: int) -> float:
-    """Post ``total`` notifications in batches; return accepted/s."""
-    batches = [[_payload(channel, i) for i in range(s, min(s + size, total))]
-               for s in range(0, total, size)]
-    sem = asyncio.Semaphore(concurrency)
-    accepted = 0
-
-    async def post(batch: list[dict[str, Any]]) -> None:
-        nonlocal accepted
-        async with sem:
-            response = await client.post("/v1/notifications/batch", json={"notifications": batch})
-            response.raise_for_status()
-            accepted += sum("details" in r for r in response.json()["results"])
-
-    start = time.perf_counter()
-    await asyncio.gather(*(post(b) for b in batches))
-    elapsed = time.perf_counter() - start
-    assert accepted == total, f"only {accepted} of {total} accepted"
-    return total / elapsed
+def _load() -> str:
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-async def _counter(client: httpx.AsyncClient, name: str) -> int:
-    text = (await client.get("/metrics")).text
-    for line in text.splitlines():
-        if line.startswith(f"herald_{name}_total "):
-            return int(float(line.split()[1]))
-    return 0
+def _mixed(quick: bool) -> tuple[list[Row], dict[str, Any]]:
+    from bench.mixed import measure_mixed
+
+    result = measure_mixed(total=4_000 if quick else 16_000)
+    figures = {name: {"per_s": f.per_s, "seconds": f.seconds, "duplicates": f.duplicates,
+                      "cpu_ms_per_notification": f.cpu_ms_per_notification, "note": f.note}
+               for name, f in result.figures.items()}
+    per_s = {name: f.per_s for name, f in result.figures.items()}
+    ceiling, celery = result.herald_vs_ceiling or 0.0, result.herald_vs_celery or 0.0
+    rows = [
+        Row("mixed SMS + email: ceiling (direct asyncio send)", f"{per_s.get('ceiling', 0):,.0f}/s",
+            "", None),
+        Row("mixed SMS + email: Celery 5 + Redis", f"{per_s.get('celery', 0):,.0f}/s", "", None),
+        Row("mixed SMS + email: Herald, durable", f"{per_s.get('herald', 0):,.0f}/s", "", None),
+        Row("  Herald vs the ceiling", f"{ceiling:.2f}×", "≥ 0.7×", ceiling >= 0.7),
+        Row("  Herald vs Celery + Redis", f"{celery:.2f}×", "≥ 4×", celery >= 4.0),
+    ]
+    return rows, {"total": result.total, "systems": figures, "lines": result.lines()}
 
 
-async def _rates(client: httpx.AsyncClient, channel: str, total: int, counters: list[str],
-                 timeout: float = 300.0) -> dict[str, float]:
-    """Post ``total`` of ``channel``; per counter, ``total`` / seconds until it grew by ``total``."""
-    before = {name: await _counter(client, name) for name in counters}
-    start = time.perf_counter()
-    await _post_batches(client, channel, total, 500, 2)
-    rates: dict[str, float] = {}
-    while len(rates) < len(counters):
-        for name in counters:
-            if name not in rates and await _counter(client, name) - before[name] >= total:
-                rates[name] = total / (time.perf_counter() - start)
-        if time.perf_counter() - start > timeout:
-            raise TimeoutError(f"{channel}: not all {total} {counters} within {timeout}s")
-        await asyncio.sleep(0.05)
-    return rates
+def _backlog(quick: bool) -> tuple[list[Row], dict[str, Any]]:
+    from bench.backlog import measure
+
+    queued = 100_000 if quick else 1_000_000
+    figures = measure(queued, 10.0 if quick else 15.0)
+    intake, memory = figures.intake, figures.memory
+    per = memory.per_notification("rss")
+    ten_m = (memory.shards[0].rss + memory.per_notification("rss", marginal=True) * 10_000_000) / 2**30
+
+    def p99(latency: Any) -> float:
+        ordered = sorted(latency.latencies)
+        return 1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] if ordered else 0.0
+
+    unloaded, behind = p99(figures.asap_unloaded), p99(figures.asap_behind_backlog)
+    shard, whole = figures.shard_restart, figures.whole_restart
+    rows = [
+        Row("batch intake, pools 0, 4 clients × 1,000", f"{intake.median:,.0f}/s", "≥ 50,000/s",
+            intake.median >= 50_000),
+        Row(f"asap accept→sent p99, {figures.asap_unloaded.context}", f"{unloaded:,.0f} ms",
+            "< 100 ms", unloaded < 100),
+        Row(f"asap accept→sent p99, {queued:,} queued ahead", f"{behind:,.0f} ms", "< 1 s",
+            behind < 1000),
+        Row(f"memory per queued notification (shards' RSS, {queued:,})", f"{per:,.0f} B",
+            "< 200 B", per < 200),
+        Row("  10 M queued, extrapolated", f"{ten_m:.2f} GiB", "< 2 GiB", ten_m < 2),
+        Row(f"a shard restarting with {queued:,} queued serves again", f"{shard.serving_s:.1f} s",
+            "< 10 s", shard.serving_s < 10),
+        Row(f"whole Herald restarting with {queued:,} queued serves again",
+            f"{whole.serving_s:.1f} s", "", None),
+    ]
+    return rows, {"queued": queued, "intake_rounds": intake.rounds,
+                  "cpu_ms_per_1000_accepted": intake.cpu_ms_per_1000,
+                  "memory_bytes_per_queued": per, "ten_million_gib": ten_m,
+                  "asap_p99_ms": {"unloaded": unloaded, "behind_backlog": behind},
+                  "restart_s": {"shard": shard.serving_s, "whole": whole.serving_s},
+                  "lines": figures.lines()}
 
 
-async def _browser_clients(client: httpx.AsyncClient, users: int, stop: asyncio.Event) -> None:
-    import websockets
+def _browser(quick: bool) -> tuple[list[Row], dict[str, Any]]:
+    from bench.browser_fanout import run_browser_fanout
 
-    async def one(uid: str) -> None:
-        token = (await client.post("/v1/browser-tokens", json={"uid": uid})).json()["token"]
-        url = (await client.get("/v1/browser-endpoint", params={"token": token})).json()["url"]
-        async with websockets.connect(url) as ws:
-            while not stop.is_set():
-                try:
-                    frame = json.loads(await asyncio.wait_for(ws.recv(), 0.5))
-                except TimeoutError:
-                    continue
-                if "tag" in frame:
-                    await ws.send(json.dumps({"ack": frame["tag"]}))
-
-    await asyncio.gather(*(one(f"u{i}") for i in range(users)))
+    result = run_browser_fanout(users=1000, total=5_000 if quick else 20_000, rounds=1 if quick else 2)
+    return ([Row("browser pushed + acked, 1,000 connected users", f"{result.per_s:,.0f}/s",
+                 "≥ 10,000/s", result.per_s >= 10_000)],
+            {"per_s": result.per_s, "rounds": list(result.rounds), "lines": [result.describe()]})
 
 
-async def _run_intake_only(base: str, rounds: int, total: int) -> dict[str, Any]:
-    headers = {"Authorization": f"Bearer {KEY}"}
-    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=120) as client:
-        await _post_batches(client, "EMAIL", 2000, 1000, 2)  # warm up
-        rates = [await _post_batches(client, "EMAIL", total, 1000, 4) for _ in range(rounds)]
-    return {"intake_batch_accepted_per_s (queue only)": statistics.median(rates)}
+def _single(quick: bool) -> tuple[list[Row], dict[str, Any]]:
+    from bench.single_post import run_single_post
+
+    result = run_single_post(seconds=5.0 if quick else 8.0, rounds=1 if quick else 3)
+    return ([Row("single POSTs: Herald", f"{result.herald_per_s:,.0f}/s", "", None),
+             Row("single POSTs: no-op Serve FastAPI endpoint", f"{result.noop_per_s:,.0f}/s", "",
+                 None),
+             Row("  Herald vs the no-op endpoint", f"{result.ratio:.2f}×", "≥ 0.8×", result.ratio >= 0.8)],
+            {"herald_per_s": result.herald_per_s, "noop_per_s": result.noop_per_s,
+             "ratio": result.ratio, "lines": [result.describe()]})
 
 
-async def _run(base: str, rounds: int, intake_total: int, per_channel: int) -> dict[str, Any]:
-    results: dict[str, list[float]] = {}
-    headers = {"Authorization": f"Bearer {KEY}"}
-    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=120) as client:
-        stop = asyncio.Event()
-        browsers = asyncio.create_task(_browser_clients(client, 200, stop))
-        await asyncio.sleep(3)  # let the browser clients connect
-        for _ in range(rounds):
-            results.setdefault("intake_batch_accepted_per_s (delivering)", []).append(
-                await _post_batches(client, "EMAIL", intake_total, 1000, 4))
-            await _wait_idle(client)
-            # email: taken by the SMTP server (``sent``); SMS and fax: taken by the provider
-            # (``sent``) and confirmed by its signed receipt (``delivered``); browser: acked.
-            for channel, counters in (("EMAIL", ["sent"]), ("SMS", ["sent", "delivered"]),
-                                      ("FAX", ["sent", "delivered"]), ("BROWSER", ["delivered"])):
-                rates = await _rates(client, channel, per_channel, counters)
-                for name, rate in rates.items():
-                    results.setdefault(f"{channel.lower()}_{name}_per_s", []).append(rate)
-                await _wait_idle(client)
-        stop.set()
-        await browsers
-    return {name: statistics.median(values) for name, values in results.items()}
+def _idle(quick: bool) -> tuple[list[Row], dict[str, Any]]:
+    from bench.idle import measure_idle
+
+    result = measure_idle(settle=10.0 if quick else 20.0)
+    gib = result.pss_mib / 1024
+    return ([Row(f"`make run` at idle: every process ({result.processes}), PSS",
+                 f"{gib:.2f} GiB (RSS {result.rss_mib / 1024:.2f})", "< 1 GiB", result.pss_mib < 1024)],
+            {"processes": result.processes, "rss_mib": result.rss_mib, "pss_mib": result.pss_mib,
+             "roles": {r.role: {"count": r.count, "pss_mib": r.pss_mib} for r in result.roles},
+             "lines": [result.describe()]})
 
 
-async def _wait_idle(client: httpx.AsyncClient) -> None:
-    while True:
-        shards = (await client.get("/v1/queue")).json()["shards"]
-        if not any(sum(states.values()) for s in shards for states in s["depth"].values()):
-            return
-        await asyncio.sleep(0.2)
+MEASURES: dict[str, Callable[[bool], tuple[list[Row], dict[str, Any]]]] = {
+    "mixed": _mixed, "backlog": _backlog, "browser": _browser, "single": _single, "idle": _idle,
+}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--intake", type=int, default=20_000, help="notifications per intake round")
-    parser.add_argument("--per-channel", type=int, default=2_000)
+def table(rows: list[Row]) -> str:
+    width = max(len(r.figure) for r in rows)
+    out = [f"| {'figure':{width}s} | value | target | met |", f"|{'-' * (width + 2)}|---|---|---|"]
+    for r in rows:
+        met = "" if r.met is None else ("yes" if r.met else "**no**")
+        out.append(f"| {r.figure:{width}s} | {r.value} | {r.target} | {met} |")
+    return "\n".join(out)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="*", choices=PARTS, help="run only these parts")
+    parser.add_argument("--quick", action="store_true", help="smaller runs (a smoke test)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    figures: dict[str, Any] = {}
-    for email_actors in (0, 2):
-        with tempfile.TemporaryDirectory() as data_dir, SmtpSink() as sink:
-            settings = Settings(
-                port=free_port(), data_dir=Path(data_dir), api_keys={KEY: "bench"},
-                smtp_url=sink.url, browser_port=free_port(),
-                pools={"email": email_actors, "sms": 1, "fax": 1, "browser": 1, "webhook": 1})
-            herald = Herald(settings).start()
-            base = f"http://127.0.0.1:{settings.port}"
-            try:
-                if email_actors == 0:
-                    figures.update(asyncio.run(_run_intake_only(base, args.rounds, args.intake)))
-                else:
-                    figures.update(asyncio.run(_run(base, args.rounds, args.intake,
-                                                    args.per_channel)))
-            finally:
-                herald.stop(timeout=10)
-    print(f"\nHerald benchmark — {os.cpu_count()} cores, median of {args.rounds} rounds")
-    for name, value in figures.items():
-        print(f"  {name:44s} {value:10.0f}")
+    started = time.perf_counter()
+    rows: list[Row] = []
+    results: dict[str, Any] = {"cores": os.cpu_count(), "quick": args.quick, "parts": {}}
+    failed = []
+    for part in args.only or PARTS:
+        print(f"\n== {part} (load {_load()})", flush=True)
+        began = time.perf_counter()
+        try:
+            part_rows, detail = MEASURES[part](args.quick)
+        except Exception as error:  # noqa: BLE001 - one failed part must not hide the others
+            traceback.print_exc()
+            failed.append(part)
+            rows.append(Row(part, "failed", str(error)[:80], False))
+            results["parts"][part] = {"error": repr(error)}
+            continue
+        detail.update(seconds=time.perf_counter() - began, load=_load())
+        for line in detail.get("lines", []):
+            print(line, flush=True)
+        rows += part_rows
+        results["parts"][part] = detail
+    results["rows"] = [r.json() for r in rows]
+    results["seconds"] = time.perf_counter() - started
+    args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(f"\nHerald benchmark — {os.cpu_count()} cores, {results['seconds'] / 60:.1f} min, "
+          f"load {_load()}\n")
+    print(table(rows))
+    print(f"\n(figures in {args.out})")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -1,0 +1,420 @@
+"""`python -m bench.backlog [--queued N | --quick]`: Herald with a million notifications waiting.
+
+Issue 13's backlog figures, measured from outside (HTTP, pids, ``/proc``) against a whole Herald
+started in-process as ``bench.run`` does (own local Ray, no dashboard, 4 shards, SQLite FULL):
+batch intake with every pool at 0 (which fills the backlog), memory per queued notification,
+a shard's and a whole restart with the backlog queued, and asap accept→sent latency unloaded
+and behind the backlog. ``BacklogRun``'s methods say how each is taken.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import logging
+import multiprocessing
+import os
+import re
+import shutil
+import signal
+import statistics
+import tempfile
+import time
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import httpx
+import orjson
+import ray
+
+from bench import workload
+from bench.procinfo import children_of, load_average, read_proc
+from capture.net import free_port
+from capture.smtp_sink import SmtpSink
+from herald.config import Settings
+from herald.sharding import shard_for_uid
+from launcher.runtime import Herald
+
+KEY, ADMIN = "bench-key-" + "b" * 20, "bench-admin-" + "a" * 20
+ADMIN_AUTH = {"Authorization": f"Bearer {ADMIN}"}
+BATCH, CLIENTS, SHARDS, MIB = 1000, 4, 4, 2**20
+QUIET = {"email": 0, "sms": 0, "fax": 0, "browser": 0, "webhook": 0}  # while the backlog is filled
+DELIVERING = {"email": 2, "sms": 1, "fax": 0, "browser": 0, "webhook": 0}  # after the restart
+
+
+class Sample(NamedTuple):  # one process (or a sum) at one moment: bytes, and CPU seconds so far
+    role: str
+    rss: int
+    pss: int
+    cpu: float
+
+
+def sample(pids: Iterable[int], names: dict[int, str]) -> dict[int, Sample]:
+    """Each live process's role (``names``, else procinfo's), memory and CPU time now."""
+    return {pid: Sample(names.get(pid, info.role), info.rss_kib * 1024, info.pss_kib * 1024,
+                        cpu_seconds(pid)) for pid in pids if (info := read_proc(pid)) is not None}
+
+
+def total(samples: dict[int, Sample], pids: list[int]) -> Sample:
+    return Sample("sum", *(sum(getattr(samples[p], w) for p in pids if p in samples)
+                           for w in ("rss", "pss", "cpu")))
+
+
+def by_role(before: dict[int, Sample], after: dict[int, Sample], value: str) -> dict[str, float]:
+    """What each role's processes added between two samples (``cpu`` or ``rss``); gone is 0."""
+    grown: dict[str, float] = {}
+    for pid in before.keys() | after.keys():
+        old, new = before.get(pid), after.get(pid)
+        role = (new or old).role  # type: ignore[union-attr]  # one of them is there
+        grown[role] = grown.get(role, 0) + getattr(new, value, 0) - getattr(old, value, 0)
+    return grown
+
+
+def payload(channel: str, i: int, asap: bool = False) -> dict[str, Any]:
+    """Notification ``i`` of ``bench.workload`` (the mixed benchmark's texts) on ``channel``."""
+    body = workload.payload("backlog", 2 * i + (channel == "EMAIL"))  # even: SMS, odd: email
+    return body | {"requester": {"asap": "yes"}} if asap else body
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used (0 once it is gone)."""
+    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+        text = Path(f"/proc/{pid}/stat").read_text()
+        utime, stime = text[text.rindex(")") + 2:].split()[11:13]  # fields 14 and 15
+        return (int(utime) + int(stime)) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeFigure:
+    median: float  # accepted/s: the figure
+    rounds: list[float]  # accepted/s per round
+    fill_rate: float  # accepted/s over the rest of the fill
+    cpu_ms_per_1000: dict[str, float]  # CPU ms per 1,000 accepted in the rounds, by role
+    load: str
+
+    def lines(self) -> list[str]:
+        return [f"batch intake, pools 0, {CLIENTS} clients x {BATCH}: median {self.median:,.0f}/s "
+                f"(rounds {', '.join(f'{r:,.0f}' for r in self.rounds)}; rest of the fill "
+                f"{self.fill_rate:,.0f}/s) [load {self.load}]",
+                "  CPU ms per 1,000 accepted: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(
+                    self.cpu_ms_per_1000.items(), key=lambda kv: -kv[1]) if v >= 1)]
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryFigure:
+    queued: list[int]  # notifications queued before the fill, half way, after
+    shards: list[Sample]  # summed over the shard processes, the same three times
+    grown: dict[str, float]  # RSS bytes each role of Herald's processes added over the fill
+    load: str
+
+    def per_notification(self, which: str = "rss", marginal: bool = False) -> float:
+        """Bytes grown ÷ notifications added: over the whole fill, or over its second half."""
+        grown = getattr(self.shards[2], which) - getattr(self.shards[first := int(marginal)], which)
+        return float(grown / max(1, self.queued[2] - self.queued[first]))
+
+    def lines(self) -> list[str]:
+        before, after = self.shards[0], self.shards[2]
+        per = {(w, m): self.per_notification(w, m) for w in ("rss", "pss") for m in (False, True)}
+        ten_million = before.rss + per["rss", True] * 10_000_000  # the second half's cost, linearly
+        return [f"memory, {self.queued[2]:,} queued: shards RSS {before.rss / MIB:,.0f} -> "
+                f"{after.rss / MIB:,.0f} MiB = {per['rss', False]:.0f} B/notification (PSS "
+                f"{per['pss', False]:.0f}; second half {per['rss', True]:.0f}) [load {self.load}]",
+                f"  10 M queued (linear in the second half's cost): shards "
+                f"{ten_million / 2**30:.2f} GiB RSS; whole Herald grew "
+                f"{sum(self.grown.values()) / MIB:,.0f} MiB RSS: " + ", ".join(
+                    f"{k} {v / MIB:+,.0f}" for k, v in sorted(self.grown.items(), key=lambda kv: -kv[1])
+                    if abs(v) >= 5 * MIB)]
+
+
+@dataclass(frozen=True, slots=True)
+class RestartFigure:
+    what: str
+    queued: int
+    process_s: float  # the new process answers (whole: Herald.start returned)
+    ready_s: float  # the shard(s) recovered
+    serving_s: float  # a POST routed to it (to each shard) got its 202
+    load: str
+    steps: str = ""  # whole: how long Herald.stop and each step of Herald.start took
+
+    def lines(self) -> list[str]:
+        return [f"{self.what} restart, {self.queued:,} queued: serving after {self.serving_s:.1f} s "
+                f"(process {self.process_s:.1f} s, ready {self.ready_s:.1f} s{self.steps}) "
+                f"[load {self.load}]"]
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyFigure:
+    what: str
+    rate: float  # asap notifications offered per second
+    latencies: list[float] = field(repr=False)  # accept→sent, seconds
+    context: str = ""  # the max it is half of, or the backlog it overtook
+    load: str = ""
+
+    def lines(self) -> list[str]:
+        ms = [statistics.quantiles(self.latencies, n=100, method="inclusive")[q] * 1000 for q in (49, 94, 98)]
+        return [f"asap accept->sent, {self.what}, {self.rate:.0f}/s x {len(self.latencies)}: p50 {ms[0]:.0f}"
+                f" ms, p95 {ms[1]:.0f} ms, p99 {ms[2]:.0f} ms ({self.context}) [load {self.load}]"]
+
+
+def client_batches(base: str, channel: str, batches: int, concurrency: int) -> tuple[float, int]:
+    """(Client process) ``batches`` batches (encoded first), ``concurrency`` at a time: (s, accepted)."""
+    bodies = [orjson.dumps({"notifications": [payload(channel, b * BATCH + i) for i in range(BATCH)]})
+              for b in range(8)]
+
+    async def worker(client: httpx.AsyncClient, first: int) -> int:
+        accepted = 0
+        for b in range(first, batches, concurrency):
+            answer = await client.post("/v1/notifications/batch", content=bodies[b % 8])
+            accepted += answer.raise_for_status().content.count(b'"details"')
+        return accepted
+
+    async def run() -> int:
+        headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=300) as client:
+            return sum(await asyncio.gather(*(worker(client, c) for c in range(concurrency))))
+
+    start = time.perf_counter()
+    accepted = asyncio.run(run())
+    return time.perf_counter() - start, accepted
+
+
+def client_singles(base: str, channel: str, rate: float, count: int, first: int = 0) -> list[str]:
+    """(Client process) ``count`` asap single POSTs, ``rate`` a second (0: 32 at a time); tags."""
+    async def one(client: httpx.AsyncClient, gate: asyncio.Semaphore, i: int) -> str:
+        async with gate:
+            answer = await client.post("/v1/notifications", json=payload(channel, first + i, asap=True))
+            return str(answer.raise_for_status().json()["details"]["tag"])
+
+    async def run() -> list[str]:
+        headers, limits = {"Authorization": f"Bearer {KEY}"}, httpx.Limits(max_connections=64)
+        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60, limits=limits) as client:
+            gate, tasks, start = asyncio.Semaphore(32 if rate <= 0 else 10_000), [], time.perf_counter()
+            for i in range(count):
+                if rate > 0:
+                    await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
+                tasks.append(asyncio.create_task(one(client, gate, i)))
+            return list(await asyncio.gather(*tasks))
+
+    return asyncio.run(run())
+
+
+class BacklogRun:
+    """One Herald, its data dir and the client process. The figures, in this order: ``intake``
+    (fills, and measures ``memory``), ``shard_restart``, ``whole_restart``, ``asap_unloaded``,
+    ``asap_behind_backlog``; ``close()`` stops all and deletes the data dir."""
+
+    def __init__(self, queued: int) -> None:
+        self.queued = -(-queued // BATCH) * BATCH
+        self.clients = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        self.client_pid = self.clients.submit(os.getpid).result()
+        self.sink = SmtpSink().start()
+        self.data_dir = Path(tempfile.mkdtemp(prefix="herald-backlog-"))  # last: close() deletes it
+        self.http = httpx.Client(timeout=120, headers={"Authorization": f"Bearer {KEY}"})
+        self.herald: Herald  # started by intake()
+        self.memory: MemoryFigure  # measured by intake()
+
+    def start_herald(self, pools: dict[str, int]) -> float:
+        """Start Herald on the data dir (free ports, no dashboard, pools as given)."""
+        settings = Settings(port=free_port(), data_dir=self.data_dir, api_keys={KEY: "bench"},
+                            admin_key=ADMIN, smtp_url=self.sink.url, capture="sms", shards=SHARDS,
+                            browser_port=free_port(), dashboard_port=0, pools=pools, pool_max={})
+        start, self.steps = time.perf_counter(), [("", time.perf_counter())]
+        self.herald = Herald(settings).start(lambda step: self.steps.append((step, time.perf_counter())))
+        self.steps.append(("", time.perf_counter()))
+        self.base = f"http://127.0.0.1:{self.herald.settings.port}"  # Serve's, if one ran already
+        self.http.base_url = httpx.URL(self.base)
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # Ray's logging set INFO everywhere
+        return time.perf_counter() - start
+
+    def close(self) -> None:
+        logging.getLogger("herald.capture").setLevel(logging.ERROR)  # late receipts get 404s
+        if hasattr(self, "herald"):
+            self.herald.stop(timeout=10)
+        self.clients.shutdown()
+        self.sink.stop()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def herald_pids(self) -> list[int]:
+        """This process and every process it started, but the clients and profilers."""
+        return [os.getpid()] + [p.pid for p in children_of(os.getpid()) if p.pid != self.client_pid
+                                and not any(w in p.cmdline for w in ("multiprocessing", "py-spy"))]
+
+    def shard(self, index: int) -> Any:
+        return ray.get_actor(f"herald-shard-{index}", namespace="herald")
+
+    def shard_pids(self) -> list[int]:
+        return list(ray.get([self.shard(i).pid.remote() for i in range(SHARDS)]))
+
+    def counter(self, name: str) -> int:
+        found = re.search(rf"^herald_{name}_total (\S+)$", self.http.get("/metrics").text, re.MULTILINE)
+        return int(float(found.group(1))) if found else 0
+
+    def queued_now(self) -> int:
+        shards = self.http.get("/v1/queue").json()["shards"]
+        return sum(d.get("queued", 0) for s in shards for d in s["depth"].values())
+
+    def admin(self, action: str) -> None:  # pause or resume SMS
+        self.http.post(f"/v1/admin/channels/sms/{action}", headers=ADMIN_AUTH).raise_for_status()
+
+    def post_until_accepted(self, shard: int, deadline: float = 120.0) -> float:
+        """Seconds until a single POST routed to ``shard`` gets its 202 (retrying refusals)."""
+        start = time.perf_counter()
+        uid = next(f"u{i}" for i in range(10_000) if shard_for_uid(f"u{i}", SHARDS) == shard)
+        body = payload("SMS", 0) | {"user": {"uid": uid, "name": {"first": "Bob"}}}
+        answer: Any = None
+        while time.perf_counter() - start < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if (answer := self.http.post("/v1/notifications", json=body)).status_code == 202:
+                    return time.perf_counter() - start
+            time.sleep(0.05)
+        raise TimeoutError(f"shard {shard} took no POST in {deadline:.0f} s: {answer and answer.text}")
+
+    def batches(self, count: int) -> float:
+        """Post ``count`` notifications (whole batches) from the client process; the seconds."""
+        seconds, accepted = self.clients.submit(
+            client_batches, self.base, "SMS", count // BATCH, CLIENTS).result()
+        if accepted != count // BATCH * BATCH:
+            raise RuntimeError(f"only {accepted} of {count} accepted")
+        return seconds
+
+    def intake(self, rounds: int = 3) -> IntakeFigure:
+        """Start Herald with every pool at 0 and fill: ``rounds`` timed rounds of a tenth each,
+        then the rest; memory before, half way and after (``self.memory``)."""
+        self.start_herald(QUIET)
+        self.batches(2 * BATCH)  # warm-up: connections, Serve's router, the shards' caches
+        pids, names = self.shard_pids(), {os.getpid(): "driver", self.client_pid: "client"}
+        marks = [(self.queued_now(), sample(self.herald_pids(), names))]
+        size = max(BATCH, self.queued // 10 // BATCH * BATCH)
+        cpu = sample([*self.herald_pids(), self.client_pid], names)
+        rates = [size / self.batches(size) for _ in range(rounds)]
+        used = by_role(cpu, sample([*self.herald_pids(), self.client_pid], names), "cpu")
+        filled, spent = 2 * BATCH + size * rounds, 0.0
+        for target in (self.queued // 2, self.queued):
+            if target > filled:
+                spent += self.batches(target - filled)
+                filled = target
+            marks.append((self.queued_now(), sample(self.herald_pids(), names)))
+        self.memory = MemoryFigure([q for q, _ in marks], [total(m, pids) for _, m in marks],
+                                   by_role(marks[0][1], marks[2][1], "rss"), load := load_average())
+        rest = self.queued - 2 * BATCH - size * rounds  # its rate, to compare with the rounds'
+        return IntakeFigure(statistics.median(rates), rates, rest / max(1e-9, spent),
+                            {k: v * 1e6 / (size * rounds) for k, v in used.items()}, load)
+
+    def shard_restart(self, index: int = 0) -> RestartFigure:
+        """SIGKILL shard ``index``; a POST routed to it is sent at once and retried until 202."""
+        handle = self.shard(index)
+        old, queued = ray.get(handle.pid.remote()), self.queued_now()
+        with ThreadPoolExecutor(1) as probe:
+            start = time.perf_counter()
+            os.kill(old, signal.SIGKILL)
+            serving = probe.submit(self.post_until_accepted, index)
+            while ray.get(handle.pid.remote(), timeout=120) == old:
+                time.sleep(0.02)
+            process = time.perf_counter() - start
+            ray.get(handle.ready.remote(), timeout=120)
+            ready = time.perf_counter() - start
+            return RestartFigure("one shard", queued, process, ready, serving.result(), load_average())
+
+    def whole_restart(self) -> RestartFigure:
+        """Pause SMS (kept on disk), stop Herald, start it with delivering pools: until every
+        shard takes a POST."""
+        self.admin("pause")
+        queued, stop = self.queued_now(), time.perf_counter()
+        self.herald.stop(timeout=10)
+        start = time.perf_counter()
+        started = self.start_herald(DELIVERING)
+        ray.get([self.shard(i).ready.remote() for i in range(SHARDS)], timeout=300)
+        ready = time.perf_counter() - start
+        for index in range(SHARDS):
+            self.post_until_accepted(index)
+        steps = "".join(f", {name.rstrip('…')} {end - at:.1f} s"
+                        for (name, at), (_, end) in itertools.pairwise(self.steps) if name)
+        return RestartFigure("whole Herald", queued, started, ready, time.perf_counter() - start,
+                             load_average(), f"; stop {start - stop:.1f} s{steps}")
+
+    def latencies(self, tags: list[str]) -> list[float]:
+        """accept→sent of each tag (``?wait`` until it is sent), from its status history."""
+        async def one(client: httpx.AsyncClient, gate: asyncio.Semaphore, tag: str) -> float:
+            async with gate:
+                for _ in range(10):
+                    view = (await client.get(f"/v1/notifications/{tag}?wait=30")).json()
+                    if sent := [h["at"] for h in view["history"] if h["outcome"] == "sent"]:
+                        return float(sent[0] - view["created_at"])
+            raise TimeoutError(f"{tag} not sent within 300 s")
+
+        async def run() -> list[float]:
+            headers, gate = {"Authorization": f"Bearer {KEY}"}, asyncio.Semaphore(32)
+            async with httpx.AsyncClient(base_url=self.base, headers=headers, timeout=90) as client:
+                return list(await asyncio.gather(*(one(client, gate, t) for t in tags)))
+
+        return asyncio.run(run())
+
+    def asap_unloaded(self, seconds: float = 20.0, burst: int = 2000) -> LatencyFigure:
+        """Email, nothing ahead: asap single POSTs at half the delivered/s of a burst of them."""
+        sent, start = self.counter("sent"), time.perf_counter()
+        self.clients.submit(client_singles, self.base, "EMAIL", 0, burst).result()
+        posted = time.perf_counter() - start
+        while self.counter("sent") - sent < burst:
+            time.sleep(0.05)
+        peak = burst / (time.perf_counter() - start)
+        tags = self.clients.submit(client_singles, self.base, "EMAIL", peak / 2,
+                                   int(peak / 2 * seconds)).result()
+        return LatencyFigure("email, no backlog, half of max", peak / 2, self.latencies(tags),
+                             f"max {peak:,.0f} delivered/s for a burst of {burst:,} asap single "
+                             f"POSTs, posted in {posted:.1f} s", load_average())
+
+    def asap_behind_backlog(self, seconds: float = 20.0, rate: float = 20.0) -> LatencyFigure:
+        """Resume SMS: its pool drains the normal-priority backlog while asap SMS overtake it."""
+        self.admin("resume")
+        time.sleep(3)  # the pool is leasing full batches by now
+        sent, start, ahead = self.counter("sent"), time.perf_counter(), self.queued_now()
+        tags = self.clients.submit(client_singles, self.base, "SMS", rate, int(rate * seconds),
+                                   10**6).result()
+        drained = (self.counter("sent") - sent) / (time.perf_counter() - start)
+        return LatencyFigure("SMS, behind the backlog", rate, self.latencies(tags),
+                             f"{ahead:,} normal SMS queued ahead, pool draining {drained:,.0f}/s",
+                             load_average())
+
+
+@dataclass(frozen=True, slots=True)
+class BacklogFigures:
+    intake: IntakeFigure
+    memory: MemoryFigure
+    shard_restart: RestartFigure
+    whole_restart: RestartFigure
+    asap_unloaded: LatencyFigure
+    asap_behind_backlog: LatencyFigure
+
+    def lines(self) -> list[str]:
+        return [line for f in fields(self) for line in getattr(self, f.name).lines()]
+
+
+def measure(queued: int = 1_000_000, asap_seconds: float = 20.0) -> BacklogFigures:
+    """Every figure, in the one order that works: fill, kill a shard, restart, latency."""
+    run = BacklogRun(queued)
+    try:  # arguments are evaluated in order: run.memory once run.intake() has filled
+        return BacklogFigures(run.intake(), run.memory, run.shard_restart(), run.whole_restart(),
+                              run.asap_unloaded(asap_seconds), run.asap_behind_backlog(asap_seconds))
+    finally:
+        run.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--queued", type=int, default=1_000_000, help="the backlog (1,000,000)")
+    parser.add_argument("--quick", action="store_true", help="a backlog of 100,000, 10 s latency runs")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    figures = measure(100_000 if args.quick else args.queued, 10.0 if args.quick else 20.0)
+    print(f"\nHerald backlog benchmark — {os.cpu_count()} cores, {time.perf_counter() - started:.0f} s",
+          *("  " + line for line in figures.lines()), sep="\n")
+
+
+if __name__ == "__main__":
+    main()
