@@ -24,10 +24,13 @@ browser-deps:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null \
 	  || echo "warning: could not install chromium; browser tests will be skipped"; }
 
-# Redis for the Celery peer of `make bench` comes from Debian too. The bench starts its own
+# Redis for the Celery peer of `make bench` (and wrk, its HTTP load) come from Debian too. The bench starts its own
 # redis-server on a free loopback port; the packaged service is stopped where it was started
 # (it would hold 6379, which a local Ray's GCS may want).
 redis-deps:
+	@command -v wrk >/dev/null 2>&1 || { \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk) >/dev/null \
+	  || echo "warning: could not install wrk; single POSTs are driven by an aiohttp client"; }
 	@command -v redis-server >/dev/null 2>&1 || { \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server) >/dev/null \
 	  || { echo "error: could not install redis-server (make bench needs it)"; exit 1; }; \

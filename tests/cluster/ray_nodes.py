@@ -181,7 +181,11 @@ def launch_worker(head: RayNode, ip: str, num_cpus: int,
     argv = [str(RAY), "start", f"--address={head.gcs}", f"--node-ip-address={ip}",
             f"--num-cpus={num_cpus}", f"--resources={json.dumps(resources or {})}",
             f"--temp-dir={head.temp_dir}", *_node_ports(head._worker_ranges)]
-    return RayNode(ip, head.gcs, head.env, _ray_start(argv, head.env, head.temp_dir), head.temp_dir)
+    # The suite keeps every single-node Ray on 127.0.0.1 by turning Ray's multi-node switch off
+    # (tests/conftest.py); `ray start --address` refuses to join without it. The worker is given
+    # its own loopback address, so it stays on loopback.
+    env = dict(head.env, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="1")
+    return RayNode(ip, head.gcs, head.env, _ray_start(argv, env, head.temp_dir), head.temp_dir)
 
 
 def start_worker(head: RayNode, ip: str, num_cpus: int,
