@@ -24,7 +24,7 @@ import ray
 from actors.channels import ChannelActor
 from actors.queue import QueueActor
 from actors.ratelimiter import RATE_LIMITER_NAME, RateLimiter
-from herald.channels import Channel
+from herald.channels import Channel, actor_name
 from herald.config import Settings
 from herald.pool_sizing import PoolSizer
 
@@ -90,7 +90,7 @@ class Supervisor:
                 self._sizers[channel] = PoolSizer(
                     size, settings.pool_max.get(channel.key, size),
                     grow_backlog=settings.pool_grow_backlog, idle_seconds=settings.pool_idle_seconds)
-                while size < self._sizers[channel].maximum and _exists(f"herald-{channel.key}-{size}"):
+                while size < self._sizers[channel].maximum and _exists(actor_name(channel, size)):
                     size += 1  # a previous life grew this pool: take those actors over too
             self.pools[channel] = [self._channel_actor(channel, i) for i in range(size)]
         #: Member name → pid of each actor that has answered; the others are being placed.
@@ -106,7 +106,7 @@ class Supervisor:
         # HERALD_CHANNEL_CPUS each: on a cluster, actors that do not fit are demand the autoscaler
         # sees. Creating one never waits for it to be placed.
         return ChannelActor.options(  # type: ignore[attr-defined]
-            name=f"herald-{channel.key}-{index}", num_cpus=self._settings.channel_cpus,
+            name=actor_name(channel, index), num_cpus=self._settings.channel_cpus,
             **self._owned,
         ).remote(channel, index, self.shards, self._settings, self.limiter)
 

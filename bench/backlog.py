@@ -33,6 +33,7 @@ import orjson
 import ray
 
 from bench import workload
+from bench.cpu import cpu_of
 from bench.procinfo import children_of, load_average, read_proc
 from capture.net import free_port
 from capture.smtp_sink import SmtpSink
@@ -57,7 +58,7 @@ class Sample(NamedTuple):  # one process (or a sum) at one moment: bytes, and CP
 def sample(pids: Iterable[int], names: dict[int, str]) -> dict[int, Sample]:
     """Each live process's role (``names``, else procinfo's), memory and CPU time now."""
     return {pid: Sample(names.get(pid, info.role), info.rss_kib * 1024, info.pss_kib * 1024,
-                        cpu_seconds(pid)) for pid in pids if (info := read_proc(pid)) is not None}
+                        cpu_of([pid])) for pid in pids if (info := read_proc(pid)) is not None}
 
 
 def total(samples: dict[int, Sample], pids: list[int]) -> Sample:
@@ -79,15 +80,6 @@ def payload(channel: str, i: int, asap: bool = False) -> dict[str, Any]:
     """Notification ``i`` of ``bench.workload`` (the mixed benchmark's texts) on ``channel``."""
     body = workload.payload("backlog", 2 * i + (channel == "EMAIL"))  # even: SMS, odd: email
     return body | {"requester": {"asap": "yes"}} if asap else body
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a process has used (0 once it is gone)."""
-    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-        text = Path(f"/proc/{pid}/stat").read_text()
-        utime, stime = text[text.rindex(")") + 2:].split()[11:13]  # fields 14 and 15
-        return (int(utime) + int(stime)) / os.sysconf("SC_CLK_TCK")
-    return 0.0
 
 
 @dataclass(frozen=True, slots=True)

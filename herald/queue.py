@@ -117,7 +117,7 @@ class QueueShard(ShardState):
                     leased: list[Delivery], min_priority: int) -> bool:
         """Lease from memory down to the best priority still waiting on disk (read back
         first, as much as the lease wants); False when nothing more can be had."""
-        floor = max(self._refill(lane, limit - len(leased), now) or 0, min_priority) or None
+        floor = max(self._refill(lane, limit - len(leased), now) or 0, min_priority)
         progressed = False
         for tag in self._ready.pop(lane, lambda tag: tag in self._live, floor=floor):
             progressed = True

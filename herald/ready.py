@@ -38,12 +38,12 @@ class ReadyQueues:
         return tag in self._members
 
     def pop(self, lane: Lane, accept: Callable[[str], bool],
-            floor: int | None = None) -> Iterator[str]:
+            floor: int = 0) -> Iterator[str]:
         """Tags of ``lane`` best first, each removed as it is yielded; ``accept`` skips strays.
-        With a ``floor``, stops before the first tag of a lower priority."""
+        Stops before the first tag of a priority below ``floor``."""
         heap = self._heaps.get(lane)
         while heap:
-            if floor is not None and -heap[0][0] < floor:
+            if -heap[0][0] < floor:
                 return
             _, _, tag = heapq.heappop(heap)
             if tag not in self._members or not accept(tag):

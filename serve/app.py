@@ -23,7 +23,7 @@ from ray import serve
 from ray.exceptions import RayError
 
 from herald.browser_tokens import mint_token, verify_token
-from herald.channels import Channel, gateway_for
+from herald.channels import Channel, actor_name, gateway_for
 from herald.config import Settings
 from herald.errors import (
     AuthError,
@@ -62,7 +62,7 @@ MAX_WAIT_SECONDS = 60.0
 #: How long ``/v1/browser-endpoint`` waits for a gateway that is (re)starting, maybe elsewhere.
 GATEWAY_WAIT_SECONDS = 10.0
 #: Browser gateway ``i``'s actor, as the Supervisor names it (``actors/supervisor.py``).
-GATEWAY_ACTOR, ACTOR_NAMESPACE = "herald-browser-{}", "herald"
+ACTOR_NAMESPACE = "herald"
 OPERATOR = "operator"
 RECEIPT_BODY_LIMIT = 64 * 1024
 log = logging.getLogger("herald.intake")
@@ -306,7 +306,7 @@ class Intake:
         """Where browser gateway ``index`` says browsers connect: asked each time, since Ray
         may have restarted it on another node."""
         try:
-            handle = self._gateways.get(index) or ray.get_actor(GATEWAY_ACTOR.format(index),
+            handle = self._gateways.get(index) or ray.get_actor(actor_name(Channel.BROWSER, index),
                                                                 namespace=ACTOR_NAMESPACE)
             async with asyncio.timeout(GATEWAY_WAIT_SECONDS):
                 answer = await handle.ping.remote()

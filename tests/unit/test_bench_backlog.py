@@ -13,11 +13,11 @@ from bench.backlog import (
     MemoryFigure,
     Sample,
     by_role,
-    cpu_seconds,
     payload,
     sample,
     total,
 )
+from bench.cpu import cpu_of
 
 MIB = 2**20
 
@@ -63,7 +63,7 @@ def test_reads_this_process_and_nothing_for_one_that_is_gone() -> None:
     gone = 2**22 + 1  # above Linux's largest pid
     (mine,) = sample([os.getpid(), gone], {os.getpid(): "me"}).values()
     assert mine.role == "me" and mine.rss >= mine.pss > 0 and mine.cpu > 0
-    assert cpu_seconds(gone) == 0.0
+    assert cpu_of([gone]) == 0.0
 
 
 def test_payloads_are_sms_or_email_and_asap_on_request() -> None:
