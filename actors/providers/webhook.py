@@ -18,7 +18,8 @@ never reached. A refused destination is ``failed`` with code ``callback_refused`
 
 2xx → sent; any other status as ``herald.http_status`` classifies it (408, 425, 429, 5xx →
 retry with ``Retry-After``; the rest → failed; redirects are not followed); network errors →
-retry. Breakers are per destination (``breaker_key``): one dead URL defers only its callbacks.
+retry. Breakers are per tenant and destination (``breaker_key``): one dead URL defers only its
+callbacks, and one tenant's failing endpoint never defers another tenant's on the same host.
 """
 
 from __future__ import annotations
@@ -112,11 +113,13 @@ class WebhookProvider(Provider):
             await self._checked.close()
 
     def breaker_key(self, message: Message) -> str:
+        """``webhook:<tenant>:<host>:<port>``: a host is often shared (a hosting platform, a
+        webhook relay), and its answers to one tenant say nothing about its answers to another."""
         try:
             target = parse_callback_url(message.to or "")
         except ValidationError:
-            return f"{self.name}:invalid"
-        return f"{self.name}:{target.host}:{target.port}"
+            return f"{self.name}:{message.tenant}:invalid"
+        return f"{self.name}:{message.tenant}:{target.host}:{target.port}"
 
     def _check_literal(self, url: str) -> None:
         """The policy's checks that happen before DNS: the URL's form and an IP-literal host

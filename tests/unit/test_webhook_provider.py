@@ -33,11 +33,14 @@ LOOPBACK = CallbackAllow.parse("127.0.0.1/32")
 
 @dataclass
 class Receiver:
-    """What the loopback receiver got; ``fail_hosts`` answer 500 (by Host header)."""
+    """What the loopback receiver got; ``fail_hosts`` (by Host header) and ``fail_paths``
+    answer 500."""
 
     port: int = 0
     requests: list[tuple[bytes, dict[str, str]]] = field(default_factory=list)
+    paths: list[tuple[str, str]] = field(default_factory=list)  # (path, status) per request
     fail_hosts: set[str] = field(default_factory=set)
+    fail_paths: set[str] = field(default_factory=set)
 
     def url(self, host: str = "127.0.0.1", path: str = "/cb") -> str:
         return f"http://{host}:{self.port}{path}"
@@ -49,7 +52,9 @@ async def receiver() -> AsyncIterator[Receiver]:
 
     async def receive(request: web.Request) -> web.Response:
         got.requests.append((await request.read(), dict(request.headers)))
-        return web.Response(status=500 if request.host.split(":")[0] in got.fail_hosts else 204)
+        failing = request.host.split(":")[0] in got.fail_hosts or request.path in got.fail_paths
+        got.paths.append((request.path, "500" if failing else "204"))
+        return web.Response(status=500 if failing else 204)
 
     app = web.Application()
     app.router.add_post("/{path:.*}", receive)
@@ -236,12 +241,15 @@ async def test_close_releases_the_resolver(provider_factory: list[WebhookProvide
 
 # ---- breakers per destination ---------------------------------------------------------------
 
-def test_the_breaker_key_is_the_destination_host_and_port() -> None:
+def test_the_breaker_key_is_the_tenant_and_the_destination_host_and_port() -> None:
     provider = WebhookProvider(lambda tenant: SECRET)
-    assert provider.breaker_key(callback("https://Hooks.Example.com/a")) == "webhook:hooks.example.com:443"
-    assert provider.breaker_key(callback("http://hooks.example.com/b?x=1")) == "webhook:hooks.example.com:80"
-    assert provider.breaker_key(callback("http://[2001:db8::1]:8080/")) == "webhook:2001:db8::1:8080"
-    assert provider.breaker_key(callback("ftp://x/")) == "webhook:invalid"
+    key = provider.breaker_key
+    assert key(callback("https://Hooks.Example.com/a")) == "webhook:acme:hooks.example.com:443"
+    assert key(callback("http://hooks.example.com/b?x=1")) == "webhook:acme:hooks.example.com:80"
+    assert key(callback("http://[2001:db8::1]:8080/")) == "webhook:acme:2001:db8::1:8080"
+    assert key(callback("ftp://x/")) == "webhook:acme:invalid"
+    other = replace(callback("https://hooks.example.com/a"), tenant="globex")
+    assert key(other) == "webhook:globex:hooks.example.com:443"
 
 
 async def test_one_dead_destination_opens_only_its_own_circuit(
@@ -253,9 +261,28 @@ async def test_one_dead_destination_opens_only_its_own_circuit(
     chain = ProviderChain([provider], threshold=2, cooldown=60.0)
     dead, alive = receiver.url("dead.test"), receiver.url("alive.test")
     assert [(await chain.send(callback(dead))).kind for _ in range(2)] == ["retry", "retry"]
-    assert chain.breakers[f"webhook:dead.test:{receiver.port}"].state == OPEN
+    assert chain.breakers[f"webhook:acme:dead.test:{receiver.port}"].state == OPEN
     deferred = await chain.send(callback(dead))
     assert (deferred.kind, deferred.retry_after) == ("defer", pytest.approx(60.0, abs=5))
     assert (await chain.send(callback(alive))).kind == "sent"
     assert len(receiver.requests) == 3  # the deferred callback never left
     assert chain.states() == {"webhook": "closed"} and chain.open_destinations() == {"webhook": 1}
+
+
+async def test_one_tenants_failing_endpoint_does_not_open_the_circuit_for_another_on_that_host(
+    receiver: Receiver, provider_factory: list[WebhookProvider]
+) -> None:
+    # One host serves both tenants: acme's path always answers 500, globex's is healthy.
+    receiver.fail_paths.add("/acme")
+    dns = FakeResolver(hooks_shared_test="127.0.0.1")
+    provider = WebhookProvider(lambda tenant: SECRET, timeout=5.0, allow=LOOPBACK, resolver=dns)
+    await provider.start()
+    provider_factory.append(provider)
+    chain = ProviderChain([provider], threshold=2, cooldown=60.0)
+    acme = callback(receiver.url("hooks.shared.test", "/acme"))
+    globex = replace(callback(receiver.url("hooks.shared.test", "/globex")), tenant="globex")
+    assert [(await chain.send(acme)).kind for _ in range(2)] == ["retry", "retry"]
+    assert (await chain.send(acme)).kind == "defer"  # acme's circuit is open
+    assert [(await chain.send(globex)).kind for _ in range(3)] == ["sent"] * 3
+    assert [path for path, _ in receiver.paths] == ["/acme"] * 2 + ["/globex"] * 3
+    assert chain.open_destinations() == {"webhook": 1}
