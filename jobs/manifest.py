@@ -16,13 +16,13 @@ import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from herald.log_schema import SCHEMA_VERSION
-from jobs.segments import Range, fsync_path
+from jobs.segments import Range, Segment, fsync_path
 
 log = logging.getLogger("herald.rollup")
 
@@ -57,6 +57,48 @@ def merge(ranges: Sequence[Range], added: Sequence[Range]) -> list[Range]:
         else:
             merged.append((start, end))
     return merged
+
+
+def intersect(ranges: Sequence[Range], others: Sequence[Range]) -> list[Range]:
+    """The ids in both sorted, disjoint range lists, as sorted, disjoint ranges."""
+    both: list[Range] = []
+    i = j = 0
+    while i < len(ranges) and j < len(others):
+        low, high = max(ranges[i][0], others[j][0]), min(ranges[i][1], others[j][1])
+        if low <= high:
+            both.append((low, high))
+        if ranges[i][1] < others[j][1]:
+            i += 1
+        else:
+            j += 1
+    return both
+
+
+def settle(planned: Sequence[Segment], found: Mapping[str, Sequence[Range]],
+           rolled: Mapping[int, Sequence[Range]]) -> tuple[list[str], dict[int, list[Range]]]:
+    """What a run may record, from what its tasks actually read: (segments done, ids counted).
+
+    ``found`` holds, per segment read, the ids its file held within its name's range (a segment
+    absent from it was unreadable). The ids counted are exactly those kept and written: the ids
+    found within ``keep``, never the range a file's name claims, so a file that held less than
+    its name says (cut short, replaced between listing and reading) marks nothing it did not
+    give. A segment is done only when every id found in it is counted now or was before: one
+    whose ids were left to another segment of this run that could not be read is not, so it is
+    rolled again rather than its ids lost.
+    """
+    counted: dict[int, list[Range]] = {}
+    for segment in planned:
+        if segment.key in found:
+            kept = intersect(found[segment.key], segment.keep)
+            counted[segment.shard] = merge(counted.get(segment.shard, []), kept)
+    done = []
+    for segment in planned:
+        if segment.key not in found:
+            continue
+        have = merge(rolled.get(segment.shard, []), counted.get(segment.shard, []))
+        if all(not subtract(have, low, high) for low, high in found[segment.key]):
+            done.append(segment.key)
+    return done, counted
 
 
 def rename(source: Path, target: Path) -> None:

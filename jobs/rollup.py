@@ -13,9 +13,12 @@ directory take turns (a lock file). A run:
    it. No data is read for this, and no shuffle is needed afterwards;
 3. runs Ray tasks, a handful of segments each, pinned to this node (the files are local), that
    read the segments, keep those ids, and write Parquet partitions ``dt=YYYY-MM-DD/channel=…``
-   (UTC day) into ``analytics/.staging/`` and fsync them;
-4. commits: one atomic manifest write records the segments, their id ranges and the renames
-   staging → ``analytics/events/dt=…/channel=…/part-<uuid>.parquet``; then it renames;
+   (UTC day) into ``analytics/.staging/`` and fsync them; each task says which ids it found;
+4. commits: one atomic manifest write records the ids found and kept (exactly those, never a
+   name's promise: ``jobs.manifest.settle``), the segments whose every id is now counted, and
+   the renames staging → ``analytics/events/dt=…/channel=…/part-<uuid>.parquet``; then it
+   renames. A segment that left ids to one that proved unreadable is rolled again in a second
+   round without it;
 5. compacts: a partition with many small files has them rewritten as one file, by the same
    staging → manifest → rename-then-delete protocol;
 6. deletes rolled-up segments older than ``retention_days`` (by file mtime: when the shard
@@ -53,7 +56,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from herald.config import Settings, load_settings
-from jobs.manifest import Manifest, Range, merge, subtract
+from jobs.manifest import Manifest, Range, merge, settle, subtract
 from jobs.segments import Segment, Staged, compact_files, list_segments, roll_segments
 
 log = logging.getLogger("herald.rollup")
@@ -67,6 +70,8 @@ MAX_TASK_BYTES = 256 << 20
 #: A partition with this many files under SMALL_FILE_BYTES has them merged into one.
 COMPACT_MIN_FILES = 8
 SMALL_FILE_BYTES = 64 << 20
+#: Rounds of one run: the second rolls what an unreadable segment held back; more is rare.
+MAX_ROUNDS = 3
 
 _roll = ray.remote(num_cpus=1, max_retries=2)(roll_segments)
 _compact = ray.remote(num_cpus=1, max_retries=2)(compact_files)
@@ -162,31 +167,41 @@ def _groups(segments: Sequence[Segment], cpus: int, max_bytes: int) -> list[list
 
 def _roll_new(manifest: Manifest, log_dir: Path, report: RollupReport, now: float,
               max_task_bytes: int, cancel: threading.Event | None) -> None:
-    new = [s for s in list_segments(log_dir) if s.key not in manifest.segments]
-    if not new:
-        return
+    """Roll the segments the manifest does not hold, in rounds: a segment left undone because
+    ids it left to an unreadable one were not counted is planned again without that one."""
+    unreadable: set[str] = set()
+    pending = [s for s in list_segments(log_dir) if s.key not in manifest.segments]
+    for _ in range(MAX_ROUNDS):
+        if not pending:
+            break
+        done, failed = _roll_round(manifest, pending, report, now, max_task_bytes, cancel)
+        unreadable |= failed
+        pending = [s for s in pending if s.key not in done and s.key not in unreadable]
+    report.duplicates = report.rows - report.rows_written
+    report.unreadable = sorted(unreadable)
+    for key in report.unreadable:
+        log.error("rollup: segment %s is unreadable; it stays for the next run", key)
+
+
+def _roll_round(manifest: Manifest, new: Sequence[Segment], report: RollupReport, now: float,
+                max_task_bytes: int, cancel: threading.Event | None) -> tuple[set[str], set[str]]:
+    """Roll ``new`` once and commit what was read; (keys done, keys unreadable)."""
     planned = _plan(new, manifest.rolled)
     staging = manifest.root / STAGING / uuid.uuid4().hex
     refs = [_roll.options(scheduling_strategy=_this_node()).remote(
                 group, str(staging / str(i)), str(manifest.root))
             for i, group in enumerate(_groups(planned, _node_cpus(), max_task_bytes))]
     results: list[Staged] = _gather(refs, cancel)
-    unreadable = {key for staged in results for key in staged.unreadable}
-    done = [s for s in planned if s.key not in unreadable]
-    ranges: dict[int, list[Range]] = {}
-    for segment in done:
-        ranges.setdefault(segment.shard, []).append((segment.first, segment.last))
-    manifest.record([s.key for s in done], ranges, now)
+    found = {key: ranges for staged in results for key, ranges in staged.found.items()}
+    done, counted = settle(planned, found, manifest.rolled)
+    manifest.record(done, counted, now)
     manifest.publish = [(path, _final_name(path)) for staged in results for path, _ in staged.files]
     manifest.save()  # the commit point
     report.files_written += manifest.finish()[0]
     report.segments += len(done)
     report.rows += sum(staged.rows_read for staged in results)
     report.rows_written += sum(staged.rows_kept for staged in results)
-    report.duplicates = report.rows - report.rows_written
-    report.unreadable = sorted(unreadable)
-    for key in report.unreadable:
-        log.error("rollup: segment %s is unreadable; it stays for the next run", key)
+    return set(done), {key for staged in results for key in staged.unreadable}
 
 
 def _final_name(staged: str) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -60,6 +61,9 @@ class Staged:
     rows_kept: int = 0
     #: Keys of segments that could not be read; left out of the manifest, tried next run.
     unreadable: list[str] = field(default_factory=list)
+    #: Per segment read, the event ids its file held within its name's range, as sorted,
+    #: disjoint ranges: what the run may record, whatever the name promised.
+    found: dict[str, list[Range]] = field(default_factory=dict)
 
 
 def list_segments(log_dir: Path) -> list[Segment]:
@@ -90,6 +94,18 @@ def fsync_path(path: Path | str) -> None:
 def _read_segment(path: str) -> pa.Table:
     with pa.memory_map(path) as source:
         return pa.ipc.open_file(source).read_all()
+
+
+def id_ranges(ids: pa.ChunkedArray | pa.Array, first: int, last: int) -> list[Range]:
+    """The distinct ids of ``ids`` within ``[first, last]`` as sorted, disjoint ranges."""
+    values = np.unique(np.asarray(pc.filter(ids, pc.and_(pc.greater_equal(ids, first),
+                                                         pc.less_equal(ids, last)))))
+    if not len(values):
+        return []
+    breaks = np.flatnonzero(np.diff(values) != 1)
+    starts = np.concatenate(([values[0]], values[breaks + 1]))
+    ends = np.concatenate((values[breaks], [values[-1]]))
+    return [(int(a), int(b)) for a, b in zip(starts, ends, strict=True)]
 
 
 def _kept(table: pa.Table, segment: Segment) -> pa.Table:
@@ -125,6 +141,7 @@ def roll_segments(segments: Sequence[Segment], staging: str, root: str) -> Stage
             staged.unreadable.append(segment.key)
             continue
         staged.rows_read += table.num_rows
+        staged.found[segment.key] = id_ranges(table["event_id"], segment.first, segment.last)
         tables.append(_kept(table, segment))
     table = pa.concat_tables(tables, promote_options="default") if tables else None
     if table is None or table.num_rows == 0:

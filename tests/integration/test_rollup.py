@@ -231,6 +231,46 @@ def test_rows_held_by_two_segments_are_counted_once(ray_session: None, logs: Log
     assert counts(logs.events) == logs.truth
 
 
+def _segment(logs: Logs, first: int, last: int) -> Path:
+    return logs.data_dir / "log" / "shard-0" / f"{first:014d}-{last:014d}.arrow"
+
+
+def _write_segment(path: Path, table: pa.Table) -> None:
+    temp = path.with_name(path.name + ".tmp")
+    with pa.ipc.new_file(temp, table.schema) as writer:
+        writer.write_table(table)
+    os.replace(temp, path)
+
+
+def test_a_segment_holding_less_than_its_name_says_marks_only_the_ids_it_held(
+    ray_session: None, logs: Logs
+) -> None:
+    # "151-300" holds only 151..200 (cut short, or replaced between listing and reading).
+    path = _segment(logs, 151, 300)
+    table = pa.ipc.open_file(path).read_all()
+    ids = table["event_id"]
+    _write_segment(path, table.filter(pc.less_equal(ids, 200)))
+    rollup(logs.data_dir)
+    assert Manifest.load(logs.data_dir / "analytics" / MANIFEST).rolled[0] == [(1, 200), (301, 600)]
+    _write_segment(_segment(logs, 201, 300), table.filter(pc.greater(ids, 200)))  # shipped again
+    report = rollup(logs.data_dir)
+    assert (report.segments, report.rows_written) == (1, 100)
+    assert counts(logs.events) == logs.truth
+
+
+def test_ids_left_to_an_unreadable_segment_are_rolled_from_another_that_holds_them(
+    ray_session: None, logs: Logs
+) -> None:
+    _copy_segment(logs, 1, 300)  # planned before 151-300, which it covers
+    copy = _segment(logs, 1, 300)
+    copy.write_bytes(copy.read_bytes()[:200])  # and unreadable
+    report = rollup(logs.data_dir)
+    assert report.unreadable == ["shard-0/00000000000001-00000000000300.arrow"]
+    assert counts(logs.events) == logs.truth
+    manifest = Manifest.load(logs.data_dir / "analytics" / MANIFEST)
+    assert manifest.rolled[0] == [(1, 600)] and copy.name not in str(manifest.segments)
+
+
 def test_retention_deletes_old_rolled_up_segments_only(ray_session: None, logs: Logs) -> None:
     bad = logs.data_dir / "log" / "shard-7" / "00000000000001-00000000000010.arrow"
     bad.parent.mkdir()
