@@ -142,7 +142,8 @@ class Settings(BaseSettings):
     rate_limits: Mapping[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
     #: Per recipient per channel: ``sms=5/60`` = at most 5 SMS per number per 60 s.
     recipient_limits: Mapping[str, Annotated[str, AfterValidator(window)]] = Field(default_factory=dict)
-    #: Tenant → secret for signing requester callbacks (default: the tenant's first API key).
+    #: Tenant → secret for signing requester callbacks (default: a random ``whsec_`` secret per
+    #: tenant kept in the data dir, ``herald.webhook_secrets``; never the API key).
     webhook_secrets: Mapping[str, str] = Field(default_factory=dict, repr=False)
     #: Callback hosts and networks allowed although not public (``127.0.0.1/32,hooks.internal``).
     callback_allow: CallbackAllow = CallbackAllow()
@@ -175,9 +176,9 @@ class Settings(BaseSettings):
         return self.public_url or f"http://{self.host}:{self.port}"
 
     def webhook_secret(self, tenant: str) -> str:
-        if tenant in self.webhook_secrets:
-            return self.webhook_secrets[tenant]
-        return next((key for key, owner in self.api_keys.items() if owner == tenant), "")
+        """The operator's ``HERALD_WEBHOOK_SECRETS`` entry for ``tenant``, else "" (the tenant
+        then signs with the secret Herald made for it in the data dir)."""
+        return self.webhook_secrets.get(tenant, "")
 
     def channels_configured(self) -> list[Channel]:
         """The channels this configuration can deliver (each gets a pool): those with a provider

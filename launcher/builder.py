@@ -9,7 +9,8 @@ handles. ``herald up`` binds the same application (``start_supervisor``, ``heral
 
 Under Serve the data dir must be absolute: a relative one would resolve against whatever
 directory each worker process runs in, node by node. What ``herald up`` keeps in its own data
-dir (the dev API key, the browser-token secret, the recorded shard count) is made by a task on
+dir (the dev API key, the browser-token secret, the tenants' webhook secrets, the recorded
+shard count) is made by a task on
 the node that holds the shards (``herald_queue``, see ``actors.supervisor.queue_placement``).
 
 Builder arguments (``args:`` of the application in the Serve config):
@@ -38,6 +39,7 @@ import ray
 from herald.config import Settings, load_settings
 from herald.errors import ConfigError
 from herald.layout import check_layout
+from herald.webhook_secrets import SecretsFile
 from launcher.runtime import (
     APP_NAME,
     HTTP_GRACE_SECONDS,
@@ -90,8 +92,9 @@ def herald_app(settings: Settings, supervisor: Any) -> Any:
 def prepare_data_dir(settings: Settings) -> tuple[Settings, str | None]:
     """What ``herald up`` does in its own process before starting the actors, for Serve: record
     the shard count, and without ``HERALD_API_KEYS`` make (once) a dev API key and admin key;
-    without ``HERALD_BROWSER_SECRET`` the browser-token secret. Returns the completed settings
-    and the dev key if one is in use. Runs where the shards keep their files."""
+    without ``HERALD_BROWSER_SECRET`` the browser-token secret; the tenants' webhook secrets.
+    Returns the completed settings and the dev key if one is in use. Runs where the shards
+    keep their files."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     check_layout(settings.data_dir, settings.shards)
     dev_key = None
@@ -103,7 +106,15 @@ def prepare_data_dir(settings: Settings) -> tuple[Settings, str | None]:
     if not settings.browser_secret:
         settings = settings.with_overrides(
             browser_secret=stored_secret(settings.data_dir, "browser-secret"))
+    ensure_webhook_secrets(settings)
     return settings, dev_key
+
+
+def ensure_webhook_secrets(settings: Settings) -> list[str]:
+    """Make (once, in the data dir, mode 0600) a random ``whsec_`` webhook secret for each tenant
+    with an API key and no ``HERALD_WEBHOOK_SECRETS`` entry; the tenants given one now."""
+    tenants = set(settings.api_keys.values()) - set(settings.webhook_secrets)
+    return SecretsFile.in_data_dir(settings.data_dir).ensure(tenants)
 
 
 def wait_for_queue_nodes(timeout: float) -> None:

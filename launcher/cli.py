@@ -37,6 +37,7 @@ examples:
   herald outbox --channel email    what the local capture providers received (dev mode)
   herald rollup                    roll the delivery log into Parquet (what reports read)
   herald report --out report.html  delivery report from the rolled-up log (--format json)
+  herald webhook-secret rotate T   a new webhook secret for tenant T (old one signs 24 h more)
 
 Configuration: herald.toml and HERALD_* environment variables (see README.md).
 Exit status: 0 success; 1 Herald answered with an error or could not be reached;
@@ -293,6 +294,24 @@ def cmd_rollup(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_webhook_secret(settings: Settings, args: argparse.Namespace) -> int:
+    from herald.webhook_secrets import SecretsFile
+
+    tenant = args.tenant
+    if settings.webhook_secret(tenant):
+        raise CliError(f"tenant {tenant!r} signs with its HERALD_WEBHOOK_SECRETS entry: "
+                       "change it there", 2)
+    tenants = set(settings.api_keys.values()) or {"dev"}  # no keys: herald up's dev tenant
+    if tenant not in tenants:
+        raise CliError(f"no tenant {tenant!r} (tenants: {', '.join(sorted(tenants))})", 2)
+    secret = SecretsFile.in_data_dir(args.data_dir or settings.data_dir).rotate(tenant)
+    until = secret.previous_until()
+    print(f"rotated {tenant!r}'s webhook secret (read it with GET /v1/webhook-secret)"
+          + (f"; the previous one signs too until {time.ctime(until)}" if until else ""),
+          flush=True)
+    return 0
+
+
 Command = Callable[[Settings, argparse.Namespace], int]
 
 
@@ -348,6 +367,14 @@ def _parser() -> argparse.ArgumentParser:
                      "herald rollup")
     rollup.add_argument("--data-dir", type=Path, metavar="DIR",
                         help="Herald's data directory (default: HERALD_DATA_DIR)")
+    webhook = command("webhook-secret", cmd_webhook_secret, "rotate a tenant's webhook secret",
+                      "Give TENANT a new random webhook secret (in DATA_DIR, read by the running\n"
+                      "Herald within a second). For 24 h callbacks carry the old signature too.",
+                      "herald webhook-secret rotate acme")
+    webhook.add_argument("action", choices=["rotate"])
+    webhook.add_argument("tenant", metavar="TENANT")
+    webhook.add_argument("--data-dir", type=Path, metavar="DIR",
+                         help="Herald's data directory (default: HERALD_DATA_DIR)")
     report = command("report", cmd_report, "write a delivery report (HTML or JSON)",
                      "Report on the notifications accepted from --since to --until (UTC days,\n"
                      "both included; default: all), from the Parquet `herald rollup` writes under\n"

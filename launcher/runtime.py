@@ -140,8 +140,9 @@ class Herald:
         from ray import serve
 
         # The same application `serve deploy serve_config.yaml` builds (launcher/builder.py).
-        from launcher.builder import herald_app, start_supervisor
+        from launcher.builder import ensure_webhook_secrets, herald_app, start_supervisor
 
+        ensure_webhook_secrets(settings)
         self.supervisor = start_supervisor(settings)
         app = herald_app(settings, self.supervisor)
         say("starting the HTTP API…")

@@ -45,6 +45,7 @@ from herald.receipts import (
     twilio_receipt,
 )
 from herald.sharding import shard_of_tag
+from herald.webhook_secrets import SecretsFile, secret_view
 from serve.admin import admin_router, attach_admin
 from serve.answers import (
     JsonBody,
@@ -95,6 +96,7 @@ class Intake:
         self.callback_guard = CallbackGuard(settings.callback_allow)
         self.channels = frozenset(settings.channels_configured())
         self._browser_secret = (settings.browser_secret or "").encode()
+        self._webhook_secrets = SecretsFile.in_data_dir(settings.data_dir)
         self._gateways: dict[int, Any] = {}  # gateway index → its actor's handle
         self.rejected: Counter[str] = Counter()  # 429/503 answers per tenant
         self._waiting: Counter[str] = Counter()  # ?wait requests held open per tenant
@@ -275,6 +277,18 @@ class Intake:
                               request.headers.get(TELNYX_TIMESTAMP_HEADER),
                               self.settings.fax_public_key, time.time())
         return await self._receipt(outcome)
+
+    # -- requester callbacks --------------------------------------------------------------
+    @app.get("/v1/webhook-secret")
+    async def webhook_secret(self, request: Request) -> Response:
+        """The secret this tenant's callbacks are signed with; after a rotation, the previous
+        one too while it still signs (``previous_until``)."""
+        tenant = self._tenant(request)
+        view = secret_view(self.settings.webhook_secret(tenant),
+                           self._webhook_secrets.get(tenant), time.time())
+        if view is None:
+            raise NotFound("no webhook secret for this tenant (herald up makes one at start)")
+        return JsonBody(view)
 
     # -- browser --------------------------------------------------------------------------
     @app.post("/v1/browser-tokens")

@@ -69,6 +69,13 @@ def build_providers(
                                  public_url=settings.browser_public_url, node_ip=node_ip)]
     if channel is Channel.WEBHOOK:
         from actors.providers.webhook import WebhookProvider
+        from herald.webhook_secrets import SecretsFile
 
-        return [WebhookProvider(settings.webhook_secret, allow=settings.callback_allow)]
+        stored = SecretsFile.in_data_dir(settings.data_dir)
+
+        def secrets_for(tenant: str) -> list[str]:
+            explicit = settings.webhook_secret(tenant)
+            return [explicit] if explicit else stored.signing(tenant)
+
+        return [WebhookProvider(secrets_for, allow=settings.callback_allow)]
     raise ValueError(f"no provider for channel {channel}")

@@ -1,15 +1,19 @@
 """Requester callbacks: POST the final status to ``requester.callback_url``, signed per tenant.
 
-Both signatures are HMAC-SHA256 keyed with the UTF-8 bytes of the tenant's webhook secret
-(``HERALD_WEBHOOK_SECRETS``, else the tenant's API key):
+The tenant's secret is its ``HERALD_WEBHOOK_SECRETS`` entry, else the random ``whsec_`` secret
+Herald keeps for it in the data dir (``herald.webhook_secrets``; never the API key). For a day
+after a rotation the old secret signs too: each header then carries both signatures, the new
+one first, space-separated, and a receiver accepts the callback if any matches.
 
-* ``X-Herald-Signature: <hex HMAC of the raw body>``, Herald's own (kept for existing receivers);
+* ``X-Herald-Signature: <hex HMAC-SHA256 of the raw body>``, Herald's own (kept for existing
+  receivers), keyed with the UTF-8 bytes of the secret exactly as the tenant reads it;
 * Standard Webhooks (https://www.standardwebhooks.com): ``webhook-id`` (the callback record's
   tag, ``<tag>.<status>``: the same on every retry, so a receiver can drop one it has seen),
   ``webhook-timestamp`` (Unix seconds of this attempt) and ``webhook-signature``
   (``v1,<base64 HMAC of "{id}.{timestamp}.{body}">``). A receiver verifies with
-  ``standardwebhooks.Webhook(standard_webhooks_secret(secret)).verify(body, headers)``, i.e.
-  ``"whsec_" + base64(secret)``, which also refuses timestamps more than 5 minutes off.
+  ``standardwebhooks.Webhook(standard_webhooks_secret(secret)).verify(body, headers)`` (a
+  ``whsec_`` secret as it is, another ``"whsec_" + base64(secret)``), which also refuses
+  timestamps more than 5 minutes off.
 
 Where it posts is checked again at send time (DNS can change since intake), by the rule of
 ``herald.callback_policy``: the connector's resolver checks every address a name resolves to
@@ -24,11 +28,10 @@ callbacks, and one tenant's failing endpoint never defers another tenant's on th
 
 from __future__ import annotations
 
-import base64
 import ipaddress
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import aiohttp
@@ -43,15 +46,14 @@ from herald.outcome import Outcome
 from herald.render import Message
 from herald.retry import parse_retry_after
 from herald.signing import sign_body
+from herald.webhook_secrets import hmac_key, standard_webhooks_secret
+
+__all__ = ["REFUSED", "SIGNATURE_HEADER", "CheckedResolver", "WebhookProvider",
+           "standard_webhooks_secret"]
 
 SIGNATURE_HEADER = "X-Herald-Signature"
 #: The outcome code of a callback whose destination the policy refuses at send time.
 REFUSED = "callback_refused"
-
-
-def standard_webhooks_secret(secret: str) -> str:
-    """The ``whsec_…`` form of a tenant's secret, as a receiver gives it to ``standardwebhooks``."""
-    return "whsec_" + base64.b64encode(secret.encode()).decode()
 
 
 def _refused(error: ValidationError) -> PermanentProviderError:
@@ -83,17 +85,18 @@ class CheckedResolver(AbstractResolver):
 
 
 class WebhookProvider(Provider):
-    """``resolver`` (default aiohttp's) answers for host names; the provider owns and closes it.
+    """``secrets_for(tenant)``: the secrets that sign its callbacks now, current first ([]: none).
+    ``resolver`` (default aiohttp's) answers for host names; the provider owns and closes it.
     ``clock`` gives ``webhook-timestamp`` (Unix time)."""
 
     name = "webhook"
 
     def __init__(
-        self, secret_for: Callable[[str], str], timeout: float = 10.0,
+        self, secrets_for: Callable[[str], Sequence[str]], timeout: float = 10.0,
         allow: CallbackAllow | None = None, resolver: AbstractResolver | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._secret_for = secret_for
+        self._secrets_for = secrets_for
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._allow = allow or CallbackAllow()
         self._resolver = resolver
@@ -132,16 +135,17 @@ class WebhookProvider(Provider):
             raise _refused(exc) from None
 
     def _headers(self, message: Message, body: bytes) -> dict[str, str]:
-        secret = self._secret_for(message.tenant)
-        if not secret:
+        secrets = [s for s in self._secrets_for(message.tenant) if s]
+        if not secrets:
             raise PermanentProviderError("no webhook secret for this tenant", "no_webhook_secret")
         timestamp = int(self._clock())
-        signature = Webhook(secret.encode()).sign(
-            message.tag, datetime.fromtimestamp(timestamp, UTC), message.text)
+        at = datetime.fromtimestamp(timestamp, UTC)
+        signatures = [Webhook(hmac_key(s)).sign(message.tag, at, message.text) for s in secrets]
         return {"Content-Type": "application/json", "User-Agent": "Herald-Webhook/1",
-                SIGNATURE_HEADER: sign_body(body, secret), "X-Herald-Tag": message.tag.split(".")[0],
+                SIGNATURE_HEADER: " ".join(sign_body(body, s) for s in secrets),
+                "X-Herald-Tag": message.tag.split(".")[0],
                 "webhook-id": message.tag, "webhook-timestamp": str(timestamp),
-                "webhook-signature": signature}
+                "webhook-signature": " ".join(signatures)}
 
     async def send(self, message: Message) -> Outcome:
         assert self._session is not None and message.to

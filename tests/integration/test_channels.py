@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from standardwebhooks import Webhook
 
 from tests.conftest import KEYS, Service
 from tests.support.payloads import email_payload
@@ -140,6 +141,16 @@ def test_requester_callback_is_signed_and_retried(service: Service) -> None:
     final = hits[-1]
     body = orjson.loads(final["body"])
     assert body["tag"] == tag and body["status"] == "sent"
-    expected = hmac.new(KEYS["tenant-a"].encode(), final["body"], hashlib.sha256).hexdigest()
+    with service.client() as client:
+        answer = client.get("/v1/webhook-secret")
+    assert answer.status_code == 200, answer.text
+    secret = answer.json()["secret"]  # made by Herald for the tenant, never its API key
+    assert secret.startswith("whsec_") and KEYS["tenant-a"] not in secret
+    assert answer.json() == {"secret": secret, "previous": None, "previous_until": None}
+    expected = hmac.new(secret.encode(), final["body"], hashlib.sha256).hexdigest()
     assert final["headers"]["X-Herald-Signature"] == expected
+    Webhook(secret).verify(final["body"], final["headers"])
+    with service.client("tenant-b") as client:
+        other = client.get("/v1/webhook-secret").json()["secret"]
+    assert other.startswith("whsec_") and other != secret
 

@@ -11,6 +11,7 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import orjson
 import pytest
@@ -20,12 +21,14 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 from actors.provider_chain import ProviderChain
 from actors.providers.webhook import REFUSED, SIGNATURE_HEADER, WebhookProvider, standard_webhooks_secret
+from herald import webhook_secrets
 from herald.breaker import OPEN
 from herald.callback_policy import CallbackAllow
 from herald.channels import Channel
 from herald.outcome import Outcome
 from herald.render import Message
 from herald.signing import signature_matches
+from herald.webhook_secrets import OVERLAP_SECONDS, SecretsFile
 
 SECRET = "acme-webhook-secret"
 LOOPBACK = CallbackAllow.parse("127.0.0.1/32")
@@ -108,7 +111,7 @@ async def provider_factory() -> AsyncIterator[list[WebhookProvider]]:
 
 async def start(started: list[WebhookProvider], allow: CallbackAllow = LOOPBACK,
                 resolver: AbstractResolver | None = None, clock: float | None = None) -> WebhookProvider:
-    provider = WebhookProvider(lambda tenant: SECRET if tenant == "acme" else "", timeout=5.0,
+    provider = WebhookProvider(lambda tenant: [SECRET] if tenant == "acme" else [], timeout=5.0,
                                allow=allow, resolver=resolver or FakeResolver(),
                                clock=(lambda: clock) if clock is not None else time.time)
     await provider.start()
@@ -242,7 +245,7 @@ async def test_close_releases_the_resolver(provider_factory: list[WebhookProvide
 # ---- breakers per destination ---------------------------------------------------------------
 
 def test_the_breaker_key_is_the_tenant_and_the_destination_host_and_port() -> None:
-    provider = WebhookProvider(lambda tenant: SECRET)
+    provider = WebhookProvider(lambda tenant: [SECRET])
     key = provider.breaker_key
     assert key(callback("https://Hooks.Example.com/a")) == "webhook:acme:hooks.example.com:443"
     assert key(callback("http://hooks.example.com/b?x=1")) == "webhook:acme:hooks.example.com:80"
@@ -275,7 +278,7 @@ async def test_one_tenants_failing_endpoint_does_not_open_the_circuit_for_anothe
     # One host serves both tenants: acme's path always answers 500, globex's is healthy.
     receiver.fail_paths.add("/acme")
     dns = FakeResolver(hooks_shared_test="127.0.0.1")
-    provider = WebhookProvider(lambda tenant: SECRET, timeout=5.0, allow=LOOPBACK, resolver=dns)
+    provider = WebhookProvider(lambda tenant: [SECRET], timeout=5.0, allow=LOOPBACK, resolver=dns)
     await provider.start()
     provider_factory.append(provider)
     chain = ProviderChain([provider], threshold=2, cooldown=60.0)
@@ -286,3 +289,44 @@ async def test_one_tenants_failing_endpoint_does_not_open_the_circuit_for_anothe
     assert [(await chain.send(globex)).kind for _ in range(3)] == ["sent"] * 3
     assert [path for path, _ in receiver.paths] == ["/acme"] * 2 + ["/globex"] * 3
     assert chain.open_destinations() == {"webhook": 1}
+
+
+# ---- the default secret and its rotation -----------------------------------------------------
+
+async def test_a_rotated_secret_signs_beside_the_old_one_for_the_overlap_only(
+    receiver: Receiver, provider_factory: list[WebhookProvider], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(webhook_secrets, "RELOAD_SECONDS", 0.0)  # see a rotation at once
+    now = [1_700_000_000.0]
+    stored = SecretsFile.in_data_dir(tmp_path, clock=lambda: now[0])
+    stored.ensure(["acme"])
+    (old,) = stored.signing("acme")
+    provider = WebhookProvider(stored.signing, timeout=5.0, allow=LOOPBACK)
+    await provider.start()
+    provider_factory.append(provider)
+
+    def received(index: int) -> tuple[bytes, dict[str, str]]:
+        return receiver.requests[index]
+
+    assert (await send(provider, callback(receiver.url()))).kind == "sent"
+    body, headers = received(0)
+    Webhook(old).verify(body, headers)  # the whsec_ secret, as GET /v1/webhook-secret gives it
+    assert signature_matches(body, headers[SIGNATURE_HEADER], old)
+
+    new = SecretsFile.in_data_dir(tmp_path, clock=lambda: now[0]).rotate("acme").current
+    now[0] += OVERLAP_SECONDS - 60
+    assert (await send(provider, callback(receiver.url()))).kind == "sent"
+    body, headers = received(1)
+    for secret in (old, new):  # a receiver on either secret accepts it
+        Webhook(secret).verify(body, headers)
+        assert signature_matches(body, headers[SIGNATURE_HEADER], secret)
+    assert len(headers["webhook-signature"].split()) == 2
+
+    now[0] += 120
+    assert (await send(provider, callback(receiver.url()))).kind == "sent"
+    body, headers = received(2)
+    Webhook(new).verify(body, headers)
+    with pytest.raises(WebhookVerificationError, match="No matching signature"):
+        Webhook(old).verify(body, headers)
+    assert not signature_matches(body, headers[SIGNATURE_HEADER], old)
