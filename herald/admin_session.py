@@ -4,10 +4,10 @@ Scripts send ``Authorization: Bearer <admin key>`` (``is_admin_key``). The page'
 trades the key for a session token held in an HttpOnly cookie, so the key itself never sits in
 the browser: ``a1.<expires_at>.<nonce>.<signature>``, the signature an HMAC-SHA256 with a key
 derived from the admin key, so changing ``HERALD_ADMIN_KEY`` ends every session and any intake
-replica verifies any session without shared state. A state-changing request made with the
-cookie must also carry ``X-CSRF-Token``: an HMAC of the session token that the page gets from
-the login answer (``csrf_token``); another site can make the browser send the cookie, but
-cannot read that token. Pure: time is passed in.
+replica verifies any session alone (only a logout needs shared state, below). A
+state-changing request made with the cookie must also carry ``X-CSRF-Token``: an HMAC of the
+session token that the page gets from the login answer (``csrf_token``); another site can make
+the browser send the cookie, but cannot read that token. Pure: time is passed in.
 
 Logging out ends a session before its expiry: its nonce goes into ``Revocations`` (kept by
 intake in one Ray actor that every replica asks, ``serve/admin_revocations.py``), until the
