@@ -11,6 +11,7 @@
     ├── ConfigError                a bad setting in herald.toml or HERALD_*; names which one
     ├── TooManyRequests            too many of this caller's requests in flight (429, ``retry_after``)
     ├── Unavailable                cannot take it now, try again (503, ``retry_after``)
+    ├── Internal                   a bug: the same request would fail again (500, no retry hint)
     └── ProviderError              a provider could not deliver
         ├── TransientProviderError worth retrying (timeout, 5xx, 429), maybe after ``retry_after`` s
         └── PermanentProviderError never worth retrying (invalid number, 5xx SMTP); carries ``code``
@@ -99,6 +100,14 @@ class Unavailable(HeraldError):
     def __init__(self, message: str, retry_after: float = 1.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class Internal(HeraldError):
+    """Herald failed in a way that is not temporary (a bug): retrying the same request will not
+    help. Intake logs the cause with its traceback and tells the client only this."""
+
+    code = "internal"
+    status = 500
 
 
 class ProviderError(HeraldError):

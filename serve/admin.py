@@ -40,6 +40,7 @@ from herald.pauses import pausable
 from herald.search import MAX_LIMIT, merge_pages, parse_query
 from serve.admin_console import COOKIE, AdminConsole
 from serve.answers import JsonBody, shard_call
+from serve.auth import UNAUTHENTICATED_BODY_LIMIT
 
 MAX_TAGS = 1000
 STATIC = Path(__file__).parent / "static" / "admin"
@@ -88,11 +89,11 @@ async def login(request: Request) -> Response:
     if not admin.admin_key:
         raise AuthError("the admin console is off: set HERALD_ADMIN_KEY")
     admin.same_origin(request)
-    raw = await admin.intake._json(request)
+    raw = await admin.intake._json(request, UNAUTHENTICATED_BODY_LIMIT)  # not logged in yet
     key = raw.get("key") if isinstance(raw, dict) else None
     if not isinstance(key, str) or not key.strip():
         raise ValidationError("key: the admin key is required", "key")
-    admin.check_key(key.strip(), f"Bearer {key.strip()}")
+    admin.check_key(request, key.strip(), f"Bearer {key.strip()}")
     token, expires_at = mint_session(admin.admin_key, time.time())
     response = JsonBody({"csrf": csrf_token(admin.admin_key, token), "expires_at": expires_at},
                         headers=API_HEADERS)
@@ -108,12 +109,11 @@ async def session_info(request: Request) -> Response:
     is checked as everywhere."""
     admin = console()
     if request.headers.get("authorization"):
-        admin.authorize(request)
+        await admin.authorize(request)
         return JsonBody({"authenticated": True, "csrf": None, "expires_at": None}, headers=API_HEADERS)
     session = request.cookies.get(COOKIE)
     try:
-        expires_at = verify_session(admin.admin_key, session, time.time()) \
-            if session and admin.admin_key else None
+        expires_at = await admin.verify(session) if session and admin.admin_key else None
     except AuthError:
         expires_at = None
     if expires_at is None:
@@ -126,7 +126,12 @@ async def session_info(request: Request) -> Response:
 
 @admin_router.delete("/v1/admin/session")
 async def logout(request: Request) -> Response:
-    console().authorize(request, changes=True)
+    """Ends the session for every replica (not only the cookie in this browser)."""
+    admin = console()
+    session = await admin.authorize(request, changes=True)
+    if session is not None:
+        expires_at = verify_session(admin.admin_key, session, time.time())  # authorize checked it
+        await admin.revocations.revoke(session, expires_at)
     response = Response(status_code=204, headers=API_HEADERS)
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict",
                            secure=_secure(request))
@@ -137,14 +142,14 @@ async def logout(request: Request) -> Response:
 @admin_router.get("/v1/admin/overview")
 async def overview(request: Request) -> Response:
     admin = console()
-    admin.authorize(request)
+    await admin.authorize(request)
     return JsonBody(await admin.overview(), headers=API_HEADERS)
 
 
 @admin_router.get("/v1/admin/stream")
 async def stream(request: Request) -> Response:
     admin = console()
-    session = admin.authorize(request)
+    session = await admin.authorize(request)
     return StreamingResponse(admin.stream(request, session), media_type="text/event-stream",
                              headers=API_HEADERS | {"X-Accel-Buffering": "no"})
 
@@ -154,7 +159,7 @@ async def stream(request: Request) -> Response:
 async def notifications(request: Request) -> Response:
     """Every tenant's notifications, newest first, filtered and paged (``herald.search``)."""
     admin = console()
-    admin.authorize(request)
+    await admin.authorize(request)
     query = parse_query(request.query_params)
     pages = await admin.every_shard("admin_search", query.with_limit(query.limit + 1))
     items, cursor = merge_pages(pages, query.limit)
@@ -164,7 +169,7 @@ async def notifications(request: Request) -> Response:
 @admin_router.get("/v1/admin/notifications/{tag}")
 async def notification(tag: str, request: Request) -> Response:
     admin = console()
-    admin.authorize(request)
+    await admin.authorize(request)
     return JsonBody(await shard_call(admin.shard(tag).admin_get.remote(tag)), headers=API_HEADERS)
 
 
@@ -179,7 +184,7 @@ async def _tags(request: Request) -> list[str]:
 
 async def _act(request: Request, method: str, done: str) -> Response:
     admin = console()
-    admin.authorize(request, changes=True)
+    await admin.authorize(request, changes=True)
     tags = await _tags(request)
     results = await admin.each_tag(method, tags)
     ok = sum("error" not in r for r in results)
@@ -203,7 +208,7 @@ async def cancel(request: Request) -> Response:
 # -- channels -----------------------------------------------------------------------------
 async def _pause(request: Request, name: str, paused: bool) -> Response:
     admin = console()
-    admin.authorize(request, changes=True)
+    await admin.authorize(request, changes=True)
     channel = pausable(name)
     answers = await asyncio.gather(*(
         (s.pause if paused else s.resume).remote(channel) for s in admin.shards),
@@ -234,7 +239,7 @@ async def resume(channel: str, request: Request) -> Response:
 async def outbox(request: Request, channel: str | None = None, limit: int = 50) -> Response:
     """The newest messages the local capture peers received (dev mode), contacts masked."""
     admin = console()
-    admin.authorize(request)
+    await admin.authorize(request)
     if channel and channel not in OUTBOX_CHANNELS:
         raise ValidationError(f"channel: one of {', '.join(OUTBOX_CHANNELS)}", "channel")
     if not 1 <= limit <= MAX_LIMIT:
@@ -252,7 +257,7 @@ def latest_report(data_dir: Path) -> Path | None:
 
 async def _report_for(request: Request) -> Path | None:
     admin = console()
-    admin.authorize(request)
+    await admin.authorize(request)
     return await asyncio.to_thread(latest_report, admin.settings.data_dir)
 
 

@@ -22,12 +22,14 @@ from urllib.parse import urlsplit
 import orjson
 from fastapi import Request
 
-from herald.admin_session import Forbidden, LoginThrottle, check_csrf, is_admin_key, verify_session
+from herald.admin_session import Forbidden, check_csrf, is_admin_key, verify_session
 from herald.errors import AuthError, HeraldError, NotFound
 from herald.metrics import ChannelActorStats
 from herald.overview import RateTracker, ShardFigures, build_overview, notable
 from herald.sharding import shard_of_tag
+from serve.admin_revocations import SessionRevocations
 from serve.answers import as_herald_error, item_error
+from serve.auth import client_of
 
 log = logging.getLogger("herald.admin")
 COOKIE = "herald_admin"
@@ -84,7 +86,8 @@ class AdminConsole:
         self.settings = intake.settings
         self.admin_key: str = intake.settings.admin_key or ""
         self.shards: list[Any] = intake.shards
-        self.throttle = LoginThrottle()
+        self.throttle = intake.throttle  # the one /metrics and /v1/queue count wrong keys in
+        self.revocations = SessionRevocations()
         self.tracker = RateTracker()
         self.feed = Feed()
         self._sampler: asyncio.Task[None] | None = None
@@ -92,37 +95,45 @@ class AdminConsole:
         self._last_request = time.monotonic()
 
     # -- credentials ----------------------------------------------------------------------
-    def authorize(self, request: Request, changes: bool = False) -> str | None:
+    async def authorize(self, request: Request, changes: bool = False) -> str | None:
         """The session token for a cookie request, None for the admin key (Bearer); raises
-        ``AuthError`` (401) or ``Forbidden`` (403: a tenant's key, a cookie request changing
-        something without its CSRF token or from another origin)."""
+        ``AuthError`` (401: no credential, a wrong key, a session over or logged out),
+        ``Forbidden`` (403: a tenant's key, a cookie request changing something without its
+        CSRF token or from another origin) or ``TooManyRequests`` (this address guessed)."""
         if not self.admin_key:
             raise AuthError("the admin console is off: set HERALD_ADMIN_KEY")
         self._last_request = time.monotonic()
         authorization = request.headers.get("authorization")
         if authorization:
             scheme, _, token = authorization.partition(" ")
-            self.check_key(token.strip() if scheme.lower() == "bearer" else "", authorization)
+            self.check_key(request, token.strip() if scheme.lower() == "bearer" else "",
+                           authorization)
             return None
         session = request.cookies.get(COOKIE)
         if not session:
             raise AuthError("missing admin credential: Authorization: Bearer <admin key>, or log "
                             "in at /admin")
-        verify_session(self.admin_key, session, time.time())
+        await self.verify(session)
         if changes:
             self.same_origin(request)
             check_csrf(self.admin_key, session, request.headers.get(CSRF_HEADER))
         return session
 
-    def check_key(self, presented: str, authorization: str) -> None:
-        now = time.time()
-        self.throttle.check(now)
+    async def verify(self, session: str) -> float:
+        """When ``session`` expires; ``AuthError`` if it is forged, over or logged out."""
+        expires_at = verify_session(self.admin_key, session, time.time())
+        await self.revocations.check(session, expires_at)
+        return expires_at
+
+    def check_key(self, request: Request, presented: str, authorization: str) -> None:
+        client, now = client_of(request), time.time()
+        self.throttle.check(client, now)
         if presented and is_admin_key(self.admin_key, presented):
             return
         with contextlib.suppress(AuthError):
             self.intake.keys.tenant_for(authorization)
             raise Forbidden("a tenant's API key cannot use the admin console (HERALD_ADMIN_KEY can)")
-        self.throttle.failed(now)
+        self.throttle.failed(client, now)
         raise AuthError("invalid admin key")
 
     def same_origin(self, request: Request) -> None:
@@ -240,6 +251,6 @@ class AdminConsole:
                 return
             if session is not None:
                 try:
-                    verify_session(self.admin_key, session, time.time())
-                except AuthError:
+                    await self.verify(session)
+                except HeraldError:  # over, logged out, or cannot be checked now
                     return

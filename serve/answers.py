@@ -1,21 +1,45 @@
 """Intake's answers: JSON bodies, the error shape ``{"error": {"code", "message", "field"}}``,
-and the handlers that turn every exception into one (never a bare 500)."""
+and the handlers that turn every exception into one.
+
+What a failure is worth to the client is decided here, by type (``temporary``): what will pass
+by itself (an actor restarting or unreachable, a Ray timeout, a full disk, a busy database) is a
+503 with ``Retry-After``; anything else unexpected is a bug, a 500 ``internal`` error without
+``Retry-After`` (the same request would fail again), logged with its traceback, never shown.
+"""
 
 from __future__ import annotations
 
+import errno
 import logging
+import sqlite3
 from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from ray.exceptions import RayTaskError
+from ray.exceptions import (
+    ActorUnavailableError,
+    ActorUnschedulableError,
+    GetTimeoutError,
+    NodeDiedError,
+    ObjectLostError,
+    ObjectStoreFullError,
+    OutOfDiskError,
+    OutOfMemoryError,
+    PendingCallsLimitExceeded,
+    RayActorError,
+    RaySystemError,
+    RayTaskError,
+    TaskUnschedulableError,
+    WorkerCrashedError,
+)
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from herald.errors import (
     HeraldError,
+    Internal,
     QueueFull,
     TooManyRequests,
     Unavailable,
@@ -23,6 +47,32 @@ from herald.errors import (
 )
 
 log = logging.getLogger("herald.intake")
+
+#: Ray's errors that mean "this actor, node or the cluster cannot answer now" (an actor died or is
+#: restarting, a node went away, a call timed out, memory or the object store is full), not
+#: "the code is wrong". ``RayActorError`` covers ``ActorDiedError``.
+RAY_TEMPORARY: tuple[type[BaseException], ...] = (
+    RayActorError, ActorUnavailableError, ActorUnschedulableError, GetTimeoutError,
+    NodeDiedError, WorkerCrashedError, ObjectLostError, ObjectStoreFullError, OutOfDiskError,
+    OutOfMemoryError, PendingCallsLimitExceeded, RaySystemError, TaskUnschedulableError)
+#: OS errors a disk or a device gets over: full, over quota, I/O error, busy.
+TEMPORARY_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EBUSY, errno.EAGAIN})
+#: SQLite's primary result codes for the same: locked by another connection, full, I/O error.
+SQLITE_TEMPORARY = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_FULL,
+                              sqlite3.SQLITE_IOERR})
+TEMPORARY_MESSAGE = "Herald cannot answer this now (a queue shard restarting?); try again shortly"
+
+
+def temporary(error: BaseException) -> bool:
+    """Whether ``error`` will likely pass by itself (a 503 is the answer), rather than a bug."""
+    if isinstance(error, RayTaskError):  # raised inside an actor: judge what it raised
+        return error.cause is not None and error.cause is not error and temporary(error.cause)
+    if isinstance(error, (*RAY_TEMPORARY, TimeoutError)):
+        return True
+    if isinstance(error, sqlite3.OperationalError):
+        code = getattr(error, "sqlite_errorcode", None)
+        return isinstance(code, int) and code & 0xFF in SQLITE_TEMPORARY
+    return isinstance(error, OSError) and error.errno in TEMPORARY_ERRNOS
 
 
 class JsonBody(JSONResponse):
@@ -52,13 +102,17 @@ async def shard_call(ref: Any) -> Any:
 
 
 def as_herald_error(error: BaseException) -> HeraldError:
-    """What a client is told about a shard call that failed."""
+    """What a client is told about a call that failed: the core's error as it is, ``Unavailable``
+    for what is temporary, else ``Internal`` (a bug, logged here with its traceback)."""
     if isinstance(error, RayTaskError) and isinstance(error.cause, HeraldError):
         return error.cause
     if isinstance(error, HeraldError):
         return error
-    log.warning("shard call failed", exc_info=error)
-    return Unavailable("the queue shard is restarting; try again shortly")
+    if temporary(error):
+        log.warning("call failed, temporarily: %s", type(error).__name__)
+        return Unavailable(TEMPORARY_MESSAGE)
+    log.error("request failed: a bug", exc_info=error)
+    return Internal("internal error (logged); the same request would fail again")
 
 
 def item_error(error: HeraldError, field: str | None = None) -> dict[str, Any]:
@@ -67,7 +121,8 @@ def item_error(error: HeraldError, field: str | None = None) -> dict[str, Any]:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Every error becomes a JSON answer: the core's by its status, the rest as 503."""
+    """Every error becomes a JSON answer: the core's by its status, the rest by
+    ``as_herald_error`` (503 when temporary, else 500)."""
 
     @app.exception_handler(HeraldError)
     async def _herald_error(_: Request, exc: HeraldError) -> JSONResponse:
@@ -83,10 +138,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        """Not the caller's fault (a shard restarting, a bug): say so in JSON, and log it."""
-        log.exception("request failed", exc_info=exc)
-        return JsonBody({"error": {"code": "unavailable", "message": "try again shortly",
-                                   "field": None}}, status_code=503, headers={"Retry-After": "1"})
+        """Not the caller's fault: a 503 if it will pass (a shard restarting), else a 500."""
+        return error_response(as_herald_error(exc))
 
 
     @app.exception_handler(ClientDisconnect)

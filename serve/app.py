@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4
 from ray import serve
 from ray.exceptions import RayError
 
+from herald.admin_session import LoginThrottle
 from herald.browser_tokens import mint_token, verify_token
 from herald.channels import Channel, actor_name, gateway_for
 from herald.config import Settings
@@ -53,7 +54,7 @@ from serve.answers import (
     item_error,
     shard_call,
 )
-from serve.auth import KeyRing
+from serve.auth import UNAUTHENTICATED_BODY_LIMIT, KeyRing, client_of
 from serve.batcher import ShardBatcher
 from serve.callback_guard import CallbackGuard
 from serve.enqueue import ShardRouter
@@ -65,7 +66,6 @@ GATEWAY_WAIT_SECONDS = 10.0
 #: Browser gateway ``i``'s actor, as the Supervisor names it (``actors/supervisor.py``).
 ACTOR_NAMESPACE = "herald"
 OPERATOR = "operator"
-RECEIPT_BODY_LIMIT = 64 * 1024
 log = logging.getLogger("herald.intake")
 STATIC = Path(__file__).parent / "static"
 
@@ -101,6 +101,8 @@ class Intake:
         self.rejected: Counter[str] = Counter()  # 429/503 answers per tenant
         self._waiting: Counter[str] = Counter()  # ?wait requests held open per tenant
         self._operator = KeyRing({k: OPERATOR for k in (settings.metrics_token, settings.admin_key) if k})
+        #: Wrong operator/admin keys per client address, on every endpoint that takes one.
+        self.throttle = LoginThrottle()
         attach_admin(self)
 
     # -- helpers --------------------------------------------------------------------------
@@ -108,12 +110,20 @@ class Intake:
         return self.keys.tenant_for(request.headers.get("authorization"))
 
     def _scope(self, request: Request) -> str | None:
-        """Whose figures this caller may see: None (all) for the operator, else its tenant."""
+        """Whose figures this caller may see: None (all) for the operator, else its tenant.
+        The operator credential is throttled here as at the admin login (``self.throttle``)."""
         authorization = request.headers.get("authorization")
+        client, now = client_of(request), time.time()
+        self.throttle.check(client, now)
         with contextlib.suppress(AuthError):
             self._operator.tenant_for(authorization)
             return None
-        return self.keys.tenant_for(authorization)
+        try:
+            return self.keys.tenant_for(authorization)
+        except AuthError:
+            if authorization:
+                self.throttle.failed(client, now)
+            raise
 
     async def _body(self, request: Request, limit: int | None = None) -> bytes:
         """The request body, refused (413) as soon as it is over ``limit``, chunked or not."""
@@ -129,8 +139,8 @@ class Intake:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def _json(self, request: Request) -> Any:
-        body = await self._body(request)
+    async def _json(self, request: Request, limit: int | None = None) -> Any:
+        body = await self._body(request, limit)
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -257,7 +267,7 @@ class Intake:
         url = self.settings.base_url() + request.url.path
         if request.url.query:
             url += "?" + request.url.query
-        body = await self._body(request, RECEIPT_BODY_LIMIT)
+        body = await self._body(request, UNAUTHENTICATED_BODY_LIMIT)
         form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
         outcome = twilio_receipt(url, form, request.headers.get("x-twilio-signature"),
                                         token, provider="twilio-backup" if backup else "twilio")
@@ -272,7 +282,7 @@ class Intake:
         """
         if not self.settings.fax_public_key:  # nothing to verify with: accept nothing
             raise NotFound("no fax public key is configured")
-        body = await self._body(request, RECEIPT_BODY_LIMIT)
+        body = await self._body(request, UNAUTHENTICATED_BODY_LIMIT)
         outcome = fax_receipt(body, request.headers.get(TELNYX_SIGNATURE_HEADER),
                               request.headers.get(TELNYX_TIMESTAMP_HEADER),
                               self.settings.fax_public_key, time.time())

@@ -9,12 +9,16 @@ import orjson
 import pytest
 
 from herald.admin_session import (
+    SESSION_SECONDS,
     Forbidden,
     LoginThrottle,
+    Revocations,
     check_csrf,
+    client_key,
     csrf_token,
     is_admin_key,
     mint_session,
+    session_nonce,
     verify_session,
 )
 from herald.admin_views import detail, summary
@@ -63,15 +67,52 @@ def test_another_admin_key_ends_every_session_and_csrf_goes_with_its_session() -
     assert is_admin_key(KEY, KEY) and not is_admin_key(KEY, KEY[:-1]) and not is_admin_key("", "")
 
 
-def test_wrong_keys_are_throttled_for_a_window() -> None:
+def test_wrong_keys_are_throttled_for_a_window_per_client() -> None:
     throttle = LoginThrottle(limit=3, window=60)
     for i in range(3):
-        throttle.check(T0 + i)
-        throttle.failed(T0 + i)
+        throttle.check("192.0.2.7", T0 + i)
+        throttle.failed("192.0.2.7", T0 + i)
     with pytest.raises(TooManyRequests) as caught:
-        throttle.check(T0 + 10)
+        throttle.check("192.0.2.7", T0 + 10)
     assert caught.value.retry_after == pytest.approx(50)
-    throttle.check(T0 + 61)  # the first failure is out of the window
+    throttle.check("192.0.2.8", T0 + 10)  # another address is not locked out
+    throttle.check("192.0.2.7", T0 + 61)  # the first failure is out of the window
+
+
+def test_the_throttle_remembers_a_bounded_number_of_clients() -> None:
+    throttle = LoginThrottle(limit=1, window=60, max_clients=2)
+    for client in ("a", "b", "c"):
+        throttle.failed(client, T0)
+    throttle.check("a", T0)  # forgotten: the one that failed longest ago
+    with pytest.raises(TooManyRequests):
+        throttle.check("c", T0)
+
+
+def test_a_client_is_its_address_and_an_ipv6_client_its_slash_64() -> None:
+    assert client_key("203.0.113.9") == "203.0.113.9"
+    assert client_key("::ffff:203.0.113.9") == "203.0.113.9"
+    assert client_key("2001:db8:1:2:aaaa::1") == client_key("2001:db8:1:2:bbbb::2") \
+        == "2001:db8:1:2::/64"
+    assert client_key("2001:db8:1:3::1") != client_key("2001:db8:1:2::1")
+    assert client_key(None) == "unknown"
+
+
+def test_a_revoked_session_stays_revoked_until_it_would_have_expired() -> None:
+    token, expires_at = mint_session(KEY, T0, ttl=SESSION_SECONDS)
+    revocations = Revocations()
+    assert not revocations.revoked(session_nonce(token), expires_at, T0 + 1)
+    revocations.revoke(session_nonce(token), expires_at, T0 + 1)
+    assert revocations.revoked(session_nonce(token), expires_at, T0 + 2)
+    other, other_expiry = mint_session(KEY, T0 + 3)
+    assert not revocations.revoked(session_nonce(other), other_expiry, T0 + 3)
+
+
+def test_revocations_that_lost_their_memory_refuse_older_sessions() -> None:
+    before, before_expiry = mint_session(KEY, T0)
+    after, after_expiry = mint_session(KEY, T0 + 20)
+    restarted = Revocations(since=T0 + 10)
+    assert restarted.revoked(session_nonce(before), before_expiry, T0 + 30)
+    assert not restarted.revoked(session_nonce(after), after_expiry, T0 + 30)
 
 
 # -- the overview ---------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -216,11 +216,65 @@ async def test_the_cache_is_bounded() -> None:
 async def test_a_slow_resolver_is_unavailable_not_a_refusal() -> None:
     dns = FakeDns(hooks_example_com=[PUBLIC])
     dns.delay = 1.0
-    guard = CallbackGuard(NOBODY, resolve=dns, timeout=0.05)
+    guard = CallbackGuard(NOBODY, resolve=dns, timeout=0.05, lookup_cap=0.2)
     with pytest.raises(Unavailable):
         await guard.check("https://hooks.example.com/cb")
+    await until(lambda: not guard._pending)  # the lookup went on, until its cap
     dns.delay = 0.0
-    await guard.check("https://hooks.example.com/cb")  # a timeout is not cached
+    await guard.check("https://hooks.example.com/cb")  # a lookup over its cap is not cached
+    assert dns.asked == ["hooks.example.com"] * 2
+
+
+async def until(done: Callable[[], bool], within: float = 10.0) -> None:
+    """Wait (bounded) until ``done()``."""
+    async with asyncio.timeout(within):
+        while not done():  # noqa: ASYNC110 - polls a plain condition
+            await asyncio.sleep(0.01)
+
+
+class HangingDns(FakeDns):
+    """Names under ``.slow.example`` resolve only once ``release`` is set (a DNS server that
+    does not answer); the others answer from the table at once."""
+
+    def __init__(self, **answers: list[str]) -> None:
+        super().__init__(**answers)
+        self.release = asyncio.Event()
+
+    async def __call__(self, host: str, port: int) -> list[IPAddress]:
+        if host.endswith(".slow.example"):
+            self.asked.append(host)
+            await self.release.wait()
+            return ips(PUBLIC)
+        return await super().__call__(host, port)
+
+
+async def test_one_tenants_hanging_lookups_never_hold_up_another_tenants_checks() -> None:
+    dns = HangingDns(hooks_example_com=[PUBLIC])
+    guard = CallbackGuard(NOBODY, resolve=dns, timeout=60.0)
+    flood = [asyncio.ensure_future(guard.check(f"https://h{i}.slow.example/cb", "tenant-a"))
+             for i in range(100)]
+    await until(lambda: len(dns.asked) >= 4)  # tenant A's lookups hang
+    await asyncio.wait_for(guard.check("https://hooks.example.com/cb", "tenant-b"), 10.0)
+    assert not any(check.done() for check in flood)  # A still waits; B did not wait on A
+    assert len(dns.asked) == 4 + 1  # A holds its own slots only
+    dns.release.set()
+    await asyncio.wait_for(asyncio.gather(*flood), 10.0)
+
+
+async def test_the_timeout_counts_the_wait_for_a_slot() -> None:
+    dns = HangingDns(hooks_example_com=[PUBLIC])
+    guard = CallbackGuard(NOBODY, resolve=dns, timeout=0.2, tenant_lookups=1)
+    with pytest.raises(Unavailable, match="in time"):
+        await guard.check("https://h.slow.example/cb", "tenant-a")
+    # The hung lookup keeps tenant A's one slot: A's next check gives up within its timeout,
+    # without a lookup of its own, as a 503; tenant B's is answered.
+    with pytest.raises(Unavailable, match="in time"):
+        await asyncio.wait_for(guard.check("https://hooks.example.com/cb", "tenant-a"), 10.0)
+    assert dns.asked == ["h.slow.example"]
+    await guard.check("https://hooks.example.com/cb", "tenant-b")
+    dns.release.set()
+    await until(lambda: not guard._pending)
+    await guard.check("https://x.slow.example/cb", "tenant-a")  # the slot came back
 
 
 async def test_notifications_and_batches() -> None:
