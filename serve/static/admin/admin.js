@@ -329,10 +329,11 @@
       return el("tr", {},
         el("td", { className: "t" }, `shard ${s.shard}`),
         el("td", { className: "t" }, s.up ? el("span", { className: "badge running" }, "up")
-                                          : el("span", { className: "badge down" }, "not answering")),
+                                          : el("span", { className: "badge down", title: s.reason || "" },
+                                               s.reason && s.reason !== "not answering" ? "down" : "not answering")),
         el("td", {}, s.up ? fmtInt(waiting) : "–"),
         el("td", {}, fmtInt(s.dead_letters)),
-        el("td", { className: "t" }, parts || "–"));
+        el("td", { className: "t" }, s.up ? (parts || "–") : (s.reason || "–")));
     });
     $("shards").replaceChildren(...rows);
   }
