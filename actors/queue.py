@@ -40,7 +40,7 @@ from herald.outcome import Outcome
 from herald.overview import ShardFigures
 from herald.queue import LeaseRenewal, QueueShard
 from herald.record import Record
-from herald.search import SearchQuery
+from herald.search import SearchPage, SearchQuery
 from herald.shard_health import ShardCondition, ShardHealth, start_delay
 from herald.status import FINAL
 from herald.storage import SQLiteStorage
@@ -353,10 +353,13 @@ class QueueActor:
         return ShardFigures(self._shard_id, shard.depth(), dict(shard.counters),
                             shard.oldest_waiting(), shard.dead_letters(), shard.pauses.since())
 
-    async def admin_search(self, query: SearchQuery) -> list[dict[str, Any]]:
-        """Rows of the admin list: up to ``query.limit`` matches, newest first."""
+    async def admin_search(self, query: SearchQuery) -> SearchPage:
+        """Rows of the admin list: up to ``query.limit`` matches, newest first, among at most
+        ``admin_search_scan`` records. In a thread, over a read-only connection of its own: a
+        long search holds up no other call of this shard."""
         shard = await self._ready()
-        return [summary(record) for record in shard.search(query)]
+        found = await asyncio.to_thread(shard.scan, query, self._settings.admin_search_scan)
+        return SearchPage([summary(record) for record in found.records], found.scanned_to)
 
     async def admin_get(self, tag: str) -> dict[str, Any]:
         """A notification's admin page (any tenant's; ``NotFound`` if there is none)."""
