@@ -131,6 +131,9 @@ class ChannelActor:
             "pid": os.getpid(), "channel": self._channel.value, "index": self._index,
             "started_at": self._started_at,
             "inflight": sum(link.inflight + link.express for link in self._links),
+            # Leased and not acked yet (a pool with any is not idle: herald.pool_sizing).
+            "sending": len(self._deliveries) + sum(len(link.acks) + link.acking
+                                                   for link in self._links),
             "breakers": self._chain.states() if self._chain else {},
             "counters": dict(self.counters),
             "endpoint": next((p.endpoint for p in providers if p.endpoint), None),

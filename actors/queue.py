@@ -8,8 +8,11 @@ raised: Ray carries them to the caller.
 
 Start-up is its own state: the constructor returns at once and the shard rebuilds its memory
 in a thread, so the Supervisor's health check (``pid``) is answered during a long recovery;
-every other method waits for ``ready``. A shard whose writes keep failing exits, and Ray
-restarts it from what is on disk, rather than living on wedged.
+every other method waits for ``ready``. A start that fails (a locked file, EIO, a full disk) is
+tried again with backoff in the same process while ``health`` says the shard is down and why
+(``herald.shard_health``); calls meanwhile answer ``Unavailable``. A shard whose writes keep
+failing once started exits, and Ray restarts it from what is on disk, rather than living on
+wedged.
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ from herald.outcome import Outcome
 from herald.overview import ShardFigures
 from herald.queue import LeaseRenewal, QueueShard
 from herald.record import Record
-from herald.search import SearchQuery
+from herald.search import SearchPage, SearchQuery
+from herald.shard_health import ShardCondition, ShardHealth, start_delay
 from herald.status import FINAL
 from herald.storage import SQLiteStorage
 
@@ -66,32 +70,65 @@ class QueueActor:
         self._retention_at = 0.0
         self._shipper: LogShipper | None = None
         self._ship_at = 0.0
+        #: How the start goes (``herald.shard_health``): down, with why, after a failed one.
+        self._health = ShardHealth(shard, ShardCondition.STARTING)
+        self._first_try = asyncio.Event()  # set once the first start has succeeded or failed
         # Async actors run __init__ on their event loop: recover in the background.
         self._starting = asyncio.get_running_loop().create_task(self._start())
 
     async def _start(self) -> None:
+        """Open the shard; after a failure (a locked file, EIO, a full disk) try again with
+        backoff, keeping this process: Ray would restart an exited actor at once and without
+        end, callers of a restarting actor wait instead of hearing 503, and why it failed
+        would be lost. The health check (``pid``) is answered throughout; ``health`` says it
+        is down and why."""
         started = time.monotonic()
-        self._shard = await asyncio.to_thread(self._open)
+        while True:
+            try:
+                shard = await asyncio.to_thread(self._open)
+            except Exception as exc:  # noqa: BLE001 - any failure to start: say it, try again
+                failed = self._health.failed_starts + 1
+                reason = f"{type(exc).__name__}: {exc}"[:300]
+                self._health = ShardHealth(self._shard_id, ShardCondition.DOWN, reason,
+                                           self._health.since or time.time(), failed)
+                delay = start_delay(failed)
+                log.error("shard start failed; trying again in %.0fs", delay,
+                          extra={"shard": self._shard_id, "error": reason, "failures": failed})
+                self._first_try.set()
+                await asyncio.sleep(delay)
+                continue
+            break
+        self._shard = shard
+        self._health = ShardHealth(self._shard_id, ShardCondition.UP)
+        self._first_try.set()
         self._ensure_timer()
         log.info("shard ready", extra={"shard": self._shard_id, "seconds": time.monotonic() - started,
-                                       "live": self._shard.live_count()})
+                                       "live": shard.live_count()})
 
     def _open(self) -> QueueShard:
         storage = SQLiteStorage(shard_path(self._settings, self._shard_id),
                                 self._settings.sqlite_synchronous)
-        self._shipper = LogShipper(storage, self._settings.data_dir / "log", self._shard_id,
-                                   self._settings.log_rotate_seconds, self._settings.log_rotate_rows)
-        policies = {c: self._settings.retry_policy(c) for c in Channel}
-        shard = QueueShard(storage, policies, time.time(),
-                           gateways=self._settings.pools.get(Channel.BROWSER.key, 1),
-                           hot_limit=self._settings.memory_window)
-        shard.open_admin()  # here, off the event loop: an old big file gets its indexes once
+        try:
+            shipper = LogShipper(storage, self._settings.data_dir / "log", self._shard_id,
+                                 self._settings.log_rotate_seconds, self._settings.log_rotate_rows)
+            policies = {c: self._settings.retry_policy(c) for c in Channel}
+            shard = QueueShard(storage, policies, time.time(),
+                               gateways=self._settings.pools.get(Channel.BROWSER.key, 1),
+                               hot_limit=self._settings.memory_window)
+            shard.open_admin()  # here, off the event loop: an old big file gets its indexes once
+        except BaseException:
+            storage.close()  # the next try opens its own connection
+            raise
+        self._shipper = shipper
         return shard
 
     async def _ready(self) -> QueueShard:
+        """The started shard; ``Unavailable`` (503) while a failed start is being retried."""
         if self._shard is None:
-            await asyncio.shield(self._starting)
-        assert self._shard is not None
+            await self._first_try.wait()
+        if self._shard is None:
+            raise Unavailable(f"shard {self._shard_id} is down: {self._health.reason}",
+                              retry_after=start_delay(self._health.failed_starts))
         return self._shard
 
     # -- plumbing -------------------------------------------------------------------------
@@ -173,6 +210,10 @@ class QueueActor:
         """Health: answered at once, even while the shard is still recovering."""
         self._ensure_timer()
         return os.getpid()
+
+    async def health(self) -> ShardHealth:
+        """Starting, up, or down and why (``/healthz``, the admin overview); answered at once."""
+        return self._health
 
     async def close(self) -> None:
         """Ship the last delivery-log events and close the segment (before the actor goes)."""
@@ -312,10 +353,13 @@ class QueueActor:
         return ShardFigures(self._shard_id, shard.depth(), dict(shard.counters),
                             shard.oldest_waiting(), shard.dead_letters(), shard.pauses.since())
 
-    async def admin_search(self, query: SearchQuery) -> list[dict[str, Any]]:
-        """Rows of the admin list: up to ``query.limit`` matches, newest first."""
+    async def admin_search(self, query: SearchQuery) -> SearchPage:
+        """Rows of the admin list: up to ``query.limit`` matches, newest first, among at most
+        ``admin_search_scan`` records. In a thread, over a read-only connection of its own: a
+        long search holds up no other call of this shard."""
         shard = await self._ready()
-        return [summary(record) for record in shard.search(query)]
+        found = await asyncio.to_thread(shard.scan, query, self._settings.admin_search_scan)
+        return SearchPage([summary(record) for record in found.records], found.scanned_to)
 
     async def admin_get(self, tag: str) -> dict[str, Any]:
         """A notification's admin page (any tenant's; ``NotFound`` if there is none)."""

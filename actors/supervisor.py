@@ -8,6 +8,11 @@ An actor that has never answered is not hung but being placed: on a cluster, one
 asked for may wait minutes for the node the autoscaler adds. Its first ping is left running and
 looked at on each round, so it holds up neither the other checks nor the pool sizing, and it is
 taken for hung only after ``PLACEMENT_TIMEOUT``.
+
+A pool shrinks only when nothing waits and nothing is in flight (``herald.pool_sizing``); the
+actor removed leaves the pool at once (not checked, not replaced) and is drained in a background
+task for one attempt's deadline and a margin before it is killed, so the health loop never waits
+for a drain.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from actors.queue import QueueActor
 from actors.ratelimiter import RATE_LIMITER_NAME, RateLimiter
 from herald.channels import Channel, actor_name
 from herald.config import Settings
-from herald.pool_sizing import PoolSizer
+from herald.pool_sizing import PoolSizer, drain_seconds
 
 log = logging.getLogger("herald.supervisor")
 SUPERVISOR_NAME = "herald-supervisor"
@@ -98,6 +103,10 @@ class Supervisor:
         #: Member name → (its first ping, when it was sent) for actors that have not answered yet.
         self._placing: dict[str, tuple[asyncio.Future[Any], float]] = {}
         self._sized_at = 0.0
+        #: Actors a shrink removed, being drained in the background: name → (handle, drain).
+        self._draining: dict[str, tuple[Any, asyncio.Task[None]]] = {}
+        #: Health rounds done (``describe``: the loop goes on during a drain).
+        self._rounds = 0
         # Async actors run __init__ on their event loop; a restarted Supervisor resumes checking.
         self._loop: asyncio.Task[None] | None = asyncio.get_running_loop().create_task(
             self._health_loop())
@@ -111,11 +120,13 @@ class Supervisor:
         ).remote(channel, index, self.shards, self._settings, self.limiter)
 
     async def _size_pools(self) -> None:
-        """Grow a pool while its backlog per actor stays high, shrink it when idle."""
+        """Grow a pool while its backlog per actor stays high, shrink it when idle (nothing
+        waiting and nothing in flight); never waits for a drain."""
         if not self._sizers or time.monotonic() < self._sized_at + SIZE_INTERVAL:
             return
         self._sized_at = time.monotonic()
-        stats = await asyncio.gather(*(s.stats.remote() for s in self.shards), return_exceptions=True)
+        stats = await asyncio.gather(*(asyncio.wait_for(s.stats.remote(), HEALTH_TIMEOUT)
+                                       for s in self.shards), return_exceptions=True)
         backlog: dict[str, int] = {}
         for stat in stats:
             if isinstance(stat, BaseException):
@@ -123,10 +134,12 @@ class Supervisor:
             for channel, states in stat.depth.items():
                 backlog[channel] = backlog.get(channel, 0) + states.get("queued", 0) + \
                     states.get("retrying", 0)
+        in_flight = await self._in_flight()
         for channel, sizer in self._sizers.items():
             actors = self.pools[channel]
-            wanted = sizer.decide(len(actors), backlog.get(channel.value, 0), time.monotonic())
-            while len(actors) < wanted:
+            wanted = sizer.decide(len(actors), backlog.get(channel.value, 0), time.monotonic(),
+                                  in_flight.get(channel, 1))
+            while len(actors) < wanted and actor_name(channel, len(actors)) not in self._draining:
                 log.info("growing a pool", extra={"channel": channel.key, "size": len(actors) + 1})
                 actors.append(self._channel_actor(channel, len(actors)))
             while len(actors) > wanted:
@@ -136,10 +149,42 @@ class Supervisor:
                 # Forgotten: an actor grown again under this name is a new one, not a restart.
                 placed = self._pids.pop(name, None) is not None
                 self._forget_placing(name)
-                if placed:  # one never placed holds no work
-                    with contextlib.suppress(Exception):  # drained or not, it goes
-                        await asyncio.wait_for(actor.drain.remote(30.0), 40)
-                ray.kill(actor, no_restart=True)
+                # Out of the pool, so neither checked as hung nor replaced while it drains; in
+                # the background, so the health checks go on meanwhile.
+                key = actor_name(channel, len(actors))
+                self._draining[key] = (actor, asyncio.get_running_loop().create_task(
+                    self._drain_and_kill(key, actor, placed)))
+
+    async def _in_flight(self) -> dict[Channel, int]:
+        """Sends leased and not acked, per pool, from its placed actors' own figures (one never
+        placed has leased nothing). A pool with an actor that did not answer is not known to be
+        idle: it is left out (the caller takes it for busy)."""
+        asked = [(channel, h) for channel, actors in self.pools.items()
+                 for i, h in enumerate(actors) if f"{channel.key}-{i}" in self._pids]
+        answers = await asyncio.gather(*(asyncio.wait_for(h.ping.remote(), HEALTH_TIMEOUT)
+                                         for _, h in asked), return_exceptions=True)
+        counts = dict.fromkeys(self.pools, 0)
+        unknown: set[Channel] = set()
+        for (channel, _), answer in zip(asked, answers, strict=True):
+            if isinstance(answer, dict):
+                counts[channel] += int(answer.get("sending", 0))
+            else:
+                unknown.add(channel)
+        return {c: n for c, n in counts.items() if c not in unknown}
+
+    async def _drain_and_kill(self, name: str, actor: Any, placed: bool) -> None:
+        """Let an actor removed from its pool finish what it leased (up to one attempt's
+        deadline and a margin), then kill it."""
+        wait = drain_seconds(self._settings.attempt_timeout)
+        try:
+            if placed:  # one never placed holds no work
+                with contextlib.suppress(Exception):  # drained or not, it goes
+                    left = await asyncio.wait_for(actor.drain.remote(wait), wait + 10)
+                    if left:
+                        log.warning("%s still had %d sends after its drain", name, left)
+            ray.kill(actor, no_restart=True)
+        finally:
+            self._draining.pop(name, None)
 
     def _members(self) -> list[tuple[str, str, Any]]:
         out = [("queue", f"shard-{i}", h) for i, h in enumerate(self.shards)]
@@ -226,13 +271,15 @@ class Supervisor:
             await asyncio.sleep(HEALTH_INTERVAL)
             try:
                 await self._check_all(HEALTH_TIMEOUT)
+                self._rounds += 1
                 await self._size_pools()
             except Exception:
                 log.exception("health check failed")
 
     async def describe(self) -> dict[str, Any]:
         return {"pids": dict(self._pids), "restarts": dict(self.restarts),
-                "pools": {c.key: len(a) for c, a in self.pools.items()}}
+                "pools": {c.key: len(a) for c, a in self.pools.items()},
+                "draining": sorted(self._draining), "health_rounds": self._rounds}
 
     async def channel_stats(self) -> list[dict[str, Any]]:
         """The figures of each channel actor that answers (``/metrics``, the admin overview): not
@@ -250,6 +297,9 @@ class Supervisor:
         with contextlib.suppress(TimeoutError):  # a stuck shard must not keep the rest alive
             await asyncio.wait_for(closing, 10)
         for _, _, handle in self._members():
+            ray.kill(handle, no_restart=True)
+        for handle, draining in list(self._draining.values()):
+            draining.cancel()
             ray.kill(handle, no_restart=True)
         if self.limiter is not None:
             ray.kill(self.limiter, no_restart=True)

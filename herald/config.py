@@ -45,6 +45,7 @@ from herald.config_types import (
 from herald.errors import ConfigError
 from herald.pool_sizing import GROW_BACKLOG_PER_ACTOR, SHRINK_AFTER_SECONDS
 from herald.retry import RetryPolicy
+from herald.search import SCAN_ROWS
 
 #: One actor per everyday channel on a single box; fax and requester callbacks start theirs on
 #: their first work (a process each saved while idle), and every pool grows under a backlog.
@@ -75,6 +76,8 @@ class Settings(BaseSettings):
     pool_grow_backlog: Count = GROW_BACKLOG_PER_ACTOR
     #: ...and shrinks by one actor after this long with nothing waiting.
     pool_idle_seconds: Seconds = SHRINK_AFTER_SECONDS
+    #: Records one shard looks at, at most, for one page of an admin search.
+    admin_search_scan: Count = SCAN_ROWS
     #: CPU a channel actor asks of its node: a sliver by default, as it mostly waits on
     #: providers. On a cluster, actors that do not fit are the demand the autoscaler adds nodes for.
     channel_cpus: Annotated[float, Field(ge=0)] = 0.05

@@ -118,8 +118,10 @@ def _channel_rows(shards: Sequence[ShardFigures], pools: Mapping[str, int],
 
 def build_overview(now: float, shards: Sequence[ShardFigures | None],
                    supervisor: Mapping[str, Any], actors: Sequence[ChannelActorStats],
-                   tracker: RateTracker) -> dict[str, Any]:
-    """The overview's JSON; a shard that did not answer is ``None`` (shown as not up)."""
+                   tracker: RateTracker, down: Mapping[int, str] | None = None) -> dict[str, Any]:
+    """The overview's JSON; a shard that did not answer is ``None`` (shown as not up, with why
+    from ``down``: shard → reason, e.g. a failed start being retried)."""
+    down = down or {}
     up = [f for f in shards if f is not None]
     channels = _channel_rows(up, supervisor.get("pools", {}), supervisor.get("restarts", {}),
                              actors, now)
@@ -142,7 +144,8 @@ def build_overview(now: float, shards: Sequence[ShardFigures | None],
             {"shard": i, "up": figures is not None,
              "depth": ({ch: sum(n for state, n in states.items() if state in WAITING_STATES)
                         for ch, states in figures.depth.items()} if figures else {}),
-             "dead_letters": figures.dead_letters if figures else None}
+             "dead_letters": figures.dead_letters if figures else None,
+             "reason": None if figures else down.get(i, "not answering")}
             for i, figures in enumerate(shards)
         ],
         "restarts": dict(supervisor.get("restarts", {})),
@@ -169,7 +172,9 @@ def notable(before: Mapping[str, Any] | None, now: Mapping[str, Any]) -> list[di
         say("info", f"{channel} resumed")
     for old, new in zip(before["shards"], now["shards"], strict=False):
         if old["up"] and not new["up"]:
-            say("error", f"shard {new['shard']} is not answering")
+            reason = new.get("reason") or "not answering"
+            say("error", f"shard {new['shard']} is not answering" if reason == "not answering"
+                else f"shard {new['shard']} is down: {reason}")
         elif new["up"] and not old["up"]:
             say("info", f"shard {new['shard']} is answering again")
     for pool, count in sorted(now["restarts"].items()):

@@ -9,6 +9,12 @@ Order is newest first: ``created_at`` descending, then ``tag`` descending, so th
 and a page boundary (a ``Position``) is exact even when two notifications share a timestamp.
 The cursor is that boundary as base64url JSON: opaque to callers, and stateless, so any intake
 replica continues any page.
+
+What a shard examines for one page is bounded: it walks its records newest first (an index on
+``created_at, tag``; ``since``/``until`` and the cursor narrow the walk) and looks at most at
+``budget`` of them (``HERALD_ADMIN_SEARCH_SCAN``). One that stopped on its budget says where
+(``Scanned.scanned_to``); the merged page then holds only what is known complete, maybe fewer
+than ``limit`` items, and its cursor continues from there.
 """
 
 from __future__ import annotations
@@ -28,11 +34,14 @@ from herald.errors import ValidationError
 from herald.record import Record
 from herald.status import Status
 
-__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "Position", "SearchQuery", "merge_pages", "parse_query",
-           "parse_time"]
+__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "SCAN_ROWS", "Position", "Scanned", "SearchPage",
+           "SearchQuery", "merge_pages", "parse_query", "parse_time", "scan_newest"]
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
+#: Rows one shard examines for one page at most (``HERALD_ADMIN_SEARCH_SCAN``'s default): a
+#: search that finds too little in them answers what it found and a cursor to go on from there.
+SCAN_ROWS = 20_000
 #: Longer than any cursor we make: refused before it is decoded.
 MAX_CURSOR_LENGTH = 1024
 #: Query parameters the search understands (anything else is a 422, not silently ignored).
@@ -110,10 +119,37 @@ class SearchQuery:
             return False
         return self.after is None or Position(record.created_at, record.tag) < self.after
 
+    def in_range(self, record: Record) -> bool:
+        """Whether ``record`` is in the walk (``since``, ``until``, the cursor): what
+        ``range_where`` says in SQL."""
+        if self.since is not None and record.created_at < self.since:
+            return False
+        if self.until is not None and record.created_at > self.until:
+            return False
+        return self.after is None or Position(record.created_at, record.tag) < self.after
+
+    def range_where(self) -> tuple[str, list[Any]]:
+        """The walk's bounds as an SQL ``WHERE`` clause (the ``created_at, tag`` index's range)."""
+        return self._where(filters=False)
+
     def where(self) -> tuple[str, list[Any]]:
         """The same filters as an SQL ``WHERE`` clause over the ``notifications`` table."""
+        return self._where(filters=True)
+
+    def filter_where(self) -> tuple[str, list[Any]]:
+        """The filters that are not bounds (status, channel, tenant…) as an SQL clause."""
+        return self._where(filters=True, bounds=False)
+
+    def _where(self, filters: bool, bounds: bool = True) -> tuple[str, list[Any]]:
         clauses: list[str] = []
         params: list[Any] = []
+        if filters:
+            self._filter_clauses(clauses, params)
+        if bounds:
+            self._bound_clauses(clauses, params)
+        return (" AND ".join(clauses) or "1"), params
+
+    def _filter_clauses(self, clauses: list[str], params: list[Any]) -> None:
         if self.statuses:
             clauses.append(f"status IN ({', '.join('?' for _ in self.statuses)})")
             params += [s.value for s in self.statuses]
@@ -129,6 +165,8 @@ class SearchQuery:
             # The payload is stored as JSON bytes: read it as text for json_extract.
             clauses.append("json_extract(CAST(payload AS TEXT), '$.requester.service') = ?")
             params.append(self.service)
+
+    def _bound_clauses(self, clauses: list[str], params: list[Any]) -> None:
         if self.since is not None:
             clauses.append("created_at >= ?")
             params.append(self.since)
@@ -138,7 +176,32 @@ class SearchQuery:
         if self.after is not None:
             clauses.append("(created_at < ? OR (created_at = ? AND tag < ?))")
             params += [self.after.created_at, self.after.created_at, self.after.tag]
-        return (" AND ".join(clauses) or "1"), params
+
+
+@dataclass(frozen=True, slots=True)
+class Scanned:
+    """A shard's matches for one page, newest first, and where its walk stopped on its budget
+    (None: it saw every record in range, or filled the page)."""
+
+    records: list[Record]
+    scanned_to: Position | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    """A shard's answer to an admin search (``QueueActor.admin_search``): rows and ``scanned_to``."""
+
+    items: Sequence[Mapping[str, Any]]
+    scanned_to: Position | None = None
+
+
+def scan_newest(records: Iterable[Record], query: SearchQuery, budget: int | None) -> Scanned:
+    """``Scanned`` over records in memory: the same walk and budget as the SQL one."""
+    walk = newest_first(filter(query.in_range, records), None)
+    window = walk if budget is None else walk[:budget]
+    found = [r for r in window if query.matches(r)][:query.limit]
+    stopped = budget is not None and len(walk) > budget and len(found) < query.limit
+    return Scanned(found, Position(window[-1].created_at, window[-1].tag) if stopped else None)
 
 
 def service_of(payload: Mapping[str, Any]) -> str | None:
@@ -148,8 +211,8 @@ def service_of(payload: Mapping[str, Any]) -> str | None:
     return service if isinstance(service, str) else None
 
 
-def newest_first(records: Iterable[Record], limit: int) -> list[Record]:
-    """The first ``limit`` of ``records`` in search order (for backends that filter in memory)."""
+def newest_first(records: Iterable[Record], limit: int | None) -> list[Record]:
+    """The first ``limit`` of ``records`` (all: None) in search order (for backends in memory)."""
     return sorted(records, key=lambda r: (r.created_at, r.tag), reverse=True)[:limit]
 
 
@@ -220,17 +283,26 @@ def parse_query(params: Mapping[str, str]) -> SearchQuery:
     )
 
 
-def merge_pages(pages: Iterable[Sequence[Mapping[str, Any]]],
+def merge_pages(pages: Iterable[SearchPage | Sequence[Mapping[str, Any]]],
                 limit: int) -> tuple[list[Mapping[str, Any]], str | None]:
     """Merge the shards' pages (each newest first, up to ``limit + 1`` items) into one page of
     ``limit`` and the cursor of the next page (None when there is no more).
 
     A shard that had more than ``limit`` matches returned ``limit + 1``, so "more than
-    ``limit`` in all" is exactly "there is a next page".
+    ``limit`` in all" is exactly "there is a next page". A shard that stopped on its scan
+    budget is complete only down to where it stopped: the page keeps what is newer than the
+    newest such stop (maybe fewer than ``limit`` items, maybe none) and continues from there.
     """
-    items = sorted((item for page in pages for item in page),
-                   key=lambda item: (item["created_at"], item["tag"]), reverse=True)
-    if len(items) <= limit:
-        return items, None
-    last = items[limit - 1]
-    return items[:limit], Position(float(last["created_at"]), str(last["tag"])).encode()
+    answers = [page if isinstance(page, SearchPage) else SearchPage(list(page)) for page in pages]
+    stops = [page.scanned_to for page in answers if page.scanned_to is not None]
+    stop = max(stops) if stops else None
+
+    def position(item: Mapping[str, Any]) -> Position:
+        return Position(float(item["created_at"]), str(item["tag"]))
+
+    items: list[Mapping[str, Any]] = sorted(
+        (item for page in answers for item in page.items
+         if stop is None or position(item) >= stop), key=position, reverse=True)
+    if len(items) > limit:
+        return items[:limit], position(items[limit - 1]).encode()
+    return items, stop.encode() if stop is not None else None

@@ -29,7 +29,7 @@ from herald.priority import MAX_PRIORITY
 from herald.ready import ReadyQueues
 from herald.record import Record
 from herald.retry import RetryPolicy
-from herald.search import SearchQuery
+from herald.search import Scanned, SearchQuery
 from herald.status import FINAL, WAITING, Status
 from herald.storage import Storage
 
@@ -312,6 +312,11 @@ class ShardState:
     def search(self, query: SearchQuery) -> list[Record]:
         """Records of every tenant matching ``query``, newest first (what is flushed)."""
         return self.admin_queries.search(query)
+
+    def scan(self, query: SearchQuery, budget: int | None) -> Scanned:
+        """``search`` looking at most at ``budget`` records; on SQLite it reads through a
+        connection of its own, so it may run in another thread than the shard's calls."""
+        return self.admin_queries.scan(query, budget)
 
     def dead_letters(self) -> int:
         return self.admin_queries.count_status(Status.DEAD)

@@ -134,6 +134,7 @@ class SQLiteStorage(Storage):
             # Personal data: readable by Herald's user only (SQLite gives -wal/-shm the same mode).
             path.touch(mode=0o600, exist_ok=True)
             path.chmod(0o600)
+        self._path = str(path)  # the admin search reads it through a read-only connection
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
@@ -346,4 +347,5 @@ class SQLiteStorage(Storage):
         self._db.close()
 
     def admin(self) -> AdminQueries:
-        return SQLiteAdminQueries(self._db, _COLUMNS, self._record)
+        return SQLiteAdminQueries(self._db, _COLUMNS, self._record,
+                                  None if self._path == ":memory:" else self._path)

@@ -157,7 +157,9 @@ async def stream(request: Request) -> Response:
 # -- notifications ------------------------------------------------------------------------
 @admin_router.get("/v1/admin/notifications")
 async def notifications(request: Request) -> Response:
-    """Every tenant's notifications, newest first, filtered and paged (``herald.search``)."""
+    """Every tenant's notifications, newest first, filtered and paged (``herald.search``). A page
+    may hold fewer than ``limit`` items and still have a ``next`` cursor: each shard looks at a
+    bounded number of records per page."""
     admin = console()
     await admin.authorize(request)
     query = parse_query(request.query_params)

@@ -202,12 +202,14 @@ class AdminConsole:
                 self._answer(self.intake.supervisor.channel_stats.remote()), return_exceptions=True)
             supervisor, actors = answers
             shards = [f if isinstance(f, ShardFigures) else None for f in figures]
+            down = {i: "not answering" if isinstance(f, TimeoutError) else as_herald_error(f).message
+                    for i, f in enumerate(figures) if isinstance(f, BaseException)}
             stats = [ChannelActorStats.from_dict(a) for a in actors] \
                 if isinstance(actors, list) else []
             now = time.time()
             self.tracker.add(now, [f for f in shards if f is not None])
             overview = build_overview(now, shards, supervisor if isinstance(supervisor, dict) else {},
-                                      stats, self.tracker)
+                                      stats, self.tracker, down)
             self.feed.publish(overview, notable(latest, overview))
             return overview
 

@@ -45,6 +45,7 @@ from herald.receipts import (
     fax_receipt,
     twilio_receipt,
 )
+from herald.shard_health import ShardHealth, health_report
 from herald.sharding import shard_of_tag
 from herald.webhook_secrets import SecretsFile, secret_view
 from serve.admin import admin_router, attach_admin
@@ -66,6 +67,8 @@ GATEWAY_WAIT_SECONDS = 10.0
 #: Browser gateway ``i``'s actor, as the Supervisor names it (``actors/supervisor.py``).
 ACTOR_NAMESPACE = "herald"
 OPERATOR = "operator"
+#: ``/healthz`` takes a shard that does not answer within this for down.
+HEALTH_TIMEOUT = 2.0
 log = logging.getLogger("herald.intake")
 STATIC = Path(__file__).parent / "static"
 
@@ -161,8 +164,16 @@ class Intake:
 
     # -- routes ---------------------------------------------------------------------------
     @app.get("/healthz")
-    async def healthz(self) -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz(self) -> Response:
+        """200 while every shard is up or starting; 503 naming each shard that is down and why."""
+        asked = await asyncio.gather(*(asyncio.wait_for(s.health.remote(), HEALTH_TIMEOUT)
+                                       for s in self.shards), return_exceptions=True)
+        now = time.time()
+        healths = [a if isinstance(a, ShardHealth) else ShardHealth.unreachable(
+            i, f"not answering: {type(a).__name__}", now) for i, a in enumerate(asked)]
+        status, body = health_report(healths)
+        return JsonBody(body, status_code=status,
+                        headers={"Retry-After": "2"} if status == 503 else None)
 
     @app.post("/v1/notifications")
     async def create(self, request: Request) -> Response:

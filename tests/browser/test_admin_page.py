@@ -249,3 +249,24 @@ def test_every_view_renders_without_errors(service: Service, console: Console, t
     expect(page.locator("#login")).to_be_visible()
     expect(page.locator("#login-error")).to_have_text("Logged out.")
     page.screenshot(path=str(tmp_path / "login.png"), full_page=True)
+
+
+def test_a_failed_search_is_not_sent_again_on_live_updates(service: Service, console: Console) -> None:
+    page = console.page
+    console.expected.append("422")  # the refused search's own answer
+    log_in(service, page)
+    searches: list[str] = []
+    page.on("request", lambda request: searches.append(request.url)
+            if "/v1/admin/notifications?" in request.url else None)
+    page.goto(f"{service.base_url}/admin#/notifications?since=not-a-time")
+    expect(page.locator("#toast")).to_contain_text("Could not load notifications",
+                                                   timeout=TIMEOUT_MS)
+    # The counters move, so live updates come (a sample every 1.5 s): none re-sends the search.
+    for _ in range(2):
+        wait_api_status(service, post(service, subject="after a failed search"), "sent")
+    page.wait_for_timeout(6000)
+    assert len(searches) == 1, searches
+    expect(page.locator("#list-live")).to_contain_text("not live")
+    # Searching again is the operator's call: a good search goes out and the list is live again.
+    page.goto(f"{service.base_url}/admin#/notifications")
+    expect(page.locator("#list-live")).to_contain_text("live · updated", timeout=TIMEOUT_MS)

@@ -2,7 +2,8 @@
 
 Runs isolated (``tests.chaos.netns``: loopback only). First a Herald in this process, on a Ray
 of its own, takes steady mixed load while its processes are SIGKILLed at random (queue shards,
-channel actors, the Supervisor, Serve's replica and proxy), then provider outages; then
+channel actors, the Supervisor, Serve's replica and proxy), then provider outages, then a
+shard whose SQLite file another connection keeps write-locked for 60 s across its restart; then
 ``tests.chaos.sandbox`` runs the scenarios that need a ``herald up`` of their own (a hanging
 provider, a full disk, overload, a whole restart, hostile input). Exit status 1 if anything
 was lost or any other promise broke (listed under the table).
@@ -26,7 +27,7 @@ from tests.chaos import netns, sandbox
 from tests.chaos.peers import Peers
 from tests.chaos.procs import RssSampler, tree_rss
 from tests.chaos.report import details, table
-from tests.chaos.scenarios import process_kills, provider_outages
+from tests.chaos.scenarios import locked_shard, process_kills, provider_outages
 from tests.chaos.tally import Tally
 
 KEY = "chaos-key-" + "r" * 24
@@ -91,6 +92,13 @@ def in_process(tmp: Path, say: TextIO) -> list[Tally]:
         outages.peak_rss = sampler.peak
         tallies.append(outages)
         sandbox.progress(outages, say)
+        say.write("[chaos] a shard's database locked for 60 s…\n")
+        sampler.peak = 0
+        locked = asyncio.run(locked_shard(base, KEY, peers, data_dir=settings.data_dir,
+                                          lock_for=60.0, rate=KILL_RATE))
+        locked.peak_rss = sampler.peak
+        tallies.append(locked)
+        sandbox.progress(locked, say)
     finally:
         sampler.stop()
         herald.stop(timeout=10)

@@ -1,4 +1,5 @@
-"""Process kills under mixed load, and provider outages: scenarios run against a Herald in this Ray.
+"""Process kills under mixed load, provider outages, a shard whose SQLite file is locked: scenarios
+run against a Herald in this Ray.
 
 Both need the Ray that runs Herald to be the one this process is connected to (the test
 session's, or the one ``tests.chaos.run`` starts), and the Herald's peers as ``Peers``.
@@ -8,9 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sqlite3
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import ray
 
 from tests.chaos.browser import BrowserFleet
 from tests.chaos.kills import KINDS, Killer
@@ -219,6 +224,58 @@ async def provider_hang(base_url: str, key: str, peers: Peers, *, hang: float, m
     tally.notes.append(f"attempt outcomes while hanging: {sorted(set(map(str, codes)))}")
     if "deadline" not in codes:
         tally.problems.append(f"no attempt ended at the per-attempt deadline: codes {codes[:10]}")
+    await client.close()
+    tally.seconds = time.monotonic() - started
+    return tally
+
+
+async def locked_shard(base_url: str, key: str, peers: Peers, *, data_dir: Path, lock_for: float,
+                       rate: float, shard: int = 0, settle: float = 180.0,
+                       seed: int | None = None) -> Tally:
+    """Mixed load; mid-load another connection holds shard ``shard``'s SQLite write lock for
+    ``lock_for`` s and the shard is restarted meanwhile, so its start meets the lock (as after
+    a crash beside a backup or a long ``sqlite3`` session). ``/healthz`` must say it is down;
+    once the lock goes the shard must come back by itself; nothing accepted is lost."""
+    tally = Tally("locked shard")
+    started = time.monotonic()
+    run = f"l{uuid.uuid4().hex[:6]}"
+    rng = random.Random(seed)
+    client = LoadClient(base_url, key)
+    uids = [f"{run}-u{i}" for i in range(64)]
+    seen_down: list[str] = []
+
+    async def lock() -> None:
+        await asyncio.sleep(3.0)  # load first
+        db = sqlite3.connect(data_dir / "queue" / f"shard-{shard}.db", isolation_level=None,
+                             timeout=60, check_same_thread=False)
+        try:
+            await asyncio.to_thread(db.execute, "BEGIN IMMEDIATE")
+            handle = await asyncio.to_thread(ray.get_actor, f"herald-shard-{shard}", "herald")
+            ray.kill(handle, no_restart=False)  # Ray starts it again: that start meets the lock
+            ends = time.monotonic() + lock_for
+            while time.monotonic() < ends:
+                answer = await client.http.get("/healthz", timeout=5.0)
+                if answer.status_code == 503:
+                    seen_down.extend([str(d.get("reason")) for d in answer.json().get("down", [])
+                                      if d.get("shard") == shard][:1])
+                await asyncio.sleep(0.5)
+        finally:
+            db.execute("ROLLBACK")
+            db.close()
+
+    locker = asyncio.create_task(lock())
+    await client.steady(lock_for + 10.0, rate, {"email": 0.6, "sms": 0.3, "fax": 0.1},
+                        lambda _: rng.choice(uids))
+    await locker
+    back = await client.wait_healthy(120)
+    await client.settle(client.offers, settle)
+    await asyncio.sleep(1.0)
+    count(tally, client, peers, errors_are_problems=False)
+    if not seen_down:
+        tally.problems.append(f"/healthz never said shard {shard} was down while its file was locked")
+    tally.notes.append(f"shard {shard} locked {lock_for:g} s; /healthz said down {len(seen_down)}"
+                       f" times ({seen_down[:1]}); /healthz 200 again {back:.1f} s after the load ended")
+    tally.herald.update(await herald_counters(client))
     await client.close()
     tally.seconds = time.monotonic() - started
     return tally

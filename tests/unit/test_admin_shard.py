@@ -15,7 +15,7 @@ from herald.notification import Notification
 from herald.outcome import Outcome, OutcomeKind
 from herald.queue import QueueShard
 from herald.retry import RetryPolicy
-from herald.search import Position, SearchQuery, merge_pages, parse_query
+from herald.search import Position, SearchPage, SearchQuery, merge_pages, parse_query
 from herald.status import Status
 from herald.storage import SQLiteStorage, Storage
 from tests.unit.conftest import T0, lane, make_notification, make_shard
@@ -112,6 +112,35 @@ def test_a_cursor_pages_through_two_shards_once_each(storage: Storage) -> None:
         if cursor is None:
             break
     assert seen == [n.tag for n in reversed(made)]
+
+
+def test_a_scan_budget_bounds_each_page_and_the_cursor_goes_on_from_where_it_stopped(
+        storage: Storage, tmp_path: Path) -> None:
+    """Sparse matches over two shards, each looking at 3 records per page at most: pages may be
+    short (or empty) but carry a cursor, and every match comes once, newest first."""
+    shards = [make_shard(storage), make_shard(SQLiteStorage(tmp_path / "other.db", "OFF"))]
+    made = [make_notification("SMS" if i % 5 == 0 else "EMAIL", now=T0 + i) for i in range(40)]
+    for i, notification in enumerate(made):
+        put(shards[i % 2], notification)
+    wanted = [n.tag for n in reversed(made) if n.channel is Channel.SMS]
+    seen: list[str] = []
+    cursor: str | None = None
+    short_pages = 0
+    for _ in range(100):
+        query = parse_query({"channel": "sms", "limit": "4", **({"cursor": cursor} if cursor else {})})
+        pages = []
+        for shard in shards:
+            found = shard.scan(query.with_limit(query.limit + 1), 3)
+            assert len(found.records) <= 3
+            pages.append(SearchPage([{"tag": r.tag, "created_at": r.created_at}
+                                     for r in found.records], found.scanned_to))
+        items, cursor = merge_pages(pages, query.limit)
+        short_pages += len(items) < query.limit and cursor is not None
+        seen += [str(item["tag"]) for item in items]
+        if cursor is None:
+            break
+    assert seen == wanted
+    assert short_pages  # the budget did stop a walk before its page filled
 
 
 def test_ties_in_time_are_ordered_by_tag_and_paged_exactly(storage: Storage) -> None:

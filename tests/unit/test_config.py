@@ -402,3 +402,10 @@ def test_capture_is_explicit() -> None:
         load_settings(env={"HERALD_CAPTURE": "pigeon"})
     channels = Settings(smtp_url="smtp://mail.example.com:25").channels_configured()
     assert [c.value for c in channels] == ["BROWSER", "WEBHOOK", "EMAIL"]
+
+
+def test_the_admin_search_scan_budget() -> None:
+    assert Settings().admin_search_scan == 20_000
+    assert load_settings(env={"HERALD_ADMIN_SEARCH_SCAN": "500"}).admin_search_scan == 500
+    with pytest.raises(ConfigError, match="HERALD_ADMIN_SEARCH_SCAN"):
+        load_settings(env={"HERALD_ADMIN_SEARCH_SCAN": "0"})

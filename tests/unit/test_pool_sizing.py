@@ -6,7 +6,14 @@ import pytest
 
 from herald.config import load_settings
 from herald.errors import ConfigError
-from herald.pool_sizing import GROW_AFTER_SECONDS, GROW_BACKLOG_PER_ACTOR, SHRINK_AFTER_SECONDS, PoolSizer
+from herald.pool_sizing import (
+    DRAIN_MARGIN_SECONDS,
+    GROW_AFTER_SECONDS,
+    GROW_BACKLOG_PER_ACTOR,
+    SHRINK_AFTER_SECONDS,
+    PoolSizer,
+    drain_seconds,
+)
 
 
 def test_a_burst_does_not_grow_the_pool_but_a_sustained_backlog_does() -> None:
@@ -67,3 +74,15 @@ def test_a_pool_at_zero_starts_one_actor_on_its_first_work() -> None:
     assert sizer.decide(0, 0, 0.0) == 0
     assert sizer.decide(0, 1, 1.0) == 1  # at once, not after the backlog stayed high
     assert PoolSizer(0, 0).decide(0, 10, 2.0) == 0  # a pool with no room stays at 0
+
+
+def test_a_pool_with_sends_in_flight_is_not_idle_whatever_its_backlog() -> None:
+    sizer = PoolSizer(minimum=1, maximum=4)
+    assert sizer.decide(3, 0, 0.0, in_flight=2) == 3
+    assert sizer.decide(3, 0, 10 * SHRINK_AFTER_SECONDS, in_flight=1) == 3  # never while sending
+    assert sizer.decide(3, 0, 10 * SHRINK_AFTER_SECONDS + 1, in_flight=0) == 3  # idle from now
+    assert sizer.decide(3, 0, 11 * SHRINK_AFTER_SECONDS + 1, in_flight=0) == 2
+
+
+def test_a_drain_outlasts_one_attempt() -> None:
+    assert drain_seconds(45.0) == 45.0 + DRAIN_MARGIN_SECONDS > 45.0

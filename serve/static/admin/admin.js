@@ -31,7 +31,8 @@
     history: [],
     view: null,
     list: { params: new URLSearchParams(), cursors: [], cursor: null, next: null, items: [],
-            selected: new Set(), loading: false, again: false, loadedAt: 0, counters: "" },
+            selected: new Set(), loading: false, again: false, loadedAt: 0, counters: "",
+            failed: null },
     detail: { tag: null, item: null, loading: false, loadedAt: 0, counters: "" },
     outboxLoadedAt: 0,
   };
@@ -227,10 +228,12 @@
     const previous = state.overview;
     state.overview = overview;
     renderOverview();
-    // A view reloads when the counters moved since it loaded (a throttled or failed reload is
+    // A view reloads when the counters moved since it loaded (a throttled reload is
     // tried again at the next overview, since its counters are still the old ones).
     const counters = countersNow();
-    if (state.view === "notifications" && state.list.cursors.length === 0 && counters !== state.list.counters) loadList(true);
+    // A search that failed is not sent again by itself: the operator changes it or searches again.
+    if (state.view === "notifications" && state.list.cursors.length === 0 && !state.list.failed &&
+        counters !== state.list.counters) loadList(true);
     const item = state.detail.item;
     if (state.view === "detail" && item && (counters !== state.detail.counters || !FINAL.has(item.status))) loadDetail(true);
     const changed = !previous || JSON.stringify(previous.counters) !== counters;
@@ -329,10 +332,11 @@
       return el("tr", {},
         el("td", { className: "t" }, `shard ${s.shard}`),
         el("td", { className: "t" }, s.up ? el("span", { className: "badge running" }, "up")
-                                          : el("span", { className: "badge down" }, "not answering")),
+                                          : el("span", { className: "badge down", title: s.reason || "" },
+                                               s.reason && s.reason !== "not answering" ? "down" : "not answering")),
         el("td", {}, s.up ? fmtInt(waiting) : "–"),
         el("td", {}, fmtInt(s.dead_letters)),
-        el("td", { className: "t" }, parts || "–"));
+        el("td", { className: "t" }, s.up ? (parts || "–") : (s.reason || "–")));
     });
     $("shards").replaceChildren(...rows);
   }
@@ -525,10 +529,12 @@
       list.items = page.items;
       list.next = page.next;
       list.loadedAt = Date.now();
+      list.failed = null;
       renderRows();
       setText("list-live", list.cursors.length ? "" : `live · updated ${fmtTime(Date.now() / 1000)}`);
     } catch (error) {
-      list.counters = "";
+      list.failed = error.message;  // no live reload until the operator searches again
+      setText("list-live", `not live: ${error.message}`);
       if (!live) toast(`Could not load notifications: ${error.message}`, true);
     } finally {
       list.loading = false;
