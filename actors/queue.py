@@ -143,36 +143,46 @@ class QueueActor:
             self._timer = asyncio.get_running_loop().create_task(self._tick())
 
     async def _tick(self) -> None:
-        """Let time pass: expired leases and due retries (written), old records deleted."""
+        """Let time pass: expired leases, due retries and expired notifications (written), old
+        records deleted. One failing round (a locked or full disk) is logged and the next one
+        tries again: the timer never stops."""
         shard = await self._ready()
         while True:
             due = shard.next_wakeup()
             delay = 1.0 if due is None else min(1.0, max(0.01, due - time.time()))
             await asyncio.sleep(delay)
-            now = time.time()
-            if self._shipper is not None and now >= self._ship_at:
-                self._ship_at = now + 1.0  # the delivery log, once a second whatever woke us
-                self._shipper.ship(now)
             try:
-                if due is not None and due <= now:
-                    shard.tick(now)
-                    self._flush(shard)
-                    for event in self._wakeups.values():
-                        event.set()
-                if now >= self._retention_at:
-                    self._retention_at = now + RETENTION_EVERY_SECONDS
-                    await self._retention(shard, now)
+                self._tick_once(shard, due)
+                await self._retention(shard)
             except Unavailable:
                 pass  # counted by _flush; callers see it, the timer tries again
-            if self._metrics.due():  # Ray's metrics, every few seconds, never per message
-                self._metrics.publish(shard.counters, shard.depth(), tags={"shard": self._shard_id})
+            except Exception:
+                log.exception("shard timer round failed", extra={"shard": self._shard_id})
 
-    async def _retention(self, shard: QueueShard, now: float) -> None:
-        """Delete final records older than ``retention_days``, a small batch at a time."""
-        cutoff = now - self._settings.retention_days * 86400
+    def _tick_once(self, shard: QueueShard, due: float | None) -> None:
+        now = time.time()
+        if self._shipper is not None and now >= self._ship_at:
+            self._ship_at = now + 1.0  # the delivery log, once a second whatever woke us
+            self._shipper.ship(now)
+        if due is not None and due <= now:
+            shard.tick(now)
+            self._flush(shard)
+            for event in self._wakeups.values():
+                event.set()
+        if self._metrics.due():  # Ray's metrics, every few seconds, never per message
+            self._metrics.publish(shard.counters, shard.depth(), tags={"shard": self._shard_id})
+
+    async def _retention(self, shard: QueueShard) -> None:
+        """Once a minute, delete final records older than ``retention_days`` (and claims past
+        the longest TTL), a small batch at a time."""
+        now = time.time()
+        if now < self._retention_at:
+            return
+        self._retention_at = now + RETENTION_EVERY_SECONDS
+        keep = self._settings.retention_days * 86400
         # On the loop, not a thread: one SQLite connection, used by one thread at a time.
         for _ in range(100):  # at most 50,000 a minute, in small batches with calls in between
-            if shard.delete_final(cutoff, RETENTION_BATCH) < RETENTION_BATCH:
+            if shard.delete_final(now, keep, RETENTION_BATCH) < RETENTION_BATCH:
                 return
             await asyncio.sleep(0)
 
@@ -225,20 +235,19 @@ class QueueActor:
         await self._ready()
         return True
 
-    async def enqueue(self, notifications: list[Notification]) -> list[Accepted]:
-        """Accept validated notifications; durable before this returns. ``QueueFull`` over the
-        limit (by count or by bytes)."""
+    async def enqueue(self, notifications: list[Notification]) -> list[Accepted | QueueFull]:
+        """Accept validated notifications; durable before this returns. Each one over the
+        limit (by count or by bytes, each tenant within its fair share: ``herald.fair_share``)
+        is answered ``QueueFull`` in its place; a batch mixes tenants."""
         shard = await self._ready()
         shards = self._settings.shards
-        live, size = shard.live_count(), sum(n.size for n in notifications)
-        if live + len(notifications) > self._settings.queue_limit // shards:
-            raise QueueFull(f"shard {self._shard_id} holds {live} notifications", retry_after=2.0)
-        if shard.live_bytes + size > self._settings.queue_limit_bytes // shards:
-            raise QueueFull(f"shard {self._shard_id} holds {shard.live_bytes} bytes", retry_after=2.0)
-        results = shard.enqueue(notifications, time.time())
+        refused = shard.refusals(notifications, self._settings.queue_limit // shards,
+                                 self._settings.queue_limit_bytes // shards)
+        admitted = [n for n, why in zip(notifications, refused, strict=True) if why is None]
+        accepted = iter(shard.enqueue(admitted, time.time()) if admitted else ())
         self._flush(shard)
-        self._notify({shard.lane_of(n.channel, n.tenant, n.uid) for n in notifications})
-        return results
+        self._notify({shard.lane_of(n.channel, n.tenant, n.uid) for n in admitted})
+        return [why if why is not None else next(accepted) for why in refused]
 
     async def lease(self, lane: Lane, limit: int, wait: float = 1.0,
                     min_priority: int = 0) -> list[Delivery]:

@@ -12,8 +12,10 @@ accepted after every one in memory (``cursor`` is the highest ``seq`` taken into
 is on disk only has a higher one, and is read back lowest first). A notification that would
 come back into line behind that cursor while older ones are still on disk goes to disk only too.
 
-Browser lanes (one per gateway, chosen by hashing the user) and requester callbacks stay in
-memory: neither can be read back by a plain (channel, priority) query.
+Requester callbacks (the one WEBHOOK lane) spill like email. Browser lanes (one per gateway,
+chosen by hashing the user) stay in memory: they cannot be read back by a plain (channel,
+priority) query. Waiting work that is out of line — deferred, or parked for an offline browser
+user — is kept on disk by ``herald.held``, not here.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from herald.channels import Channel
 from herald.priority import MAX_PRIORITY
 
 #: Channels whose waiting notifications may be kept on disk only.
-SPILLABLE = frozenset({Channel.EMAIL, Channel.SMS, Channel.FAX})
+SPILLABLE = frozenset({Channel.EMAIL, Channel.SMS, Channel.FAX, Channel.WEBHOOK})
 #: How many a refill reads from storage at least (one query serves many leases).
 REFILL = 1000
 

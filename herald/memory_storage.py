@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import orjson
 
@@ -42,12 +42,18 @@ class MemoryStorage(Storage):
 
     def load_in_memory(self, spillable: Sequence[Channel]) -> list[Record]:
         return [r for r in self.load_live()
-                if r.status is Status.SENDING or r.channel not in spillable]
+                if r.status is Status.SENDING or (r.held is None and r.channel not in spillable)]
 
     def waiting_counts(self, spillable: Sequence[Channel]) -> list[WaitingCount]:
+        return self._counts(lambda r: r.held is None and r.channel in spillable)
+
+    def held_counts(self) -> list[WaitingCount]:
+        return self._counts(lambda r: r.held is not None)
+
+    def _counts(self, which: Callable[[Record], bool]) -> list[WaitingCount]:
         counts: dict[tuple[Channel, int, str, Status], list[int]] = {}
         for r in self._rows.values():
-            if r.status in WAITING and r.channel in spillable:
+            if r.status in WAITING and which(r):
                 entry = counts.setdefault((r.channel, r.priority, r.tenant, r.status), [0, 0])
                 entry[0] += 1
                 entry[1] += r.size
@@ -55,9 +61,27 @@ class MemoryStorage(Storage):
 
     def load_waiting(self, channel: Channel, priority: int, after_seq: int,
                      limit: int) -> list[Record]:
-        rows = sorted((r for r in self._rows.values() if r.channel is channel
+        rows = sorted((r for r in self._rows.values() if r.channel is channel and r.held is None
                        and r.priority == priority and r.status in WAITING and r.seq > after_seq),
                       key=lambda r: r.seq)
+        return [copy.deepcopy(r) for r in rows[:limit]]
+
+    def load_held_due(self, now: float, limit: int) -> list[Record]:
+        rows = sorted((r for r in self._rows.values() if r.held == "deferred"
+                       and r.status in WAITING and r.not_before <= now),
+                      key=lambda r: r.not_before)
+        return [copy.deepcopy(r) for r in rows[:limit]]
+
+    def load_parked(self, tenant: str, uid: str) -> list[Record]:
+        rows = sorted((r for r in self._rows.values() if r.held == "parked"
+                       and r.status in WAITING and r.tenant == tenant and r.uid == uid),
+                      key=lambda r: r.seq)
+        return [copy.deepcopy(r) for r in rows]
+
+    def load_expired(self, now: float, limit: int) -> list[Record]:
+        rows = sorted((r for r in self._rows.values()
+                       if r.status in WAITING and r.expires_at <= now),
+                      key=lambda r: r.expires_at)
         return [copy.deepcopy(r) for r in rows[:limit]]
 
     def get(self, tag: str) -> Record | None:
@@ -73,8 +97,8 @@ class MemoryStorage(Storage):
     def load_receipts(self) -> list[tuple[str, Outcome]]:
         return list(self._receipts.items())
 
-    def delete_final(self, updated_before: float, limit: int) -> int:
-        for key in [k for k, (_, at) in self._claims.items() if at < updated_before][:limit]:
+    def delete_final(self, updated_before: float, limit: int, claims_before: float) -> int:
+        for key in [k for k, (_, at) in self._claims.items() if at < claims_before][:limit]:
             del self._claims[key]
         old = [t for t, r in self._rows.items() if r.status in FINAL and r.updated_at < updated_before]
         for tag in old[:limit]:

@@ -24,14 +24,21 @@ from herald.channels import Lane
 from herald.delivery import Delivery
 from herald.delivery_log import ACCEPTED, ATTEMPT, FINAL
 from herald.errors import Conflict
+from herald.models import MAX_TTL_SECONDS
 from herald.notification import Accepted, Notification
 from herald.outcome import Outcome
-from herald.reconcile import apply_receipt, is_receipt
+from herald.reconcile import is_receipt
 from herald.record import Record
-from herald.requester_callbacks import callback_record, callback_tag, callback_url
+from herald.requester_callbacks import (
+    callback_record,
+    callback_tag,
+    callback_url,
+)
 from herald.retry import RetryPolicy
-from herald.shard_state import COUNTERS, ShardState
+from herald.shard_receipts import ReceiptHandling
+from herald.shard_state import COUNTERS
 from herald.status import WAITING, Status
+from herald.waiting_work import EXPIRE_BATCH, EXPIRE_EVERY_SECONDS, WaitingWork
 from herald.wire import compact
 
 __all__ = ["COUNTERS", "LeaseRenewal", "QueueShard"]
@@ -47,7 +54,7 @@ class LeaseRenewal:
     token: float
 
 
-class QueueShard(ShardState):
+class QueueShard(ReceiptHandling, WaitingWork):
     """The transitions of a shard's notifications; its memory is ``ShardState``."""
 
     # -- intake ---------------------------------------------------------------------------
@@ -163,7 +170,7 @@ class QueueShard(ShardState):
         """
         before = len(self._finished)
         for outcome in outcomes:
-            record = self._live.get(outcome.tag)
+            record = self._live.get(outcome.tag) or self._waiting_on_disk(outcome.tag)
             if record is None:
                 if is_receipt(outcome) and self._receipt(outcome, now):
                     continue
@@ -204,31 +211,6 @@ class QueueShard(ShardState):
                 self._receipt(early, now)
         return self._finished[before:]
 
-    def _back_in_line(self, record: Record, now: float) -> None:
-        self._set_status(record, Status.QUEUED)
-        record.lease_until = 0.0
-        record.updated_at = now
-        self._dirty(record)
-
-    def _park(self, record: Record, now: float) -> None:
-        """The recipient is away: wait (status queued) until ``unpark`` or expiry."""
-        self._back_in_line(record, now)
-        self._parking.park(record)
-
-    def _defer(self, record: Record, seconds: float, now: float) -> None:
-        """Held back by a rate limit: back in line after ``seconds``, no attempt used."""
-        self._back_in_line(record, now)
-        record.not_before = now + seconds
-        heapq.heappush(self._delayed, (record.not_before, record.seq, record.tag))
-
-    def unpark(self, tenant: str, uid: str, now: float) -> int:
-        """The recipient is reachable again: its parked notifications become ready, in order."""
-        tags = self._parking.release(tenant, uid)
-        records = sorted((self._live[t] for t in tags if t in self._live), key=lambda r: r.seq)
-        for record in records:
-            self._push_ready(record)
-        return len(records)
-
     def _retry_or_die(self, record: Record, retry_after: float | None, now: float) -> None:
         policy = self._policies.get(record.channel) or RetryPolicy()
         if policy.exhausted(record.attempts):
@@ -240,38 +222,6 @@ class QueueShard(ShardState):
         heapq.heappush(self._delayed, (record.not_before, record.seq, record.tag))
         self._count("retried", record.tenant)
 
-    def receipt(self, outcome: Outcome, now: float) -> bool:
-        """A provider's receipt (``delivered``/``failed``) for a sent notification.
-
-        One for a notification not yet ``sent`` (the provider answered before our channel
-        actor's ack arrived) is held, durably, until that ack; True means applied or held.
-        """
-        record = self._live.get(outcome.tag)
-        if record is None and (stored := self._stored(outcome.tag)) is not None and not stored.final:
-            record = stored  # waiting on disk only (herald.backlog): not sent yet either
-        if record is not None:
-            self._early_receipts[outcome.tag] = outcome
-            self._pending.receipts[outcome.tag] = outcome
-            return True
-        return self._receipt(outcome, now)
-
-    def _let_go_receipt(self, tag: str) -> None:
-        if self._early_receipts.pop(tag, None) is not None:
-            self._pending.receipts[tag] = None
-
-    def _receipt(self, outcome: Outcome, now: float) -> bool:
-        record = self._stored(outcome.tag)
-        if record is not None and record.status.value == outcome.kind:
-            return True  # the provider sent it again: applied already
-        if record is None or not apply_receipt(record, outcome, now):
-            return False
-        self._count(record.status.value, record.tenant)
-        self._pending.update(record)
-        self._log(record, FINAL, record.status.value, record.history[-1], now)
-        self._finished.append(record.tag)
-        self._queue_callback(record, now)
-        return True
-
     def _expire(self, record: Record, now: float) -> None:
         self._finish(record, Status.FAILED, now, Attempt.expired(now))
         self._count("expired", record.tenant)
@@ -279,6 +229,8 @@ class QueueShard(ShardState):
     def _finish(self, record: Record, status: Status, now: float, entry: Attempt | None) -> None:
         if entry is not None:
             record.history.append(entry)
+        if record.tag not in self._live and record.status in WAITING:
+            self._left_disk(record)  # finished while waiting on disk only (cancelled, expired)
         self._set_status(record, status)
         record.updated_at = now
         record.lease_until = 0.0
@@ -286,8 +238,7 @@ class QueueShard(ShardState):
         self._log(record, FINAL, status.value, entry, now)
         if status in (Status.SENT, Status.DELIVERED):
             self.latency.observe(now - record.created_at)
-        if self._live.pop(record.tag, None) is None and status is Status.CANCELLED:
-            self._backlog.remove(record.channel, record.priority)  # cancelled while on disk
+        self._live.pop(record.tag, None)
         if status is not Status.SENT:
             self._let_go_receipt(record.tag)  # nothing sent is waiting for it any more
         # The idempotency entry stays until flush() has made the record findable in storage.
@@ -296,16 +247,21 @@ class QueueShard(ShardState):
         self._queue_callback(record, now)
 
     def _queue_callback(self, record: Record, now: float) -> None:
-        """Queue the requester's signed webhook for this final state (in the same flush)."""
+        """Queue the requester's signed webhook for this final state (in the same flush); on
+        disk only when memory is full, like any notification (``herald.backlog``)."""
         url = callback_url(record)
         if not url or callback_tag(record) in self._live:
             return
         self._seq += 1
         hook = callback_record(record, url, self._seq, now)
-        self._live[hook.tag] = hook
         self._track(hook)
-        self._push_ready(hook)
         self._pending.insert(hook)
+        if self._backlog.stays_on_disk(hook.channel, hook.priority, hook.seq, self.memory_full):
+            self._backlog.add(hook.channel, hook.priority)
+            return
+        self._live[hook.tag] = hook
+        self._backlog.took(hook.channel, hook.priority, hook.seq)
+        self._push_ready(hook)
 
     # -- time -----------------------------------------------------------------------------
     def _promote(self, now: float) -> None:
@@ -315,8 +271,9 @@ class QueueShard(ShardState):
         (after the leases, so a retry due now is ready now)."""
         for tag in self._parking.expired(now):
             record = self._live.get(tag)
-            if record is not None:
+            if record is not None and record.status in WAITING:
                 self._expire(record, now)
+        self._wake_held(now)
         while self._leases and self._leases[0][0] <= now:
             lease_until, tag = heapq.heappop(self._leases)
             record = self._live.get(tag)
@@ -339,11 +296,12 @@ class QueueShard(ShardState):
                 self._push_ready(record)
 
     def next_wakeup(self) -> float | None:
-        """When the next retry, lease expiry or parked expiry falls due (for the shell's timer)."""
+        """When the next retry, lease expiry, parked expiry, held record or expiry sweep falls
+        due (for the shell's timer)."""
         times = [h[0][0] for h in (self._delayed, self._leases) if h]
-        parked = self._parking.next_expiry()
-        if parked is not None:
-            times.append(parked)
+        for due in (self._parking.next_expiry(), self._held.due_at, self._sweep_at):
+            if due is not None:
+                times.append(due)
         return min(times) if times else None
 
     def claimed(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
@@ -365,13 +323,22 @@ class QueueShard(ShardState):
             if fresh else {}
         return [taken.get((t, k)) or won[(t, k)] for t, k, _ in entries]
 
-    def delete_final(self, updated_before: float, limit: int) -> int:
-        """Retention: forget up to ``limit`` final records last changed before the cutoff."""
-        return self._storage.delete_final(updated_before, limit)
+    def delete_final(self, now: float, retention_seconds: float, limit: int) -> int:
+        """Retention: forget up to ``limit`` final records last changed ``retention_seconds``
+        ago or earlier, and idempotency claims once no notification they guard can still be
+        live or kept (the longest TTL, or retention if that is longer)."""
+        claims_before = now - max(retention_seconds, MAX_TTL_SECONDS)
+        return self._storage.delete_final(now - retention_seconds, limit, claims_before)
+
+    _sweep_at: float | None = None
 
     def tick(self, now: float) -> None:
-        """Let time pass: due retries, expired leases and parked notifications."""
+        """Let time pass: due retries, expired leases, parked and held notifications, and
+        (every ``EXPIRE_EVERY_SECONDS``) an expiry sweep over every lane."""
         self._promote(now)
+        if self._sweep_at is None or now >= self._sweep_at:
+            more = self.expire_due(now) >= EXPIRE_BATCH
+            self._sweep_at = now if more else now + EXPIRE_EVERY_SECONDS
 
     # -- control ------------------------------------------------------------------------
     def cancel(self, tag: str, tenant: str, now: float) -> Record:
@@ -392,6 +359,7 @@ class QueueShard(ShardState):
     def _revive(self, record: Record, now: float) -> Record:
         self._set_status(record, Status.QUEUED)
         record.attempts = 0
+        record.deferrals = 0
         record.not_before = 0.0
         record.updated_at = now
         record.history.append(Attempt.revived(now))

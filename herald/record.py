@@ -35,6 +35,12 @@ class Record:
     history: list[Attempt] = field(default_factory=list)
     #: Names the current lease (``Delivery.lease``); an outcome carrying another is late.
     lease_token: float = 0.0
+    #: Times this notification was held back without an attempt (``defer``: a rate limit or
+    #: every breaker open); a requester callback has a budget of them (``herald.requester_callbacks``).
+    deferrals: int = 0
+    #: Where a waiting record kept on disk only waits outside the line (``herald.held``):
+    #: ``"deferred"`` until ``not_before``, ``"parked"`` until its user connects; None in line.
+    held: str | None = None
     #: Bytes of the stored payload: what the queue limit by bytes counts (not persisted).
     size: int = field(default=0, compare=False)
 

@@ -14,6 +14,24 @@ from herald.record import Record
 #: How long a requester's endpoint may stay unreachable before its callback is given up.
 CALLBACK_TTL_SECONDS = 3 * 86400
 CALLBACK_TYPE = "HERALD_CALLBACK"
+#: How often a callback may be held back without an attempt (its endpoint's breaker open, a
+#: rate limit) before it ends ``dead``: a dead endpoint's callbacks do not wait out their TTL.
+CALLBACK_MAX_DEFERRALS = 50
+#: The longest one deferral of a callback waits: with the budget above, a callback is deferred
+#: for at most about four hours in all.
+CALLBACK_MAX_DEFER_SECONDS = 300.0
+
+
+def deferral_budget_spent(record: Record) -> bool:
+    """Whether a callback has been deferred as often as it may be (``CALLBACK_MAX_DEFERRALS``)."""
+    return record.channel is Channel.WEBHOOK and record.deferrals >= CALLBACK_MAX_DEFERRALS
+
+
+def defer_seconds(record: Record, seconds: float) -> float:
+    """How long ``record`` waits when deferred for ``seconds`` (a callback's wait is capped)."""
+    if record.channel is Channel.WEBHOOK:
+        return min(seconds, CALLBACK_MAX_DEFER_SECONDS)
+    return seconds
 
 
 def callback_url(record: Record) -> str | None:

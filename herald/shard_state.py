@@ -12,15 +12,18 @@ import heapq
 import itertools
 import random
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from herald.admin_queries import AdminQueries
 from herald.attempt import Attempt
 from herald.backlog import REFILL, SPILLABLE, DiskBacklog
 from herald.channels import Channel, Lane
 from herald.delivery_log import log_event
-from herald.errors import NotFound
+from herald.errors import NotFound, QueueFull
+from herald.fair_share import Holding, admits
+from herald.held import HeldOnDisk
 from herald.metrics import Histogram
+from herald.notification import Notification
 from herald.outcome import Outcome
 from herald.parking import Parking
 from herald.pauses import Pauses
@@ -87,16 +90,23 @@ class ShardState:
         #: scrape reads these instead of walking every record.
         self._depth: Counter[tuple[str, Channel, Status]] = Counter()
         self.live_bytes = 0
+        #: The same by tenant (what a tenant's fair share of the queue limit counts).
+        self._tenant_live: Counter[str] = Counter()
+        self._tenant_bytes: Counter[str] = Counter()
         self._early_receipts: dict[str, Outcome] = dict(self._storage.load_receipts())
         self._pending = PendingWrite()
         self._seq = self._storage.max_seq()
         # What waits on disk is counted, not read (herald.backlog); a window of it is read below.
         self._backlog = DiskBacklog()
+        #: Waiting records kept on disk outside the line (deferred, parked: herald.held).
+        self._held = HeldOnDisk()
         spillable = sorted(SPILLABLE)
         for channel, priority, tenant, status, count, size in self._storage.waiting_counts(spillable):
             self._backlog.add(channel, priority, count)
-            self._depth[(tenant, channel, status)] += count
-            self.live_bytes += size
+            self._count_live(tenant, channel, status, count, size)
+        for channel, _, tenant, status, count, size in self._storage.held_counts():
+            self._held.add(count, now)
+            self._count_live(tenant, channel, status, count, size)
         for record in self._storage.load_in_memory(spillable):
             self._live[record.tag] = record
             if record.idempotency_key:
@@ -142,26 +152,62 @@ class ShardState:
         self.counters[name] += 1
         self._tenant_counters.setdefault(tenant, Counter())[name] += 1
 
+    def _count_live(self, tenant: str, channel: Channel, status: Status, count: int,
+                    size: int) -> None:
+        """``count`` live records of ``size`` bytes in all came (or, negative, went)."""
+        self._depth[(tenant, channel, status)] += count
+        self.live_bytes += size
+        self._tenant_live[tenant] += count
+        self._tenant_bytes[tenant] += size
+        if not self._tenant_live[tenant]:
+            del self._tenant_live[tenant]
+            self._tenant_bytes.pop(tenant, None)
+
     def _track(self, record: Record) -> None:
         """A record became live (accepted, recovered, revived): count it."""
-        self._depth[(record.tenant, record.channel, record.status)] += 1
-        self.live_bytes += record.size
+        self._count_live(record.tenant, record.channel, record.status, 1, record.size)
 
     def _set_status(self, record: Record, status: Status) -> None:
         """Every status change of a live record goes through here (the running counts)."""
-        if record.status not in FINAL:
+        if record.status not in FINAL and status in FINAL:
+            self._count_live(record.tenant, record.channel, record.status, -1, -record.size)
+        elif record.status not in FINAL:
             self._depth[(record.tenant, record.channel, record.status)] -= 1
-            if status in FINAL:
-                self.live_bytes -= record.size
-        elif status not in FINAL:
-            self.live_bytes += record.size
-        if status not in FINAL:
             self._depth[(record.tenant, record.channel, status)] += 1
+        elif status not in FINAL:  # a final record lives again (a revived dead letter)
+            self._count_live(record.tenant, record.channel, status, 1, record.size)
         record.status = status
 
+    def refusals(self, notifications: Sequence[Notification], count_limit: int,
+                 bytes_limit: int) -> list[QueueFull | None]:
+        """For each notification, why it does not fit this shard (``QueueFull``) or None:
+        the limits by count and by bytes, each tenant within its fair share
+        (``herald.fair_share``). Judged one by one, counting the ones admitted before it."""
+        live, size = self.live_count(), self.live_bytes
+        mine: Counter[str] = Counter()
+        mine_bytes: Counter[str] = Counter()
+        out: list[QueueFull | None] = []
+        for n in notifications:
+            held = self._tenant_live[n.tenant] + mine[n.tenant]
+            active = len(self._tenant_live.keys() | mine.keys() | {n.tenant})
+            if not admits(count_limit, Holding(live, held, active), 1):
+                out.append(QueueFull(f"queue full: this shard holds {live} notifications,"
+                                     f" {held} of them this tenant's", retry_after=2.0))
+                continue
+            held_bytes = self._tenant_bytes[n.tenant] + mine_bytes[n.tenant]
+            if not admits(bytes_limit, Holding(size, held_bytes, active), n.size):
+                out.append(QueueFull(f"queue full: this shard holds {size} bytes,"
+                                     f" {held_bytes} of them this tenant's", retry_after=2.0))
+                continue
+            live, size = live + 1, size + n.size
+            mine[n.tenant] += 1
+            mine_bytes[n.tenant] += n.size
+            out.append(None)
+        return out
+
     def live_count(self) -> int:
-        """Live notifications, in memory or waiting on disk only."""
-        return len(self._live) + self._backlog.total
+        """Live notifications, in memory or waiting on disk only (in line or held)."""
+        return len(self._live) + self._backlog.total + self._held.total
 
     @property
     def memory_full(self) -> bool:
@@ -242,8 +288,8 @@ class ShardState:
             self._backlog.took(channel, priority, record.seq)
             if record.tag in self._live:
                 continue  # in memory already (a stray: counted there, not here)
-            if record.status not in WAITING:
-                continue  # finished while on disk (cancelled, and uncounted then)
+            if record.status not in WAITING or record.held is not None:
+                continue  # finished while on disk (uncounted then), or held (herald.held)
             self._backlog.remove(channel, priority)
             self._live[record.tag] = record
             if record.not_before > now:

@@ -25,10 +25,10 @@ from herald.status import FINAL, WAITING, Status
 _COLUMNS = (
     "tag", "tenant", "type", "channel", "priority", "seq", "uid", "recipient", "idempotency_key",
     "created_at", "expires_at", "payload", "status", "attempts", "not_before", "lease_until",
-    "updated_at", "provider_id", "history", "lease_token",
+    "updated_at", "provider_id", "history", "lease_token", "deferrals", "held",
 )
 _MUTABLE = ("status", "attempts", "not_before", "lease_until", "updated_at", "provider_id",
-            "history", "lease_token")
+            "history", "lease_token", "deferrals", "held")
 #: Receipts held for a notification still being sent: tag → the receipt, or None to forget it.
 ReceiptChanges = Mapping[str, Outcome | None]
 _FINAL_SQL = ", ".join(f"'{s.value}'" for s in sorted(FINAL))
@@ -52,18 +52,37 @@ class Storage(abc.ABC):
     # -- the part of the queue kept on disk only (``herald.backlog``) ------------------------
     @abc.abstractmethod
     def load_in_memory(self, spillable: Sequence[Channel]) -> list[Record]:
-        """Live records but the waiting ones of ``spillable`` channels, oldest first."""
+        """Live records but the held ones and the waiting ones of ``spillable`` channels,
+        oldest first."""
 
     @abc.abstractmethod
     def waiting_counts(self, spillable: Sequence[Channel]) -> list[WaitingCount]:
-        """Waiting records of ``spillable`` channels, counted by (channel, priority, tenant,
-        status), with their payload bytes."""
+        """Waiting records in line (not held) of ``spillable`` channels, counted by (channel,
+        priority, tenant, status), with their payload bytes."""
 
     @abc.abstractmethod
     def load_waiting(self, channel: Channel, priority: int, after_seq: int,
                      limit: int) -> list[Record]:
-        """Up to ``limit`` waiting records of (channel, priority) with ``seq`` above
-        ``after_seq``, lowest ``seq`` first."""
+        """Up to ``limit`` waiting records in line (not held) of (channel, priority) with
+        ``seq`` above ``after_seq``, lowest ``seq`` first."""
+
+    # -- waiting records kept on disk outside the line (``herald.held``), and expiry -------
+    @abc.abstractmethod
+    def held_counts(self) -> list[WaitingCount]:
+        """Held waiting records, counted like ``waiting_counts``."""
+
+    @abc.abstractmethod
+    def load_held_due(self, now: float, limit: int) -> list[Record]:
+        """Up to ``limit`` records held ``deferred`` whose ``not_before`` has come."""
+
+    @abc.abstractmethod
+    def load_parked(self, tenant: str, uid: str) -> list[Record]:
+        """The records held ``parked`` for one user, lowest ``seq`` first."""
+
+    @abc.abstractmethod
+    def load_expired(self, now: float, limit: int) -> list[Record]:
+        """Up to ``limit`` waiting records (in line, held or in memory) whose TTL is over,
+        soonest expired first."""
 
     @abc.abstractmethod
     def find_idempotent(self, tenant: str, key: str) -> str | None:
@@ -106,8 +125,9 @@ class Storage(abc.ABC):
         """Receipts held for notifications that were still being sent."""
 
     @abc.abstractmethod
-    def delete_final(self, updated_before: float, limit: int) -> int:
-        """Delete up to ``limit`` final records last changed before ``updated_before``."""
+    def delete_final(self, updated_before: float, limit: int, claims_before: float) -> int:
+        """Delete up to ``limit`` final records last changed before ``updated_before``, and up
+        to ``limit`` idempotency claims made before ``claims_before``."""
 
     @abc.abstractmethod
     def read_events(self, after: int, limit: int) -> list[tuple[int, LogEvent]]:
@@ -168,6 +188,10 @@ class SQLiteStorage(Storage):
         if "lease_token" not in columns:  # a data dir from before lease tokens
             self._db.execute(
                 "ALTER TABLE notifications ADD COLUMN lease_token REAL NOT NULL DEFAULT 0")
+        if "deferrals" not in columns:  # a data dir from before held records (herald.held)
+            self._db.execute(
+                "ALTER TABLE notifications ADD COLUMN deferrals INTEGER NOT NULL DEFAULT 0")
+            self._db.execute("ALTER TABLE notifications ADD COLUMN held TEXT")
         # MAX(seq) at start is an index look-up, not a scan of every record ever kept.
         self._db.execute("CREATE INDEX IF NOT EXISTS notifications_seq ON notifications (seq)")
         self._db.execute(
@@ -176,9 +200,19 @@ class SQLiteStorage(Storage):
         )
         # What waits, by (channel, priority) in acceptance order, and what is being sent: how
         # a shard reads a window of its backlog (herald.backlog) instead of every record.
+        # (Held records wait outside the line: herald.held; the index of before they existed
+        # is replaced by one that leaves them out.)
+        self._db.execute("DROP INDEX IF EXISTS notifications_waiting")
         self._db.execute(
-            f"CREATE INDEX IF NOT EXISTS notifications_waiting ON notifications"
-            f" (channel, priority, seq) WHERE status IN ({_WAITING_SQL})")
+            f"CREATE INDEX IF NOT EXISTS notifications_in_line ON notifications"
+            f" (channel, priority, seq) WHERE status IN ({_WAITING_SQL}) AND held IS NULL")
+        self._db.execute(
+            f"CREATE INDEX IF NOT EXISTS notifications_held ON notifications (held, not_before)"
+            f" WHERE status IN ({_WAITING_SQL}) AND held IS NOT NULL")
+        # Expiry of waiting records whatever their lane (QueueShard.expire_due).
+        self._db.execute(
+            f"CREATE INDEX IF NOT EXISTS notifications_expiry ON notifications (expires_at)"
+            f" WHERE status IN ({_WAITING_SQL})")
         self._db.execute("CREATE INDEX IF NOT EXISTS notifications_sending ON notifications (seq)"
                          " WHERE status = 'sending'")
         self._insert_sql = (
@@ -220,22 +254,50 @@ class SQLiteStorage(Storage):
         marks = ", ".join("?" for _ in kept)
         rows = [*self._db.execute(f"SELECT {columns} FROM notifications WHERE status = 'sending'"),
                 *self._db.execute(f"SELECT {columns} FROM notifications WHERE status IN"
-                                  f" ({_WAITING_SQL}) AND channel IN ({marks})", kept)]
+                                  f" ({_WAITING_SQL}) AND held IS NULL AND channel IN ({marks})", kept)]
         return sorted((self._record(row) for row in rows), key=lambda r: r.seq)
 
     def waiting_counts(self, spillable: Sequence[Channel]) -> list[WaitingCount]:
         marks = ", ".join("?" for _ in spillable)
         rows = self._db.execute(
             f"SELECT channel, priority, tenant, status, COUNT(*), SUM(LENGTH(payload))"
-            f" FROM notifications WHERE status IN ({_WAITING_SQL}) AND channel IN ({marks})"
+            f" FROM notifications WHERE status IN ({_WAITING_SQL}) AND held IS NULL"
+            f" AND channel IN ({marks})"
             f" GROUP BY channel, priority, tenant, status", [c.value for c in spillable])
         return [(Channel(c), p, t, Status(s), n, b) for c, p, t, s, n, b in rows]
+
+    def held_counts(self) -> list[WaitingCount]:
+        rows = self._db.execute(
+            f"SELECT channel, priority, tenant, status, COUNT(*), SUM(LENGTH(payload))"
+            f" FROM notifications WHERE status IN ({_WAITING_SQL}) AND held IS NOT NULL"
+            f" GROUP BY channel, priority, tenant, status")
+        return [(Channel(c), p, t, Status(s), n, b) for c, p, t, s, n, b in rows]
+
+    def load_held_due(self, now: float, limit: int) -> list[Record]:
+        rows = self._db.execute(
+            f"SELECT {', '.join(_COLUMNS)} FROM notifications WHERE held = 'deferred'"
+            f" AND status IN ({_WAITING_SQL}) AND not_before <= ? ORDER BY not_before LIMIT ?",
+            (now, limit))
+        return [self._record(row) for row in rows]
+
+    def load_parked(self, tenant: str, uid: str) -> list[Record]:
+        rows = self._db.execute(
+            f"SELECT {', '.join(_COLUMNS)} FROM notifications WHERE held = 'parked'"
+            f" AND status IN ({_WAITING_SQL}) AND tenant = ? AND uid = ? ORDER BY seq",
+            (tenant, uid))
+        return [self._record(row) for row in rows]
+
+    def load_expired(self, now: float, limit: int) -> list[Record]:
+        rows = self._db.execute(
+            f"SELECT {', '.join(_COLUMNS)} FROM notifications WHERE status IN ({_WAITING_SQL})"
+            f" AND expires_at <= ? ORDER BY expires_at LIMIT ?", (now, limit))
+        return [self._record(row) for row in rows]
 
     def load_waiting(self, channel: Channel, priority: int, after_seq: int,
                      limit: int) -> list[Record]:
         rows = self._db.execute(
             f"SELECT {', '.join(_COLUMNS)} FROM notifications WHERE channel = ? AND priority = ?"
-            f" AND status IN ({_WAITING_SQL}) AND seq > ? ORDER BY seq LIMIT ?",
+            f" AND status IN ({_WAITING_SQL}) AND held IS NULL AND seq > ? ORDER BY seq LIMIT ?",
             (channel.value, priority, after_seq, limit))
         return [self._record(row) for row in rows]
 
@@ -298,10 +360,10 @@ class SQLiteStorage(Storage):
     def claimed(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
         return self._tags_by_key("claims", "key", keys)
 
-    def delete_final(self, updated_before: float, limit: int) -> int:
+    def delete_final(self, updated_before: float, limit: int, claims_before: float) -> int:
         with self._db:
             self._db.execute("DELETE FROM claims WHERE rowid IN (SELECT rowid FROM claims"
-                             " WHERE at < ? LIMIT ?)", (updated_before, limit))
+                             " WHERE at < ? LIMIT ?)", (claims_before, limit))
             cursor = self._db.execute(
                 f"DELETE FROM notifications WHERE rowid IN (SELECT rowid FROM notifications"
                 f" WHERE status IN ({_FINAL_SQL}) AND updated_at < ? LIMIT ?)",
@@ -325,7 +387,8 @@ class SQLiteStorage(Storage):
         # with nothing begun.
         insert_rows = [self._row(r) for r in inserts]
         update_rows = [(Status(r.status).value, r.attempts, r.not_before, r.lease_until,
-                        r.updated_at, r.provider_id, _history_json(r.history), r.lease_token, r.tag)
+                        r.updated_at, r.provider_id, _history_json(r.history), r.lease_token,
+                        r.deferrals, r.held, r.tag)
                        for r in updates]
         event_rows = [(orjson.dumps(e),) for e in events]
         held = [(t, orjson.dumps(o)) for t, o in (receipts or {}).items() if o is not None]

@@ -159,10 +159,14 @@ class LoadClient:
             await asyncio.sleep(wait * random.uniform(0.5, 1.0))
             pause = min(pause * 2, 2.0)
 
-    async def offer_batch(self, channel: str, uids: list[str]) -> list[Offer]:
+    async def offer_batch(self, channel: str, uids: list[str],
+                          callback_url: str | None = None) -> list[Offer]:
         """Hand ``len(uids)`` notifications over in one batch request (not retried); each
         item's answer is recorded as a status: 202, or 429/503/422 for its error code."""
         offers = [self.new_offer(channel, uid) for uid in uids]
+        if callback_url:
+            for offer in offers:
+                offer.payload["requester"]["callback_url"] = callback_url
         self.offers.extend(offers)
         async with self.slots:
             for offer in offers:

@@ -34,10 +34,12 @@ from tests.chaos.own_herald import disk_full, overload, whole_restart
 from tests.chaos.peers import Peers
 from tests.chaos.procs import KEEP_LOGS, HeraldProcess, RssSampler
 from tests.chaos.report import details, row, table
-from tests.chaos.scenarios import provider_hang
+from tests.chaos.scenarios import noisy_neighbour, provider_hang
 from tests.chaos.tally import Tally
 
 KEY = "chaos-key-" + "s" * 24
+#: A second tenant: the noisy neighbour whose callbacks all fail (issue 17, item 3).
+NOISY_KEY = "chaos-noisy-" + "n" * 24
 ADMIN_KEY = "chaos-admin-" + "a" * 24
 T = TypeVar("T")
 
@@ -70,7 +72,8 @@ def herald_env(peers: Peers, sizes: Sizes) -> dict[str, str]:
 
     admin = {"HERALD_ADMIN_KEY": ADMIN_KEY} if "admin_key" in Settings.model_fields else {}
     return {**admin,
-        **peers.env(), "HERALD_API_KEYS": f"chaos:{KEY}", "HERALD_SHARDS": "2",
+        **peers.env(), "HERALD_API_KEYS": f"chaos:{KEY},noisy:{NOISY_KEY}",
+        "HERALD_CALLBACK_ALLOW": "127.0.0.1/32", "HERALD_SHARDS": "2",
         "HERALD_BROWSER_PORT": str(free_port()), "HERALD_QUEUE_LIMIT": str(sizes.queue_limit),
         "HERALD_RATE_LIMITS": f"smtp={sizes.deliver_rate:g}", "HERALD_ATTEMPT_TIMEOUT": "4",
         "HERALD_LEASE_SECONDS": "6", "HERALD_RETRY_BASE_SECONDS": "0.2",
@@ -127,6 +130,9 @@ def run_all(sizes: Sizes, say: TextIO | None = None) -> list[Tally]:
         done(asyncio.run(overload(
             herald, KEY, peers, seconds=sizes.overload_seconds, rate=sizes.overload_rate,
             deliver_rate=sizes.deliver_rate)))
+        done(asyncio.run(noisy_neighbour(
+            base, NOISY_KEY, KEY, peers, limit=sizes.queue_limit, seconds=sizes.hang * 2,
+            rate=1.0)))
         after = {"HERALD_QUEUE_LIMIT": "1000000", "HERALD_RATE_LIMITS": ""}
         done(asyncio.run(whole_restart(
             herald, KEY, peers, seconds=sizes.restart_seconds, rate=sizes.restart_rate,

@@ -279,3 +279,48 @@ async def locked_shard(base_url: str, key: str, peers: Peers, *, data_dir: Path,
     await client.close()
     tally.seconds = time.monotonic() - started
     return tally
+
+
+async def noisy_neighbour(base_url: str, noisy_key: str, steady_key: str, peers: Peers, *,
+                          limit: int, seconds: float, rate: float) -> Tally:
+    """A tenant whose callbacks all fail beside one that keeps sending (issue 17, item 3).
+
+    ``noisy`` floods email with a ``callback_url`` at a closed loopback port (the Herald must
+    allow 127.0.0.1 callbacks) until the queue limit answers 429: its sent emails become
+    callbacks that wait on an open breaker. Meanwhile ``steady`` offers ``rate``/s for
+    ``seconds`` — far below its fair share — and must never see a 429.
+    """
+    from capture.net import free_port
+
+    tally = Tally("noisy neighbour")
+    started = time.monotonic()
+    run = f"n{uuid.uuid4().hex[:6]}"
+    noisy = LoadClient(base_url, noisy_key, retried=frozenset())
+    steady = LoadClient(base_url, steady_key, retried=frozenset())
+    dead = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens there
+
+    async def flood() -> None:
+        for i in range(0, 4 * limit, 20):
+            batch = await noisy.offer_batch("email", [f"{run}-a{i + j}" for j in range(20)],
+                                            callback_url=dead)
+            if any(429 in o.answers for o in batch):
+                return
+
+    await flood()  # the queue is full of the noisy tenant's work
+    await asyncio.gather(flood(), steady.steady(seconds, rate, {"email": 1.0},
+                                                lambda _: f"{run}-b{random.randrange(50)}"))
+    await steady.settle(steady.offers, 120)
+    count(tally, steady, peers)
+    refused = steady.answers.get(429, 0)
+    tally.notes.append(f"noisy tenant: {sum(1 for o in noisy.offers if o.tag)} accepted, "
+                       f"{noisy.answers.get(429, 0)} answered 429; steady tenant: "
+                       f"{len(steady.offers)} offered, {refused} answered 429")
+    if not noisy.answers.get(429):
+        tally.problems.append("the noisy tenant never reached the queue limit")
+    if refused:
+        tally.problems.append(f"the steady tenant, within its share, got {refused} 429s: "
+                              f"{sorted(steady.errors_seen)[:2]}")
+    await noisy.close()
+    await steady.close()
+    tally.seconds = time.monotonic() - started
+    return tally

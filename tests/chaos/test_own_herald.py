@@ -49,6 +49,14 @@ def test_overload_answers_429_and_delivers_everything_it_took(tallies: dict[str,
     assert overload.answers.get("429", 0) > 0 and overload.accepted == overload.delivered
 
 
+def test_a_tenant_whose_callbacks_all_fail_never_429s_another_below_its_share(
+    tallies: dict[str, Tally],
+) -> None:
+    noisy = tallies["noisy neighbour"]
+    _clean(noisy)
+    assert noisy.accepted == noisy.delivered > 0, noisy.notes
+
+
 def test_sigkill_of_everything_then_restart_delivers_all_accepted(tallies: dict[str, Tally]) -> None:
     restart = tallies["whole restart"]
     _clean(restart)

@@ -40,6 +40,7 @@ def make_notification(
     priority: int | None = None,
     ttl: int | None = None,
     callback_url: str | None = None,
+    shards: int = 1,
     **details: Any,
 ) -> Notification:
     """A notification as intake hands it to the queue: a valid payload through validation."""
@@ -59,7 +60,7 @@ def make_notification(
         body["ttl"] = ttl
     body.update(details)
     raw = {"type": f"CM_{channel}", "user": user, "requester": requester, "details": body}
-    return validate_notification(raw, tenant=tenant, now=now)
+    return validate_notification(raw, tenant=tenant, now=now, shards=shards)
 
 
 def lane(channel: str) -> Lane:

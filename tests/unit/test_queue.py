@@ -739,8 +739,20 @@ class _FlakyStorage(Storage):
     def claimed(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
         return self.inner.claimed(keys)
 
-    def delete_final(self, updated_before: float, limit: int) -> int:
-        return self.inner.delete_final(updated_before, limit)
+    def held_counts(self) -> list[WaitingCount]:
+        return self.inner.held_counts()
+
+    def load_held_due(self, now: float, limit: int) -> list[Record]:
+        return self.inner.load_held_due(now, limit)
+
+    def load_parked(self, tenant: str, uid: str) -> list[Record]:
+        return self.inner.load_parked(tenant, uid)
+
+    def load_expired(self, now: float, limit: int) -> list[Record]:
+        return self.inner.load_expired(now, limit)
+
+    def delete_final(self, updated_before: float, limit: int, claims_before: float) -> int:
+        return self.inner.delete_final(updated_before, limit, claims_before)
 
     def read_events(self, after: int, limit: int) -> list[tuple[int, LogEvent]]:
         return self.inner.read_events(after, limit)

@@ -221,11 +221,18 @@ class QueueMachine(RuleBasedStateMachine):
         applied = self.shard.receipt(Outcome(tag, kind, "capture"), self.now)
         self.shard.flush()
         after = self.stored(tag)
-        held = before.status in LIVE  # not sent yet: kept (durably) until its "sent" ack
-        assert applied == (before.status in ("sent", kind) or held)  # a repeat is applied
-        assert after.status == (kind if before.status == "sent" else before.status)
+        # Waiting to be sent again after an attempt: the provider did take that attempt, so
+        # the receipt is its final state (the message is not sent again).
+        taken = before.status in ("queued", "retrying") and before.attempts > 0
+        held = before.status in LIVE and not taken  # in flight: kept (durably) until its ack
+        assert applied == (before.status in ("sent", kind) or held or taken)  # a repeat applies
+        assert after.status == (kind if before.status == "sent" or taken else before.status)
         if held:
             self.pending_receipts[tag] = kind
+        if taken:
+            self.pending_receipts.pop(tag, None)
+            self.parked.discard(tag)
+            self.leases = [(t, until) for t, until in self.leases if t != tag]
 
     @precondition(lambda self: self.accepted)
     @rule(index=st.integers(0, 10_000), of_parked=st.booleans())
@@ -265,6 +272,20 @@ class QueueMachine(RuleBasedStateMachine):
     def advance_time(self, seconds: float) -> None:
         self.now += seconds
 
+    @rule()
+    def expire_due(self) -> None:
+        """The shard's timer sweeps expired notifications, whatever their lane (parked, on
+        disk only, held, retry-delayed): none that waits is left past its TTL."""
+        self.shard.expire_due(self.now)
+        self.shard.flush()
+        for record in self.storage.load_live():
+            if record.status != "sending":
+                assert record.expires_at > self.now, f"{record.tag} waits past its ttl"
+        for tag in self.accepted:
+            record = self.stored(tag)
+            if record.status == "failed" and record.history and record.history[-1].error == "expired":
+                event("expire_due: expired one")
+
     @rule(interrupted=st.sampled_from(("nothing", "enqueue", "lease", "ack")),
           channel=st.sampled_from(CHANNELS))
     def crash_and_recover(self, interrupted: str, channel: str) -> None:
@@ -279,8 +300,9 @@ class QueueMachine(RuleBasedStateMachine):
             self.shard.ack([Outcome(tag, "sent", "capture")], self.now)
         self.shard = make_shard(self.storage, now=self.now, policies=POLICIES,
                                 hot_limit=self.hot_limit)
-        # Held receipts are stored, so they survive; parking is memory only.
-        self.parked.clear()  # so is parking: those come back and will be parked again
+        # Held receipts are stored, so they survive. Parking in memory does not: those come
+        # back and will be parked again; those parked on disk (herald.held) stay parked.
+        self.parked = {t for t in self.parked if self.stored(t).held == "parked"}
 
     # -- invariants -------------------------------------------------------------------------
     @invariant()

@@ -18,12 +18,12 @@ def test_final_records_older_than_the_cutoff_are_deleted_in_small_batches(storag
     for delivery in shard.lease(lane("SMS"), 5, T0, 30.0):
         shard.ack([Outcome(delivery.tag, "sent", "twilio", lease=delivery.lease)], T0 + 1)
     shard.flush()
-    assert shard.delete_final(T0 + 2, limit=3) == 3  # a small batch at a time
-    assert shard.delete_final(T0 + 2, limit=3) == 2
-    assert shard.delete_final(T0 + 2, limit=3) == 0
+    assert shard.delete_final(T0 + 12, 10, limit=3) == 3  # a small batch at a time
+    assert shard.delete_final(T0 + 12, 10, limit=3) == 2
+    assert shard.delete_final(T0 + 12, 10, limit=3) == 0
     assert all(storage.get(n.tag) is None for n in old)
     assert storage.get(live.tag) is not None  # not final: never deleted
-    assert shard.delete_final(T0, limit=10) == 0  # nothing is older than the cutoff
+    assert shard.delete_final(T0 + 10, 10, limit=10) == 0  # nothing is older than the cutoff
 
 
 def test_the_bytes_of_live_payloads_are_counted_in_and_out(storage: Storage) -> None:
