@@ -172,6 +172,9 @@ class Herald:
             # Serve's proxy (started by this Ray) answers 503 + Retry-After, not its own 404,
             # for a path it has no app for yet: it listens before Herald's app is deployed.
             os.environ.setdefault(PROXY_CALLBACK_VARIABLE, PROXY_CALLBACK)
+            # ray.shutdown waits up to this long (default 5 s) to flush task events to a GCS
+            # that, after a SIGTERM to the whole process group, is gone.
+            os.environ.setdefault("RAY_task_events_shutdown_flush_timeout_ms", "1000")
         ray.init(
             address=settings.ray_address, namespace="herald",
             # A local Ray gets its dashboard on loopback (`serve status`, `ray job submit`).
@@ -269,6 +272,8 @@ class Herald:
             _bounded("killing the supervisor", lambda: ray.kill(supervisor, no_restart=True), 5)
         if self._owns_ray:
             self._owns_ray = False
+            if _local_ray_gone():  # its other processes got the signal too and are ending
+                _guarded("ending the local Ray", _kill_local_ray)
             # Stops the local Ray we started (or leaves the cluster we joined).
             _guarded("ray shutdown", ray.shutdown)
         for peer in self.peers:
@@ -337,6 +342,21 @@ def _local_ray_gone() -> bool:
 
     node = worker._global_node
     return node is not None and not node.remaining_processes_alive()
+
+
+def _kill_local_ray() -> None:
+    """SIGKILL what is left of a local Ray that is going anyway: ray.shutdown would give each
+    of its processes a second of SIGTERM in turn."""
+    from ray._private import worker
+
+    node = worker._global_node
+    if node is None:
+        return
+    live = [process for _, process in node.live_processes()]
+    for process in live:
+        process.kill()
+    for process in live:
+        process.wait(timeout=1)
 
 
 def _bounded(what: str, step: Callable[[], Any], seconds: float) -> Any:

@@ -1,7 +1,8 @@
 """Stopping `herald up` every way it is stopped, then starting it again on the same data.
 
-Ctrl-C in a terminal, SIGTERM to the process (`kill`), SIGTERM to its whole process group
-(systemd's default KillMode, `docker stop` of a process group): each stops Herald within 5 s,
+SIGINT to the process, Ctrl-C in a terminal (SIGINT to its process group), SIGTERM to the
+process (`kill`), SIGTERM to its whole process group (systemd's default KillMode, `docker stop`
+of a process group): each stops Herald within 5 s,
 and the next start finds every notification as it was and never answers a client 404 for a
 valid path while it starts (Serve's proxy listens before Herald's app is deployed).
 """
@@ -24,7 +25,8 @@ KEY = "stop-key-" + "s" * 24
 #: The contract: however it is stopped, `herald up` is gone within this many seconds.
 STOP_BOUND = 5.0
 WAYS = {
-    "ctrl-c": (signal.SIGINT, False),
+    "sigint": (signal.SIGINT, False),
+    "ctrl-c-in-a-terminal": (signal.SIGINT, True),  # the terminal signals the foreground group
     "sigterm": (signal.SIGTERM, False),
     "sigterm-to-the-group": (signal.SIGTERM, True),
 }
