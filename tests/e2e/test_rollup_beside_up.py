@@ -46,7 +46,9 @@ def herald(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HeraldUp]:
     sink = SmtpSink().start()
     up = HeraldUp.configure(tmp_path_factory.mktemp("rollup-data"), HERALD_SMTP_URL=sink.url,
                             HERALD_API_KEYS=f"acme:{KEY}", HERALD_SHARDS="2",
-                            HERALD_LOG_ROTATE_SECONDS="1", HERALD_ROLLUP_SECONDS="0")
+                            HERALD_LOG_ROTATE_SECONDS="1", HERALD_ROLLUP_SECONDS="0",
+                            # a job's `python` is the one on the PATH its Ray was started with
+                            PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
     up.start()
     yield up
     up.kill()
@@ -122,7 +124,7 @@ def test_ray_job_submit_of_the_rollup_beside_herald_up(herald: HeraldUp) -> None
     dashboard = f"http://127.0.0.1:{herald.env['HERALD_DASHBOARD_PORT']}"
     excludes = json.dumps({"excludes": [".venv", ".git", ".herald", "**/__pycache__", ".mypy_cache",
                                         ".ruff_cache", ".hypothesis", ".pytest_cache"]})
-    env = user_env(PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
+    env = user_env(PATH=herald.env["PATH"])
     env.pop("RAY_ADDRESS", None)
     deadline = time.monotonic() + 90
     while True:  # the dashboard answers a moment before its job agent takes submissions
