@@ -6,7 +6,8 @@ to ``DATA_DIR/ray-address.json`` (with its own pid) while it runs. `herald rollu
 ``python -m jobs.rollup`` join that Ray through the record, not through Ray's ``address="auto"``
 (which finds whichever Ray on the machine started last and, without the loopback switch, calls
 its GCS at the machine's network address, where nothing answers: ``ray.init`` then waits for
-minutes). Before joining they check with a short connect that the GCS answers.
+minutes), and as Ray joins a local Ray it finds (with its token, when it has one). Before
+joining they check with a short connect that the GCS answers.
 """
 
 from __future__ import annotations
@@ -106,6 +107,18 @@ def recorded_address(data_dir: Path) -> str | None:
 def is_loopback(address: str) -> bool:
     host = address.rpartition(":")[0].strip("[]")
     return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def join_locally() -> None:
+    """Join a Ray of this box as Ray joins one it finds itself (``address="auto"``): over
+    loopback, and with token authentication if a token exists (``ray.init`` of a new local Ray,
+    as `herald up` does, turns it on and makes a token; an explicit address never does)."""
+    from ray._private.authentication.authentication_token_setup import (
+        maybe_enable_token_auth_if_token_available,
+    )
+
+    stay_on_loopback()
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
 def stay_on_loopback() -> None:

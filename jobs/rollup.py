@@ -53,7 +53,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from herald.config import Settings, load_settings
-from jobs.local_ray import RayUnreachable, answers, is_loopback, recorded_address, stay_on_loopback
+from jobs.local_ray import RayUnreachable, answers, is_loopback, join_locally, recorded_address
 from jobs.manifest import Manifest, Range, merge, subtract
 from jobs.segments import Segment, Staged, compact_files, list_segments, roll_segments
 
@@ -297,7 +297,7 @@ def connect(address: str | None = None, data_dir: Path | None = None) -> bool:
         if not answers(host.strip("[]"), int(port)):
             raise RayUnreachable(f"no Ray answers at {address}")
         if is_loopback(address):  # else Ray would call it at the machine's network address
-            stay_on_loopback()
+            join_locally()
     ray.init(address=address, **quiet)
     return True
 

@@ -94,3 +94,16 @@ def test_the_stale_record_of_a_herald_that_is_gone_is_ignored(tmp_path: Path) ->
     ("10.0.0.5:6379", False), ("ray://head:10001", False), ("auto", False)])
 def test_loopback_addresses(address: str, loopback: bool) -> None:
     assert is_loopback(address) is loopback
+
+
+def test_the_rollup_refuses_at_once_a_recorded_ray_that_does_not_answer(tmp_path: Path) -> None:
+    import ray
+
+    from jobs.rollup import connect
+
+    write_record(tmp_path, f"127.0.0.1:{_closed_port()}")
+    with pytest.raises(RayUnreachable):
+        connect(None, tmp_path)
+    with pytest.raises(RayUnreachable, match="no Ray answers at 127.0.0.1:"):
+        connect(f"127.0.0.1:{_closed_port()}")
+    assert not ray.is_initialized()
