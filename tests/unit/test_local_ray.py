@@ -104,6 +104,6 @@ def test_the_rollup_refuses_at_once_a_recorded_ray_that_does_not_answer(tmp_path
     write_record(tmp_path, f"127.0.0.1:{_closed_port()}")
     with pytest.raises(RayUnreachable):
         connect(None, tmp_path)
-    with pytest.raises(RayUnreachable, match="no Ray answers at 127.0.0.1:"):
+    with pytest.raises(RayUnreachable, match=r"no Ray answers at 127\.0\.0\.1:"):
         connect(f"127.0.0.1:{_closed_port()}")
     assert not ray.is_initialized()
