@@ -56,6 +56,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from herald.config import Settings, load_settings
+from jobs.local_ray import RayUnreachable, answers, is_loopback, join_locally, recorded_address
 from jobs.manifest import Manifest, Range, merge, settle, subtract
 from jobs.segments import Segment, Staged, compact_files, list_segments, roll_segments
 
@@ -290,27 +291,35 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def connect(address: str | None = None) -> bool:
-    """Join Ray at ``address``; None: the running cluster if any, else a local Ray of our own.
+def connect(address: str | None = None, data_dir: Path | None = None) -> bool:
+    """Join Ray at ``address``. None: the Ray of the `herald up` recorded in ``data_dir``
+    (``jobs.local_ray``), else the Ray that Ray's own rules name (``RAY_ADDRESS``, as inside
+    ``ray job submit``; a ``ray start`` of this box), else a local Ray of our own.
 
+    Raises RayUnreachable (a one-line message) at once when the Ray named does not answer.
     Returns True when this call connected (the caller then calls ``ray.shutdown()``).
     """
     if ray.is_initialized():
         return False
     quiet: dict[str, Any] = {"logging_level": logging.WARNING, "namespace": "herald"}
+    if address is None and data_dir is not None:
+        address = recorded_address(data_dir)
     if address is None:
-        try:
-            ray.init(address="auto", **quiet)
-        except ConnectionError:
-            ray.init(address="local", include_dashboard=False, **quiet)
-    else:
-        ray.init(address=address, **quiet)
+        ray.init(include_dashboard=False, **quiet)
+        return True
+    host, _, port = address.rpartition(":")
+    if host and port.isdigit() and "://" not in host:  # a GCS address, not auto or ray://
+        if not answers(host.strip("[]"), int(port)):
+            raise RayUnreachable(f"no Ray answers at {address}")
+        if is_loopback(address):  # else Ray would call it at the machine's network address
+            join_locally()
+    ray.init(address=address, **quiet)
     return True
 
 
 def run(data_dir: Path, address: str | None, retention_days: float) -> RollupReport:
     """Connect, roll up, disconnect: what ``python -m jobs.rollup`` and ``herald rollup`` do."""
-    ours = connect(address)
+    ours = connect(address, data_dir)
     try:
         return rollup(data_dir, retention_days=retention_days)
     finally:
@@ -366,8 +375,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="Herald's data directory (default: HERALD_DATA_DIR, else ./.herald)")
     parser.add_argument("--address", default=None,
-                        help="Ray to run on: auto, local, ray://… (default: the running cluster, "
-                             "else a local Ray)")
+                        help="Ray to run on: HOST:PORT, auto, local, ray://… (default: the Ray "
+                             "of the herald up of the data dir, else RAY_ADDRESS or a `ray start` "
+                             "of this box, else a local Ray)")
     parser.add_argument("--retention-days", type=float, default=None,
                         help="delete rolled-up segments older than this (default: "
                              "HERALD_RETENTION_DAYS, else 7)")
@@ -378,7 +388,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rollup: configuration error: {exc}", file=sys.stderr)
         return 2
     retention = settings.retention_days if args.retention_days is None else args.retention_days
-    report = run(args.data_dir or settings.data_dir, args.address, retention)
+    try:
+        report = run(args.data_dir or settings.data_dir, args.address, retention)
+    except RayUnreachable as exc:
+        print(f"rollup: {exc}", file=sys.stderr)
+        return 1
     print(report.summary(), flush=True)
     return 0
 

@@ -285,12 +285,17 @@ def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_rollup(settings: Settings, args: argparse.Namespace) -> int:
+    from jobs.local_ray import RayUnreachable
     from jobs.rollup import run
 
-    # "local" (the default) names no cluster: join a running Herald's Ray, else start one.
+    # "local" (the default) names no cluster: join the Ray of the data dir's running
+    # `herald up` (recorded there), else start one.
     address = None if settings.ray_address == "local" else settings.ray_address
-    print(run(args.data_dir or settings.data_dir, address, settings.retention_days).summary(),
-          flush=True)
+    try:
+        report = run(args.data_dir or settings.data_dir, address, settings.retention_days)
+    except RayUnreachable as exc:
+        raise CliError(str(exc)) from None
+    print(report.summary(), flush=True)
     return 0
 
 

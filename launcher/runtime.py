@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,10 +19,15 @@ import ray
 
 from herald.config import Settings
 from herald.layout import check_layout
+from jobs.local_ray import remove_record, stay_on_loopback, write_record
+from serve.starting import PROXY_CALLBACK, PROXY_CALLBACK_VARIABLE
 
 log = logging.getLogger("herald.runtime")
-#: The longest stop waits for Serve to take Herald's HTTP app down.
+#: The longest stop waits for Serve to take Herald's HTTP app down (a Serve that answers takes
+#: well under a second; one that is gone is not waited for at all, see ``_bounded``).
 APP_DELETE_SECONDS = 15.0
+#: How often a stop step that waits on Ray checks that the local Ray it waits on still runs.
+RAY_WATCH_SECONDS = 0.05
 #: Herald's Serve application: the only one stop() deletes.
 APP_NAME = "herald"
 #: How long a stopping intake replica lets in-flight HTTP requests finish; only ``?wait``
@@ -160,8 +167,15 @@ class Herald:
         # ray.init replaces SIGINT/SIGTERM handlers; keep the caller's (graceful stop).
         handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
         self._owns_ray = True  # before init: an init cut short is shut down too
-        if settings.ray_address == "local":
-            _stay_on_loopback()
+        local = settings.ray_address == "local"
+        if local:
+            stay_on_loopback()
+            # Serve's proxy (started by this Ray) answers 503 + Retry-After, not its own 404,
+            # for a path it has no app for yet: it listens before Herald's app is deployed.
+            os.environ.setdefault(PROXY_CALLBACK_VARIABLE, PROXY_CALLBACK)
+            # ray.shutdown waits up to this long (default 5 s) to flush task events to a GCS
+            # that, after a SIGTERM to the whole process group, is gone.
+            os.environ.setdefault("RAY_task_events_shutdown_flush_timeout_ms", "1000")
         ray.init(
             address=settings.ray_address, namespace="herald",
             # A local Ray gets its dashboard on loopback (`serve status`, `ray job submit`).
@@ -173,6 +187,8 @@ class Herald:
             logging_config=ray.LoggingConfig(encoding="JSON", log_level="INFO",
                                              additional_log_standard_attrs=["name"]),
         )
+        if local:  # for `herald rollup`, `python -m jobs.rollup`: they join this Ray
+            write_record(settings.data_dir, ray.get_runtime_context().gcs_address)
         # That config also sets this process's root logger to INFO: keep aiosmtpd's lines per
         # SMTP connection (the dev-mode capture server runs here) to its warnings.
         logging.getLogger("mail.log").setLevel(logging.WARNING)
@@ -226,14 +242,18 @@ class Herald:
         """Stop taking requests, let in-flight deliveries finish (≤ ``timeout`` s), shut down.
 
         Only Herald's own Serve application is deleted: on a shared cluster the Serve
-        controller, its proxies and other applications stay. Safe to call twice.
+        controller, its proxies and other applications stay. Safe to call twice. A local Ray
+        that is already gone (its processes got the same SIGTERM, from systemd or ``docker
+        stop``) is not waited for: what it ran is stopped already; the data is on disk.
         """
+        if self._owns_ray:  # a rollup started from now on must not join a Ray going away
+            _guarded("removing the Ray record", lambda: remove_record(self.settings.data_dir))
         rollup, self._rollup = self._rollup, None
         if rollup is not None:
             _guarded("stopping the rollup", rollup.stop)
         supervisor, self.supervisor = self.supervisor, None
         drained = None
-        if supervisor is not None:
+        if supervisor is not None and not _local_ray_gone():
             # Channel actors stop leasing and finish what they hold while the HTTP app goes:
             # the two waits overlap instead of adding up.
             drained = _guarded("drain", lambda: supervisor.drain.remote(timeout))
@@ -243,22 +263,18 @@ class Herald:
             self._serving = False
             # serve.delete waits on the Serve controller without a timeout; a controller that
             # does not answer (an overloaded box) must not keep Herald from stopping.
-            deleting = threading.Thread(target=_guarded, daemon=True, name="herald-serve-delete",
-                                        args=("deleting the HTTP app", lambda: serve.delete(APP_NAME)))
-            deleting.start()
-            deleting.join(APP_DELETE_SECONDS)
-            if deleting.is_alive():
-                log.warning("the HTTP app did not stop within %.0f s; going on", APP_DELETE_SECONDS)
+            _bounded("deleting the HTTP app", lambda: serve.delete(APP_NAME), APP_DELETE_SECONDS)
         if drained is not None:
-            left = _guarded("drain", lambda: ray.get(drained, timeout=timeout + 10))
+            left = _bounded("drain", lambda: ray.get(drained), timeout + 10)
             if left:
                 log.warning("%d deliveries still in flight; their leases will expire", left)
-        if supervisor is not None:
-            _guarded("supervisor shutdown",
-                     lambda: ray.get(supervisor.shutdown.remote(), timeout=30))
-            _guarded("killing the supervisor", lambda: ray.kill(supervisor, no_restart=True))
+        if supervisor is not None and not _local_ray_gone():
+            _bounded("supervisor shutdown", lambda: ray.get(supervisor.shutdown.remote()), 30)
+            _bounded("killing the supervisor", lambda: ray.kill(supervisor, no_restart=True), 5)
         if self._owns_ray:
             self._owns_ray = False
+            if _local_ray_gone():  # its other processes got the signal too and are ending
+                _guarded("ending the local Ray", _kill_local_ray)
             # Stops the local Ray we started (or leaves the cluster we joined).
             _guarded("ray shutdown", ray.shutdown)
         for peer in self.peers:
@@ -320,13 +336,47 @@ def _guarded(what: str, step: Callable[[], Any]) -> Any:
         return None
 
 
-def _stay_on_loopback() -> None:
-    """A Ray of one box talks over loopback only. Ray otherwise names the node by the machine's
-    own address (``services.get_node_ip_address``) unless this switch, read when Ray is
-    imported, is off: set it for this process and for what Ray starts from it."""
-    import os
+def _local_ray_gone() -> bool:
+    """Whether a process of the local Ray this process started has exited (a SIGTERM to the
+    whole process group reaches Ray's processes too). False for a Ray joined, not started."""
+    from ray._private import worker
 
-    from ray._private import ray_constants
+    node = worker._global_node
+    return node is not None and not node.remaining_processes_alive()
 
-    switch = os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    ray_constants.ENABLE_RAY_CLUSTER = switch.lower() not in ("0", "false")
+
+def _kill_local_ray() -> None:
+    """SIGKILL what is left of a local Ray that is going anyway: ray.shutdown would give each
+    of its processes a second of SIGTERM in turn."""
+    from ray._private import worker
+
+    node = worker._global_node
+    if node is None:
+        return
+    live = [process for _, process in node.live_processes()]
+    for process in live:
+        process.kill()
+    for process in live:
+        process.wait(timeout=1)
+
+
+def _bounded(what: str, step: Callable[[], Any], seconds: float) -> Any:
+    """Run one stop step that waits on Ray, for at most ``seconds``, and not at all once the
+    local Ray is gone (it would wait for a controller or an actor that no longer exists).
+    A failure is logged and the next steps still run; a step given up on returns None."""
+    if _local_ray_gone():
+        return None
+    result: list[Any] = []
+    thread = threading.Thread(target=lambda: result.append(_guarded(what, step)), daemon=True,
+                              name=f"herald-stop-{what.replace(' ', '-')}")
+    thread.start()
+    deadline = time.monotonic() + seconds
+    while thread.is_alive():
+        thread.join(RAY_WATCH_SECONDS)
+        if _local_ray_gone():
+            log.warning("%s: the local Ray is gone; going on", what)
+            return None
+        if time.monotonic() > deadline:
+            log.warning("%s did not finish within %.0f s; going on", what, seconds)
+            return None
+    return result[0] if result else None

@@ -7,10 +7,8 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -18,6 +16,7 @@ import pytest
 
 from capture.net import free_port
 from capture.smtp_sink import SmtpSink
+from tests.support.herald_up import Console
 from tests.support.payloads import email_payload
 
 pytestmark = pytest.mark.e2e
@@ -25,34 +24,6 @@ KEY = "e2e-key-" + "z" * 24
 #: SMTP is configured (a sink), so nothing is captured and no capture peer starts.
 PROGRESS = ["starting Ray…", "starting the Supervisor, shards and channel pools…",
             "starting the HTTP API…", "Herald is up on http://127.0.0.1:"]
-
-
-@dataclass
-class Console:
-    """Everything `herald up` prints, read as it comes: an unread pipe would fill and block it."""
-
-    process: subprocess.Popen[str]
-    lines: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def wait_for(self, text: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not any(text in line for line in list(self.lines)):
-            if time.monotonic() > deadline:
-                pytest.fail(f"{text!r} not printed within {timeout} s:\n" + self.text())
-            time.sleep(0.1)
-
-    def text(self) -> str:
-        self._reader.join(timeout=0 if self.process.poll() is None else 10)
-        return "\n".join(self.lines)
 
 
 @pytest.fixture(scope="module")
