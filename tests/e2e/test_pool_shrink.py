@@ -31,14 +31,16 @@ from tests.support.payloads import email_payload
 pytestmark = pytest.mark.e2e
 KEY = "shrink-key-" + "s" * 22
 ADMIN = "shrink-admin-" + "a" * 20
-#: How long the server holds each message before answering: longer than the 30 s an actor being
-#: removed used to get, shorter than the attempt deadline below (so no attempt times out).
-SEND_SECONDS = 32.0
-ATTEMPT_TIMEOUT = 40.0
+#: How long the server holds each message before answering: longer than an actor being removed
+#: used to get (a 30 s drain, then its SMTP pool's close, cut at 40 s), shorter than the attempt
+#: deadline below (so no attempt times out and is retried).
+SEND_SECONDS = 47.0
+ATTEMPT_TIMEOUT = 60.0
 #: One shard, two sends per actor: four notifications fill two actors with none left waiting.
 NOTIFICATIONS = 4
-#: The overview must answer within this while the pool grows, sends and drains.
-ANSWER_WITHIN = 3.0
+#: The overview must answer within this while the pool grows, sends and drains (a bound, not a
+#: speed: a Supervisor waiting for a drain took up to 40 s).
+ANSWER_WITHIN = 10.0
 
 
 class SlowHandler(RecordingHandler):
@@ -115,6 +117,8 @@ class Watch:
 
     sizes: list[int] = field(default_factory=list)
     slow_answers: list[float] = field(default_factory=list)
+    #: Overviews without the Supervisor's figures: it did not answer the console in time.
+    unanswered: int = 0
     #: (pool size, sends the server had not answered yet) seen after the pool had grown.
     shrunk_while_sending: list[tuple[int, int]] = field(default_factory=list)
     #: (when the overview was asked for, the Supervisor's health rounds it reported).
@@ -153,6 +157,10 @@ def test_a_grown_pool_shrinks_only_once_its_sends_are_answered(herald_slow_smtp:
             watch.slow_answers.append(round(took, 1))
         overview = answer.json()
         pool = _email_pool(overview)
+        if pool["size"] == 0:  # the console asked the Supervisor and had no answer within 5 s
+            watch.unanswered += 1
+            time.sleep(0.5)
+            continue
         # Read after the overview: a send the server still holds now was in flight when the
         # overview was taken.
         received, answered, duplicates = herald.handler.figures()
@@ -169,7 +177,8 @@ def test_a_grown_pool_shrinks_only_once_its_sends_are_answered(herald_slow_smtp:
                 break
         time.sleep(0.5)
 
-    log = herald.console.text()[-4000:]
+    log = "\n".join(line for line in herald.console.text().splitlines()
+                    if "a pool" in line or "drain" in line)[-3000:]
     received, answered, duplicates = herald.handler.figures()
     assert not duplicates, (f"sent more than once: {duplicates}; the pool shrank while "
                             f"(size, sends unanswered) = {watch.shrunk_while_sending[:3]}\n{log}")
@@ -180,10 +189,12 @@ def test_a_grown_pool_shrinks_only_once_its_sends_are_answered(herald_slow_smtp:
     assert (received, answered) == (NOTIFICATIONS, NOTIFICATIONS)
     assert watch.sizes[-1] == 1, f"the pool did not shrink back: sizes {watch.sizes}"
     assert not watch.slow_answers, f"overviews that took over {ANSWER_WITHIN} s: {watch.slow_answers}"
-    # The health loop (one round a second) never stopped: no 5 s without a new round.
+    assert not watch.unanswered, f"{watch.unanswered} overviews had no answer from the Supervisor"
+    # The health loop (a round a second; one round waits 15 s at most for an actor) never stood
+    # still the way it did for a drain (up to 40 s).
     rounds = [(at, n) for at, n in watch.rounds if n is not None]
     assert rounds, "the overview does not say how many health rounds the Supervisor did"
-    stuck = [s for s in _runs(rounds) if s > 5.0]
+    stuck = [s for s in _runs(rounds) if s > 15.0]
     assert not stuck, f"the Supervisor's health loop stood still for {stuck} s"
 
 
