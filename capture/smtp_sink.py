@@ -43,8 +43,8 @@ class RecordingHandler:
 class SmtpSink:
     """``with SmtpSink() as sink:`` → sink.port, sink.handler.messages, sink.wait_for(n)."""
 
-    def __init__(self) -> None:
-        self.handler = RecordingHandler()
+    def __init__(self, handler: RecordingHandler | None = None) -> None:
+        self.handler = handler or RecordingHandler()
         self.port = free_port()
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
 

@@ -95,7 +95,7 @@ class RateTracker:
 
 def _channel_rows(shards: Sequence[ShardFigures], pools: Mapping[str, int],
                   restarts: Mapping[str, int], actors: Sequence[ChannelActorStats],
-                  now: float) -> list[dict[str, Any]]:
+                  now: float, draining: Sequence[str] = ()) -> list[dict[str, Any]]:
     rows = []
     for channel in Channel:
         key = channel.key
@@ -110,7 +110,9 @@ def _channel_rows(shards: Sequence[ShardFigures], pools: Mapping[str, int],
             "oldest_queued_age": round(now - min(oldest), 3) if oldest else None,
             "paused": bool(paused), "paused_since": min(paused) if paused else None,
             "paused_shards": len(paused),
+            # draining: actors a shrink took out of the pool, finishing their sends before they go.
             "pool": {"size": pools.get(key, 0), "running": len(mine),
+                     "draining": sum(name.startswith(f"herald-{key}-") for name in draining),
                      "restarts": restarts.get(key, 0), "open_circuits": circuits},
         })
     return rows
@@ -124,7 +126,7 @@ def build_overview(now: float, shards: Sequence[ShardFigures | None],
     down = down or {}
     up = [f for f in shards if f is not None]
     channels = _channel_rows(up, supervisor.get("pools", {}), supervisor.get("restarts", {}),
-                             actors, now)
+                             actors, now, supervisor.get("draining", ()))
     ages = [c["oldest_queued_age"] for c in channels if c["oldest_queued_age"] is not None]
     totals: dict[str, int] = {}
     for figures in up:
@@ -149,6 +151,8 @@ def build_overview(now: float, shards: Sequence[ShardFigures | None],
             for i, figures in enumerate(shards)
         ],
         "restarts": dict(supervisor.get("restarts", {})),
+        # The Supervisor's health checks done since it started: it goes on while a pool drains.
+        "health_rounds": supervisor.get("health_rounds"),
         "history": tracker.history(),
     }
 

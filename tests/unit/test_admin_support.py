@@ -144,13 +144,16 @@ def test_the_overview_adds_up_channels_pools_and_pauses() -> None:
     ]
     actors = [ChannelActorStats("EMAIL", 0, {}, {"smtp": "open"}),
               ChannelActorStats("EMAIL", 1, {}, {"smtp": "closed"})]
-    supervisor = {"pools": {"email": 2, "webhook": 1}, "restarts": {"email": 1}}
+    supervisor = {"pools": {"email": 2, "webhook": 1}, "restarts": {"email": 1},
+                  "draining": ["herald-email-2"], "health_rounds": 7}
     o = build_overview(T0, shards, supervisor, actors, tracker)
     email = next(c for c in o["channels"] if c["channel"] == "email")
     assert (email["queued"], email["retrying"], email["sending"]) == (4, 1, 2)
     assert email["oldest_queued_age"] == 90 and o["oldest_queued_age"] == 90
     assert email["paused"] and email["paused_shards"] == 1 and o["paused"] == ["email"]
-    assert email["pool"] == {"size": 2, "running": 2, "restarts": 1, "open_circuits": ["smtp"]}
+    assert email["pool"] == {"size": 2, "running": 2, "draining": 1, "restarts": 1,
+                             "open_circuits": ["smtp"]}
+    assert o["health_rounds"] == 7  # the Supervisor's health loop, going on while a pool drains
     assert o["dead_letters"] == 2 and o["retries_pending"] == 1
     assert [s["up"] for s in o["shards"]] == [True, False, True]
     assert o["depth"] == {"queued": 4, "retrying": 1, "sending": 2}
