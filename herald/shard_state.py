@@ -271,8 +271,20 @@ class ShardState:
         self._backlog.add(record.channel, record.priority)
 
     def _read_back(self, channel: Channel, priority: int, limit: int, now: float) -> int:
-        """Read up to ``limit`` waiting records of (channel, priority) from disk into memory,
-        in acceptance order; how many became ready."""
+        """Read waiting records of (channel, priority) from disk into memory, in acceptance
+        order, until ``limit`` of them became ready or the disk has no more; how many did."""
+        ready = 0
+        while True:
+            got, more = self._read_page(channel, priority, limit, now)
+            ready += got
+            # A page may hold only records memory has already (retries waiting there since
+            # a restart read the window): go on past it, or what waits behind it starves.
+            if ready >= limit or not more or not self._backlog.cold(channel, priority):
+                return ready
+
+    def _read_page(self, channel: Channel, priority: int, limit: int,
+                   now: float) -> tuple[int, bool]:
+        """One page of ``_read_back``: how many became ready, and whether storage has more."""
         cursor = self._backlog.cursor(channel, priority)
         rows = self._storage.load_waiting(channel, priority, cursor, limit)
         last = rows[-1].seq if len(rows) == limit else None  # storage has more beyond it
@@ -300,7 +312,7 @@ class ShardState:
         if not found and self._backlog.cold(channel, priority):
             # Counted but not found (a count that drifted): trust the disk.
             self._backlog.remove(channel, priority, self._backlog.cold(channel, priority))
-        return ready
+        return ready, last is not None
 
     def _refill(self, lane: Lane, want: int, now: float) -> int | None:
         """Make the best ``want`` of ``lane`` be in memory (reading from disk at each priority
