@@ -273,18 +273,17 @@ class ShardState:
     def _read_back(self, channel: Channel, priority: int, limit: int, now: float) -> int:
         """Read waiting records of (channel, priority) from disk into memory, in acceptance
         order, until ``limit`` of them became ready or the disk has no more; how many did."""
-        ready = 0
         while True:
-            got, more = self._read_page(channel, priority, limit, now)
-            ready += got
+            ready, moved, more = self._read_page(channel, priority, limit, now)
             # A page may hold only records memory has already (retries waiting there since
             # a restart read the window): go on past it, or what waits behind it starves.
-            if ready >= limit or not more or not self._backlog.cold(channel, priority):
+            if moved or not more or not self._backlog.cold(channel, priority):
                 return ready
 
     def _read_page(self, channel: Channel, priority: int, limit: int,
-                   now: float) -> tuple[int, bool]:
-        """One page of ``_read_back``: how many became ready, and whether storage has more."""
+                   now: float) -> tuple[int, int, bool]:
+        """One page of ``_read_back``: how many became ready, how many came into memory, and
+        whether storage has more."""
         cursor = self._backlog.cursor(channel, priority)
         rows = self._storage.load_waiting(channel, priority, cursor, limit)
         last = rows[-1].seq if len(rows) == limit else None  # storage has more beyond it
@@ -295,7 +294,7 @@ class ShardState:
             if (r.channel is channel and r.priority == priority and r.seq > cursor
                     and (last is None or r.seq <= last)):
                 found[r.tag] = r
-        ready = 0
+        ready = moved = 0
         for record in sorted(found.values(), key=lambda r: r.seq):
             self._backlog.took(channel, priority, record.seq)
             if record.tag in self._live:
@@ -304,6 +303,7 @@ class ShardState:
                 continue  # finished while on disk (uncounted then), or held (herald.held)
             self._backlog.remove(channel, priority)
             self._live[record.tag] = record
+            moved += 1
             if record.not_before > now:
                 heapq.heappush(self._delayed, (record.not_before, record.seq, record.tag))
             else:
@@ -312,7 +312,7 @@ class ShardState:
         if not found and self._backlog.cold(channel, priority):
             # Counted but not found (a count that drifted): trust the disk.
             self._backlog.remove(channel, priority, self._backlog.cold(channel, priority))
-        return ready, last is not None
+        return ready, moved, last is not None
 
     def _refill(self, lane: Lane, want: int, now: float) -> int | None:
         """Make the best ``want`` of ``lane`` be in memory (reading from disk at each priority

@@ -119,3 +119,22 @@ def test_an_express_lease_takes_only_asap_work(storage: Storage) -> None:
     shard.flush()
     assert [d.tag for d in shard.lease(lane("SMS"), 2, T0, 30.0, min_priority=8)] == [urgent.tag]
     assert [d.tag for d in shard.lease(lane("SMS"), 9, T0, 30.0)] == [n.tag for n in normal]
+
+
+def test_a_lease_reads_past_a_page_of_records_memory_holds_already(storage: Storage) -> None:
+    """Found by the spilling queue machine: a restart reads two leased SMS into a window of
+    two; a third waits on disk only. Once the leases expire (retries, not due yet), the first
+    page read back from disk holds just those two: the lease must read on and take the third."""
+    policies = {"SMS": RetryPolicy(base_seconds=2.0, cap_seconds=20.0, max_attempts=2)}
+    shard = make_shard(storage, policies=policies, hot_limit=2)
+    shard.enqueue([make_notification("SMS", now=T0) for _ in range(2)], T0)
+    assert len(shard.lease(lane("SMS"), 2, T0, 10.0)) == 2
+    shard.flush()
+    shard = make_shard(storage, policies=policies, now=T0, hot_limit=2)  # a restart
+    third = make_notification("SMS", now=T0)
+    shard.enqueue([third], T0)
+    shard.flush()
+    later = T0 + 11.0  # both leases expired; their retries wait a backoff of 2 s or more
+    shard.tick(later)
+    shard.flush()
+    assert [d.tag for d in shard.lease(lane("SMS"), 1, later, 10.0)] == [third.tag]
