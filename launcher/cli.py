@@ -10,7 +10,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -18,6 +17,8 @@ from urllib.parse import quote
 import httpx
 
 from herald.config import Settings, load_settings
+from launcher.cli_error import CliError
+from launcher.data_commands import cmd_report, cmd_rollup, cmd_webhook_secret, parse_day
 
 DESCRIPTION = """\
 Herald delivers email, SMS, fax and in-browser notifications.
@@ -45,14 +46,6 @@ Exit status: 0 success; 1 Herald answered with an error or could not be reached;
 
 #: Every HTTP answer but a ``?wait`` long poll comes within this; the long poll gets it on top.
 REQUEST_SECONDS = 60.0
-
-
-class CliError(Exception):
-    """A failure the user can act on: shown as one ``herald: …`` line, exit ``code``."""
-
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def _base_url(settings: Settings) -> str:
@@ -247,76 +240,6 @@ def cmd_outbox(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _day(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a day (YYYY-MM-DD): {text!r}") from None
-
-
-def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
-    from analytics.progress import Progress
-    from analytics.report import ReportError, build
-
-    if args.since and args.until and args.since > args.until:
-        raise CliError(f"--since {args.since} is after --until {args.until}", 2)
-    progress = Progress()
-    html = args.format == "html"
-    try:
-        numbers, text = build(args.data_dir or settings.data_dir, args.since, args.until, html,
-                              progress)
-    except ReportError as exc:
-        progress.finish("failed")
-        raise CliError(str(exc)) from None
-    progress.finish()
-    if not numbers["rows"]:
-        print(f"herald: no delivery events in {numbers['data_dir']} for that window "
-              "(has `herald rollup` run?)", file=sys.stderr)
-    out = args.out or ("report.html" if html else None)
-    if out is None:
-        sys.stdout.write(text)
-        return 0
-    try:
-        Path(out).write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise CliError(f"cannot write {out}: {exc.strerror or exc}", 2) from None
-    print(f"wrote {out}: {numbers['notifications']:,} notifications", flush=True)
-    return 0
-
-
-def cmd_rollup(settings: Settings, args: argparse.Namespace) -> int:
-    from jobs.local_ray import RayUnreachable
-    from jobs.rollup import run
-
-    # "local" (the default) names no cluster: join the Ray of the data dir's running
-    # `herald up` (recorded there), else start one.
-    address = None if settings.ray_address == "local" else settings.ray_address
-    try:
-        report = run(args.data_dir or settings.data_dir, address, settings.retention_days)
-    except RayUnreachable as exc:
-        raise CliError(str(exc)) from None
-    print(report.summary(), flush=True)
-    return 0
-
-
-def cmd_webhook_secret(settings: Settings, args: argparse.Namespace) -> int:
-    from herald.webhook_secrets import SecretsFile
-
-    tenant = args.tenant
-    if settings.webhook_secret(tenant):
-        raise CliError(f"tenant {tenant!r} signs with its HERALD_WEBHOOK_SECRETS entry: "
-                       "change it there", 2)
-    tenants = set(settings.api_keys.values()) or {"dev"}  # no keys: herald up's dev tenant
-    if tenant not in tenants:
-        raise CliError(f"no tenant {tenant!r} (tenants: {', '.join(sorted(tenants))})", 2)
-    secret = SecretsFile.in_data_dir(args.data_dir or settings.data_dir).rotate(tenant)
-    until = secret.previous_until()
-    print(f"rotated {tenant!r}'s webhook secret (read it with GET /v1/webhook-secret)"
-          + (f"; the previous one signs too until {time.ctime(until)}" if until else ""),
-          flush=True)
-    return 0
-
-
 Command = Callable[[Settings, argparse.Namespace], int]
 
 
@@ -385,8 +308,8 @@ def _parser() -> argparse.ArgumentParser:
                      "both included; default: all), from the Parquet `herald rollup` writes under\n"
                      "DATA_DIR/analytics/events: volume, success rates, latency, retries, errors.",
                      "herald report --since 2026-03-01 --until 2026-03-07 --out week.html")
-    report.add_argument("--since", type=_day, metavar="YYYY-MM-DD", help="first day (UTC)")
-    report.add_argument("--until", type=_day, metavar="YYYY-MM-DD", help="last day (UTC)")
+    report.add_argument("--since", type=parse_day, metavar="YYYY-MM-DD", help="first day (UTC)")
+    report.add_argument("--until", type=parse_day, metavar="YYYY-MM-DD", help="last day (UTC)")
     report.add_argument("--format", choices=["html", "json"], default="html",
                         help="html (default, to report.html) or json (to standard output)")
     report.add_argument("--out", metavar="FILE", help="write here instead")

@@ -97,13 +97,20 @@ def test_loopback_addresses(address: str, loopback: bool) -> None:
 
 
 def test_the_rollup_refuses_at_once_a_recorded_ray_that_does_not_answer(tmp_path: Path) -> None:
-    import ray
-
-    from jobs.rollup import connect
-
-    write_record(tmp_path, f"127.0.0.1:{_closed_port()}")
-    with pytest.raises(RayUnreachable):
-        connect(None, tmp_path)
-    with pytest.raises(RayUnreachable, match=r"no Ray answers at 127\.0\.0\.1:"):
-        connect(f"127.0.0.1:{_closed_port()}")
-    assert not ray.is_initialized()
+    # In a process of its own: the full suite has joined a Ray in this one already, and a
+    # process joined to Ray does not connect again.
+    check = f"""
+import pytest, ray
+from pathlib import Path
+from jobs.local_ray import RayUnreachable, write_record
+from jobs.rollup import connect
+write_record(Path({str(tmp_path)!r}), "127.0.0.1:{_closed_port()}")
+with pytest.raises(RayUnreachable):
+    connect(None, Path({str(tmp_path)!r}))
+with pytest.raises(RayUnreachable, match=r"no Ray answers at 127\\.0\\.0\\.1:"):
+    connect("127.0.0.1:{_closed_port()}")
+assert not ray.is_initialized()
+"""
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
+                          timeout=60, cwd=Path(__file__).parents[2])
+    assert done.returncode == 0, done.stderr[-2000:]
