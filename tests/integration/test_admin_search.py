@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 import ray
 
-from actors.queue import QueueActor, shard_path
+from actors.queue import QueueActor
 from herald.config import Settings
 from herald.errors import ValidationError
 from herald.search import SearchPage, SearchQuery
-from herald.storage import SQLiteStorage
-from tests.unit.conftest import T0, make_notification, make_shard
+from tests.support.shard_rows import copies_of_one_record
+from tests.unit.conftest import make_notification
 
 pytestmark = pytest.mark.ray
 ROWS = 400_000
@@ -22,20 +21,8 @@ ROWS = 400_000
 
 def _history(settings: Settings) -> None:
     """ROWS sent notifications (final: not loaded at start), copied in SQL from one."""
-    path = shard_path(settings, 0)
-    storage = SQLiteStorage(path, "OFF")
-    shard = make_shard(storage)
-    shard.enqueue([make_notification("EMAIL")], T0)
-    shard.flush()
-    storage.close()
-    with sqlite3.connect(path) as db:
-        columns = [row[1] for row in db.execute("PRAGMA table_info(notifications)")]
-        copy = ", ".join("tag || '-' || i" if c == "tag" else "seq + i" if c == "seq"
-                         else "NULL" if c == "idempotency_key" else "'sent'" if c == "status"
-                         else "? + 0 * i" if c == "updated_at" else c for c in columns)
-        db.execute(f"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)"
-                   f" INSERT INTO notifications SELECT {copy} FROM notifications, n",
-                   (ROWS, time.time()))
+    copies_of_one_record(settings, ROWS, {"status": "'sent'", "updated_at": "? + 0 * i"},
+                         time.time())
 
 
 def test_a_long_search_does_not_hold_up_an_enqueue_on_its_shard(ray_session: None,

@@ -15,10 +15,9 @@ import ray
 from actors.queue import QueueActor, shard_path
 from herald.config import Settings
 from herald.sharding import shard_for_uid, shard_of_tag
-from herald.storage import SQLiteStorage
 from tests.conftest import ADMIN_KEY, Service
 from tests.support.payloads import email_payload
-from tests.unit.conftest import T0, make_notification, make_shard
+from tests.support.shard_rows import copies_of_one_record
 
 pytestmark = pytest.mark.ray
 BACKLOG = 150_000
@@ -26,20 +25,7 @@ BACKLOG = 150_000
 
 def _backlog(settings: Settings) -> None:
     """One real record, copied in SQL to BACKLOG live ones (fast to make, slow to load)."""
-    path = shard_path(settings, 0)
-    storage = SQLiteStorage(path, "OFF")
-    shard = make_shard(storage)
-    shard.enqueue([make_notification("EMAIL")], T0)
-    shard.flush()
-    storage.close()
-    with sqlite3.connect(path) as db:
-        columns = [row[1] for row in db.execute("PRAGMA table_info(notifications)")]
-        copy = ", ".join("tag || '-' || i" if c == "tag" else "seq + i" if c == "seq"
-                         else "NULL" if c == "idempotency_key" else "? + 0 * i" if c == "expires_at"
-                         else c for c in columns)
-        db.execute(f"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)"
-                   f" INSERT INTO notifications SELECT {copy} FROM notifications, n",
-                   (BACKLOG - 1, time.time() + 86400))
+    copies_of_one_record(settings, BACKLOG - 1, {"expires_at": "? + 0 * i"}, time.time() + 86400)
 
 
 def test_health_is_answered_during_a_long_recovery(ray_session: None, tmp_path: Path) -> None:
