@@ -40,15 +40,14 @@ from herald.config import Settings, load_settings
 from herald.errors import ConfigError
 from herald.layout import check_layout
 from herald.webhook_secrets import SecretsFile
-from launcher.runtime import (
-    APP_NAME,
-    HTTP_GRACE_SECONDS,
-    dev_admin_key,
-    dev_api_key,
-    stored_secret,
-)
+from launcher.stored_secrets import dev_admin_key, dev_api_key, stored_secret
 
 log = logging.getLogger("herald.builder")
+#: Herald's Serve application: the only one stop() deletes.
+APP_NAME = "herald"
+#: How long a stopping intake replica lets in-flight HTTP requests finish; only ``?wait``
+#: long polls last longer, and their clients may ask again.
+HTTP_GRACE_SECONDS = 5.0
 #: How long ``queue_nodes: required`` waits for a queue node by default.
 QUEUE_WAIT_SECONDS = 600.0
 _ARGS = {"queue_nodes", "queue_wait_s"}

@@ -20,6 +20,8 @@ import ray
 from herald.config import Settings
 from herald.layout import check_layout
 from jobs.local_ray import remove_record, stay_on_loopback, write_record
+from launcher.builder import APP_NAME, ensure_webhook_secrets, herald_app, start_supervisor
+from launcher.stored_secrets import dev_admin_key, dev_api_key, stored_secret
 from serve.starting import PROXY_CALLBACK, PROXY_CALLBACK_VARIABLE
 
 log = logging.getLogger("herald.runtime")
@@ -28,34 +30,8 @@ log = logging.getLogger("herald.runtime")
 APP_DELETE_SECONDS = 15.0
 #: How often a stop step that waits on Ray checks that the local Ray it waits on still runs.
 RAY_WATCH_SECONDS = 0.05
-#: Herald's Serve application: the only one stop() deletes.
-APP_NAME = "herald"
-#: How long a stopping intake replica lets in-flight HTTP requests finish; only ``?wait``
-#: long polls last longer, and their clients may ask again.
-HTTP_GRACE_SECONDS = 5.0
 #: Hears one line per start step, e.g. ``herald up`` printing "starting Ray…".
 Progress = Callable[[str], None]
-
-
-def stored_secret(data_dir: Path, name: str, prefix: str = "") -> str:
-    """A secret kept in the data dir (made once, mode 0600): dev API key, browser secret…"""
-    path = data_dir / name
-    if path.is_file():
-        return path.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    value = prefix + secrets.token_urlsafe(24)
-    path.touch(mode=0o600)
-    path.write_text(value + "\n")
-    return value
-
-
-def dev_api_key(data_dir: Path) -> str:
-    return stored_secret(data_dir, "dev-api-key", "hk_dev_")
-
-
-def dev_admin_key(data_dir: Path) -> str:
-    """The admin console's key in dev mode when ``HERALD_ADMIN_KEY`` is unset."""
-    return stored_secret(data_dir, "admin-key", "hk_admin_")
 
 
 class LoopThread:
@@ -147,7 +123,6 @@ class Herald:
         from ray import serve
 
         # The same application `serve deploy serve_config.yaml` builds (launcher/builder.py).
-        from launcher.builder import ensure_webhook_secrets, herald_app, start_supervisor
 
         ensure_webhook_secrets(settings)
         self.supervisor = start_supervisor(settings)
