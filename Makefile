@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: run test test-unit test-integration test-e2e test-browser lint bench clean venv browser-deps redis-deps chaos
+.PHONY: pg-deps run test test-unit test-integration test-e2e test-browser lint bench clean venv browser-deps redis-deps chaos
 
 venv: $(STAMP)
 
@@ -23,6 +23,15 @@ browser-deps:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null \
 	  || echo "warning: could not install chromium; browser tests will be skipped"; }
+
+# PostgreSQL for the tests of HERALD_DATABASE_URL comes from Debian too; the tests start their own
+# servers (as the postgres user, on free loopback ports, in temp dirs), so the packaged cluster
+# is stopped where installing it started one.
+pg-deps:
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || { \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) >/dev/null \
+	  || { echo "error: could not install postgresql (the tests need it)"; exit 1; }; \
+	  (systemctl disable --now postgresql || service postgresql stop) >/dev/null 2>&1 || true; }
 
 # Redis for the Celery peer of `make bench` (and wrk, its HTTP load) come from Debian too. The bench starts its own
 # redis-server on a free loopback port; the packaged service is stopped where it was started
@@ -56,10 +65,10 @@ test-e2e: venv
 test-browser: venv browser-deps
 	$(PY) -m pytest tests/browser -q -p no:cacheprovider
 
-test: venv browser-deps lint
+test: venv browser-deps pg-deps lint
 	$(PY) -m pytest tests -q -p no:cacheprovider
 
-bench: venv redis-deps $(BENCH_STAMP)
+bench: venv redis-deps pg-deps $(BENCH_STAMP)
 	$(PY) -m bench.run
 
 # Fault tests, long version (~10 min): kills, a whole restart, outages, overload, a full disk,

@@ -38,6 +38,7 @@ from herald.config_types import (
     SmtpUrl,
     capture_list,
     ed25519_key,
+    postgres_url,
     secret,
     sync_mode,
     window,
@@ -107,6 +108,14 @@ class Settings(BaseSettings):
     #: One delivery attempt may take this long (a slow provider); the lease is renewed meanwhile.
     attempt_timeout: Seconds = 45.0
     sqlite_synchronous: Annotated[str, BeforeValidator(sync_mode)] = "FULL"
+    #: Unset: each shard in a SQLite file of the data dir. ``postgresql://user:pass@host:port/db``
+    #: (any libpq URL, several hosts with ``target_session_attrs=read-write`` included): every
+    #: shard's state in that database, shards placed anywhere, a second deployment a standby.
+    database_url: Annotated[str, AfterValidator(postgres_url)] | None = secret()
+    #: A shard (or deployment) owner that has not renewed for this long is replaced.
+    shard_lease_seconds: Seconds = 15.0
+    #: Who this deployment is among those sharing ``database_url`` (default: made at start).
+    deployment_id: str | None = None
     intake_replicas: Count = 1
     #: ``local`` starts a Ray instance of our own; ``auto`` or ``ray://…`` joins a cluster.
     ray_address: str = "local"

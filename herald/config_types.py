@@ -118,6 +118,15 @@ def sync_mode(value: object) -> object:
     return mode
 
 
+def postgres_url(value: str) -> str:
+    """``HERALD_DATABASE_URL``: a PostgreSQL URL (libpq's form); the message never repeats it,
+    as it may hold a password."""
+    scheme = value.split("://", 1)[0].lower() if "://" in value else ""
+    if scheme not in ("postgresql", "postgres"):
+        raise ValueError("must be a postgresql:// URL (unset: SQLite files in the data dir)")
+    return value
+
+
 #: The description doubles as the error text ("must be an integer from 1 to 65535").
 Port = Annotated[int, Field(ge=1, le=65535, description="an integer from 1 to 65535")]
 #: Sizes and counts where zero would leave Herald unable to do anything.
