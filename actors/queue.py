@@ -1,7 +1,8 @@
 """QueueActor: one shard of the durable queue, a thin Ray shell around ``herald.queue.QueueShard``.
 
-Every method that changes state flushes to the shard's SQLite file before it returns, so a
-caller that got an answer can rely on it. Values crossing Ray are the core's typed values
+Every method that changes state returns only once its change is committed to the shard's store
+(a group commit: the changes of every call in one round of the event loop share one
+transaction), so a caller that got an answer can rely on it. Values crossing Ray are the core's typed values
 (``Notification`` in, ``Accepted`` / ``Delivery`` out, ``Outcome`` / ``LeaseRenewal`` back), and
 failures are the core's errors (``NotFound``, ``Conflict``, ``QueueFull``, ``Unavailable``),
 raised: Ray carries them to the caller.
@@ -18,6 +19,7 @@ wedged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -73,6 +75,7 @@ class QueueActor:
         #: How the start goes (``herald.shard_health``): down, with why, after a failed one.
         self._health = ShardHealth(shard, ShardCondition.STARTING)
         self._first_try = asyncio.Event()  # set once the first start has succeeded or failed
+        self._batch: asyncio.Future[None] | None = None  # the group commit callers wait for
         # Async actors run __init__ on their event loop: recover in the background.
         self._starting = asyncio.get_running_loop().create_task(self._start())
 
@@ -152,25 +155,28 @@ class QueueActor:
             delay = 1.0 if due is None else min(1.0, max(0.01, due - time.time()))
             await asyncio.sleep(delay)
             try:
-                self._tick_once(shard, due)
+                if self._tick_once(shard, due):
+                    await self._commit(shard)
+                    for event in self._wakeups.values():
+                        event.set()
                 await self._retention(shard)
             except Unavailable:
                 pass  # counted by _flush; callers see it, the timer tries again
             except Exception:
                 log.exception("shard timer round failed", extra={"shard": self._shard_id})
 
-    def _tick_once(self, shard: QueueShard, due: float | None) -> None:
+    def _tick_once(self, shard: QueueShard, due: float | None) -> bool:
+        """One round of the timer; True when time changed the shard (to be committed)."""
         now = time.time()
         if self._shipper is not None and now >= self._ship_at:
             self._ship_at = now + 1.0  # the delivery log, once a second whatever woke us
             self._shipper.ship(now)
-        if due is not None and due <= now:
-            shard.tick(now)
-            self._flush(shard)
-            for event in self._wakeups.values():
-                event.set()
         if self._metrics.due():  # Ray's metrics, every few seconds, never per message
             self._metrics.publish(shard.counters, shard.depth(), tags={"shard": self._shard_id})
+        if due is not None and due <= now:
+            shard.tick(now)
+            return True
+        return False
 
     async def _retention(self, shard: QueueShard) -> None:
         """Once a minute, delete final records older than ``retention_days`` (and claims past
@@ -186,8 +192,35 @@ class QueueActor:
                 return
             await asyncio.sleep(0)
 
+    async def _commit(self, shard: QueueShard) -> None:
+        """Group commit: return once this call's changes are durable, or raise ``Unavailable``.
+
+        The first caller of a round schedules one write for the end of the loop's current
+        round; every call that changes the shard meanwhile (intake, leases, acks, renewals,
+        receipts, the timer) joins it, so at load one transaction carries the changes of many
+        calls. Nobody is answered before the commit that holds their change; a failed commit
+        fails every call in it (memory is rebuilt from storage: none of them happened)."""
+        batch = self._batch
+        if batch is None:
+            loop = asyncio.get_running_loop()
+            batch = self._batch = loop.create_future()
+            loop.call_soon(self._commit_batch, shard)
+        await asyncio.shield(batch)  # one caller cancelled must not cancel the others' commit
+
+    def _commit_batch(self, shard: QueueShard) -> None:
+        batch, self._batch = self._batch, None
+        assert batch is not None
+        try:
+            self._flush(shard)
+        except Unavailable as exc:
+            batch.set_exception(exc)
+            batch.add_done_callback(lambda f: f.exception())  # retrieved even if all left
+        else:
+            batch.set_result(None)
+
     def _flush(self, shard: QueueShard) -> None:
-        """Make this call's changes durable, or raise ``Unavailable`` (memory rolled back)."""
+        """Make every change since the last write durable, or raise ``Unavailable`` (memory
+        rolled back). Only ``_commit_batch`` calls it: each call waits for its group commit."""
         try:
             shard.flush()
         except Exception as exc:  # noqa: BLE001 - any storage failure: roll back, maybe restart
@@ -245,7 +278,7 @@ class QueueActor:
                                  self._settings.queue_limit_bytes // shards)
         admitted = [n for n, why in zip(notifications, refused, strict=True) if why is None]
         accepted = iter(shard.enqueue(admitted, time.time()) if admitted else ())
-        self._flush(shard)
+        await self._commit(shard)
         self._notify({shard.lane_of(n.channel, n.tenant, n.uid) for n in admitted})
         return [why if why is not None else next(accepted) for why in refused]
 
@@ -260,7 +293,7 @@ class QueueActor:
             event.clear()
             leased = shard.lease(lane, limit, time.time(), self._settings.lease_seconds,
                                  min_priority)
-            self._flush(shard)
+            await self._commit(shard)
             if leased:
                 return leased
             remaining = deadline - time.monotonic()
@@ -275,14 +308,14 @@ class QueueActor:
         """Keep leases whose sends are still in flight (the channel actor's heartbeat)."""
         shard = await self._ready()
         renewed = shard.renew(renewals, time.time(), self._settings.lease_seconds)
-        self._flush(shard)
+        await self._commit(shard)
         return renewed
 
     async def ack(self, outcomes: list[Outcome]) -> int:
         """Apply outcomes; durable before this returns. Returns how many reached a final state."""
         shard = await self._ready()
         finished = shard.ack(outcomes, time.time())
-        self._flush(shard)
+        await self._commit(shard)
         return len(finished)
 
     async def claimed(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
@@ -310,13 +343,16 @@ class QueueActor:
         shard = await self._ready()
         now = time.time()
         applied = [shard.receipt(outcome, now) for outcome in outcomes]
-        self._flush(shard)
+        await self._commit(shard)
         return applied
 
     async def get(self, tag: str, tenant: str, wait: float = 0.0) -> dict[str, Any]:
         """The status view of a notification (``NotFound`` if it is not this tenant's); with
         ``wait``, hold up to that many seconds for a final state."""
         shard = await self._ready()
+        if self._batch is not None:  # answer from committed state only: wait for the round
+            with contextlib.suppress(Unavailable):
+                await asyncio.shield(self._batch)
         record = shard.get(tag, tenant)
         if wait > 0 and record.status not in FINAL:
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -337,14 +373,14 @@ class QueueActor:
     async def cancel(self, tag: str, tenant: str) -> dict[str, Any]:
         shard = await self._ready()
         record = shard.cancel(tag, tenant, time.time())
-        self._flush(shard)
+        await self._commit(shard)
         return record.public()
 
     async def revive(self, tag: str, tenant: str) -> dict[str, Any]:
         """Retry a dead-lettered notification (``Conflict`` unless it is dead)."""
         shard = await self._ready()
         record = shard.revive(tag, tenant, time.time())
-        self._flush(shard)
+        await self._commit(shard)
         self._notify({shard.lane_of(record.channel, record.tenant, record.uid)})
         return record.public()
 
@@ -398,7 +434,7 @@ class QueueActor:
                 continue
             results.append(summary(record))
             lanes.add(shard.lane_of(record.channel, record.tenant, record.uid))
-        self._flush(shard)
+        await self._commit(shard)
         self._notify(lanes)
         return results
 
