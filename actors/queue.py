@@ -30,12 +30,13 @@ from typing import Any
 import ray
 
 from actors.log_shipper import LogShipper
+from actors.shard_store import NotOwner, open_storage
 from actors.ray_metrics import RayMetricsExporter
 from herald.admin_views import detail, summary
 from herald.channels import Channel, Lane
 from herald.config import Settings
 from herald.delivery import Delivery
-from herald.errors import HeraldError, QueueFull, Unavailable
+from herald.errors import Fenced, HeraldError, QueueFull, Unavailable
 from herald.metrics import Histogram, ShardStats
 from herald.notification import Accepted, Notification
 from herald.outcome import Outcome
@@ -45,7 +46,7 @@ from herald.record import Record
 from herald.search import SearchPage, SearchQuery
 from herald.shard_health import ShardCondition, ShardHealth, start_delay
 from herald.status import FINAL
-from herald.storage import SQLiteStorage
+from herald.storage import Storage
 
 log = logging.getLogger("herald.queue")
 #: Consecutive failed writes over at least this long: the shard restarts from its disk.
@@ -54,8 +55,8 @@ RETENTION_EVERY_SECONDS = 60.0
 RETENTION_BATCH = 500
 
 
-def shard_path(settings: Settings, shard: int) -> Path:
-    return settings.data_dir / "queue" / f"shard-{shard}.db"
+#: A standby shard asks for its lease this often.
+STANDBY_POLL_SECONDS = 1.0
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=10_000)  # type: ignore[call-overload]
@@ -64,6 +65,9 @@ class QueueActor:
         self._shard_id = shard
         self._settings = settings
         self._shard: QueueShard | None = None
+        self._storage: Storage | None = None
+        self._renew_at = 0.0  # PostgreSQL: when the shard's lease is renewed next (monotonic)
+        self._commits_before = 0  # commits of the stores this process opened before this one
         self._wakeups: dict[Lane, asyncio.Event] = {}
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._timer: asyncio.Task[None] | None = None
@@ -89,6 +93,14 @@ class QueueActor:
         while True:
             try:
                 shard = await asyncio.to_thread(self._open)
+            except NotOwner as exc:  # PostgreSQL: another deployment is active, or owns it
+                if self._health.condition is not ShardCondition.STANDBY:
+                    log.info("shard is a standby", extra={"shard": self._shard_id})
+                self._health = ShardHealth(self._shard_id, ShardCondition.STANDBY, str(exc),
+                                           self._health.since or time.time())
+                self._first_try.set()
+                await asyncio.sleep(STANDBY_POLL_SECONDS)
+                continue
             except Exception as exc:  # noqa: BLE001 - any failure to start: say it, try again
                 failed = self._health.failed_starts + 1
                 reason = f"{type(exc).__name__}: {exc}"[:300]
@@ -109,11 +121,12 @@ class QueueActor:
                                        "live": shard.live_count()})
 
     def _open(self) -> QueueShard:
-        storage = SQLiteStorage(shard_path(self._settings, self._shard_id),
-                                self._settings.sqlite_synchronous)
+        storage = open_storage(self._settings, self._shard_id)
         try:
-            shipper = LogShipper(storage, self._settings.data_dir / "log", self._shard_id,
-                                 self._settings.log_rotate_seconds, self._settings.log_rotate_rows)
+            # With PostgreSQL the delivery log stays in the database until the rollup reads it.
+            shipper = None if self._settings.database_url else LogShipper(
+                storage, self._settings.data_dir / "log", self._shard_id,
+                self._settings.log_rotate_seconds, self._settings.log_rotate_rows)
             policies = {c: self._settings.retry_policy(c) for c in Channel}
             shard = QueueShard(storage, policies, time.time(),
                                gateways=self._settings.pools.get(Channel.BROWSER.key, 1),
@@ -123,7 +136,28 @@ class QueueActor:
             storage.close()  # the next try opens its own connection
             raise
         self._shipper = shipper
+        self._storage = storage
+        self._renew_at = time.monotonic() + self._settings.shard_lease_seconds / 3
         return shard
+
+    def _lose(self, shard: QueueShard, condition: ShardCondition, reason: str) -> None:
+        """Stop serving from ``shard`` at once and start over from the database (PostgreSQL):
+        fenced (another owner has the shard; this one never leases or acks again), or a write
+        whose outcome is unknown (a lost connection: memory may differ from what committed).
+        Calls meanwhile answer 503; in-flight ones hold the old object, whose writes are fenced."""
+        if self._shard is not shard:
+            return
+        log.error("shard stops serving: %s", reason, extra={"shard": self._shard_id})
+        self._shard = None
+        self._health = ShardHealth(self._shard_id, condition, reason, time.time())
+        storage, self._storage = self._storage, None
+        if storage is not None:
+            self._commits_before += storage.commits
+            try:
+                storage.close()
+            except Exception:  # noqa: BLE001 - a dead connection may fail to close
+                log.debug("closing a lost store failed", exc_info=True)
+        self._starting = asyncio.get_running_loop().create_task(self._start())
 
     async def _ready(self) -> QueueShard:
         """The started shard; ``Unavailable`` (503) while a failed start is being retried."""
@@ -150,11 +184,12 @@ class QueueActor:
         records deleted. One failing round (a locked or full disk) is logged and the next one
         tries again: the timer never stops."""
         shard = await self._ready()
-        while True:
+        while self._shard is shard:  # a lost shard's timer ends; the next start makes its own
             due = shard.next_wakeup()
             delay = 1.0 if due is None else min(1.0, max(0.01, due - time.time()))
             await asyncio.sleep(delay)
             try:
+                self._renew(shard)
                 if self._tick_once(shard, due):
                     await self._commit(shard)
                     for event in self._wakeups.values():
@@ -164,6 +199,23 @@ class QueueActor:
                 pass  # counted by _flush; callers see it, the timer tries again
             except Exception:
                 log.exception("shard timer round failed", extra={"shard": self._shard_id})
+
+    def _renew(self, shard: QueueShard) -> None:
+        """PostgreSQL: renew the shard's lease every third of ``shard_lease_seconds`` (every
+        commit renews it too); fenced → stop serving at once."""
+        storage = self._storage
+        if self._settings.database_url is None or storage is None \
+                or time.monotonic() < self._renew_at:
+            return
+        try:
+            storage.renew()  # type: ignore[attr-defined]
+        except Fenced as exc:
+            self._lose(shard, ShardCondition.STANDBY, f"fenced: {exc}")
+            raise Unavailable(str(exc), retry_after=2.0) from None
+        except Exception as exc:  # noqa: BLE001 - the database is gone: start over from it
+            self._lose(shard, ShardCondition.DOWN, f"lease renewal failed: {type(exc).__name__}")
+            raise Unavailable(str(exc), retry_after=2.0) from None
+        self._renew_at = time.monotonic() + self._settings.shard_lease_seconds / 3
 
     def _tick_once(self, shard: QueueShard, due: float | None) -> bool:
         """One round of the timer; True when time changed the shard (to be committed)."""
@@ -223,7 +275,14 @@ class QueueActor:
         rolled back). Only ``_commit_batch`` calls it: each call waits for its group commit."""
         try:
             shard.flush()
+        except Fenced as exc:
+            self._lose(shard, ShardCondition.STANDBY, f"fenced: {exc}")
+            raise Unavailable(f"shard {self._shard_id} has another owner", retry_after=2.0) from None
         except Exception as exc:  # noqa: BLE001 - any storage failure: roll back, maybe restart
+            if self._settings.database_url is not None:  # the outcome may be unknown: reload
+                self._lose(shard, ShardCondition.DOWN, f"write failed: {type(exc).__name__}")
+                raise Unavailable(f"shard {self._shard_id} cannot write: {type(exc).__name__}",
+                                  retry_after=2.0) from None
             now = time.monotonic()
             self._failing_since = self._failing_since or now
             log.error("shard write failed", extra={"shard": self._shard_id, "error": repr(exc)})
@@ -234,6 +293,7 @@ class QueueActor:
             raise Unavailable(f"shard {self._shard_id} cannot write: {type(exc).__name__}",
                               retry_after=2.0) from None
         self._failing_since = None
+        self._renew_at = time.monotonic() + self._settings.shard_lease_seconds / 3
         self._finished(shard.take_finished())
 
     def _notify(self, lanes: set[Lane]) -> None:
@@ -263,6 +323,9 @@ class QueueActor:
         await self._ready()
         if self._shipper is not None:
             self._shipper.close()
+        if self._settings.database_url is not None and self._storage is not None:
+            storage, self._storage, self._shard = self._storage, None, None
+            storage.release()  # type: ignore[attr-defined]  # the next owner need not wait
 
     async def ready(self) -> bool:
         await self._ready()
@@ -289,7 +352,7 @@ class QueueActor:
         shard = await self._ready()
         deadline = time.monotonic() + wait
         event = self._event(lane)
-        while True:
+        while self._shard is shard:
             event.clear()
             leased = shard.lease(lane, limit, time.time(), self._settings.lease_seconds,
                                  min_priority)
@@ -303,6 +366,7 @@ class QueueActor:
                 await asyncio.wait_for(event.wait(), remaining)
             except TimeoutError:
                 return []
+        return []  # the shard was lost (fenced, or its store): nothing more from this one
 
     async def renew(self, renewals: list[LeaseRenewal]) -> int:
         """Keep leases whose sends are still in flight (the channel actor's heartbeat)."""
@@ -388,7 +452,10 @@ class QueueActor:
         """This shard's figures: service-wide, or only ``tenant``'s (no latency histogram)."""
         shard = await self._ready()
         if tenant is None:
-            return ShardStats(self._shard_id, shard.depth(), dict(shard.counters), shard.latency)
+            counters = dict(shard.counters)
+            counters["store_commits"] = self._commits_before + (
+                self._storage.commits if self._storage is not None else 0)
+            return ShardStats(self._shard_id, shard.depth(), counters, shard.latency)
         return ShardStats(self._shard_id, shard.depth(tenant), shard.tenant_counters(tenant),
                           Histogram())
 

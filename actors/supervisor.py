@@ -27,6 +27,7 @@ from typing import Any
 import ray
 
 from actors.channels import ChannelActor
+from actors.deployment_lease import DeploymentLease
 from actors.queue import QueueActor
 from actors.ratelimiter import RATE_LIMITER_NAME, RateLimiter
 from herald.channels import Channel, actor_name
@@ -49,10 +50,11 @@ QUEUE_RESOURCE = "herald_queue"
 QUEUE_RESOURCE_SHARE = 0.001
 
 
-def queue_placement() -> dict[str, Any]:
+def queue_placement(settings: Settings) -> dict[str, Any]:
     """Actor options that keep shards on the queue nodes when the cluster offers
-    ``herald_queue``; on a single box (or a cluster without queue nodes) none: anywhere."""
-    if ray.cluster_resources().get(QUEUE_RESOURCE, 0) > 0:
+    ``herald_queue``; on a single box (or a cluster without queue nodes) none: anywhere. With
+    PostgreSQL a shard keeps nothing on its node: anywhere, and after a node's loss elsewhere."""
+    if settings.database_url is None and ray.cluster_resources().get(QUEUE_RESOURCE, 0) > 0:
         return {"resources": {QUEUE_RESOURCE: QUEUE_RESOURCE_SHARE}}
     return {}
 
@@ -76,7 +78,7 @@ class Supervisor:
         self.restarts: dict[str, int] = {}
         if _exists("herald-shard-0"):
             self.restarts["supervisor"] = 1  # a previous life started these pools
-        placement = queue_placement()  # decided once: a restarted shard keeps its options
+        placement = queue_placement(settings)  # decided once: a restarted shard keeps its options
         self.shards = [
             QueueActor.options(name=f"herald-shard-{i}", **owned, **placement).remote(  # type: ignore[attr-defined]
                 i, settings)
@@ -110,6 +112,10 @@ class Supervisor:
         # Async actors run __init__ on their event loop; a restarted Supervisor resumes checking.
         self._loop: asyncio.Task[None] | None = asyncio.get_running_loop().create_task(
             self._health_loop())
+        #: PostgreSQL: this deployment's claim to be the active one (``actors.deployment_lease``).
+        self._lease = DeploymentLease(settings) if settings.database_url else None
+        self._leasing = (asyncio.get_running_loop().create_task(self._lease.run())
+                         if self._lease is not None else None)
 
     def _channel_actor(self, channel: Channel, index: int) -> Any:
         # HERALD_CHANNEL_CPUS each: on a cluster, actors that do not fit are demand the autoscaler
@@ -298,6 +304,9 @@ class Supervisor:
             await asyncio.wait_for(closing, 10)
         for _, _, handle in self._members():
             ray.kill(handle, no_restart=True)
+        if self._lease is not None and self._leasing is not None:
+            self._leasing.cancel()
+            await asyncio.to_thread(self._lease.release)
         for handle, draining in list(self._draining.values()):
             draining.cancel()
             ray.kill(handle, no_restart=True)

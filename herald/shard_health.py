@@ -31,6 +31,9 @@ class ShardCondition(str, Enum):
     UP = "up"
     #: A start failed; it tries again by itself (``reason`` says what failed).
     DOWN = "down"
+    #: PostgreSQL: another deployment is active (or still owns this shard): it waits for the
+    #: lease, takes nothing meanwhile, and takes over when the owner stops renewing.
+    STANDBY = "standby"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +66,12 @@ def start_delay(failed_starts: int) -> float:
 
 def health_report(shards: Sequence[ShardHealth]) -> tuple[int, dict[str, Any]]:
     """The ``/healthz`` answer: 200 while no shard is down (a starting one is not down), else 503
-    naming each shard that is down and why."""
+    naming each shard that is down and why; 503 ``standby`` while this deployment waits for
+    another's leases (a load balancer sends traffic to the active one)."""
     down = [s for s in shards if s.condition is ShardCondition.DOWN]
-    body: dict[str, Any] = {"status": "down" if down else "ok",
-                            "shards": [s.public() for s in shards]}
+    standby = [s for s in shards if s.condition is ShardCondition.STANDBY]
+    status = "down" if down else "standby" if standby else "ok"
+    body: dict[str, Any] = {"status": status, "shards": [s.public() for s in shards]}
     if down:
         body["down"] = [s.public() for s in down]
-    return (503 if down else 200), body
+    return (200 if status == "ok" else 503), body

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import uuid
 import sys
 import time
 from collections.abc import Mapping
@@ -66,6 +67,9 @@ def start_supervisor(settings: Settings) -> Any:
     """
     from actors.supervisor import NAMESPACE, SUPERVISOR_NAME, Supervisor
 
+    if settings.database_url is not None and settings.deployment_id is None:
+        # Who this deployment is among those on the database: its shards' leases carry it.
+        settings = settings.with_overrides(deployment_id=uuid.uuid4().hex[:12])
     return Supervisor.options(  # type: ignore[attr-defined]
         name=SUPERVISOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
     ).remote(_absolute(settings), settings.channels_configured())
@@ -158,7 +162,7 @@ def build_app(args: dict[str, Any] | None = None) -> Any:
     if unreachable:  # the local capture peers are herald up's; under Serve, providers only
         log.warning("no provider configured for %s: such notifications are refused (422); "
                     "the capture peers run under `herald up` only", ", ".join(sorted(unreachable)))
-    prepare = ray.remote(num_cpus=0)(prepare_data_dir).options(**queue_placement())
+    prepare = ray.remote(num_cpus=0)(prepare_data_dir).options(**queue_placement(settings))
     settings, dev_key = ray.get(prepare.remote(settings))
     if dev_key:
         log.warning("no HERALD_API_KEYS: using the dev API key kept in %s/dev-api-key on the "

@@ -12,7 +12,8 @@ import httpx
 import pytest
 import ray
 
-from actors.queue import QueueActor, shard_path
+from actors.queue import QueueActor
+from actors.shard_store import shard_path
 from herald.config import Settings
 from herald.sharding import shard_for_uid, shard_of_tag
 from tests.conftest import ADMIN_KEY, Service

@@ -6,7 +6,7 @@ import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
 
-from actors.queue import shard_path
+from actors.shard_store import shard_path
 from herald.config import Settings
 from herald.storage import SQLiteStorage
 from tests.unit.conftest import T0, make_notification, make_shard

@@ -189,10 +189,12 @@ def test_prepare_data_dir_keeps_what_herald_up_keeps(tmp_path: Path) -> None:
 def test_shards_ask_for_the_queue_resource_only_where_it_exists(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(supervisor.ray, "cluster_resources", lambda: {"CPU": 2.0})
-    assert queue_placement() == {}
+    assert queue_placement(Settings()) == {}
     monkeypatch.setattr(supervisor.ray, "cluster_resources",
                         lambda: {"CPU": 4.0, QUEUE_RESOURCE: 1.0})
-    placement = queue_placement()
+    # With PostgreSQL a shard keeps nothing on its node: anywhere, queue nodes or not.
+    assert queue_placement(Settings(database_url="postgresql://h/db")) == {}
+    placement = queue_placement(Settings())
     assert set(placement["resources"]) == {QUEUE_RESOURCE}
     # A sliver: a thousand shards fit on the one queue node.
     assert 0 < placement["resources"][QUEUE_RESOURCE] * 1000 <= 1

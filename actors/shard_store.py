@@ -1,0 +1,49 @@
+"""Where a queue shard keeps its state: its SQLite file in the data dir, or PostgreSQL as the
+shard's fenced owner (``HERALD_DATABASE_URL``). The one place that chooses.
+
+With PostgreSQL a shard is opened only by the owner of its lease (``herald.pg_leases``): the
+deployment must hold the ``deployment`` lease, and the shard's lease must be free, expired, or
+held by this deployment (a restarted actor takes over at once; another deployment waits for
+``shard_lease_seconds``). Until then ``NotOwner``: the shard is a standby.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+from herald.config import Settings
+from herald.pg_storage import PostgresStorage
+from herald.storage import SQLiteStorage, Storage
+
+
+class NotOwner(Exception):
+    """Another deployment is active, or another owner still holds this shard's lease."""
+
+
+def shard_path(settings: Settings, shard: int) -> Path:
+    return settings.data_dir / "queue" / f"shard-{shard}.db"
+
+
+def holder(settings: Settings) -> str:
+    """This process as a lease holder: ``{deployment}/{host}:{pid}``."""
+    return f"{settings.deployment_id or 'default'}/{socket.gethostname()}:{os.getpid()}"
+
+
+def open_storage(settings: Settings, shard: int) -> Storage:
+    """The shard's storage, ready to write; ``NotOwner`` while the lease is someone else's."""
+    if settings.database_url is None:
+        return SQLiteStorage(shard_path(settings, shard), settings.sqlite_synchronous)
+    storage = PostgresStorage(settings.database_url, shard, holder=holder(settings),
+                              deployment_id=settings.deployment_id or "default",
+                              lease_seconds=settings.shard_lease_seconds)
+    try:
+        owned = storage.acquire()
+    except BaseException:
+        storage.close()
+        raise
+    if not owned:
+        storage.close()
+        raise NotOwner(f"shard {shard}: another deployment is active or owns it")
+    return storage
