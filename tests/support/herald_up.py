@@ -4,6 +4,7 @@ watched from the first moment (every answer counted), its stop by any signal."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import signal
 import subprocess
@@ -87,10 +88,13 @@ class HeraldUp:
         assert self.console is not None
         return self.console.process
 
-    def start(self, timeout: float = 180.0, probe: dict[str, object] | None = None) -> None:
-        """Start it and wait until ``/healthz`` answers 200. Meanwhile GET ``/healthz`` and, if
-        ``probe`` (a notification) is given, POST it to ``/v1/notifications`` as fast as a
-        client would retry, counting every answer in ``start_answers``."""
+    def start(self, timeout: float = 180.0, probe: dict[str, object] | None = None,
+              until: frozenset[str] = frozenset({"ok"})) -> str:
+        """Start it and wait until ``/healthz`` says one of ``until`` (``ok`` is its 200; a
+        deployment that may be another's standby says ``standby``, with a 503); return which.
+        Meanwhile GET ``/healthz`` and, if ``probe`` (a notification) is given, POST it to
+        ``/v1/notifications`` as fast as a client would retry, counting every answer in
+        ``start_answers``."""
         process = subprocess.Popen(
             [sys.executable, "-m", "launcher.cli", "up"], env=self.env, cwd=ROOT, text=True,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
@@ -103,8 +107,9 @@ class HeraldUp:
             while time.monotonic() < deadline:
                 if probe is not None and not self.start_answers["/v1/notifications"][202]:
                     self._count(client, "POST", "/v1/notifications", probe)
-                if self._count(client, "GET", "/healthz") == 200:
-                    return
+                status = self._health(client)
+                if status in until:
+                    return status
                 if process.poll() is not None:
                     pytest.fail(f"herald up exited with {process.returncode}:\n{self.console.text()}")
                 time.sleep(0.01)
@@ -112,13 +117,23 @@ class HeraldUp:
         pytest.fail(f"herald up did not become healthy in {timeout} s:\n{self.console.text()}")
 
     def _count(self, client: httpx.Client, method: str, path: str,
-               payload: dict[str, object] | None = None) -> int:
+               payload: dict[str, object] | None = None) -> httpx.Response | None:
         try:
-            code = client.request(method, path, json=payload).status_code
+            answer = client.request(method, path, json=payload)
         except httpx.HTTPError:
-            code = 0
-        self.start_answers[path][code] += 1
-        return code
+            answer = None
+        self.start_answers[path][0 if answer is None else answer.status_code] += 1
+        return answer
+
+    def _health(self, client: httpx.Client) -> str | None:
+        """What ``/healthz`` says (``ok``, ``standby``, ``down``); None while it cannot."""
+        answer = self._count(client, "GET", "/healthz")
+        if answer is None or answer.status_code not in (200, 503):
+            return None
+        try:
+            return str(answer.json()["status"])
+        except (ValueError, KeyError, TypeError):  # Serve's proxy before the app: not ours
+            return None
 
     def signal(self, sig: signal.Signals, group: bool = False) -> float:
         """Send ``sig`` to the process (or its whole group); seconds until it exited."""
@@ -142,3 +157,55 @@ class HeraldUp:
             except ProcessLookupError:
                 pass
             self.process.wait(timeout=30)
+
+    def crash(self) -> list[int]:
+        """SIGKILL the whole of it at once, as a machine that dies: its process group, its
+        session and every descendant (a process that left the group is still its child or in
+        its session). The pids killed."""
+        pids = _own_processes(self.process.pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+        return sorted(pids)
+
+    def survivors(self, pids: list[int]) -> list[int]:
+        """Which of ``pids`` still run (a zombie waiting for its parent has stopped)."""
+        return [pid for pid in pids if _state(pid) not in (None, "Z", "X")]
+
+
+def _stat(pid: int) -> list[str] | None:
+    """Fields of /proc/PID/stat after the command (state, ppid, pgrp, session, …)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2:].split()
+
+
+def _state(pid: int) -> str | None:
+    fields = _stat(pid)
+    return fields[0] if fields else None
+
+
+def _own_processes(leader: int) -> set[int]:
+    """``leader`` (a session leader), the members of its session and all their descendants."""
+    parents: dict[int, int] = {}
+    found = {leader}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        fields = _stat(int(entry.name))
+        if fields is None:
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        if int(fields[3]) == leader:
+            found.add(int(entry.name))
+    grew = True
+    while grew:
+        children = {pid for pid, parent in parents.items() if parent in found} - found
+        found |= children
+        grew = bool(children)
+    return found
