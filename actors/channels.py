@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import ray
-from ray.exceptions import RayActorError
+from ray.exceptions import RayActorError, RayTaskError
 
 from actors.provider_chain import ProviderChain
 from actors.providers.registry import build_providers
@@ -26,7 +26,7 @@ from actors.ray_metrics import RayMetricsExporter
 from herald.channels import Channel, Lane
 from herald.config import Settings
 from herald.delivery import Delivery
-from herald.errors import TemplateError
+from herald.errors import TemplateError, Unavailable
 from herald.outcome import Outcome
 from herald.priority import ASAP_PRIORITY
 from herald.queue import LeaseRenewal
@@ -156,8 +156,12 @@ class ChannelActor:
             except RayActorError:
                 items = []
                 await asyncio.sleep(0.5)
-            except Exception:
-                log.exception("lease failed")
+            except Exception as exc:
+                # A standby's shards (PostgreSQL: another deployment is active) and a shard
+                # that is restarting answer Unavailable for as long as that lasts: no traceback
+                # twice a second for each of them.
+                if not (isinstance(exc, RayTaskError) and isinstance(exc.cause, Unavailable)):
+                    log.exception("lease failed")
                 items = []
                 await asyncio.sleep(0.5)
             link.inflight -= want - len(items)

@@ -264,11 +264,13 @@ class Verdict:
     duplicates: int
     came_back: list[str]  # leased by an owner that was lost, never answered: lease_expired
     out_of_order: list[tuple[str, str]]  # (earlier key, later key) that arrived the other way
+    #: Of ``came_back``, those that first arrived after a later one of their user (allowed).
+    overtaken: list[str]
 
     def summary(self) -> str:
         return (f"not final {len(self.not_final)}, lost {len(self.lost)}, duplicates "
-                f"{self.duplicates}, leases that came back {len(self.came_back)}, out of order "
-                f"{len(self.out_of_order)}")
+                f"{self.duplicates}, leases that came back {len(self.came_back)} (overtaken "
+                f"{len(self.overtaken)}), out of order {len(self.out_of_order)}")
 
 
 def judge(load: Load, peers: Peers, statuses: dict[str, dict[str, Any]]) -> Verdict:
@@ -282,16 +284,19 @@ def judge(load: Load, peers: Peers, statuses: dict[str, dict[str, Any]]) -> Verd
     lost = sorted(k for k in load.accepted if seen[k] == 0)
     out_of_order = []
     lines: dict[tuple[str, str], list[Notification]] = collections.defaultdict(list)
-    for item in load.sent:
-        if item.key in load.accepted and item.key not in came_back and seen[item.key]:
+    for item in sorted(load.sent, key=lambda n: n.index):
+        if item.key in load.accepted and seen[item.key]:
             lines[(item.uid, item.channel)].append(item)
+    overtaken = sorted(n.key for (_, channel), items in lines.items() for i, n in enumerate(items)
+                       if n.key in came_back
+                       and any(first[channel][later.key] < first[channel][n.key] for later in items[i + 1:]))
     for (_, channel), items in lines.items():
-        items.sort(key=lambda n: n.index)
-        for earlier, later in itertools.pairwise(items):
+        kept = [n for n in items if n.key not in came_back]
+        for earlier, later in itertools.pairwise(kept):
             if first[channel][earlier.key] > first[channel][later.key]:
                 out_of_order.append((earlier.key, later.key))
     return Verdict(not_final, lost, sum(n - 1 for n in seen.values() if n > 1), came_back,
-                   out_of_order)
+                   out_of_order, overtaken)
 
 
 def wait_for(what: str, check: Any, timeout: float, every: float = 0.2) -> float:
