@@ -306,7 +306,8 @@ class Supervisor:
             ray.kill(handle, no_restart=True)
         if self._lease is not None and self._leasing is not None:
             self._leasing.cancel()
-            await asyncio.to_thread(self._lease.release)
+            with contextlib.suppress(TimeoutError):  # a database not answering: it expires
+                await asyncio.wait_for(asyncio.to_thread(self._lease.release), 5)
         for handle, draining in list(self._draining.values()):
             draining.cancel()
             ray.kill(handle, no_restart=True)
