@@ -97,6 +97,7 @@ class DeploymentLease:
             self._conn, epoch = await asyncio.wait_for(asyncio.shield(answer), self._lease)
         except TimeoutError:
             given_up.set()
+            self._conn = None  # its thread's now: the next try starts on a new one
             answer.add_done_callback(lambda f: f.cancelled() or f.exception())
             raise
         return epoch
@@ -107,7 +108,7 @@ class DeploymentLease:
                 epoch = await self._bounded_try()
             except Exception as exc:  # noqa: BLE001 - the database is away or not answering
                 log.warning("deployment lease: %s", type(exc).__name__)
-                self._conn = None  # closed by the failed try, or left to the given-up one
+                self._conn = None  # closed by the failed try, or left to a given-up one
                 epoch = None
             if (epoch is None) != (self.epoch is None):
                 log.warning("this deployment is %s", "a standby" if epoch is None else "active",
