@@ -150,18 +150,14 @@ class HeraldUp:
         return time.monotonic() - sent
 
     def kill(self) -> None:
-        """SIGKILL what is left of its process group (Ray's processes stay in it)."""
+        """SIGKILL whatever is left of it (``crash``), if it was started."""
         if self.console is not None:
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.process.wait(timeout=30)
+            self.crash()
 
     def crash(self) -> list[int]:
         """SIGKILL the whole of it at once, as a machine that dies: its process group, its
-        session and every descendant (a process that left the group is still its child or in
-        its session). The pids killed."""
+        session and every descendant. Ray's daemons stay in its group, but each Ray worker
+        (every actor) makes a group of its own: it is still in the session. The pids killed."""
         pids = _own_processes(self.process.pid)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
