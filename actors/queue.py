@@ -164,7 +164,8 @@ class QueueActor:
         if self._shard is None:
             await self._first_try.wait()
         if self._shard is None:
-            raise Unavailable(f"shard {self._shard_id} is down: {self._health.reason}",
+            raise Unavailable(f"shard {self._shard_id} is {self._health.condition.value}:"
+                              f" {self._health.reason}",
                               retry_after=start_delay(self._health.failed_starts))
         return self._shard
 
