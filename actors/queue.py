@@ -24,14 +24,13 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import ray
 
 from actors.log_shipper import LogShipper
-from actors.shard_store import NotOwner, open_storage
 from actors.ray_metrics import RayMetricsExporter
+from actors.shard_store import NotOwner, open_storage
 from herald.admin_views import detail, summary
 from herald.channels import Channel, Lane
 from herald.config import Settings
@@ -155,7 +154,7 @@ class QueueActor:
             self._commits_before += storage.commits
             try:
                 storage.close()
-            except Exception:  # noqa: BLE001 - a dead connection may fail to close
+            except Exception:
                 log.debug("closing a lost store failed", exc_info=True)
         self._starting = asyncio.get_running_loop().create_task(self._start())
 

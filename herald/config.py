@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     #: CPU a channel actor asks of its node: a sliver by default, as it mostly waits on
     #: providers. On a cluster, actors that do not fit are the demand the autoscaler adds nodes for.
     channel_cpus: Annotated[float, Field(ge=0)] = 0.05
+    #: CPU a queue shard asks of its node (0: anywhere, even a node that offers no CPU). With
+    #: PostgreSQL shards may run on any node; asking CPU keeps them off a head that offers none.
+    shard_cpus: Annotated[float, Field(ge=0)] = 0.0
     max_attempts: Mapping[str, Count] = Field(default_factory=lambda: dict(DEFAULT_MAX_ATTEMPTS))
     retry_base_seconds: Backoff = 1.0
     retry_cap_seconds: Backoff = 300.0
