@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import uuid
 import sys
 import time
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
