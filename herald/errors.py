@@ -11,6 +11,7 @@
     ├── ConfigError                a bad setting in herald.toml or HERALD_*; names which one
     ├── TooManyRequests            too many of this caller's requests in flight (429, ``retry_after``)
     ├── Unavailable                cannot take it now, try again (503, ``retry_after``)
+    │   └── DatabaseUnavailable    ``HERALD_DATABASE_URL`` does not answer (also a ConnectionError)
     ├── Internal                   a bug: the same request would fail again (500, no retry hint)
     └── ProviderError              a provider could not deliver
         ├── TransientProviderError worth retrying (timeout, 5xx, 429), maybe after ``retry_after`` s
@@ -100,6 +101,11 @@ class Unavailable(HeraldError):
     def __init__(self, message: str, retry_after: float = 1.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class DatabaseUnavailable(Unavailable, ConnectionError):
+    """The database (``HERALD_DATABASE_URL``) cannot be reached or failed mid-call; the message
+    says why (libpq's words: host and port, never the password)."""
 
 
 class Internal(HeraldError):
