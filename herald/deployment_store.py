@@ -67,8 +67,8 @@ class DeploymentStore(ABC):
 
 class DataDirStore(DeploymentStore):
     """Each value in its own file of the data dir, mode 0600, written whole (a temp file renamed
-    or linked into place, so a reader never sees half of one). Writers on this machine take
-    turns under an ``flock`` of the data dir itself."""
+    into place, so a reader never sees half of one). Writers on this machine take turns under an
+    ``flock`` of the data dir itself, so a value read and changed is never changed meanwhile."""
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
@@ -95,13 +95,7 @@ class DataDirStore(DeploymentStore):
                     out.write(value + "\n")
                     out.flush()
                     os.fsync(out.fileno())
-                if expected is None:
-                    try:  # refused if the name exists (a writer that did not take the lock)
-                        os.link(temp, path)
-                    except FileExistsError:
-                        return False
-                else:
-                    os.replace(temp, path)
+                os.replace(temp, path)
             finally:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(temp)
