@@ -11,8 +11,9 @@
     ├── ConfigError                a bad setting in herald.toml or HERALD_*; names which one
     ├── TooManyRequests            too many of this caller's requests in flight (429, ``retry_after``)
     ├── Unavailable                cannot take it now, try again (503, ``retry_after``)
-    │   └── StoreUnavailable       the database connection failed; nothing of the call committed
-    │       └── StoreInDoubt       lost during COMMIT: the write may or may not have committed
+    │   └── DatabaseUnavailable    ``HERALD_DATABASE_URL`` does not answer (also a ConnectionError)
+    │       └── StoreUnavailable   a shard's connection failed; nothing of the call committed
+    │           └── StoreInDoubt   lost during COMMIT: the write may or may not have committed
     ├── Fenced                     another owner took the shard: this one must stop (503)
     ├── Internal                   a bug: the same request would fail again (500, no retry hint)
     └── ProviderError              a provider could not deliver
@@ -105,7 +106,12 @@ class Unavailable(HeraldError):
         self.retry_after = retry_after
 
 
-class StoreUnavailable(Unavailable):
+class DatabaseUnavailable(Unavailable, ConnectionError):
+    """The database (``HERALD_DATABASE_URL``) cannot be reached or failed mid-call; the message
+    says why (libpq's words: host and port, never the password)."""
+
+
+class StoreUnavailable(DatabaseUnavailable):
     """The shard's database could not be reached, or the connection broke mid-call: what the
     call meant to write was not committed. The storage reconnects on its next call."""
 

@@ -17,8 +17,11 @@ from urllib.parse import quote
 import httpx
 
 from herald.config import Settings, load_settings
+from herald.deployment_store import open_store
+from herald.errors import Unavailable
 from launcher.cli_error import CliError
 from launcher.data_commands import cmd_report, cmd_rollup, cmd_webhook_secret, parse_day
+from launcher.stored_secrets import DEV_API_KEY
 
 DESCRIPTION = """\
 Herald delivers email, SMS, fax and in-browser notifications.
@@ -61,12 +64,15 @@ def _http_url(host: str, port: int) -> str:
 def _api_key(settings: Settings) -> str:
     if settings.api_keys:
         return next(iter(settings.api_keys))
-    path = settings.data_dir / "dev-api-key"
     try:
-        return path.read_text().strip()
-    except OSError:
+        with open_store(settings) as store:  # the data dir, or the database herald up used
+            key = store.get(DEV_API_KEY)
+    except (OSError, Unavailable) as exc:
+        raise CliError(f"cannot read the dev API key: {exc}", 2) from None
+    if key is None:
         raise CliError("no API key: set HERALD_API_KEYS, or run `herald up` once to make a dev "
-                       f"key in {settings.data_dir}", 2) from None
+                       f"key in {store.where}", 2)
+    return key
 
 
 def _request(settings: Settings, method: str, path: str, *, wait: float = 0.0,
@@ -296,8 +302,9 @@ def _parser() -> argparse.ArgumentParser:
     rollup.add_argument("--data-dir", type=Path, metavar="DIR",
                         help="Herald's data directory (default: HERALD_DATA_DIR)")
     webhook = command("webhook-secret", cmd_webhook_secret, "rotate a tenant's webhook secret",
-                      "Give TENANT a new random webhook secret (in DATA_DIR, read by the running\n"
-                      "Herald within a second). For 24 h callbacks carry the old signature too.",
+                      "Give TENANT a new random webhook secret (in DATA_DIR, or the database of\n"
+                      "HERALD_DATABASE_URL; read by the running Heralds within a second). For\n"
+                      "24 h callbacks carry the old signature too.",
                       "herald webhook-secret rotate acme")
     webhook.add_argument("action", choices=["rotate"])
     webhook.add_argument("tenant", metavar="TENANT")

@@ -10,6 +10,7 @@ from datetime import date
 from pathlib import Path
 
 from herald.config import Settings
+from herald.errors import Unavailable
 from launcher.cli_error import CliError
 
 
@@ -66,7 +67,8 @@ def cmd_rollup(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_webhook_secret(settings: Settings, args: argparse.Namespace) -> int:
-    from herald.webhook_secrets import SecretsFile
+    from herald.deployment_store import open_store
+    from herald.webhook_secrets import WebhookSecrets
 
     tenant = args.tenant
     if settings.webhook_secret(tenant):
@@ -75,7 +77,13 @@ def cmd_webhook_secret(settings: Settings, args: argparse.Namespace) -> int:
     tenants = set(settings.api_keys.values()) or {"dev"}  # no keys: herald up's dev tenant
     if tenant not in tenants:
         raise CliError(f"no tenant {tenant!r} (tenants: {', '.join(sorted(tenants))})", 2)
-    secret = SecretsFile.in_data_dir(args.data_dir or settings.data_dir).rotate(tenant)
+    if args.data_dir:
+        settings = settings.with_overrides(data_dir=args.data_dir)
+    try:
+        with open_store(settings) as store:  # the database every deployment shares, if set
+            secret = WebhookSecrets(store).rotate(tenant)
+    except Unavailable as exc:
+        raise CliError(exc.message) from None
     until = secret.previous_until()
     print(f"rotated {tenant!r}'s webhook secret (read it with GET /v1/webhook-secret)"
           + (f"; the previous one signs too until {time.ctime(until)}" if until else ""),
