@@ -34,7 +34,8 @@ class RollupReport:
 
     def summary(self) -> str:
         if self.source == DATABASE:
-            line = (f"rollup: {self.rows} rows from the database in {self.batches} batches, "
+            batches = f"{self.batches} batch" + ("" if self.batches == 1 else "es")
+            line = (f"rollup: {self.rows} rows from the database in {batches}, "
                     f"{self.files_written} files written, {self.files_compacted} small files "
                     f"compacted, {self.seconds:.2f} s")
             if self.unreadable:

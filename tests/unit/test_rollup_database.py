@@ -260,7 +260,7 @@ def test_herald_rollup_and_report_through_a_file_uri(
                         "HERALD_RAY_ADDRESS": "127.0.0.1:1"}.items():  # no Ray may be needed
         monkeypatch.setenv(name, value)
     assert cli_main(["rollup"]) == 0
-    assert capsys.readouterr().out.startswith("rollup: 300 rows from the database in 1 batches")
+    assert capsys.readouterr().out.startswith("rollup: 300 rows from the database in 1 batch,")
     shards.add(4)  # two more notifications on each shard
     assert module_main([]) == 0
     assert "rollup: 12 rows from the database" in capsys.readouterr().out
