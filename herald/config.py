@@ -36,6 +36,7 @@ from herald.config_types import (
     Seconds,
     SmtpTarget,
     SmtpUrl,
+    analytics_location,
     capture_list,
     ed25519_key,
     postgres_url,
@@ -170,6 +171,9 @@ class Settings(BaseSettings):
     log_rotate_rows: Count = 100_000
     retention_days: Annotated[float, Field(ge=0)] = 7.0
     rollup_seconds: Annotated[float, Field(ge=0)] = 300.0
+    #: Where the rollup writes Parquet and ``herald report`` reads it: a directory or a pyarrow.fs
+    #: URI (``s3://bucket/prefix``: needs ``database_url``); unset: ``<data_dir>/analytics``.
+    analytics_uri: Annotated[str, AfterValidator(analytics_location)] | None = secret()
 
     def __init__(self, **values: Any) -> None:
         # Keywords only (tests, with_overrides): BaseSettings.__init__ would also consult the

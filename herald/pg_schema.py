@@ -2,7 +2,8 @@
 
 Every shard's state lives in one database, each row naming its shard: the notifications, the
 delivery-log events not yet rolled up, receipts held for notifications still being sent,
-idempotency claims, pauses. ``herald_leases`` holds the owners (the active deployment, and one
+idempotency claims, pauses. ``herald_rollup_steps`` holds the file steps a rollup committed
+(``jobs.file_steps``). ``herald_leases`` holds the owners (the active deployment, and one
 owner per shard, each with an epoch that fences the one before); ``herald_settings`` holds what
 every deployment on the database must share (the shard layout, the secrets).
 
@@ -72,6 +73,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE herald_leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL,"
         " epoch BIGINT NOT NULL, renewed_at TIMESTAMPTZ NOT NULL)",
         "CREATE TABLE herald_settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        # The rollup's commit (jobs.file_steps): file steps in the Parquet destination named
+        # ``destination`` that a run committed, in the transaction that deleted the events they
+        # hold, and may not have finished: rename source → target, or delete source (target
+        # NULL); paths relative to the destination.
+        "CREATE TABLE herald_rollup_steps (destination TEXT NOT NULL, source TEXT NOT NULL,"
+        " target TEXT, PRIMARY KEY (destination, source))",
     ),
 )
 VERSION = len(MIGRATIONS)

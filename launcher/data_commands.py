@@ -10,7 +10,7 @@ from datetime import date
 from pathlib import Path
 
 from herald.config import Settings
-from herald.errors import Unavailable
+from herald.errors import ConfigError, Unavailable
 from launcher.cli_error import CliError
 
 
@@ -31,7 +31,7 @@ def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
     html = args.format == "html"
     try:
         numbers, text = build(args.data_dir or settings.data_dir, args.since, args.until, html,
-                              progress)
+                              progress, analytics_uri=settings.analytics_uri)
     except ReportError as exc:
         progress.finish("failed")
         raise CliError(str(exc)) from None
@@ -52,15 +52,19 @@ def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_rollup(settings: Settings, args: argparse.Namespace) -> int:
+    from jobs.database_rollup import DatabaseUnreachable
     from jobs.local_ray import RayUnreachable
     from jobs.rollup import run
 
     # "local" (the default) names no cluster: join the Ray of the data dir's running
-    # `herald up` (recorded there), else start one.
+    # `herald up` (recorded there), else start one. With a database no Ray is needed.
     address = None if settings.ray_address == "local" else settings.ray_address
     try:
-        report = run(args.data_dir or settings.data_dir, address, settings.retention_days)
-    except RayUnreachable as exc:
+        report = run(args.data_dir or settings.data_dir, address, settings.retention_days,
+                     database_url=settings.database_url, analytics_uri=settings.analytics_uri)
+    except ConfigError as exc:
+        raise CliError(str(exc), 2) from None
+    except (RayUnreachable, DatabaseUnreachable) as exc:
         raise CliError(str(exc)) from None
     print(report.summary(), flush=True)
     return 0
