@@ -15,9 +15,8 @@ import contextlib
 import logging
 from typing import Any
 
-import psycopg
-
 from herald.config import Settings
+from herald.pg_connect import connect
 from herald.pg_leases import acquire_deployment, release
 from herald.pg_schema import migrate
 
@@ -38,7 +37,7 @@ class DeploymentLease:
 
     def _try(self) -> int | None:
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self._url, autocommit=True, connect_timeout=5)
+            self._conn = connect(self._url)
             migrate(self._conn)
         return acquire_deployment(self._conn, self._deployment, self._lease)
 

@@ -19,6 +19,7 @@ import psycopg
 from herald import admin_queries
 from herald.admin_queries import AdminQueries
 from herald.errors import StoreUnavailable, ValidationError
+from herald.pg_connect import connect
 from herald.record_rows import COLUMNS, decode_record
 from herald.search import POSTGRES, Position, Scanned, SearchQuery
 from herald.status import Status
@@ -42,7 +43,7 @@ class PostgresAdminQueries(AdminQueries):
 
     def _connect(self) -> psycopg.Connection[Any]:
         if self._reader is None or self._reader.closed:
-            conn = psycopg.connect(self._url, autocommit=True)
+            conn = connect(self._url)
             conn.execute("SET default_transaction_read_only = on")
             self._reader = conn
         return self._reader

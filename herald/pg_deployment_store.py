@@ -16,10 +16,10 @@ import psycopg
 
 from herald.deployment_store import DeploymentStore
 from herald.errors import DatabaseUnavailable
+from herald.pg_connect import connect
 from herald.pg_schema import migrate
 
 #: How long opening a connection may take, per host of the URL.
-CONNECT_TIMEOUT_SECONDS = 10
 
 
 class PostgresStore(DeploymentStore):
@@ -66,7 +66,7 @@ class PostgresStore(DeploymentStore):
                 raise DatabaseUnavailable(f"HERALD_DATABASE_URL: {_first_line(exc)}") from exc
 
     def _connect(self) -> psycopg.Connection[Any]:
-        conn = psycopg.connect(self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS)
+        conn = connect(self._url)
         try:
             migrate(conn)  # a schema newer than this Herald's is refused (SchemaTooNew) here
         except BaseException:

@@ -43,6 +43,7 @@ from herald.delivery_log import LogEvent
 from herald.errors import Fenced, StoreInDoubt, StoreUnavailable
 from herald.outcome import Outcome
 from herald.pg_admin_queries import PostgresAdminQueries
+from herald.pg_connect import connect
 from herald.pg_schema import migrate
 from herald.record import Record
 from herald.record_rows import (
@@ -111,7 +112,7 @@ class PostgresStorage(Storage):
     # -- the connection ------------------------------------------------------------------------
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self._url, autocommit=True)
+            self._conn = connect(self._url)
         return self._conn
 
     def reconnect(self) -> None:

@@ -83,10 +83,12 @@ def rollup_database(database_url: str, store: AnalyticsStore, *, batch_rows: int
     """
     import psycopg  # here: the segments' rollup never needs it
 
+    from herald.pg_connect import connect
+
     started = time.monotonic()
     report = RollupReport(source=DATABASE)
     try:
-        connection = psycopg.connect(database_url, autocommit=True)
+        connection = connect(database_url)
     except psycopg.OperationalError as exc:  # libpq's message names host and port, no password
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise DatabaseUnreachable(f"cannot reach HERALD_DATABASE_URL: {reason}") from None
