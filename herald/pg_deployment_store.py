@@ -19,8 +19,6 @@ from herald.errors import DatabaseUnavailable
 from herald.pg_connect import connect
 from herald.pg_schema import migrate
 
-#: How long opening a connection may take, per host of the URL.
-
 
 class PostgresStore(DeploymentStore):
     """``herald_settings`` of the database at ``url`` (a libpq URL, several hosts included)."""
