@@ -296,8 +296,9 @@ def _parser() -> argparse.ArgumentParser:
     outbox.add_argument("--channel", choices=["email", "sms", "fax", "browser"])
     outbox.add_argument("--limit", type=int, default=None, metavar="N", help="the last N only")
     rollup = command("rollup", cmd_rollup, "roll the delivery log into Parquet",
-                     "Roll the closed delivery-log segments into Parquet under\n"
-                     "DATA_DIR/analytics/events (dt=…/channel=…), once each, on Ray.",
+                     "Roll the delivery log into Parquet under HERALD_ANALYTICS_URI (default\n"
+                     "DATA_DIR/analytics)/events (dt=…/channel=…), once each: the closed\n"
+                     "segments of the data dir, or with HERALD_DATABASE_URL the database's rows.",
                      "herald rollup")
     rollup.add_argument("--data-dir", type=Path, metavar="DIR",
                         help="Herald's data directory (default: HERALD_DATA_DIR)")
@@ -313,7 +314,8 @@ def _parser() -> argparse.ArgumentParser:
     report = command("report", cmd_report, "write a delivery report (HTML or JSON)",
                      "Report on the notifications accepted from --since to --until (UTC days,\n"
                      "both included; default: all), from the Parquet `herald rollup` writes under\n"
-                     "DATA_DIR/analytics/events: volume, success rates, latency, retries, errors.",
+                     "HERALD_ANALYTICS_URI (default DATA_DIR/analytics): volume, success rates,\n"
+                     "latency, retries, errors.",
                      "herald report --since 2026-03-01 --until 2026-03-07 --out week.html")
     report.add_argument("--since", type=parse_day, metavar="YYYY-MM-DD", help="first day (UTC)")
     report.add_argument("--until", type=parse_day, metavar="YYYY-MM-DD", help="last day (UTC)")
