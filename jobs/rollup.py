@@ -62,7 +62,7 @@ from herald.errors import ConfigError
 from jobs.database_rollup import DatabaseUnreachable, rollup_database
 from jobs.local_ray import RayUnreachable, answers, is_loopback, join_locally, recorded_address
 from jobs.manifest import Manifest, Range, merge, settle, subtract
-from jobs.run_report import RollupCancelled, RollupReport
+from jobs.run_report import DATABASE, RollupCancelled, RollupReport
 from jobs.segments import (
     COMPACT_MIN_FILES,
     SMALL_FILE_BYTES,
@@ -322,17 +322,33 @@ def segments_destination(data_dir: Path, analytics_uri: str | None) -> Path:
 
 
 def scheduled_job(settings: Settings) -> Callable[..., RollupReport]:
-    """The run ``herald up`` repeats: the database's rollup or the segments' one."""
+    """The run ``herald up`` repeats: the database's rollup or the segments' one. On a database
+    shared by an active and a standby deployment only the active one rolls (the Parquet is
+    where the active one's report reads it)."""
     database_url, analytics_uri = settings.database_url, settings.analytics_uri
 
     def job(data_dir: Path, *, retention_days: float,
             cancel: threading.Event | None = None) -> RollupReport:
         if database_url is not None:
+            if not _active(database_url, settings.deployment_id, settings.shard_lease_seconds):
+                return RollupReport(source=DATABASE)
             return rollup_database(database_url, AnalyticsStore.locate(data_dir, analytics_uri),
                                    cancel=cancel)
         return rollup(data_dir, retention_days=retention_days, cancel=cancel,
                       analytics_dir=segments_destination(data_dir, analytics_uri))
     return job
+
+
+def _active(database_url: str, deployment_id: str | None, lease_seconds: float) -> bool:
+    """Whether ``deployment_id`` holds the database's deployment lease (None: not a
+    deployment, e.g. ``herald rollup`` by hand, which always runs)."""
+    if deployment_id is None:
+        return True
+    from herald.pg_connect import connect
+    from herald.pg_leases import active_deployment
+
+    with connect(database_url) as conn:
+        return active_deployment(conn, lease_seconds) == deployment_id
 
 
 # ---- periodic, inside ``herald up`` -------------------------------------------------------------

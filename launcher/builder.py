@@ -69,9 +69,6 @@ def start_supervisor(settings: Settings) -> Any:
     """
     from actors.supervisor import NAMESPACE, SUPERVISOR_NAME, Supervisor
 
-    if settings.database_url is not None and settings.deployment_id is None:
-        # Who this deployment is among those on the database: its shards' leases carry it.
-        settings = settings.with_overrides(deployment_id=uuid.uuid4().hex[:12])
     return Supervisor.options(  # type: ignore[attr-defined]
         name=SUPERVISOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
     ).remote(_absolute(settings), settings.channels_configured())
@@ -116,6 +113,9 @@ def prepare_data_dir(settings: Settings) -> tuple[Settings, str | None]:
         if not settings.browser_secret:
             settings = settings.with_overrides(browser_secret=browser_secret(store))
         ensure_webhook_secrets(settings, store)
+    if settings.database_url is not None and settings.deployment_id is None:
+        # Who this deployment is among those on the database: its leases carry it.
+        settings = settings.with_overrides(deployment_id=uuid.uuid4().hex[:12])
     return settings, dev_key
 
 

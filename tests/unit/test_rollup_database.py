@@ -318,6 +318,23 @@ def test_herald_ups_scheduler_rolls_the_database(shards: Shards, tmp_path: Path)
     assert parquet(AnalyticsStore.locate(tmp_path)) == shards.truth
 
 
+def test_only_the_active_deployment_s_scheduler_rolls(shards: Shards, tmp_path: Path) -> None:
+    """Two deployments on one database: the standby leaves the rollup to the active one, so
+    the Parquet is where the active one's report reads it."""
+    from herald.pg_leases import acquire_deployment
+    from jobs.rollup import scheduled_job
+
+    with psycopg.connect(shards.url, autocommit=True) as conn:
+        assert acquire_deployment(conn, "active-one", 15.0) is not None
+    standby = scheduled_job(Settings(data_dir=tmp_path / "b", database_url=shards.url,
+                                     deployment_id="standby-one"))
+    assert standby(tmp_path / "b", retention_days=7).rows == 0
+    active = scheduled_job(Settings(data_dir=tmp_path / "a", database_url=shards.url,
+                                    deployment_id="active-one"))
+    assert active(tmp_path / "a", retention_days=7).rows == 300
+    assert parquet(AnalyticsStore.locate(tmp_path / "a")) == shards.truth
+
+
 def test_the_segments_scheduler_with_an_object_store_turns_itself_off(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
