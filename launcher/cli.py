@@ -152,6 +152,23 @@ def _read_json(name: str) -> Any:
         raise CliError(f"{name} is not JSON: {exc}", 2) from None
 
 
+def _deployment_line(settings: Settings) -> str:
+    """With PostgreSQL: whether this deployment is the active one or a standby."""
+    from herald.pg_connect import connect
+    from herald.pg_leases import active_deployment
+
+    try:
+        with connect(settings.database_url or "") as conn:
+            active = active_deployment(conn, settings.shard_lease_seconds)
+    except Exception as exc:  # noqa: BLE001 - a line on the console, not a reason to stop
+        return f"state in PostgreSQL; the database does not answer now ({type(exc).__name__})"
+    me = settings.deployment_id
+    if active == me:
+        return f"state in PostgreSQL; deployment {me} is the active one"
+    return (f"state in PostgreSQL; deployment {me} is a standby (/healthz 503) while "
+            f"{active or 'another deployment'} is active: it takes over when that one stops")
+
+
 def cmd_up(settings: Settings, _: argparse.Namespace) -> int:
     from ray.exceptions import RayError, RayTaskError
 
@@ -189,6 +206,8 @@ def cmd_up(settings: Settings, _: argparse.Namespace) -> int:
     # Where Serve really listens: a Serve already running on the Ray joined keeps its own.
     url = _http_url(*herald.http_address) if herald.http_address else _base_url(s)
     print(f"Herald is up on {url} (data in {s.data_dir})", flush=True)
+    if s.database_url is not None:
+        print(_deployment_line(s), flush=True)
     if herald.dev_key:
         print(f"dev API key (tenant 'dev'): {herald.dev_key}", flush=True)
     if herald.admin_key:
