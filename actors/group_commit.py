@@ -1,10 +1,12 @@
 """Group commit: the changes of every call a shard takes in one round of its event loop share one
 transaction, and nobody is answered before the commit that holds their change.
 
-The first caller of a round schedules one write for the end of the loop's current round; every
-call that changes the shard meanwhile (intake, leases, acks, renewals, receipts, the timer)
-joins it, so at load one transaction carries the work of many calls, on SQLite and PostgreSQL
-alike, with their durability unchanged (``synchronous=FULL``; ``synchronous_commit`` on).
+The first caller schedules one write for the end of the loop's current round, or with a window
+(``HERALD_COMMIT_WINDOW_MS``) that much later; every call that changes the shard meanwhile
+(intake, leases, acks, renewals, receipts, the timer) joins it, so at load one transaction
+carries the work of many calls, on SQLite and PostgreSQL alike, with their durability unchanged
+(``synchronous=FULL``; ``synchronous_commit`` on). A batch of ``FULL_BATCH`` changes commits at
+once: the window trades a little latency for fewer commits, never throughput.
 
 A failed commit fails every call in it. On SQLite memory is rebuilt from the file (none of the
 calls happened) and writes that keep failing end the process, which Ray restarts from disk. On
@@ -29,6 +31,8 @@ log = logging.getLogger("herald.queue")
 #: Consecutive failed writes over at least this long: the shard restarts from its disk.
 WEDGED_AFTER_SECONDS = 10.0
 
+#: Changes that make a batch full: it commits without waiting for the rest of its window.
+FULL_BATCH = 500
 #: Give the shard up: (the shard, how it is now, why).
 Lose = Callable[[QueueShard, ShardCondition, str], None]
 
@@ -37,8 +41,10 @@ class GroupCommit:
     """One shard's commits; ``committed`` is told of each one that succeeded."""
 
     def __init__(self, shard_id: int, *, reload_on_failure: bool, lose: Lose,
-                 committed: Callable[[QueueShard], None]) -> None:
+                 committed: Callable[[QueueShard], None], window_seconds: float = 0.0) -> None:
         self._shard_id = shard_id
+        self._window = window_seconds
+        self._timer: asyncio.Handle | None = None
         self._reload = reload_on_failure
         self._lose = lose
         self._committed = committed
@@ -48,10 +54,14 @@ class GroupCommit:
     async def commit(self, shard: QueueShard) -> None:
         """Return once this call's changes are durable, or raise ``Unavailable``."""
         batch = self._batch
+        loop = asyncio.get_running_loop()
         if batch is None:
-            loop = asyncio.get_running_loop()
             batch = self._batch = loop.create_future()
-            loop.call_soon(self._write, shard)
+            self._timer = (loop.call_later(self._window, self._write, shard) if self._window
+                           else loop.call_soon(self._write, shard))
+        elif self._window and shard.unflushed() >= FULL_BATCH and self._timer is not None:
+            self._timer.cancel()  # full: commit at the end of this round
+            self._timer = loop.call_soon(self._write, shard)
         await asyncio.shield(batch)  # one caller cancelled must not cancel the others' commit
 
     async def settled(self) -> None:
@@ -61,7 +71,7 @@ class GroupCommit:
             await asyncio.wait([self._batch])
 
     def _write(self, shard: QueueShard) -> None:
-        batch, self._batch = self._batch, None
+        batch, self._batch, self._timer = self._batch, None, None
         assert batch is not None
         try:
             self._flush(shard)

@@ -61,7 +61,8 @@ class QueueActor:
         self._served = ServedShard(shard, settings, on_up=self._ensure_timer)
         #: Every change is answered after its group commit (``actors.group_commit``).
         self._group = GroupCommit(shard, reload_on_failure=settings.database_url is not None,
-                                  lose=self._served.lose, committed=self._committed)
+                                  lose=self._served.lose, committed=self._committed,
+                                  window_seconds=settings.commit_window_ms / 1000)
 
     async def _ready(self) -> QueueShard:
         return await self._served.ready()

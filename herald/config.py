@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     #: (any libpq URL, several hosts with ``target_session_attrs=read-write`` included): every
     #: shard's state in that database, shards placed anywhere, a second deployment a standby.
     database_url: Annotated[str, AfterValidator(postgres_url)] | None = secret()
+    #: Group commit: a shard's changes wait up to this long (ms) to share one transaction with
+    #: other calls' (0: only those of one event-loop round); a full batch commits at once.
+    commit_window_ms: Annotated[float, Field(ge=0, le=1000)] = 0.0
     #: A shard (or deployment) owner that has not renewed for this long is replaced.
     shard_lease_seconds: Seconds = 15.0
     #: Who this deployment is among those sharing ``database_url`` (default: made at start).
