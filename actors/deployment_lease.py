@@ -22,16 +22,13 @@ import logging
 import threading
 from typing import Any
 
-import psycopg
-
 from herald.config import Settings
+from herald.pg_connect import connect
 from herald.pg_leases import acquire_deployment, release
 from herald.pg_schema import migrate
 
 log = logging.getLogger("herald.supervisor")
 DEPLOYMENT = "deployment"
-#: Seconds a connection attempt waits for each host of the URL before trying the next one.
-CONNECT_TIMEOUT = 5
 
 
 class DeploymentLease:
@@ -51,7 +48,7 @@ class DeploymentLease:
         the connection it used."""
         fresh = conn is None or conn.closed
         if fresh:
-            conn = psycopg.connect(self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
+            conn = connect(self._url)
         try:
             if fresh:
                 migrate(conn)

@@ -19,14 +19,13 @@ import logging
 import os
 import re
 import time
-from operator import attrgetter
 from pathlib import Path
 from typing import BinaryIO
 
-import numpy as np
 import pyarrow as pa
 
 from herald.delivery_log import LogEvent
+from herald.log_rows import log_batch
 from herald.log_schema import SCHEMA
 from herald.storage import Storage
 
@@ -35,9 +34,6 @@ log = logging.getLogger("herald.log_shipper")
 OPEN_SUFFIX = ".arrow.open"
 #: A closed segment: the first and last event id it holds, zero-padded so names sort by id.
 CLOSED = re.compile(r"^(\d{14})-(\d{14})\.arrow$")
-#: The schema's columns that come from a LogEvent (``shard`` and ``event_id`` come from us).
-_EVENT_FIELDS = [field for field in SCHEMA if field.name not in ("shard", "event_id")]
-_VALUES = attrgetter(*(field.name for field in _EVENT_FIELDS))
 #: zstd makes segments ~5x smaller and, measured, costs less to write and read than LZ4.
 _IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="zstd")
 
@@ -136,26 +132,13 @@ class LogShipper:
     # -- one segment ----------------------------------------------------------------------
     def _append(self, rows: list[tuple[int, LogEvent]], now: float) -> None:
         ids = [event_id for event_id, _ in rows]
-        batch = self._batch(ids, [event for _, event in rows])
+        batch = log_batch(self._shard, ids, [event for _, event in rows])
         if self._writer is None:
             self._open(ids[0], now)
         assert self._writer is not None
         self._writer.write_batch(batch)
         self._rows += len(ids)
         self._last = self._shipped = ids[-1]
-
-    def _batch(self, ids: list[int], events: list[LogEvent]) -> pa.RecordBatch:
-        """Columns built per batch: one transposition, one Arrow array per column."""
-        count = len(ids)
-        columns = list(zip(*map(_VALUES, events), strict=True))
-        arrays = [pa.array(np.full(count, self._shard, dtype=np.int32)), pa.array(ids, pa.int64())]
-        for field, values in zip(_EVENT_FIELDS, columns, strict=True):
-            if field.name == "at":  # epoch seconds → microseconds, rounded, not truncated
-                micros = np.rint(np.asarray(values, dtype=np.float64) * 1e6).astype(np.int64)
-                arrays.append(pa.array(micros, type=field.type))
-            else:
-                arrays.append(pa.array(values, type=field.type))
-        return pa.RecordBatch.from_arrays(arrays, schema=SCHEMA)
 
     def _open(self, first: int, now: float) -> None:
         self._path = self._dir / f"{first:014d}{OPEN_SUFFIX}"

@@ -1,25 +1,20 @@
 """QueueActor: one shard of the durable queue, a thin Ray shell around ``herald.queue.QueueShard``.
 
 Every method that changes state returns only once its change is committed to the shard's store
-(a group commit: the changes of every call in one round of the event loop share one
-transaction), so a caller that got an answer can rely on it. Values crossing Ray are the core's typed values
-(``Notification`` in, ``Accepted`` / ``Delivery`` out, ``Outcome`` / ``LeaseRenewal`` back), and
-failures are the core's errors (``NotFound``, ``Conflict``, ``QueueFull``, ``Unavailable``),
-raised: Ray carries them to the caller.
+(``actors.group_commit``: the changes of every call in one round of the event loop share one
+transaction), so a caller that got an answer can rely on it. Values crossing Ray are the core's
+typed values (``Notification`` in, ``Accepted`` / ``Delivery`` out, ``Outcome`` /
+``LeaseRenewal`` back), and failures are the core's errors (``NotFound``, ``Conflict``,
+``QueueFull``, ``Unavailable``), raised: Ray carries them to the caller.
 
-Start-up is its own state: the constructor returns at once and the shard rebuilds its memory
-in a thread, so the Supervisor's health check (``pid``) is answered during a long recovery;
-every other method waits for ``ready``. A start that fails (a locked file, EIO, a full disk) is
-tried again with backoff in the same process while ``health`` says the shard is down and why
-(``herald.shard_health``); calls meanwhile answer ``Unavailable``. A shard whose writes keep
-failing once started exits, and Ray restarts it from what is on disk, rather than living on
-wedged.
+How the shard comes to be served — a start in the background, retried while it fails, a
+standby while another deployment owns it (PostgreSQL), given up when fenced — is
+``actors.served_shard``; the health check (``pid``) is answered throughout.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
@@ -28,14 +23,14 @@ from typing import Any
 
 import ray
 
-from actors.log_shipper import LogShipper
+from actors.group_commit import GroupCommit
 from actors.ray_metrics import RayMetricsExporter
-from actors.shard_store import NotOwner, open_storage
+from actors.served_shard import ServedShard
 from herald.admin_views import detail, summary
 from herald.channels import Channel, Lane
 from herald.config import Settings
 from herald.delivery import Delivery
-from herald.errors import Fenced, HeraldError, QueueFull, Unavailable
+from herald.errors import HeraldError, QueueFull, Unavailable
 from herald.metrics import Histogram, ShardStats
 from herald.notification import Accepted, Notification
 from herald.outcome import Outcome
@@ -43,19 +38,12 @@ from herald.overview import ShardFigures
 from herald.queue import LeaseRenewal, QueueShard
 from herald.record import Record
 from herald.search import SearchPage, SearchQuery
-from herald.shard_health import ShardCondition, ShardHealth, start_delay
+from herald.shard_health import ShardHealth
 from herald.status import FINAL
-from herald.storage import Storage
 
 log = logging.getLogger("herald.queue")
-#: Consecutive failed writes over at least this long: the shard restarts from its disk.
-WEDGED_AFTER_SECONDS = 10.0
 RETENTION_EVERY_SECONDS = 60.0
 RETENTION_BATCH = 500
-
-
-#: A standby shard asks for its lease this often.
-STANDBY_POLL_SECONDS = 1.0
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=10_000)  # type: ignore[call-overload]
@@ -63,110 +51,21 @@ class QueueActor:
     def __init__(self, shard: int, settings: Settings) -> None:
         self._shard_id = shard
         self._settings = settings
-        self._shard: QueueShard | None = None
-        self._storage: Storage | None = None
-        self._renew_at = 0.0  # PostgreSQL: when the shard's lease is renewed next (monotonic)
-        self._commits_before = 0  # commits of the stores this process opened before this one
         self._wakeups: dict[Lane, asyncio.Event] = {}
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._timer: asyncio.Task[None] | None = None
         self._metrics = RayMetricsExporter.for_shard()
-        self._failing_since: float | None = None
         self._retention_at = 0.0
-        self._shipper: LogShipper | None = None
         self._ship_at = 0.0
-        #: How the start goes (``herald.shard_health``): down, with why, after a failed one.
-        self._health = ShardHealth(shard, ShardCondition.STARTING)
-        self._first_try = asyncio.Event()  # set once the first start has succeeded or failed
-        self._batch: asyncio.Future[None] | None = None  # the group commit callers wait for
-        # Async actors run __init__ on their event loop: recover in the background.
-        self._starting = asyncio.get_running_loop().create_task(self._start())
-
-    async def _start(self) -> None:
-        """Open the shard; after a failure (a locked file, EIO, a full disk) try again with
-        backoff, keeping this process: Ray would restart an exited actor at once and without
-        end, callers of a restarting actor wait instead of hearing 503, and why it failed
-        would be lost. The health check (``pid``) is answered throughout; ``health`` says it
-        is down and why."""
-        started = time.monotonic()
-        while True:
-            try:
-                shard = await asyncio.to_thread(self._open)
-            except NotOwner as exc:  # PostgreSQL: another deployment is active, or owns it
-                if self._health.condition is not ShardCondition.STANDBY:
-                    log.info("shard is a standby", extra={"shard": self._shard_id})
-                self._health = ShardHealth(self._shard_id, ShardCondition.STANDBY, str(exc),
-                                           self._health.since or time.time())
-                self._first_try.set()
-                await asyncio.sleep(STANDBY_POLL_SECONDS)
-                continue
-            except Exception as exc:  # noqa: BLE001 - any failure to start: say it, try again
-                failed = self._health.failed_starts + 1
-                reason = f"{type(exc).__name__}: {exc}"[:300]
-                self._health = ShardHealth(self._shard_id, ShardCondition.DOWN, reason,
-                                           self._health.since or time.time(), failed)
-                delay = start_delay(failed)
-                log.error("shard start failed; trying again in %.0fs", delay,
-                          extra={"shard": self._shard_id, "error": reason, "failures": failed})
-                self._first_try.set()
-                await asyncio.sleep(delay)
-                continue
-            break
-        self._shard = shard
-        self._health = ShardHealth(self._shard_id, ShardCondition.UP)
-        self._first_try.set()
-        self._ensure_timer()
-        log.info("shard ready", extra={"shard": self._shard_id, "seconds": time.monotonic() - started,
-                                       "live": shard.live_count()})
-
-    def _open(self) -> QueueShard:
-        storage = open_storage(self._settings, self._shard_id)
-        try:
-            # With PostgreSQL the delivery log stays in the database until the rollup reads it.
-            shipper = None if self._settings.database_url else LogShipper(
-                storage, self._settings.data_dir / "log", self._shard_id,
-                self._settings.log_rotate_seconds, self._settings.log_rotate_rows)
-            policies = {c: self._settings.retry_policy(c) for c in Channel}
-            shard = QueueShard(storage, policies, time.time(),
-                               gateways=self._settings.pools.get(Channel.BROWSER.key, 1),
-                               hot_limit=self._settings.memory_window)
-            shard.open_admin()  # here, off the event loop: an old big file gets its indexes once
-        except BaseException:
-            storage.close()  # the next try opens its own connection
-            raise
-        self._shipper = shipper
-        self._storage = storage
-        self._renew_at = time.monotonic() + self._settings.shard_lease_seconds / 3
-        return shard
-
-    def _lose(self, shard: QueueShard, condition: ShardCondition, reason: str) -> None:
-        """Stop serving from ``shard`` at once and start over from the database (PostgreSQL):
-        fenced (another owner has the shard; this one never leases or acks again), or a write
-        whose outcome is unknown (a lost connection: memory may differ from what committed).
-        Calls meanwhile answer 503; in-flight ones hold the old object, whose writes are fenced."""
-        if self._shard is not shard:
-            return
-        log.error("shard stops serving: %s", reason, extra={"shard": self._shard_id})
-        self._shard = None
-        self._health = ShardHealth(self._shard_id, condition, reason, time.time())
-        storage, self._storage = self._storage, None
-        if storage is not None:
-            self._commits_before += storage.commits
-            try:
-                storage.close()
-            except Exception:
-                log.debug("closing a lost store failed", exc_info=True)
-        self._starting = asyncio.get_running_loop().create_task(self._start())
+        #: The shard, once started or taken over (``actors.served_shard``), and its health.
+        self._served = ServedShard(shard, settings, on_up=self._ensure_timer)
+        #: Every change is answered after its group commit (``actors.group_commit``).
+        self._group = GroupCommit(shard, reload_on_failure=settings.database_url is not None,
+                                  lose=self._served.lose, committed=self._committed,
+                                  window_seconds=settings.commit_window_ms / 1000)
 
     async def _ready(self) -> QueueShard:
-        """The started shard; ``Unavailable`` (503) while a failed start is being retried."""
-        if self._shard is None:
-            await self._first_try.wait()
-        if self._shard is None:  # a client reads this: a standby is not "down"
-            state = "a standby" if self._health.condition is ShardCondition.STANDBY else "down"
-            raise Unavailable(f"shard {self._shard_id} is {state}: {self._health.reason}",
-                              retry_after=start_delay(self._health.failed_starts))
-        return self._shard
+        return await self._served.ready()
 
     # -- plumbing -------------------------------------------------------------------------
     def _event(self, lane: Lane) -> asyncio.Event:
@@ -176,7 +75,7 @@ class QueueActor:
         return event
 
     def _ensure_timer(self) -> None:
-        if self._shard is not None and (self._timer is None or self._timer.done()):
+        if self._served.shard is not None and (self._timer is None or self._timer.done()):
             self._timer = asyncio.get_running_loop().create_task(self._tick())
 
     async def _tick(self) -> None:
@@ -184,14 +83,14 @@ class QueueActor:
         records deleted. One failing round (a locked or full disk) is logged and the next one
         tries again: the timer never stops."""
         shard = await self._ready()
-        while self._shard is shard:  # a lost shard's timer ends; the next start makes its own
+        while self._served.shard is shard:  # a lost shard's timer ends; the next start makes its own
             due = shard.next_wakeup()
             delay = 1.0 if due is None else min(1.0, max(0.01, due - time.time()))
             await asyncio.sleep(delay)
             try:
-                self._renew(shard)
+                self._served.renew(shard)
                 if self._tick_once(shard, due):
-                    await self._commit(shard)
+                    await self._group.commit(shard)
                     for event in self._wakeups.values():
                         event.set()
                 await self._retention(shard)
@@ -200,29 +99,13 @@ class QueueActor:
             except Exception:
                 log.exception("shard timer round failed", extra={"shard": self._shard_id})
 
-    def _renew(self, shard: QueueShard) -> None:
-        """PostgreSQL: renew the shard's lease every third of ``shard_lease_seconds`` (every
-        commit renews it too); fenced → stop serving at once."""
-        storage = self._storage
-        if self._settings.database_url is None or storage is None \
-                or time.monotonic() < self._renew_at:
-            return
-        try:
-            storage.renew()  # type: ignore[attr-defined]
-        except Fenced as exc:
-            self._lose(shard, ShardCondition.STANDBY, f"fenced: {exc}")
-            raise Unavailable(str(exc), retry_after=2.0) from None
-        except Exception as exc:  # noqa: BLE001 - the database is gone: start over from it
-            self._lose(shard, ShardCondition.DOWN, f"lease renewal failed: {type(exc).__name__}")
-            raise Unavailable(str(exc), retry_after=2.0) from None
-        self._renew_at = time.monotonic() + self._settings.shard_lease_seconds / 3
-
     def _tick_once(self, shard: QueueShard, due: float | None) -> bool:
         """One round of the timer; True when time changed the shard (to be committed)."""
         now = time.time()
-        if self._shipper is not None and now >= self._ship_at:
+        shipper = self._served.shipper
+        if shipper is not None and now >= self._ship_at:
             self._ship_at = now + 1.0  # the delivery log, once a second whatever woke us
-            self._shipper.ship(now)
+            shipper.ship(now)
         if self._metrics.due():  # Ray's metrics, every few seconds, never per message
             self._metrics.publish(shard.counters, shard.depth(), tags={"shard": self._shard_id})
         if due is not None and due <= now:
@@ -244,56 +127,9 @@ class QueueActor:
                 return
             await asyncio.sleep(0)
 
-    async def _commit(self, shard: QueueShard) -> None:
-        """Group commit: return once this call's changes are durable, or raise ``Unavailable``.
-
-        The first caller of a round schedules one write for the end of the loop's current
-        round; every call that changes the shard meanwhile (intake, leases, acks, renewals,
-        receipts, the timer) joins it, so at load one transaction carries the changes of many
-        calls. Nobody is answered before the commit that holds their change; a failed commit
-        fails every call in it (memory is rebuilt from storage: none of them happened)."""
-        batch = self._batch
-        if batch is None:
-            loop = asyncio.get_running_loop()
-            batch = self._batch = loop.create_future()
-            loop.call_soon(self._commit_batch, shard)
-        await asyncio.shield(batch)  # one caller cancelled must not cancel the others' commit
-
-    def _commit_batch(self, shard: QueueShard) -> None:
-        batch, self._batch = self._batch, None
-        assert batch is not None
-        try:
-            self._flush(shard)
-        except Unavailable as exc:
-            batch.set_exception(exc)
-            batch.add_done_callback(lambda f: f.exception())  # retrieved even if all left
-        else:
-            batch.set_result(None)
-
-    def _flush(self, shard: QueueShard) -> None:
-        """Make every change since the last write durable, or raise ``Unavailable`` (memory
-        rolled back). Only ``_commit_batch`` calls it: each call waits for its group commit."""
-        try:
-            shard.flush()
-        except Fenced as exc:
-            self._lose(shard, ShardCondition.STANDBY, f"fenced: {exc}")
-            raise Unavailable(f"shard {self._shard_id} has another owner", retry_after=2.0) from None
-        except Exception as exc:  # noqa: BLE001 - any storage failure: roll back, maybe restart
-            if self._settings.database_url is not None:  # the outcome may be unknown: reload
-                self._lose(shard, ShardCondition.DOWN, f"write failed: {type(exc).__name__}")
-                raise Unavailable(f"shard {self._shard_id} cannot write: {type(exc).__name__}",
-                                  retry_after=2.0) from None
-            now = time.monotonic()
-            self._failing_since = self._failing_since or now
-            log.error("shard write failed", extra={"shard": self._shard_id, "error": repr(exc)})
-            if now - self._failing_since >= WEDGED_AFTER_SECONDS:
-                log.critical("shard writes keep failing; restarting from disk",
-                             extra={"shard": self._shard_id})
-                os._exit(70)  # Ray restarts the actor; memory is rebuilt from what is stored
-            raise Unavailable(f"shard {self._shard_id} cannot write: {type(exc).__name__}",
-                              retry_after=2.0) from None
-        self._failing_since = None
-        self._renew_at = time.monotonic() + self._settings.shard_lease_seconds / 3
+    def _committed(self, shard: QueueShard) -> None:
+        """After each group commit: the lease was renewed by it; wake ``?wait`` callers."""
+        self._served.committed()
         self._finished(shard.take_finished())
 
     def _notify(self, lanes: set[Lane]) -> None:
@@ -316,16 +152,13 @@ class QueueActor:
 
     async def health(self) -> ShardHealth:
         """Starting, up, or down and why (``/healthz``, the admin overview); answered at once."""
-        return self._health
+        return self._served.health
 
     async def close(self) -> None:
-        """Ship the last delivery-log events and close the segment (before the actor goes)."""
+        """Before the actor goes: the last delivery-log events shipped (SQLite), or the lease
+        given up (PostgreSQL). A standby or a shard that is down has neither."""
         await self._ready()
-        if self._shipper is not None:
-            self._shipper.close()
-        if self._settings.database_url is not None and self._storage is not None:
-            storage, self._storage, self._shard = self._storage, None, None
-            storage.release()  # type: ignore[attr-defined]  # the next owner need not wait
+        self._served.close()
 
     async def ready(self) -> bool:
         await self._ready()
@@ -341,7 +174,7 @@ class QueueActor:
                                  self._settings.queue_limit_bytes // shards)
         admitted = [n for n, why in zip(notifications, refused, strict=True) if why is None]
         accepted = iter(shard.enqueue(admitted, time.time()) if admitted else ())
-        await self._commit(shard)
+        await self._group.commit(shard)
         self._notify({shard.lane_of(n.channel, n.tenant, n.uid) for n in admitted})
         return [why if why is not None else next(accepted) for why in refused]
 
@@ -352,11 +185,11 @@ class QueueActor:
         shard = await self._ready()
         deadline = time.monotonic() + wait
         event = self._event(lane)
-        while self._shard is shard:
+        while self._served.shard is shard:
             event.clear()
             leased = shard.lease(lane, limit, time.time(), self._settings.lease_seconds,
                                  min_priority)
-            await self._commit(shard)
+            await self._group.commit(shard)
             if leased:
                 return leased
             remaining = deadline - time.monotonic()
@@ -372,14 +205,14 @@ class QueueActor:
         """Keep leases whose sends are still in flight (the channel actor's heartbeat)."""
         shard = await self._ready()
         renewed = shard.renew(renewals, time.time(), self._settings.lease_seconds)
-        await self._commit(shard)
+        await self._group.commit(shard)
         return renewed
 
     async def ack(self, outcomes: list[Outcome]) -> int:
         """Apply outcomes; durable before this returns. Returns how many reached a final state."""
         shard = await self._ready()
         finished = shard.ack(outcomes, time.time())
-        await self._commit(shard)
+        await self._group.commit(shard)
         return len(finished)
 
     async def claimed(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
@@ -407,16 +240,14 @@ class QueueActor:
         shard = await self._ready()
         now = time.time()
         applied = [shard.receipt(outcome, now) for outcome in outcomes]
-        await self._commit(shard)
+        await self._group.commit(shard)
         return applied
 
     async def get(self, tag: str, tenant: str, wait: float = 0.0) -> dict[str, Any]:
         """The status view of a notification (``NotFound`` if it is not this tenant's); with
         ``wait``, hold up to that many seconds for a final state."""
         shard = await self._ready()
-        if self._batch is not None:  # answer from committed state only: wait for the round
-            with contextlib.suppress(Unavailable):
-                await asyncio.shield(self._batch)
+        await self._group.settled()  # answer from committed state only
         record = shard.get(tag, tenant)
         if wait > 0 and record.status not in FINAL:
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -437,14 +268,14 @@ class QueueActor:
     async def cancel(self, tag: str, tenant: str) -> dict[str, Any]:
         shard = await self._ready()
         record = shard.cancel(tag, tenant, time.time())
-        await self._commit(shard)
+        await self._group.commit(shard)
         return record.public()
 
     async def revive(self, tag: str, tenant: str) -> dict[str, Any]:
         """Retry a dead-lettered notification (``Conflict`` unless it is dead)."""
         shard = await self._ready()
         record = shard.revive(tag, tenant, time.time())
-        await self._commit(shard)
+        await self._group.commit(shard)
         self._notify({shard.lane_of(record.channel, record.tenant, record.uid)})
         return record.public()
 
@@ -453,8 +284,7 @@ class QueueActor:
         shard = await self._ready()
         if tenant is None:
             counters = dict(shard.counters)
-            counters["store_commits"] = self._commits_before + (
-                self._storage.commits if self._storage is not None else 0)
+            counters["store_commits"] = self._served.commits
             return ShardStats(self._shard_id, shard.depth(), counters, shard.latency)
         return ShardStats(self._shard_id, shard.depth(tenant), shard.tenant_counters(tenant),
                           Histogram())
@@ -501,7 +331,7 @@ class QueueActor:
                 continue
             results.append(summary(record))
             lanes.add(shard.lane_of(record.channel, record.tenant, record.uid))
-        await self._commit(shard)
+        await self._group.commit(shard)
         self._notify(lanes)
         return results
 

@@ -9,11 +9,10 @@ held by this deployment (a restarted actor takes over at once; another deploymen
 
 from __future__ import annotations
 
-import os
-import socket
 from pathlib import Path
 
 from herald.config import Settings
+from herald.pg_leases import holder_name
 from herald.pg_storage import PostgresStorage
 from herald.storage import SQLiteStorage, Storage
 
@@ -26,17 +25,13 @@ def shard_path(settings: Settings, shard: int) -> Path:
     return settings.data_dir / "queue" / f"shard-{shard}.db"
 
 
-def holder(settings: Settings) -> str:
-    """This process as a lease holder: ``{deployment}/{host}:{pid}``."""
-    return f"{settings.deployment_id or 'default'}/{socket.gethostname()}:{os.getpid()}"
-
-
 def open_storage(settings: Settings, shard: int) -> Storage:
     """The shard's storage, ready to write; ``NotOwner`` while the lease is someone else's."""
     if settings.database_url is None:
         return SQLiteStorage(shard_path(settings, shard), settings.sqlite_synchronous)
-    storage = PostgresStorage(settings.database_url, shard, holder=holder(settings),
-                              deployment_id=settings.deployment_id or "default",
+    deployment = settings.deployment_id or "default"
+    storage = PostgresStorage(settings.database_url, shard, holder=holder_name(deployment),
+                              deployment_id=deployment,
                               lease_seconds=settings.shard_lease_seconds)
     try:
         owned = storage.acquire()

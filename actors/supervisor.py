@@ -80,7 +80,9 @@ class Supervisor:
             self.restarts["supervisor"] = 1  # a previous life started these pools
         placement = queue_placement(settings)  # decided once: a restarted shard keeps its options
         self.shards = [
-            QueueActor.options(name=f"herald-shard-{i}", **owned, **placement).remote(  # type: ignore[attr-defined]
+            QueueActor.options(  # type: ignore[attr-defined]
+                name=f"herald-shard-{i}", num_cpus=settings.shard_cpus, **owned, **placement
+            ).remote(  # type: ignore[attr-defined]
                 i, settings)
             for i in range(settings.shards)
         ]

@@ -17,7 +17,8 @@ import pyarrow as pa
 from analytics import page, plots
 from analytics.metrics import Tally
 from analytics.progress import Progress, silent
-from analytics.scan import Window, by_channel, events_dir, notifications, plan, read_partition, settle
+from analytics.scan import Window, by_channel, notifications, plan, read_partition, settle
+from herald.analytics_store import EVENTS, AnalyticsStore
 
 
 class ReportError(Exception):
@@ -25,20 +26,25 @@ class ReportError(Exception):
 
 
 def compute(data_dir: Path, since: date | None = None, until: date | None = None,
-            progress: Progress | None = None) -> dict[str, Any]:
+            progress: Progress | None = None, *, analytics_uri: str | None = None
+            ) -> dict[str, Any]:
     """The numbers of the notifications accepted from ``since`` to ``until`` (UTC days, both
-    included; None: from the first or to the last day there is)."""
+    included; None: from the first or to the last day there is), read from ``analytics_uri``
+    (``HERALD_ANALYTICS_URI``) or, without it, ``data_dir/analytics``."""
     if since is not None and until is not None and since > until:
         raise ValueError(f"since ({since}) is after until ({until})")
-    root = events_dir(data_dir)
+    where = analytics_uri or data_dir
     try:
-        return _compute(root, Window(since, until), progress or silent())
+        store = AnalyticsStore.locate(data_dir, analytics_uri)
+        where = f"{store.name}/{EVENTS}"
+        return _compute(store, where, Window(since, until), progress or silent())
     except (OSError, pa.ArrowException) as exc:
-        raise ReportError(f"cannot read the delivery log under {root}: {exc}") from exc
+        raise ReportError(f"cannot read the delivery log under {where}: {exc}") from exc
 
 
-def _compute(root: Path, window: Window, progress: Progress) -> dict[str, Any]:
-    dataset, partitions = plan(root, window) if root.is_dir() else (None, [])
+def _compute(store: AnalyticsStore, where: str, window: Window,
+             progress: Progress) -> dict[str, Any]:
+    dataset, partitions = plan(store, window)
     groups = list(by_channel(partitions))
     progress.expect(len(partitions) + len(groups))
     tally = Tally()
@@ -58,7 +64,7 @@ def _compute(root: Path, window: Window, progress: Progress) -> dict[str, Any]:
                 tally.add_notifications(notifications(piece, channel))
         del states
     numbers = tally.numbers(window.since, window.until)
-    numbers["data_dir"] = str(root)
+    numbers["data_dir"] = where
     numbers["generated_at"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return numbers
 
@@ -79,12 +85,13 @@ def render_html(numbers: dict[str, Any], progress: Progress | None = None) -> st
 
 
 def build(data_dir: Path, since: date | None, until: date | None, html: bool,
-          progress: Progress | None = None) -> tuple[dict[str, Any], str]:
+          progress: Progress | None = None, *,
+          analytics_uri: str | None = None) -> tuple[dict[str, Any], str]:
     """The numbers and the report's text (HTML or JSON), with one progress bar for both."""
     progress = progress or silent()
     if html:
         progress.expect(len(CHARTS))
-    numbers = compute(data_dir, since, until, progress)
+    numbers = compute(data_dir, since, until, progress, analytics_uri=analytics_uri)
     return numbers, render_html(numbers, progress) if html else render_json(numbers)
 
 

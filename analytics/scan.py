@@ -1,7 +1,8 @@
 """Reading the rolled-up delivery log: one notification per row, one partition at a time.
 
-The Parquet lives under ``<data dir>/analytics/events/dt=YYYY-MM-DD/channel=<channel>/`` (``dt``
-is the UTC day of ``at``). A report reads only the columns it needs and only the ``dt``
+The Parquet lives under ``events/dt=YYYY-MM-DD/channel=<channel>/`` of the analytics store
+(``herald.analytics_store``: ``<data dir>/analytics`` or ``HERALD_ANALYTICS_URI``; ``dt`` is the
+UTC day of ``at``). A report reads only the columns it needs and only the ``dt``
 partitions of its window (pruned on the path, before any file is opened), one (day, channel)
 partition at a time: its rows are de-duplicated on (``shard``, ``event_id``) — a row read twice
 has the same ``at`` and channel, so both copies are in the same partition — and folded into one
@@ -23,7 +24,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -31,11 +31,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
+from herald.analytics_store import AnalyticsStore
 from herald.delivery_log import ACCEPTED, ATTEMPT, FINAL
 from herald.log_schema import SCHEMA
 
-#: Where the rollup writes, under the data directory.
-EVENTS_DIR = Path("analytics") / "events"
 #: ``dt`` read as text: ``YYYY-MM-DD`` compares in date order and needs no parsing.
 PARTITIONING = ds.partitioning(pa.schema([("dt", pa.string()), ("channel", pa.string())]),
                                flavor="hive")
@@ -107,18 +106,15 @@ class PartitionResult:
     last_at: datetime | None
 
 
-def events_dir(data_dir: Path) -> Path:
-    return Path(data_dir) / EVENTS_DIR
-
-
-def plan(root: Path, window: Window) -> tuple[ds.Dataset | None, list[Partition]]:
-    """The dataset under ``root`` and its partitions inside ``window``, by channel then day."""
-    files = sorted(str(p) for p in root.rglob("*.parquet")
-                   if not any(part.startswith((".", "_")) for part in p.relative_to(root).parts))
+def plan(store: AnalyticsStore, window: Window) -> tuple[ds.Dataset | None, list[Partition]]:
+    """The dataset under ``store``'s ``events/`` and its partitions inside ``window``, by
+    channel then day."""
+    root = store.events
+    files = store.parquet_files(root)
     if not files:
         return None, []
-    dataset = ds.dataset(files, schema=DATASET_SCHEMA, format=FORMAT,
-                         partitioning=PARTITIONING, partition_base_dir=str(root))
+    dataset = ds.dataset(files, schema=DATASET_SCHEMA, format=FORMAT, filesystem=store.filesystem,
+                         partitioning=PARTITIONING, partition_base_dir=root)
     groups: dict[tuple[str, str], list[ds.Fragment]] = {}
     for fragment in dataset.get_fragments(filter=window.partitions()):
         keys = ds.get_partition_keys(fragment.partition_expression)

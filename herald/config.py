@@ -36,6 +36,7 @@ from herald.config_types import (
     Seconds,
     SmtpTarget,
     SmtpUrl,
+    analytics_location,
     capture_list,
     ed25519_key,
     postgres_url,
@@ -82,6 +83,9 @@ class Settings(BaseSettings):
     #: CPU a channel actor asks of its node: a sliver by default, as it mostly waits on
     #: providers. On a cluster, actors that do not fit are the demand the autoscaler adds nodes for.
     channel_cpus: Annotated[float, Field(ge=0)] = 0.05
+    #: CPU a queue shard asks of its node (0: anywhere, even a node that offers no CPU). With
+    #: PostgreSQL shards may run on any node; asking CPU keeps them off a head that offers none.
+    shard_cpus: Annotated[float, Field(ge=0)] = 0.0
     max_attempts: Mapping[str, Count] = Field(default_factory=lambda: dict(DEFAULT_MAX_ATTEMPTS))
     retry_base_seconds: Backoff = 1.0
     retry_cap_seconds: Backoff = 300.0
@@ -112,6 +116,9 @@ class Settings(BaseSettings):
     #: (any libpq URL, several hosts with ``target_session_attrs=read-write`` included): every
     #: shard's state in that database, shards placed anywhere, a second deployment a standby.
     database_url: Annotated[str, AfterValidator(postgres_url)] | None = secret()
+    #: Group commit: a shard's changes wait up to this long (ms) to share one transaction with
+    #: other calls' (0: only those of one event-loop round); a full batch commits at once.
+    commit_window_ms: Annotated[float, Field(ge=0, le=1000)] = 0.0
     #: A shard (or deployment) owner that has not renewed for this long is replaced.
     shard_lease_seconds: Seconds = 15.0
     #: Who this deployment is among those sharing ``database_url`` (default: made at start).
@@ -167,6 +174,9 @@ class Settings(BaseSettings):
     log_rotate_rows: Count = 100_000
     retention_days: Annotated[float, Field(ge=0)] = 7.0
     rollup_seconds: Annotated[float, Field(ge=0)] = 300.0
+    #: Where the rollup writes Parquet and ``herald report`` reads it: a directory or a pyarrow.fs
+    #: URI (``s3://bucket/prefix``: needs ``database_url``); unset: ``<data_dir>/analytics``.
+    analytics_uri: Annotated[str, AfterValidator(analytics_location)] | None = secret()
 
     def __init__(self, **values: Any) -> None:
         # Keywords only (tests, with_overrides): BaseSettings.__init__ would also consult the

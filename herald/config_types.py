@@ -127,6 +127,27 @@ def postgres_url(value: str) -> str:
     return value
 
 
+#: The ``pyarrow.fs.FileSystem.from_uri`` schemes Herald accepts for ``analytics_uri``.
+ANALYTICS_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "abfs", "abfss")
+
+
+def analytics_location(value: str) -> str:
+    """``HERALD_ANALYTICS_URI``: a directory, or a URI of a scheme pyarrow reads and writes
+    (checked by its form only: a bucket is not asked anything at start)."""
+    if "://" not in value:
+        if not value.strip():
+            raise ValueError("must be a directory or a URI (unset: DATA_DIR/analytics)")
+        return value
+    scheme, rest = value.split("://", 1)
+    if scheme.lower() not in ANALYTICS_SCHEMES:
+        raise ValueError(f"must be a directory or a URI of {', '.join(ANALYTICS_SCHEMES)}")
+    if scheme.lower() == "file" and not rest.startswith("/"):
+        raise ValueError("a file:// URI needs an absolute path (file:///srv/herald/analytics)")
+    if scheme.lower() != "file" and not rest.split("@")[-1].strip("/"):
+        raise ValueError(f"needs a bucket: {scheme}://bucket/prefix")
+    return value
+
+
 #: The description doubles as the error text ("must be an integer from 1 to 65535").
 Port = Annotated[int, Field(ge=1, le=65535, description="an integer from 1 to 65535")]
 #: Sizes and counts where zero would leave Herald unable to do anything.

@@ -221,6 +221,11 @@ class ShardState:
 
 
     # -- durability -----------------------------------------------------------------------
+    def unflushed(self) -> int:
+        """Records, events and receipts changed since the last flush (how full a group commit is)."""
+        p = self._pending
+        return len(p.inserts) + len(p.updates) + len(p.events) + len(p.receipts)
+
     def flush(self) -> None:
         """Write every change since the last flush in one transaction.
 

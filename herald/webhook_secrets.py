@@ -1,32 +1,37 @@
-"""Tenants' webhook signing secrets made by Herald: random ``whsec_`` secrets, kept in the data dir.
+"""Tenants' webhook signing secrets made by Herald: random ``whsec_`` secrets, kept for the deployment.
 
 A tenant without an explicit ``HERALD_WEBHOOK_SECRETS`` entry gets a Standard Webhooks secret,
-``whsec_`` + base64 of 32 random bytes, made once and kept in ``<data dir>/webhook-secrets.json``
-(mode 0600, replaced atomically), never derived from the API key. ``rotate`` makes a new one and
-keeps the old one for ``OVERLAP_SECONDS``: meanwhile callbacks carry both signatures, so a
-receiver can switch at its own pace. The file is read again when it changes (a rotation by
-``herald webhook-secret rotate`` reaches the running actors within ``RELOAD_SECONDS``).
+``whsec_`` + base64 of 32 random bytes, made once and kept in the deployment's store
+(``herald.deployment_store``: ``<data dir>/webhook-secrets.json``, mode 0600, replaced
+atomically; or the database, shared by every deployment on it), never derived from the API key.
+``rotate`` makes a new one and keeps the old one for ``OVERLAP_SECONDS``: meanwhile callbacks
+carry both signatures, so a receiver can switch at its own pace. Readers (intake replicas,
+webhook actors) read the secrets again every ``RELOAD_SECONDS``, so a rotation by ``herald
+webhook-secret rotate`` reaches them without a restart.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import os
+import logging
 import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
-#: The file in the data dir; one owner of the name.
+from herald.deployment_store import DeploymentStore
+from herald.errors import Unavailable
+
+#: Their name in the deployment's store (the file in the data dir); one owner of the name.
 FILE_NAME = "webhook-secrets.json"
 PREFIX = "whsec_"
 #: How long a rotated-out secret still signs callbacks (beside the new one).
 OVERLAP_SECONDS = 24 * 3600.0
-#: How often a reader looks at the file's mtime for a rotation.
+#: How often a reader reads the secrets again, to see a rotation.
 RELOAD_SECONDS = 1.0
 _VERSION = 1
+log = logging.getLogger("herald.webhook_secrets")
 
 
 def new_secret() -> str:
@@ -84,19 +89,22 @@ def secret_view(explicit: str, stored: TenantSecret | None, now: float) -> dict[
             "previous_until": stored.previous_until() if previous else None}
 
 
-class SecretsFile:
-    """``webhook-secrets.json``: read (cached, re-read when its mtime changes) and written."""
+class WebhookSecrets:
+    """The tenants' secrets, kept as one document (``FILE_NAME``) in the deployment's store.
 
-    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
-        self.path = path
+    Readers see a change (a rotation by ``herald webhook-secret rotate``, by another process or
+    another deployment on the database) within ``RELOAD_SECONDS``. Writers change the document
+    with ``compare_and_set``: one that lost a race reads the winner's and tries again, so two
+    Heralds starting together (or a rotation meanwhile) never lose each other's secrets.
+    """
+
+    def __init__(self, store: DeploymentStore, clock: Callable[[], float] = time.time) -> None:
+        self._store = store
         self._clock = clock
         self._secrets: dict[str, TenantSecret] = {}
-        self._mtime: float | None = None
+        self._text: str | None = None  # the document as last read
+        self._read_once = False
         self._checked = float("-inf")
-
-    @classmethod
-    def in_data_dir(cls, data_dir: Path, clock: Callable[[], float] = time.time) -> SecretsFile:
-        return cls(data_dir / FILE_NAME, clock)
 
     def get(self, tenant: str) -> TenantSecret | None:
         self._refresh()
@@ -109,58 +117,65 @@ class SecretsFile:
 
     def ensure(self, tenants: Iterable[str]) -> list[str]:
         """Make a secret for each of ``tenants`` that has none; the tenants given one."""
-        self._refresh(force=True)
-        added = [t for t in sorted(set(tenants)) if t not in self._secrets]
-        if added:
-            self._secrets.update({t: TenantSecret(new_secret()) for t in added})
-            self._save()
-        return added
+        wanted = sorted(set(tenants))
+        while True:
+            kept = self._read()
+            added = [t for t in wanted if t not in self._secrets]
+            if not added:
+                return []
+            if self._write(kept, {**self._secrets, **{t: TenantSecret(new_secret()) for t in added}}):
+                return added
 
     def rotate(self, tenant: str) -> TenantSecret:
         """A new secret for ``tenant`` (made if it had none); the old one signs for the overlap."""
-        self._refresh(force=True)
-        old = self._secrets.get(tenant)
-        now = self._clock()
-        secret = old.rotated(now, new_secret()) if old else TenantSecret(new_secret())
-        self._secrets[tenant] = secret
-        self._save()
-        return secret
+        while True:
+            kept = self._read()
+            old = self._secrets.get(tenant)
+            secret = old.rotated(self._clock(), new_secret()) if old else TenantSecret(new_secret())
+            if self._write(kept, {**self._secrets, tenant: secret}):
+                return secret
 
-    def _refresh(self, force: bool = False) -> None:
+    def _refresh(self) -> None:
         now = time.monotonic()
-        if not force and now - self._checked < RELOAD_SECONDS:
+        if now - self._checked < RELOAD_SECONDS:
             return
-        self._checked = now
         try:
-            mtime = self.path.stat().st_mtime_ns / 1e9
-        except FileNotFoundError:
-            self._secrets, self._mtime = {}, None
-            return
-        if mtime != self._mtime:
-            data = json.loads(self.path.read_text())
-            if data.get("version") != _VERSION:
-                raise ValueError(f"{self.path}: version {data.get('version')!r}, "
-                                 f"this Herald reads {_VERSION}")
-            self._secrets = {
-                str(tenant): TenantSecret(str(entry["current"]), entry.get("previous"),
-                                          float(entry.get("rotated_at", 0.0)))
-                for tenant, entry in data["tenants"].items()}
-            self._mtime = mtime
+            self._read()
+        except Unavailable as exc:
+            if not self._read_once:
+                raise
+            # Sign with what was read last rather than not at all; look again in a while.
+            log.warning("webhook secrets not re-read, using the last ones: %s", exc.message)
+        self._checked = now
 
-    def _save(self) -> None:
-        data = {"version": _VERSION, "tenants": {
+    def _read(self) -> str | None:
+        text = self._store.get(FILE_NAME)
+        self._use(text)
+        return text
+
+    def _write(self, kept: str | None, secrets: dict[str, TenantSecret]) -> bool:
+        text = json.dumps({"version": _VERSION, "tenants": {
             tenant: {"current": s.current, "previous": s.previous, "rotated_at": s.rotated_at}
-            for tenant, s in sorted(self._secrets.items())}}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temp = self.path.with_name(self.path.name + ".tmp")
-        temp.unlink(missing_ok=True)  # a leftover keeps its mode through O_TRUNC
-        # Created 0600 (never readable by others, not even for a moment), then renamed over.
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            json.dump(data, out, indent=1)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, self.path)
-        self._mtime = None  # read back what was written (and its mtime) on next use
-        self._checked = float("-inf")
+            for tenant, s in sorted(secrets.items())}}, indent=1)
+        if not self._store.compare_and_set(FILE_NAME, kept, text):
+            return False
+        self._use(text)
+        return True
 
+    def _use(self, text: str | None) -> None:
+        self._read_once = True
+        self._checked = time.monotonic()
+        if text == self._text:
+            return
+        if text is None:
+            self._secrets, self._text = {}, None
+            return
+        data = json.loads(text)
+        if data.get("version") != _VERSION:
+            raise ValueError(f"{FILE_NAME} in {self._store.where}: version "
+                             f"{data.get('version')!r}, this Herald reads {_VERSION}")
+        self._secrets = {
+            str(tenant): TenantSecret(str(entry["current"]), entry.get("previous"),
+                                      float(entry.get("rotated_at", 0.0)))
+            for tenant, entry in data["tenants"].items()}
+        self._text = text

@@ -2,8 +2,9 @@
 
 One function, ``rollup()``, run three ways: ``python -m jobs.rollup --data-dir DIR`` (the
 entrypoint of ``ray job submit --working-dir . -- python -m jobs.rollup …``), ``herald rollup``,
-and every ``HERALD_ROLLUP_SECONDS`` inside ``herald up`` (``RollupScheduler``). Runs of one data
-directory take turns (a lock file). A run:
+and every ``HERALD_ROLLUP_SECONDS`` inside ``herald up`` (``RollupScheduler``); with
+``HERALD_DATABASE_URL`` the three run ``jobs.database_rollup`` instead (no segments, no Ray).
+Runs of one data directory take turns (a lock file). A run:
 
 1. finishes what a crashed run committed (the manifest's pending renames and deletions) and
    deletes what it had not committed (everything in ``analytics/.staging/``);
@@ -48,29 +49,36 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from herald.analytics_store import ANALYTICS, EVENTS, MANIFEST, STAGING, AnalyticsStore, final_name
 from herald.config import Settings, load_settings
+from herald.errors import ConfigError
+from jobs.database_rollup import DatabaseUnreachable, rollup_database
 from jobs.local_ray import RayUnreachable, answers, is_loopback, join_locally, recorded_address
 from jobs.manifest import Manifest, Range, merge, settle, subtract
-from jobs.segments import Segment, Staged, compact_files, list_segments, roll_segments
+from jobs.run_report import DATABASE, RollupCancelled, RollupReport
+from jobs.segments import (
+    COMPACT_MIN_FILES,
+    SMALL_FILE_BYTES,
+    Segment,
+    Staged,
+    compact_files,
+    list_segments,
+    roll_segments,
+    small_file_groups,
+)
 
 log = logging.getLogger("herald.rollup")
 
-MANIFEST = "rollup-manifest.json"
-EVENTS = "events"
-STAGING = ".staging"
 LOCK = ".rollup.lock"
 #: Segment bytes one task reads at most (zstd on disk: about 5x that in memory).
 MAX_TASK_BYTES = 256 << 20
-#: A partition with this many files under SMALL_FILE_BYTES has them merged into one.
-COMPACT_MIN_FILES = 8
-SMALL_FILE_BYTES = 64 << 20
 #: Rounds of one run: the second rolls what an unreadable segment held back; more is rare.
 MAX_ROUNDS = 3
 
@@ -78,39 +86,12 @@ _roll = ray.remote(num_cpus=1, max_retries=2)(roll_segments)
 _compact = ray.remote(num_cpus=1, max_retries=2)(compact_files)
 
 
-class RollupCancelled(Exception):
-    """The run was asked to stop (shutdown); nothing it did is half-visible."""
-
-
-@dataclass
-class RollupReport:
-    segments: int = 0
-    rows: int = 0
-    rows_written: int = 0
-    #: Rows whose (shard, event_id) was already counted.
-    duplicates: int = 0
-    files_written: int = 0
-    #: Small files merged away by compaction.
-    files_compacted: int = 0
-    segments_deleted: int = 0
-    unreadable: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-    def summary(self) -> str:
-        line = (f"rollup: {self.segments} segments, {self.rows} rows ({self.duplicates} already "
-                f"counted), {self.files_written} files written, {self.files_compacted} small "
-                f"files compacted, {self.segments_deleted} old segments deleted, "
-                f"{self.seconds:.2f} s")
-        if self.unreadable:
-            line += f"; unreadable, left for the next run: {', '.join(self.unreadable)}"
-        return line
-
-
 def rollup(data_dir: Path | str, *, retention_days: float = 7.0, now: float | None = None,
            compact_min_files: int = COMPACT_MIN_FILES, small_file_bytes: int = SMALL_FILE_BYTES,
-           max_task_bytes: int = MAX_TASK_BYTES,
-           cancel: threading.Event | None = None) -> RollupReport:
-    """Roll the new closed segments under ``data_dir/log`` into ``data_dir/analytics/events``.
+           max_task_bytes: int = MAX_TASK_BYTES, cancel: threading.Event | None = None,
+           analytics_dir: Path | None = None) -> RollupReport:
+    """Roll the new closed segments under ``data_dir/log`` into ``analytics_dir/events``
+    (default ``data_dir/analytics``).
 
     Needs Ray (``connect()`` or ``ray.init()`` first). Raises RollupCancelled when ``cancel``
     is set while tasks run.
@@ -120,7 +101,7 @@ def rollup(data_dir: Path | str, *, retention_days: float = 7.0, now: float | No
     started = time.monotonic()
     now = time.time() if now is None else now
     data_dir = Path(data_dir)
-    root = data_dir / "analytics"
+    root = analytics_dir or data_dir / ANALYTICS
     root.mkdir(parents=True, exist_ok=True)
     report = RollupReport()
     with _locked(root / LOCK):
@@ -196,7 +177,7 @@ def _roll_round(manifest: Manifest, new: Sequence[Segment], report: RollupReport
     found = {key: ranges for staged in results for key, ranges in staged.found.items()}
     done, counted = settle(planned, found, manifest.rolled)
     manifest.record(done, counted, now)
-    manifest.publish = [(path, _final_name(path)) for staged in results for path, _ in staged.files]
+    manifest.publish = [(path, final_name(path)) for staged in results for path, _ in staged.files]
     manifest.save()  # the commit point
     report.files_written += manifest.finish()[0]
     report.segments += len(done)
@@ -205,22 +186,15 @@ def _roll_round(manifest: Manifest, new: Sequence[Segment], report: RollupReport
     return set(done), {key for staged in results for key in staged.unreadable}
 
 
-def _final_name(staged: str) -> str:
-    """``.staging/<run>/<task>/dt=…/channel=…/part-….parquet`` → ``events/dt=…/channel=…/part-<uuid>…``."""
-    day, channel = Path(staged).parts[-3:-1]
-    return str(Path(EVENTS, day, channel, f"part-{uuid.uuid4().hex}.parquet"))
-
-
 def _compact_small(manifest: Manifest, report: RollupReport, min_files: int, small_bytes: int,
                    cancel: threading.Event | None) -> None:
     root = manifest.root
     merges: list[tuple[list[Path], Path, Path]] = []
     staging = root / STAGING / uuid.uuid4().hex
-    for partition in sorted((root / EVENTS).glob("dt=*/channel=*")):
-        small = sorted(p for p in partition.glob("part-*.parquet") if p.stat().st_size < small_bytes)
-        if len(small) >= min_files:
-            merges.append((small, staging / f"{len(merges)}.parquet",
-                           partition / f"part-{uuid.uuid4().hex}.parquet"))
+    for group in small_file_groups(str(root / EVENTS), min_files, small_bytes):
+        small = [Path(path) for path in group]
+        merges.append((small, staging / f"{len(merges)}.parquet",
+                       small[0].parent / f"part-{uuid.uuid4().hex}.parquet"))
     if not merges:
         return
     _gather([_compact.options(scheduling_strategy=_this_node()).remote(
@@ -317,14 +291,64 @@ def connect(address: str | None = None, data_dir: Path | None = None) -> bool:
     return True
 
 
-def run(data_dir: Path, address: str | None, retention_days: float) -> RollupReport:
-    """Connect, roll up, disconnect: what ``python -m jobs.rollup`` and ``herald rollup`` do."""
+def run(data_dir: Path, address: str | None, retention_days: float, *,
+        database_url: str | None = None, analytics_uri: str | None = None) -> RollupReport:
+    """What ``python -m jobs.rollup`` and ``herald rollup`` do: with ``database_url``, roll the
+    database's events (no Ray); else connect to Ray, roll the segments, disconnect.
+
+    Raises ConfigError (one line) for a destination the segments' rollup cannot write to.
+    """
+    if database_url is not None:
+        return rollup_database(database_url, AnalyticsStore.locate(data_dir, analytics_uri))
+    analytics_dir = segments_destination(data_dir, analytics_uri)
     ours = connect(address, data_dir)
     try:
-        return rollup(data_dir, retention_days=retention_days)
+        return rollup(data_dir, retention_days=retention_days, analytics_dir=analytics_dir)
     finally:
         if ours:
             ray.shutdown()
+
+
+def segments_destination(data_dir: Path, analytics_uri: str | None) -> Path:
+    """Where the segments' rollup writes: a directory of this machine (its manifest is a file
+    renamed in place, and Ray tasks pinned here write the staging)."""
+    if analytics_uri and "://" in analytics_uri and not analytics_uri.startswith("file://"):
+        raise ConfigError("HERALD_ANALYTICS_URI: without HERALD_DATABASE_URL the rollup reads "
+                          "this machine's log segments and writes to a directory or a file:// "
+                          "URI; an object store needs the database's rollup")
+    local = AnalyticsStore.locate(data_dir, analytics_uri).local_dir
+    assert local is not None
+    return local
+
+
+def scheduled_job(settings: Settings) -> Callable[..., RollupReport]:
+    """The run ``herald up`` repeats: the database's rollup or the segments' one. On a database
+    shared by an active and a standby deployment only the active one rolls (the Parquet is
+    where the active one's report reads it)."""
+    database_url, analytics_uri = settings.database_url, settings.analytics_uri
+
+    def job(data_dir: Path, *, retention_days: float,
+            cancel: threading.Event | None = None) -> RollupReport:
+        if database_url is not None:
+            if not _active(database_url, settings.deployment_id, settings.shard_lease_seconds):
+                return RollupReport(source=DATABASE)
+            return rollup_database(database_url, AnalyticsStore.locate(data_dir, analytics_uri),
+                                   cancel=cancel)
+        return rollup(data_dir, retention_days=retention_days, cancel=cancel,
+                      analytics_dir=segments_destination(data_dir, analytics_uri))
+    return job
+
+
+def _active(database_url: str, deployment_id: str | None, lease_seconds: float) -> bool:
+    """Whether ``deployment_id`` holds the database's deployment lease (None: not a
+    deployment, e.g. ``herald rollup`` by hand, which always runs)."""
+    if deployment_id is None:
+        return True
+    from herald.pg_connect import connect
+    from herald.pg_leases import active_deployment
+
+    with connect(database_url) as conn:
+        return active_deployment(conn, lease_seconds) == deployment_id
 
 
 # ---- periodic, inside ``herald up`` -------------------------------------------------------------
@@ -342,7 +366,8 @@ class RollupScheduler:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RollupScheduler:
-        return cls(settings.data_dir, settings.rollup_seconds, settings.retention_days)
+        return cls(settings.data_dir, settings.rollup_seconds, settings.retention_days,
+                   scheduled_job(settings))
 
     def start(self) -> RollupScheduler:
         if self.every_seconds > 0 and self._thread is None:
@@ -364,6 +389,9 @@ class RollupScheduler:
                 log.info("%s", self.last_report.summary())
             except RollupCancelled:
                 return
+            except ConfigError as exc:  # the settings will not change while herald up runs
+                log.error("rollup off: %s", exc)
+                return
             except Exception:  # the next period tries again; herald up stays up
                 log.exception("rollup failed; trying again in %.0f s", self.every_seconds)
 
@@ -371,7 +399,9 @@ class RollupScheduler:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m jobs.rollup",
-        description="Roll Herald's delivery-log segments into Parquet (dt=…/channel=…).")
+        description="Roll Herald's delivery log (its segments, or with HERALD_DATABASE_URL the "
+                    "database's events) into Parquet (dt=…/channel=…) under DATA_DIR/analytics "
+                    "or HERALD_ANALYTICS_URI.")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="Herald's data directory (default: HERALD_DATA_DIR, else ./.herald)")
     parser.add_argument("--address", default=None,
@@ -389,8 +419,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     retention = settings.retention_days if args.retention_days is None else args.retention_days
     try:
-        report = run(args.data_dir or settings.data_dir, args.address, retention)
-    except RayUnreachable as exc:
+        report = run(args.data_dir or settings.data_dir, args.address, retention,
+                     database_url=settings.database_url, analytics_uri=settings.analytics_uri)
+    except ConfigError as exc:
+        print(f"rollup: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except (RayUnreachable, DatabaseUnreachable) as exc:
         print(f"rollup: {exc}", file=sys.stderr)
         return 1
     print(report.summary(), flush=True)

@@ -2,12 +2,15 @@
 
 Plain functions (no Ray here): ``jobs.rollup`` runs them as Ray tasks, tests call them directly.
 Everything they write goes to a staging directory and is fsynced before they return, because the
-rollup's manifest will promise those files exist the moment it records them.
+rollup's manifest will promise those files exist the moment it records them. The Parquet
+writing (``write_partitions``, ``compact_files``, ``small_file_groups``) also serves the
+database's rollup (``jobs.database_rollup``), on any ``pyarrow.fs`` filesystem.
 """
 
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 import uuid
 from collections.abc import Iterable, Sequence
@@ -18,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from herald.log_schema import SCHEMA
@@ -31,6 +35,9 @@ PARTITIONING = ds.partitioning(pa.schema([("dt", pa.date32()), ("channel", pa.st
 #: Same codec DuckDB and pandas use by default: fast to write, read everywhere.
 COMPRESSION = "snappy"
 ROW_GROUP = 1 << 20
+#: A partition with this many files under SMALL_FILE_BYTES has them merged into one.
+COMPACT_MIN_FILES = 8
+SMALL_FILE_BYTES = 64 << 20
 #: Dictionary-encode the repetitive columns only: on ``tag`` and the near-unique numbers the
 #: writer pays for a dictionary, then falls back to plain (measured: ~20% faster, 10% smaller).
 DICTIONARY = [f.name for f in SCHEMA if f.name not in {"tag", "event_id", "at", "latency_ms"}]
@@ -147,28 +154,60 @@ def roll_segments(segments: Sequence[Segment], staging: str, root: str) -> Stage
     if table is None or table.num_rows == 0:
         return staged
     staged.rows_kept = table.num_rows
+    written = write_partitions(table, staging)
+    staged.files = [(os.path.relpath(path, root), rows) for path, rows in written]
+    return staged
+
+
+def write_partitions(table: pa.Table, staging: str,
+                     filesystem: pafs.FileSystem | None = None) -> list[tuple[str, int]]:
+    """Write ``table`` (``SCHEMA``) as Parquet partitions ``dt=…/channel=…/`` under ``staging``
+    (the UTC day of ``at``); (path, rows) of each file, durable when this returns."""
     table = table.append_column("dt", pc.cast(table["at"], pa.date32()))
     written: list[tuple[str, int]] = []
     ds.write_dataset(
-        table, staging, format="parquet", partitioning=PARTITIONING,
+        table, staging, format="parquet", partitioning=PARTITIONING, filesystem=filesystem,
         basename_template=f"part-{uuid.uuid4().hex}-{{i}}.parquet",
         file_options=ds.ParquetFileFormat().make_write_options(compression=COMPRESSION,
                                                                use_dictionary=DICTIONARY),
         max_rows_per_group=ROW_GROUP, existing_data_behavior="overwrite_or_ignore",
         file_visitor=lambda file: written.append((file.path, file.metadata.num_rows)),
     )
-    _fsync_written(path for path, _ in written)
-    staged.files = [(os.path.relpath(path, root), rows) for path, rows in written]
-    return staged
+    if _local(filesystem):  # an object store's upload is durable once it is closed
+        _fsync_written(path for path, _ in written)
+    return written
 
 
-def compact_files(paths: Sequence[str], target: str) -> int:
+def compact_files(paths: Sequence[str], target: str,
+                  filesystem: pafs.FileSystem | None = None) -> int:
     """Rewrite the Parquet files ``paths`` (one partition) as the one file ``target``; its rows."""
     # ParquetFile, not read_table: the files must not gain partition columns from their path.
-    table = pa.concat_tables([pq.ParquetFile(path).read() for path in paths],
+    table = pa.concat_tables([pq.ParquetFile(path, filesystem=filesystem).read() for path in paths],
                              promote_options="default")
-    Path(target).parent.mkdir(parents=True, exist_ok=True)
+    (filesystem or pafs.LocalFileSystem()).create_dir(posixpath.dirname(target), recursive=True)
     pq.write_table(table, target, compression=COMPRESSION, row_group_size=ROW_GROUP,
-                   use_dictionary=DICTIONARY)
-    _fsync_written([target])
+                   use_dictionary=DICTIONARY, filesystem=filesystem)
+    if _local(filesystem):
+        _fsync_written([target])
     return int(table.num_rows)
+
+
+def small_file_groups(events: str, min_files: int, small_bytes: int,
+                      filesystem: pafs.FileSystem | None = None) -> list[list[str]]:
+    """Per partition ``dt=…/channel=…`` under ``events`` holding ``min_files`` or more files
+    smaller than ``small_bytes``: those files, sorted (what compaction merges into one)."""
+    filesystem = filesystem or pafs.LocalFileSystem()
+    found = filesystem.get_file_info(pafs.FileSelector(events, allow_not_found=True,
+                                                       recursive=True))
+    partitions: dict[str, list[str]] = {}
+    for info in found:
+        parts = posixpath.relpath(info.path, events).split("/")
+        if (info.type == pafs.FileType.File and len(parts) == 3 and parts[0].startswith("dt=")
+                and parts[1].startswith("channel=") and parts[2].startswith("part-")
+                and parts[2].endswith(".parquet") and info.size < small_bytes):
+            partitions.setdefault(posixpath.dirname(info.path), []).append(info.path)
+    return [sorted(files) for _, files in sorted(partitions.items()) if len(files) >= min_files]
+
+
+def _local(filesystem: pafs.FileSystem | None) -> bool:
+    return filesystem is None or isinstance(filesystem, pafs.LocalFileSystem)

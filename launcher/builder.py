@@ -8,10 +8,11 @@ the shards, the rate limiter and the channel pools, and returns the Intake bound
 handles. ``herald up`` binds the same application (``start_supervisor``, ``herald_app``).
 
 Under Serve the data dir must be absolute: a relative one would resolve against whatever
-directory each worker process runs in, node by node. What ``herald up`` keeps in its own data
-dir (the dev API key, the browser-token secret, the tenants' webhook secrets, the recorded
-shard count) is made by a task on
-the node that holds the shards (``herald_queue``, see ``actors.supervisor.queue_placement``).
+directory each worker process runs in, node by node. What ``herald up`` keeps for the deployment
+(the dev API key, the browser-token secret, the tenants' webhook secrets, the recorded shard
+count: ``prepare_data_dir``) is made by a task on the node that holds the shards (``herald_queue``,
+see ``actors.supervisor.queue_placement``), in its data dir; with ``HERALD_DATABASE_URL``, in the
+database, where every deployment on it finds the same values.
 
 Builder arguments (``args:`` of the application in the Serve config):
 
@@ -38,10 +39,11 @@ from typing import Any
 import ray
 
 from herald.config import Settings, load_settings
+from herald.deployment_store import DeploymentStore, open_store
 from herald.errors import ConfigError
-from herald.layout import check_layout
-from herald.webhook_secrets import SecretsFile
-from launcher.stored_secrets import dev_admin_key, dev_api_key, stored_secret
+from herald.layout import check_layout, shards_in_files
+from herald.webhook_secrets import WebhookSecrets
+from launcher.stored_secrets import browser_secret, dev_admin_key, dev_api_key
 
 log = logging.getLogger("herald.builder")
 #: Herald's Serve application: the only one stop() deletes.
@@ -67,9 +69,6 @@ def start_supervisor(settings: Settings) -> Any:
     """
     from actors.supervisor import NAMESPACE, SUPERVISOR_NAME, Supervisor
 
-    if settings.database_url is not None and settings.deployment_id is None:
-        # Who this deployment is among those on the database: its shards' leases carry it.
-        settings = settings.with_overrides(deployment_id=uuid.uuid4().hex[:12])
     return Supervisor.options(  # type: ignore[attr-defined]
         name=SUPERVISOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
     ).remote(_absolute(settings), settings.channels_configured())
@@ -96,28 +95,35 @@ def prepare_data_dir(settings: Settings) -> tuple[Settings, str | None]:
     """What ``herald up`` does in its own process before starting the actors, for Serve: record
     the shard count, and without ``HERALD_API_KEYS`` make (once) a dev API key and admin key;
     without ``HERALD_BROWSER_SECRET`` the browser-token secret; the tenants' webhook secrets.
+    All of it is kept in the deployment's store (``open_store``): the data dir, or with
+    ``HERALD_DATABASE_URL`` the database, where every deployment on it finds the same values.
     Returns the completed settings and the dev key if one is in use. Runs where the shards
     keep their files."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    check_layout(settings.data_dir, settings.shards)
     dev_key = None
-    if not settings.api_keys:
-        dev_key = dev_api_key(settings.data_dir)
-        settings = settings.with_overrides(api_keys={dev_key: "dev"})
-        if not settings.admin_key:
-            settings = settings.with_overrides(admin_key=dev_admin_key(settings.data_dir))
-    if not settings.browser_secret:
-        settings = settings.with_overrides(
-            browser_secret=stored_secret(settings.data_dir, "browser-secret"))
-    ensure_webhook_secrets(settings)
+    with open_store(settings) as store:
+        # SQLite shard files from before the layout record say how many shards wrote them.
+        found = None if settings.database_url else shards_in_files(settings.data_dir)
+        check_layout(store, settings.shards, found)
+        if not settings.api_keys:
+            dev_key = dev_api_key(store)
+            settings = settings.with_overrides(api_keys={dev_key: "dev"})
+            if not settings.admin_key:
+                settings = settings.with_overrides(admin_key=dev_admin_key(store))
+        if not settings.browser_secret:
+            settings = settings.with_overrides(browser_secret=browser_secret(store))
+        ensure_webhook_secrets(settings, store)
+    if settings.database_url is not None and settings.deployment_id is None:
+        # Who this deployment is among those on the database: its leases carry it.
+        settings = settings.with_overrides(deployment_id=uuid.uuid4().hex[:12])
     return settings, dev_key
 
 
-def ensure_webhook_secrets(settings: Settings) -> list[str]:
-    """Make (once, in the data dir, mode 0600) a random ``whsec_`` webhook secret for each tenant
-    with an API key and no ``HERALD_WEBHOOK_SECRETS`` entry; the tenants given one now."""
+def ensure_webhook_secrets(settings: Settings, store: DeploymentStore) -> list[str]:
+    """Make (once, in ``store``) a random ``whsec_`` webhook secret for each tenant with an API
+    key and no ``HERALD_WEBHOOK_SECRETS`` entry; the tenants given one now."""
     tenants = set(settings.api_keys.values()) - set(settings.webhook_secrets)
-    return SecretsFile.in_data_dir(settings.data_dir).ensure(tenants)
+    return WebhookSecrets(store).ensure(tenants)
 
 
 def wait_for_queue_nodes(timeout: float) -> None:
@@ -165,8 +171,8 @@ def build_app(args: dict[str, Any] | None = None) -> Any:
     prepare = ray.remote(num_cpus=0)(prepare_data_dir).options(**queue_placement(settings))
     settings, dev_key = ray.get(prepare.remote(settings))
     if dev_key:
-        log.warning("no HERALD_API_KEYS: using the dev API key kept in %s/dev-api-key on the "
-                    "queue node (tenant 'dev')", settings.data_dir)
+        where = "the database" if settings.database_url else f"{settings.data_dir} on the queue node"
+        log.warning("no HERALD_API_KEYS: using the dev API key kept in %s (tenant 'dev')", where)
     return herald_app(settings, start_supervisor(settings))
 
 

@@ -17,8 +17,11 @@ from urllib.parse import quote
 import httpx
 
 from herald.config import Settings, load_settings
+from herald.deployment_store import open_store
+from herald.errors import Unavailable
 from launcher.cli_error import CliError
 from launcher.data_commands import cmd_report, cmd_rollup, cmd_webhook_secret, parse_day
+from launcher.stored_secrets import DEV_API_KEY
 
 DESCRIPTION = """\
 Herald delivers email, SMS, fax and in-browser notifications.
@@ -61,12 +64,15 @@ def _http_url(host: str, port: int) -> str:
 def _api_key(settings: Settings) -> str:
     if settings.api_keys:
         return next(iter(settings.api_keys))
-    path = settings.data_dir / "dev-api-key"
     try:
-        return path.read_text().strip()
-    except OSError:
+        with open_store(settings) as store:  # the data dir, or the database herald up used
+            key = store.get(DEV_API_KEY)
+    except (OSError, Unavailable) as exc:
+        raise CliError(f"cannot read the dev API key: {exc}", 2) from None
+    if key is None:
         raise CliError("no API key: set HERALD_API_KEYS, or run `herald up` once to make a dev "
-                       f"key in {settings.data_dir}", 2) from None
+                       f"key in {store.where}", 2)
+    return key
 
 
 def _request(settings: Settings, method: str, path: str, *, wait: float = 0.0,
@@ -146,6 +152,23 @@ def _read_json(name: str) -> Any:
         raise CliError(f"{name} is not JSON: {exc}", 2) from None
 
 
+def _deployment_line(settings: Settings) -> str:
+    """With PostgreSQL: whether this deployment is the active one or a standby."""
+    from herald.pg_connect import connect
+    from herald.pg_leases import active_deployment
+
+    try:
+        with connect(settings.database_url or "") as conn:
+            active = active_deployment(conn, settings.shard_lease_seconds)
+    except Exception as exc:  # noqa: BLE001 - a line on the console, not a reason to stop
+        return f"state in PostgreSQL; the database does not answer now ({type(exc).__name__})"
+    me = settings.deployment_id
+    if active == me:
+        return f"state in PostgreSQL; deployment {me} is the active one"
+    return (f"state in PostgreSQL; deployment {me} is a standby (/healthz 503) while "
+            f"{active or 'another deployment'} is active: it takes over when that one stops")
+
+
 def cmd_up(settings: Settings, _: argparse.Namespace) -> int:
     from ray.exceptions import RayError, RayTaskError
 
@@ -183,6 +206,8 @@ def cmd_up(settings: Settings, _: argparse.Namespace) -> int:
     # Where Serve really listens: a Serve already running on the Ray joined keeps its own.
     url = _http_url(*herald.http_address) if herald.http_address else _base_url(s)
     print(f"Herald is up on {url} (data in {s.data_dir})", flush=True)
+    if s.database_url is not None:
+        print(_deployment_line(s), flush=True)
     if herald.dev_key:
         print(f"dev API key (tenant 'dev'): {herald.dev_key}", flush=True)
     if herald.admin_key:
@@ -290,14 +315,16 @@ def _parser() -> argparse.ArgumentParser:
     outbox.add_argument("--channel", choices=["email", "sms", "fax", "browser"])
     outbox.add_argument("--limit", type=int, default=None, metavar="N", help="the last N only")
     rollup = command("rollup", cmd_rollup, "roll the delivery log into Parquet",
-                     "Roll the closed delivery-log segments into Parquet under\n"
-                     "DATA_DIR/analytics/events (dt=…/channel=…), once each, on Ray.",
+                     "Roll the delivery log into Parquet under HERALD_ANALYTICS_URI (default\n"
+                     "DATA_DIR/analytics)/events (dt=…/channel=…), once each: the closed\n"
+                     "segments of the data dir, or with HERALD_DATABASE_URL the database's rows.",
                      "herald rollup")
     rollup.add_argument("--data-dir", type=Path, metavar="DIR",
                         help="Herald's data directory (default: HERALD_DATA_DIR)")
     webhook = command("webhook-secret", cmd_webhook_secret, "rotate a tenant's webhook secret",
-                      "Give TENANT a new random webhook secret (in DATA_DIR, read by the running\n"
-                      "Herald within a second). For 24 h callbacks carry the old signature too.",
+                      "Give TENANT a new random webhook secret (in DATA_DIR, or the database of\n"
+                      "HERALD_DATABASE_URL; read by the running Heralds within a second). For\n"
+                      "24 h callbacks carry the old signature too.",
                       "herald webhook-secret rotate acme")
     webhook.add_argument("action", choices=["rotate"])
     webhook.add_argument("tenant", metavar="TENANT")
@@ -306,7 +333,8 @@ def _parser() -> argparse.ArgumentParser:
     report = command("report", cmd_report, "write a delivery report (HTML or JSON)",
                      "Report on the notifications accepted from --since to --until (UTC days,\n"
                      "both included; default: all), from the Parquet `herald rollup` writes under\n"
-                     "DATA_DIR/analytics/events: volume, success rates, latency, retries, errors.",
+                     "HERALD_ANALYTICS_URI (default DATA_DIR/analytics): volume, success rates,\n"
+                     "latency, retries, errors.",
                      "herald report --since 2026-03-01 --until 2026-03-07 --out week.html")
     report.add_argument("--since", type=parse_day, metavar="YYYY-MM-DD", help="first day (UTC)")
     report.add_argument("--until", type=parse_day, metavar="YYYY-MM-DD", help="last day (UTC)")

@@ -10,6 +10,7 @@ from datetime import date
 from pathlib import Path
 
 from herald.config import Settings
+from herald.errors import ConfigError, Unavailable
 from launcher.cli_error import CliError
 
 
@@ -30,7 +31,7 @@ def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
     html = args.format == "html"
     try:
         numbers, text = build(args.data_dir or settings.data_dir, args.since, args.until, html,
-                              progress)
+                              progress, analytics_uri=settings.analytics_uri)
     except ReportError as exc:
         progress.finish("failed")
         raise CliError(str(exc)) from None
@@ -51,22 +52,27 @@ def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_rollup(settings: Settings, args: argparse.Namespace) -> int:
+    from jobs.database_rollup import DatabaseUnreachable
     from jobs.local_ray import RayUnreachable
     from jobs.rollup import run
 
     # "local" (the default) names no cluster: join the Ray of the data dir's running
-    # `herald up` (recorded there), else start one.
+    # `herald up` (recorded there), else start one. With a database no Ray is needed.
     address = None if settings.ray_address == "local" else settings.ray_address
     try:
-        report = run(args.data_dir or settings.data_dir, address, settings.retention_days)
-    except RayUnreachable as exc:
+        report = run(args.data_dir or settings.data_dir, address, settings.retention_days,
+                     database_url=settings.database_url, analytics_uri=settings.analytics_uri)
+    except ConfigError as exc:
+        raise CliError(str(exc), 2) from None
+    except (RayUnreachable, DatabaseUnreachable) as exc:
         raise CliError(str(exc)) from None
     print(report.summary(), flush=True)
     return 0
 
 
 def cmd_webhook_secret(settings: Settings, args: argparse.Namespace) -> int:
-    from herald.webhook_secrets import SecretsFile
+    from herald.deployment_store import open_store
+    from herald.webhook_secrets import WebhookSecrets
 
     tenant = args.tenant
     if settings.webhook_secret(tenant):
@@ -75,7 +81,13 @@ def cmd_webhook_secret(settings: Settings, args: argparse.Namespace) -> int:
     tenants = set(settings.api_keys.values()) or {"dev"}  # no keys: herald up's dev tenant
     if tenant not in tenants:
         raise CliError(f"no tenant {tenant!r} (tenants: {', '.join(sorted(tenants))})", 2)
-    secret = SecretsFile.in_data_dir(args.data_dir or settings.data_dir).rotate(tenant)
+    if args.data_dir:
+        settings = settings.with_overrides(data_dir=args.data_dir)
+    try:
+        with open_store(settings) as store:  # the database every deployment shares, if set
+            secret = WebhookSecrets(store).rotate(tenant)
+    except Unavailable as exc:
+        raise CliError(exc.message) from None
     until = secret.previous_until()
     print(f"rotated {tenant!r}'s webhook secret (read it with GET /v1/webhook-secret)"
           + (f"; the previous one signs too until {time.ctime(until)}" if until else ""),

@@ -18,10 +18,8 @@ from typing import Any
 import ray
 
 from herald.config import Settings
-from herald.layout import check_layout
 from jobs.local_ray import remove_record, stay_on_loopback, write_record
-from launcher.builder import APP_NAME, ensure_webhook_secrets, herald_app, start_supervisor
-from launcher.stored_secrets import dev_admin_key, dev_api_key, stored_secret
+from launcher.builder import APP_NAME, herald_app, prepare_data_dir, start_supervisor
 from serve.starting import PROXY_CALLBACK, PROXY_CALLBACK_VARIABLE
 
 log = logging.getLogger("herald.runtime")
@@ -58,7 +56,7 @@ class Herald:
     supervisor: Any = None
     peers: list[Any] = field(default_factory=list)
     dev_key: str | None = None
-    #: The admin key made in the data dir (dev mode, no ``HERALD_ADMIN_KEY``), to print.
+    #: The admin key made for the deployment (dev mode, no ``HERALD_ADMIN_KEY``), to print.
     admin_key: str | None = field(default=None, repr=False)
     #: The channels whose deliveries go to a local capture peer (dev mode): ``email``, ``sms``…
     captured: list[str] = field(default_factory=list)
@@ -87,14 +85,11 @@ class Herald:
             raise
 
     def _start(self, say: Progress) -> Herald:
-        settings = self.settings
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        if not settings.api_keys:
-            self.dev_key = dev_api_key(settings.data_dir)
-            settings = settings.with_overrides(api_keys={self.dev_key: "dev"})
-            if not settings.admin_key:
-                self.admin_key = dev_admin_key(settings.data_dir)
-                settings = settings.with_overrides(admin_key=self.admin_key)
+        # The shard count checked, the dev keys and secrets made or read (in the data dir, or
+        # the database every deployment on it shares) before anything starts.
+        settings, self.dev_key = prepare_data_dir(self.settings)
+        if self.dev_key and not self.settings.admin_key:
+            self.admin_key = settings.admin_key  # made for dev mode: `herald up` prints it
         fresh = False  # a Ray this process starts now (no Serve can run on it yet)
         if not ray.is_initialized():
             local = fresh = settings.ray_address == "local"
@@ -102,7 +97,6 @@ class Herald:
                 check_ports_free(settings)
             say("starting Ray…" if local else f"connecting to Ray at {settings.ray_address}…")
             self._init_ray(settings)
-        check_layout(settings.data_dir, settings.shards)
         # A Ray this process just started runs no Serve yet (a client cached from an earlier
         # Ray of this process would name that one's port).
         serving = None if fresh else serve_http_address()
@@ -115,16 +109,11 @@ class Herald:
         if settings.capture_channels():
             say("starting the capture peers…")
         settings = self._capture_providers(settings, settings.data_dir / "outbox")
-        if not settings.browser_secret:
-            settings = settings.with_overrides(
-                browser_secret=stored_secret(settings.data_dir, "browser-secret"))
         self.settings = settings
         say("starting the Supervisor, shards and channel pools…")
         from ray import serve
 
         # The same application `serve deploy serve_config.yaml` builds (launcher/builder.py).
-
-        ensure_webhook_secrets(settings)
         self.supervisor = start_supervisor(settings)
         app = herald_app(settings, self.supervisor)
         say("starting the HTTP API…")

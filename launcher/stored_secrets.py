@@ -1,28 +1,35 @@
-"""Secrets Herald makes once and keeps in its data dir (mode 0600): the dev API key, the admin
-key, the browser-token secret."""
+"""Secrets Herald makes once and keeps for the deployment (``herald.deployment_store``: the data
+dir, mode 0600, or the database every deployment on it shares): the dev API key, the admin key,
+the browser-token secret. Keys given by the environment (``HERALD_API_KEYS``, ``HERALD_ADMIN_KEY``,
+``HERALD_BROWSER_SECRET``) are used instead, and these are then not made at all."""
 
 from __future__ import annotations
 
 import secrets
-from pathlib import Path
+
+from herald.deployment_store import DeploymentStore
+
+#: Their names in the store (the files in the data dir).
+DEV_API_KEY = "dev-api-key"
+ADMIN_KEY = "admin-key"
+BROWSER_SECRET = "browser-secret"
 
 
-def stored_secret(data_dir: Path, name: str, prefix: str = "") -> str:
-    """A secret kept in the data dir (made once, mode 0600): dev API key, browser secret…"""
-    path = data_dir / name
-    if path.is_file():
-        return path.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    value = prefix + secrets.token_urlsafe(24)
-    path.touch(mode=0o600)
-    path.write_text(value + "\n")
-    return value
+def stored_secret(store: DeploymentStore, name: str, prefix: str = "") -> str:
+    """The secret kept under ``name``, made (``prefix`` + 24 random bytes) the first time; two
+    deployments starting together on one database get the same one."""
+    return store.get_or_create(name, lambda: prefix + secrets.token_urlsafe(24))
 
 
-def dev_api_key(data_dir: Path) -> str:
-    return stored_secret(data_dir, "dev-api-key", "hk_dev_")
+def dev_api_key(store: DeploymentStore) -> str:
+    return stored_secret(store, DEV_API_KEY, "hk_dev_")
 
 
-def dev_admin_key(data_dir: Path) -> str:
+def dev_admin_key(store: DeploymentStore) -> str:
     """The admin console's key in dev mode when ``HERALD_ADMIN_KEY`` is unset."""
-    return stored_secret(data_dir, "admin-key", "hk_admin_")
+    return stored_secret(store, ADMIN_KEY, "hk_admin_")
+
+
+def browser_secret(store: DeploymentStore) -> str:
+    """The browser-token secret when ``HERALD_BROWSER_SECRET`` is unset."""
+    return stored_secret(store, BROWSER_SECRET)

@@ -26,6 +26,7 @@ from herald.admin_session import LoginThrottle
 from herald.browser_tokens import mint_token, verify_token
 from herald.channels import Channel, actor_name, gateway_for
 from herald.config import Settings
+from herald.deployment_store import open_store
 from herald.errors import (
     AuthError,
     HeraldError,
@@ -47,7 +48,7 @@ from herald.receipts import (
 )
 from herald.shard_health import ShardHealth, health_report
 from herald.sharding import shard_of_tag
-from herald.webhook_secrets import SecretsFile, secret_view
+from herald.webhook_secrets import WebhookSecrets, secret_view
 from serve.admin import admin_router, attach_admin
 from serve.answers import (
     JsonBody,
@@ -99,7 +100,7 @@ class Intake:
         self.callback_guard = CallbackGuard(settings.callback_allow)
         self.channels = frozenset(settings.channels_configured())
         self._browser_secret = (settings.browser_secret or "").encode()
-        self._webhook_secrets = SecretsFile.in_data_dir(settings.data_dir)
+        self._webhook_secrets = WebhookSecrets(open_store(settings))
         self._gateways: dict[int, Any] = {}  # gateway index → its actor's handle
         self.rejected: Counter[str] = Counter()  # 429/503 answers per tenant
         self._waiting: Counter[str] = Counter()  # ?wait requests held open per tenant
@@ -305,8 +306,10 @@ class Intake:
         """The secret this tenant's callbacks are signed with; after a rotation, the previous
         one too while it still signs (``previous_until``)."""
         tenant = self._tenant(request)
-        view = secret_view(self.settings.webhook_secret(tenant),
-                           self._webhook_secrets.get(tenant), time.time())
+        explicit = self.settings.webhook_secret(tenant)
+        # Off the event loop: a read may go to the database (at most every RELOAD_SECONDS).
+        stored = None if explicit else await asyncio.to_thread(self._webhook_secrets.get, tenant)
+        view = secret_view(explicit, stored, time.time())
         if view is None:
             raise NotFound("no webhook secret for this tenant (herald up makes one at start)")
         return JsonBody(view)

@@ -69,9 +69,10 @@ def build_providers(
                                  public_url=settings.browser_public_url, node_ip=node_ip)]
     if channel is Channel.WEBHOOK:
         from actors.providers.webhook import WebhookProvider
-        from herald.webhook_secrets import SecretsFile
+        from herald.deployment_store import open_store
+        from herald.webhook_secrets import WebhookSecrets
 
-        stored = SecretsFile.in_data_dir(settings.data_dir)
+        stored = WebhookSecrets(open_store(settings))
 
         def secrets_for(tenant: str) -> list[str]:
             explicit = settings.webhook_secret(tenant)

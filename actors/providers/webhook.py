@@ -1,7 +1,8 @@
 """Requester callbacks: POST the final status to ``requester.callback_url``, signed per tenant.
 
 The tenant's secret is its ``HERALD_WEBHOOK_SECRETS`` entry, else the random ``whsec_`` secret
-Herald keeps for it in the data dir (``herald.webhook_secrets``; never the API key). For a day
+Herald keeps for it (``herald.webhook_secrets``: in the data dir, or the database every deployment
+on it shares; never the API key). For a day
 after a rotation the old secret signs too: each header then carries both signatures, the new
 one first, space-separated, and a receiver accepts the callback if any matches.
 

@@ -1,15 +1,28 @@
-"""Herald on a Ray cluster of three nodes on this machine, deployed with ``serve deploy``.
+"""Herald on a Ray cluster of three nodes on this machine, deployed with ``serve deploy``, its
+shards on PostgreSQL: losing the node that runs them, and that node's disk, loses nothing.
 
-The head (``127.0.0.10``) offers no CPU and the ``herald_queue`` resource: the shards, the Serve
-controller and its HTTP proxy run there. Worker A (``127.0.0.11``, 1 CPU) joins before the
-deploy, so every channel actor, browser gateway included, can only land on it (they ask a
-sliver of CPU). Herald delivers through both nodes; then worker B (``127.0.0.12``) joins, and
-while mixed email and SMS load comes in over HTTP, worker A dies (SIGKILL of its processes
-only), with whatever else Ray put there (the Supervisor, the rate limiter, the Intake replica
-ask no CPU and may land on either node). Every accepted notification must still reach a final
-state and its peer (the SMTP sink, the Twilio-compatible API); duplicates are counted: a send in
-flight when its node died may go out again (at least once), so they may number at most what was
-in flight.
+A real PostgreSQL (``tests.support.postgres``, fsync on) listens on loopback; the deploy names it
+(``HERALD_DATABASE_URL``). The head (``127.0.0.10``) offers no CPU and no ``herald_queue``: the
+Serve controller and its HTTP proxy run there. Each shard asks ``HERALD_SHARD_CPUS`` (0.1), so
+it can only land on worker A (``127.0.0.11``, 1 CPU), which joins before the deploy; so can
+every channel actor, browser gateway included (they ask a sliver of CPU). Herald delivers
+through both nodes; then worker B (``127.0.0.12``) joins, and while mixed email and SMS load
+comes in over HTTP, worker A dies (SIGKILL of its processes only), with whatever else Ray put
+there (the Supervisor, the rate limiter, the Intake replica ask no CPU and may land on either
+node), and the Herald data dir it used is deleted while it is dead. Ray restarts the shards on
+worker B; each takes its shard's lease over (a new epoch: whatever A's incarnation might still
+write is fenced) and recovers from the database. Every accepted notification must still reach a
+final state and its peer (the SMTP sink, the Twilio-compatible API); duplicates are counted: a
+send in flight when its node died may go out again (at least once), so they may number at most
+what was in flight.
+
+With PostgreSQL a node's data dir holds nothing Herald needs: no queue files, no delivery-log
+segments (the log is in the database until the rollup reads it), no secrets (API keys, the
+browser-token secret, webhook secrets and the shard count are in ``herald_settings``); under
+``serve deploy`` it is only made, empty, by the build task. So one data dir path serves every
+node, as one ``runtime_env`` names it: on a real cluster each node has its own disk at that
+path; here the nodes share it, and deleting it while A is dead takes B's too, which is the
+stronger test. The test checks what A's data dir held before deleting it.
 
 The browser gateway binds every interface (``HERALD_HOST=0.0.0.0``, as on a cluster) and
 advertises its node's IP: a WebSocket client connects to the URL ``/v1/browser-endpoint``
@@ -17,8 +30,8 @@ gives, which names worker A, gets its messages and acks them; after the crash th
 is sent to worker B, where Ray restarted the gateway.
 
 Adapted to one machine: ``proxy_location: HeadOnly`` (proxies on two nodes of one machine
-would both bind 127.0.0.1:port), and the ports, data dir and peers of the test. Nodes use
-``127.0.0.x`` addresses other than 127.0.0.1, which Ray would replace by the machine's own IP.
+would both bind 127.0.0.1:port), and the ports, data dir, database and peers of the test. Nodes
+use ``127.0.0.x`` addresses other than 127.0.0.1, which Ray would replace by the machine's own IP.
 """
 
 from __future__ import annotations
@@ -54,6 +67,7 @@ from tests.cluster.ray_nodes import (
     start_head,
 )
 from tests.support.payloads import email_payload
+from tests.support.postgres import PostgresServer, pg_bin
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "cluster-key-" + "c" * 20
@@ -63,9 +77,13 @@ HEAD_IP, A_IP, B_IP = "127.0.0.10", "127.0.0.11", "127.0.0.12"
 #: Per channel actor: what it may hold in flight, so also what a crash may send twice.
 CONCURRENCY = 16
 POOLS = {"email": 2, "sms": 1, "browser": 1, "fax": 0, "webhook": 1}
+SHARDS = 2
+#: What a shard asks of its node: the head offers no CPU, so the shards land on a worker.
+SHARD_CPUS = 0.1
 
 pytestmark = [pytest.mark.cluster,
-              pytest.mark.skipif(RAY is None or SERVE is None, reason="the ray/serve CLI is absent")]
+              pytest.mark.skipif(RAY is None or SERVE is None, reason="the ray/serve CLI is absent"),
+              pytest.mark.skipif(pg_bin() is None, reason="PostgreSQL is absent (make pg-deps)")]
 
 
 class Cluster:
@@ -85,6 +103,16 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresServer]:
+    """The database the shards keep their state in: durable, as a deployment's would be."""
+    server = PostgresServer.create(durable=True)
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
     temp_dir = Path(tempfile.mkdtemp(prefix="hmn", dir="/tmp"))  # short: unix socket paths
     nodes = Cluster(temp_dir)
@@ -95,23 +123,24 @@ def cluster() -> Iterator[Cluster]:
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def _config(path: Path, data_dir: Path, port: int, browser_port: int, smtp_url: str,
-            twilio_url: str) -> Path:
-    """The repository's serve_config.yaml with this test's ports, data dir and peers."""
+def _config(path: Path, data_dir: Path, database_url: str, port: int, browser_port: int,
+            smtp_url: str, twilio_url: str) -> Path:
+    """The repository's serve_config.yaml with this test's ports, data dir, database and peers."""
     config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
     config["http_options"]["port"] = port
     config["proxy_location"] = "HeadOnly"
     app = config["applications"][0]
     app["runtime_env"]["env_vars"].update(
-        HERALD_DATA_DIR=str(data_dir), HERALD_PORT=str(port), HERALD_BROWSER_PORT=str(browser_port),
+        HERALD_DATA_DIR=str(data_dir), HERALD_DATABASE_URL=database_url,
+        HERALD_SHARD_CPUS=str(SHARD_CPUS), HERALD_PORT=str(port), HERALD_BROWSER_PORT=str(browser_port),
         HERALD_HOST="0.0.0.0", HERALD_PUBLIC_URL=f"http://127.0.0.1:{port}",
         HERALD_SMTP_URL=smtp_url, HERALD_API_KEYS=f"acme:{KEY}", HERALD_METRICS_TOKEN=OPERATOR,
         HERALD_TWILIO_ACCOUNT_SID=TWILIO_SID, HERALD_TWILIO_AUTH_TOKEN=TWILIO_TOKEN,
         HERALD_TWILIO_BASE_URL=twilio_url, HERALD_TWILIO_FROM="+15005550006",
-        HERALD_SHARDS="2", HERALD_POOLS=",".join(f"{k}={v}" for k, v in POOLS.items()),
+        HERALD_SHARDS=str(SHARDS), HERALD_POOLS=",".join(f"{k}={v}" for k, v in POOLS.items()),
         HERALD_CHANNEL_CONCURRENCY=str(CONCURRENCY), HERALD_LEASE_SECONDS="6",
         HERALD_RETRY_BASE_SECONDS="0.2", HERALD_RETRY_CAP_SECONDS="2",
-        HERALD_SQLITE_SYNCHRONOUS="NORMAL", HERALD_ROLLUP_SECONDS="0")
+        HERALD_ROLLUP_SECONDS="0")
     path.write_text(yaml.safe_dump(config))
     return path
 
@@ -245,6 +274,18 @@ class Load:
         return workers
 
 
+def _leases(postgres: PostgresServer) -> dict[str, tuple[str, int]]:
+    """Lease name → (holder, epoch), from the database."""
+    rows = postgres.sql("SELECT name, holder, epoch FROM herald_leases ORDER BY name")
+    return {name: (holder, int(epoch))
+            for name, holder, epoch in (row.split("|") for row in rows.splitlines())}
+
+
+def _files(root: Path) -> list[str]:
+    """The files under ``root`` (none if it is gone), relative to it."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if not p.is_dir())
+
+
 def _final_statuses(base: str, tags: list[str]) -> dict[str, str]:
     headers = {"Authorization": f"Bearer {KEY}"}
 
@@ -266,21 +307,21 @@ def _final_statuses(base: str, tags: list[str]) -> dict[str, str]:
     return asyncio.run(every())
 
 
-def test_herald_delivers_across_nodes_and_survives_losing_one(cluster: Cluster,
-                                                              tmp_path: Path) -> None:
+def test_herald_delivers_across_nodes_and_survives_losing_one(
+        cluster: Cluster, postgres: PostgresServer, tmp_path: Path) -> None:
     started = time.monotonic()
     timings: dict[str, float] = {}
-    head = cluster.add(start_head(cluster.temp_dir, num_cpus=0, resources={"herald_queue": 1},
-                                  ip=HEAD_IP))
+    head = cluster.add(start_head(cluster.temp_dir, num_cpus=0, ip=HEAD_IP))
     worker_a = cluster.add(launch_worker(head, A_IP, num_cpus=1)).wait_started()
     timings["nodes up"] = time.monotonic() - started
     port, browser_port = free_ports(2)
+    data_dir = tmp_path / "data"
     loop = LoopThread()
     twilio = CaptureTwilioApi(TWILIO_SID, TWILIO_TOKEN, tmp_path / "outbox")
     loop.run(twilio.start())
     try:
         with SmtpSink() as sink:
-            config = _config(tmp_path / "serve_config.yaml", tmp_path / "data", port,
+            config = _config(tmp_path / "serve_config.yaml", data_dir, postgres.url, port,
                              browser_port, sink.url, twilio.base_url)
             deployed = head.run(str(SERVE), "deploy", str(config), "-a", str(head.dashboard),
                                 timeout=240)
@@ -293,7 +334,7 @@ def test_herald_delivers_across_nodes_and_survives_losing_one(cluster: Cluster,
             channel_actors = {n: ip for n, ip in placed.items()
                               if n.startswith(("herald-email", "herald-sms", "herald-browser"))}
             assert set(channel_actors.values()) == {A_IP}, placed
-            assert {ip for n, ip in placed.items() if n.startswith("herald-shard")} == {HEAD_IP}
+            assert {ip for n, ip in placed.items() if n.startswith("herald-shard")} == {A_IP}, placed
 
             # Worker B joins while the browser round runs: where Ray restarts A's actors.
             worker_b = cluster.add(launch_worker(head, B_IP, num_cpus=1))
@@ -307,8 +348,12 @@ def test_herald_delivers_across_nodes_and_survives_losing_one(cluster: Cluster,
                 load = Load(base, total=300)
                 senders = load.start()
                 _wait_for("a third of the load accepted", lambda: len(load.accepted) >= 100, 120)
+                leases_before = _leases(postgres)
                 killed = worker_a.crash()
                 crashed_at = time.monotonic()
+                # A's disk goes with it: what it held, then nothing.
+                left_on_a = _files(data_dir)
+                shutil.rmtree(data_dir)
                 for sender in senders:
                     sender.join(timeout=240)
                 assert not load.errors and len(load.accepted) == 300, load.errors[:5]
@@ -317,6 +362,7 @@ def test_herald_delivers_across_nodes_and_survives_losing_one(cluster: Cluster,
                 statuses = _final_statuses(base, list(load.accepted))
                 timings["load final"] = time.monotonic() - started
                 after = _actor_nodes(head)
+                leases_after = _leases(postgres)
                 _browser_round(client, "browser-user", B_IP)
                 timings["browser on B"] = time.monotonic() - started
                 metrics = client.get("/metrics", headers={"Authorization": f"Bearer {OPERATOR}"}).text
@@ -344,16 +390,26 @@ def test_herald_delivers_across_nodes_and_survives_losing_one(cluster: Cluster,
           f"email + {len(lost_sms)} sms, duplicates {twice_mail} email + {twice_sms} sms "
           f"({counted}); all final {started + timings['load final'] - crashed_at:.0f} s after the crash")
     print("timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
+    print(f"leases before the crash {leases_before}, after {leases_after}; A's data dir held "
+          f"{left_on_a}, after: {_files(data_dir) if data_dir.exists() else 'gone'}")
     for when, where in (("before", placed), ("after", after)):
         print(f"{when} the crash, off the head: "
               f"{sorted((n, ip) for n, ip in where.items() if ip != HEAD_IP)}")
     assert killed > 0
+    # With PostgreSQL nothing a node keeps is needed: A's data dir held no file, and nothing
+    # wrote one since.
+    assert left_on_a == [] and _files(data_dir) == [], (left_on_a, _files(data_dir))
     assert not not_final, not_final
     assert not lost_mail and not lost_sms
     # At least once: only what was in flight on worker A when it died can have gone out twice.
     assert twice_mail <= POOLS["email"] * CONCURRENCY and twice_sms <= POOLS["sms"] * CONCURRENCY
-    assert {ip for n, ip in after.items() if n.startswith(("herald-email", "herald-sms",
+    assert {ip for n, ip in after.items() if n.startswith(("herald-shard", "herald-email", "herald-sms",
                                                             "herald-browser"))} == {B_IP}, after
+    # Each shard has a new owner (on B) with a new epoch: A's incarnation is fenced.
+    for shard in range(SHARDS):
+        name = f"shard-{shard}"
+        (old_holder, old_epoch), (new_holder, new_epoch) = leases_before[name], leases_after[name]
+        assert new_holder != old_holder and new_epoch > old_epoch, (leases_before, leases_after)
 
 
 if __name__ == "__main__":  # pragma: no cover - run alone: python -m tests.cluster.test_multi_node

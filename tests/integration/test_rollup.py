@@ -35,6 +35,7 @@ from herald.delivery_log import LogEvent
 from herald.storage import SQLiteStorage
 from jobs.manifest import Manifest
 from jobs.rollup import MANIFEST, RollupCancelled, RollupScheduler, rollup
+from tests.support.crash import Crash, crash_on_call
 
 pytestmark = pytest.mark.ray
 ROOT = Path(__file__).resolve().parents[2]
@@ -143,28 +144,11 @@ def test_counts_equal_the_truth_in_pandas_pyarrow_and_duckdb(ray_session: None, 
     assert counts(logs.events) == logs.truth
 
 
-class Crash(Exception):
-    """Stands in for the process dying at that point."""
-
-
-def _crash_on_call(monkeypatch: pytest.MonkeyPatch, target: Any, name: str, number: int) -> None:
-    real = getattr(target, name)
-    calls = {"n": 0}
-
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        calls["n"] += 1
-        if calls["n"] == number:
-            raise Crash(f"killed at {name} #{number}")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(target, name, wrapper)
-
-
 def test_a_crash_before_the_commit_leaves_nothing_visible(
     ray_session: None, logs: Logs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with monkeypatch.context() as patch:
-        _crash_on_call(patch, Manifest, "save", 1)
+        crash_on_call(patch, Manifest, "save", 1)
         with pytest.raises(Crash):
             rollup(logs.data_dir)
     assert counts(logs.events) == Counter()  # the Parquet was staged only
@@ -178,7 +162,7 @@ def test_a_crash_halfway_through_publishing_is_finished_by_the_next_run(
     ray_session: None, logs: Logs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with monkeypatch.context() as patch:
-        _crash_on_call(patch, jobs.manifest, "rename", 2)  # after the first partition file
+        crash_on_call(patch, jobs.manifest, "rename", 2)  # after the first partition file
         with pytest.raises(Crash):
             rollup(logs.data_dir)
     partial = counts(logs.events)
@@ -198,7 +182,7 @@ def test_compaction_merges_small_files_and_survives_a_crash(
     many = len(_files(logs.events))
     assert many > 12 * 3
     with monkeypatch.context() as patch:
-        _crash_on_call(patch, jobs.manifest, "rename", 3)  # three partitions' merged files out
+        crash_on_call(patch, jobs.manifest, "rename", 3)  # three partitions' merged files out
         with pytest.raises(Crash):
             rollup(logs.data_dir, compact_min_files=2)
     report = rollup(logs.data_dir, compact_min_files=2)  # finishes the compaction

@@ -1,10 +1,12 @@
 """The deployment files against Ray's own schemas and against what the code expects.
 
-``cluster.yaml`` (AWS) and ``cluster.gcp.yaml`` (GCP) go through what ``ray up`` does before it
-talks to a cloud (``prepare_config`` then ``validate_config``); ``serve_config.yaml`` through
-Serve's ``ServeDeploySchema``. Then the names must agree: the custom resource the shards ask for,
-the data dir the queue node mounts and the Serve config names, the import path, the setup
-commands that install Herald. No Ray instance is started.
+``cluster.yaml`` (AWS) and ``cluster.gcp.yaml`` (GCP), and their PostgreSQL variants
+``cluster.postgres.yaml`` and ``cluster.gcp.postgres.yaml``, go through what ``ray up`` does before
+it talks to a cloud (``prepare_config`` then ``validate_config``); ``serve_config.yaml`` through
+Serve's ``ServeDeploySchema``. Then the names must agree: the custom resource the shards ask for
+(offered by the SQLite files' one queue node, by no node of the PostgreSQL ones), the data dir the
+queue node mounts and the Serve config names, the ``database_url`` every PostgreSQL node insists
+on, the import path, the setup commands that install Herald. No Ray instance is started.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import os
 import re
 import socket
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,11 @@ from launcher.runtime import APP_NAME, check_ports_free
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTERS = ["cluster.yaml", "cluster.gcp.yaml"]
+#: The PostgreSQL variant of each SQLite file above (same cloud, no queue node).
+POSTGRES_TWINS = {"cluster.postgres.yaml": "cluster.yaml",
+                  "cluster.gcp.postgres.yaml": "cluster.gcp.yaml"}
+POSTGRES_CLUSTERS = list(POSTGRES_TWINS)
+HERALD_TOML = "/etc/herald/herald.toml"
 INSTALL = "pip install -q ~/herald"
 RESOURCES_FILE = "~/.herald-ray-resources.json"
 
@@ -110,6 +118,73 @@ def test_the_disks_outlive_their_instance() -> None:
     gcp = _load("cluster.gcp.yaml")["available_node_types"]["queue"]["node_config"]
     disk = next(d for d in gcp["disks"] if d.get("deviceName") == "herald-data")
     assert disk["autoDelete"] is False
+
+
+# ---- the PostgreSQL variants ------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", POSTGRES_CLUSTERS)
+def test_postgres_cluster_config_passes_rays_validation(name: str) -> None:
+    config = _prepared(name)
+    assert set(config["available_node_types"]) == {"head", "worker"}
+    assert config["head_node_type"] == "head"
+
+
+@pytest.mark.parametrize("name", POSTGRES_CLUSTERS)
+def test_postgres_clusters_have_no_queue_node_and_no_data_disk(name: str) -> None:
+    config = _prepared(name)
+    types = config["available_node_types"]
+    # No node offers herald_queue, neither declared nor passed to `ray start`: queue_placement
+    # then puts the shards anywhere, and none waits for a node of its own.
+    assert not [t for t, spec in types.items() if QUEUE_RESOURCE in spec["resources"]]
+    every_command = json.dumps(config)
+    assert QUEUE_RESOURCE not in every_command and RESOURCES_FILE not in every_command
+    assert "--resources" not in " ".join(config["worker_start_ray_commands"])
+    # Nothing on a node must outlive it: no volume kept after its instance, nothing mounted.
+    assert "DeleteOnTermination" not in every_command and '"autoDelete": false' not in every_command
+    assert "fstab" not in every_command
+    assert types["worker"]["min_workers"] == 0 < types["worker"]["max_workers"]
+    assert "--dashboard-host=127.0.0.1" in " ".join(config["head_start_ray_commands"])
+
+
+@pytest.mark.parametrize("name", POSTGRES_CLUSTERS)
+def test_postgres_clusters_match_their_sqlite_twin_where_they_should(name: str) -> None:
+    pg, sqlite = _load(name), _load(POSTGRES_TWINS[name])
+    assert pg["provider"]["type"] == sqlite["provider"]["type"]
+    assert pg["provider"]["region"] == sqlite["provider"]["region"]
+    assert pg["cluster_name"] != sqlite["cluster_name"]  # both may run in one region
+    for key in ("auth", "file_mounts", "rsync_exclude", "head_start_ray_commands"):
+        assert pg[key] == sqlite[key], key
+    heads = pg["available_node_types"]["head"], sqlite["available_node_types"]["head"]
+    assert heads[0] == heads[1]
+
+
+@pytest.mark.parametrize("name", POSTGRES_CLUSTERS)
+def test_every_postgres_node_installs_herald_and_insists_on_a_database_url(
+        name: str, tmp_path: Path) -> None:
+    config = _prepared(name)
+    checks = set()
+    for node_type in config["available_node_types"]:
+        commands = _setup_commands(config, node_type)
+        assert any(INSTALL in command for command in commands), (node_type, commands)
+        assert any(HERALD_TOML in command and "install -m 600" in command
+                   for command in commands), node_type
+        checks |= {c for c in commands if "database_url" in c}
+    (check,) = checks  # one command, the same on every node
+    # Run it as `ray up` would, against herald.toml files with and without the URL.
+    toml = tmp_path / "herald.toml"
+    toml.write_text('public_url = "https://eu.herald.example.com"\n'
+                    '# database_url = "postgresql://commented/out"\n')
+    refused = subprocess.run(["bash", "-c", check.replace(HERALD_TOML, str(toml))],
+                             capture_output=True, text=True, check=False)
+    assert refused.returncode != 0 and "no database_url in herald.toml" in refused.stderr
+    toml.write_text('database_url = "postgresql://herald:pw@db-a:5432,db-b:5432/herald'
+                    '?target_session_attrs=read-write"\n')
+    accepted = subprocess.run(["bash", "-c", check.replace(HERALD_TOML, str(toml))],
+                              capture_output=True, text=True, check=False)
+    assert accepted.returncode == 0, accepted.stderr
+    # The key the nodes insist on is the setting Herald reads from that file.
+    settings = load_settings({"HERALD_CONFIG": str(toml)})
+    assert settings.database_url and settings.database_url.startswith("postgresql://herald:pw@")
 
 
 # ---- serve_config.yaml ------------------------------------------------------------------------

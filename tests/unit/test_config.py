@@ -409,3 +409,16 @@ def test_the_admin_search_scan_budget() -> None:
     assert load_settings(env={"HERALD_ADMIN_SEARCH_SCAN": "500"}).admin_search_scan == 500
     with pytest.raises(ConfigError, match="HERALD_ADMIN_SEARCH_SCAN"):
         load_settings(env={"HERALD_ADMIN_SEARCH_SCAN": "0"})
+
+
+def test_the_analytics_uri_is_a_directory_or_a_pyarrow_uri_and_never_quoted() -> None:
+    assert Settings().analytics_uri is None  # DATA_DIR/analytics
+    for where in ("/srv/herald/analytics", "reports", "file:///srv/a", "s3://bucket/herald",
+                  "gs://bucket", "s3://key:secret@bucket/herald?region=eu-west-1"):
+        assert load_settings(env={"HERALD_ANALYTICS_URI": where}).analytics_uri == where
+    assert "secret" not in repr(load_settings(env={"HERALD_ANALYTICS_URI": "s3://k:secret@b"}))
+    for bad, problem in (("http://bucket/x", "must be a directory or a URI of file, s3, gs"),
+                         ("file://relative/x", "a file:// URI needs an absolute path"),
+                         ("s3://key:secret@", "needs a bucket: s3://bucket/prefix")):
+        error = _error({"HERALD_ANALYTICS_URI": bad})
+        assert error.startswith(f"HERALD_ANALYTICS_URI: {problem}") and "secret" not in error

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from actors.group_commit import GroupCommit
 from actors.queue import QueueActor
 
 
@@ -42,12 +43,27 @@ class _Shard:
         return 0
 
 
+class _Served:
+    """The served shard, started (SQLite: no lease to renew, no shipper in this test)."""
+
+    def __init__(self, shard: _Shard) -> None:
+        self.shard, self.shipper = shard, None
+
+    async def ready(self) -> _Shard:
+        return self.shard
+
+    def renew(self, shard: _Shard) -> None:
+        pass
+
+
 def _bare_actor(shard: _Shard) -> Any:
     """The actor's class without Ray, with just what its timer uses."""
     cls = QueueActor.__ray_metadata__.modified_class  # type: ignore[attr-defined]
     actor = cls.__new__(cls)
-    actor._shard, actor._shard_id, actor._shipper, actor._ship_at = shard, 0, None, 0.0
-    actor._wakeups, actor._waiters, actor._failing_since = {}, {}, None
+    actor._served, actor._shard_id, actor._ship_at = _Served(shard), 0, 0.0
+    actor._wakeups, actor._waiters = {}, {}
+    actor._group = GroupCommit(0, reload_on_failure=False, lose=lambda *_: None,
+                               committed=lambda _: None)
     actor._retention_at, actor._metrics = 0.0, _Metrics()
     actor._settings = type("S", (), {"retention_days": 7})()
     return actor

@@ -30,6 +30,19 @@ def test_healthz_is_503_naming_the_shard_that_is_down_and_why() -> None:
     assert status == 200 and body["status"] == "ok" and "down" not in body
 
 
+def test_healthz_is_503_standby_while_another_deployment_holds_the_shards() -> None:
+    standby = [ShardHealth(i, ShardCondition.STANDBY, "another deployment is active", 5.0)
+               for i in range(2)]
+    status, body = health_report(standby)
+    assert status == 503 and body["status"] == "standby" and "down" not in body
+    # Half taken over is not active yet: still standby, so no load balancer sends traffic.
+    status, body = health_report([ShardHealth(0, ShardCondition.UP), standby[1]])
+    assert status == 503 and body["status"] == "standby"
+    # A shard that cannot start is worse than waiting: down wins.
+    status, body = health_report([standby[0], ShardHealth(1, ShardCondition.DOWN, "x", 1.0, 1)])
+    assert status == 503 and body["status"] == "down"
+
+
 def test_the_overview_lists_a_down_shard_with_why() -> None:
     overview = build_overview(100.0, [None, None], {}, [], RateTracker(),
                               {0: "shard 0 is down: OperationalError: database is locked"})

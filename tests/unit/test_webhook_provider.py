@@ -25,10 +25,11 @@ from herald import webhook_secrets
 from herald.breaker import OPEN
 from herald.callback_policy import CallbackAllow
 from herald.channels import Channel
+from herald.deployment_store import DataDirStore
 from herald.outcome import Outcome
 from herald.render import Message
 from herald.signing import signature_matches
-from herald.webhook_secrets import OVERLAP_SECONDS, SecretsFile
+from herald.webhook_secrets import OVERLAP_SECONDS, WebhookSecrets
 
 SECRET = "acme-webhook-secret"
 LOOPBACK = CallbackAllow.parse("127.0.0.1/32")
@@ -299,7 +300,7 @@ async def test_a_rotated_secret_signs_beside_the_old_one_for_the_overlap_only(
 ) -> None:
     monkeypatch.setattr(webhook_secrets, "RELOAD_SECONDS", 0.0)  # see a rotation at once
     now = [1_700_000_000.0]
-    stored = SecretsFile.in_data_dir(tmp_path, clock=lambda: now[0])
+    stored = WebhookSecrets(DataDirStore(tmp_path), clock=lambda: now[0])
     stored.ensure(["acme"])
     (old,) = stored.signing("acme")
     provider = WebhookProvider(stored.signing, timeout=5.0, allow=LOOPBACK)
@@ -314,7 +315,7 @@ async def test_a_rotated_secret_signs_beside_the_old_one_for_the_overlap_only(
     Webhook(old).verify(body, headers)  # the whsec_ secret, as GET /v1/webhook-secret gives it
     assert signature_matches(body, headers[SIGNATURE_HEADER], old)
 
-    new = SecretsFile.in_data_dir(tmp_path, clock=lambda: now[0]).rotate("acme").current
+    new = WebhookSecrets(DataDirStore(tmp_path), clock=lambda: now[0]).rotate("acme").current
     now[0] += OVERLAP_SECONDS - 60
     assert (await send(provider, callback(receiver.url()))).kind == "sent"
     body, headers = received(1)

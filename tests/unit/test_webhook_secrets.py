@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from herald.config import Settings
+from herald.deployment_store import DataDirStore
 from herald.webhook_secrets import (
     FILE_NAME,
     OVERLAP_SECONDS,
-    SecretsFile,
+    WebhookSecrets,
     hmac_key,
     secret_view,
     standard_webhooks_secret,
@@ -34,8 +35,8 @@ class Clock:
 
 def test_the_default_secret_is_random_whsec_never_the_api_key_and_kept_0600(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, api_keys={API_KEY: "acme", "hk_globex": "globex"})
-    assert ensure_webhook_secrets(settings) == ["acme", "globex"]
-    stored = SecretsFile.in_data_dir(tmp_path)
+    assert ensure_webhook_secrets(settings, DataDirStore(tmp_path)) == ["acme", "globex"]
+    stored = WebhookSecrets(DataDirStore(tmp_path))
     acme, globex = stored.signing("acme"), stored.signing("globex")
     assert len(acme) == len(globex) == 1 and acme != globex
     assert acme[0].startswith("whsec_") and API_KEY not in acme[0]
@@ -48,27 +49,27 @@ def test_the_secret_survives_a_restart_and_explicit_ones_are_left_alone(tmp_path
     settings = Settings(data_dir=tmp_path, api_keys={API_KEY: "acme", "hk_g": "globex"},
                         webhook_secrets={"globex": "operator-chosen"})
     prepare_data_dir(settings)
-    first = SecretsFile.in_data_dir(tmp_path).signing("acme")
-    assert SecretsFile.in_data_dir(tmp_path).signing("globex") == []  # it has its own
-    assert ensure_webhook_secrets(settings) == []  # the next start makes nothing new
+    first = WebhookSecrets(DataDirStore(tmp_path)).signing("acme")
+    assert WebhookSecrets(DataDirStore(tmp_path)).signing("globex") == []  # it has its own
+    assert ensure_webhook_secrets(settings, DataDirStore(tmp_path)) == []  # the next start makes nothing new
     prepare_data_dir(settings)
-    assert SecretsFile.in_data_dir(tmp_path).signing("acme") == first
+    assert WebhookSecrets(DataDirStore(tmp_path)).signing("acme") == first
 
 
 def test_dev_mode_gives_the_dev_tenant_a_secret(tmp_path: Path) -> None:
     _, dev_key = prepare_data_dir(Settings(data_dir=tmp_path))
-    (secret,) = SecretsFile.in_data_dir(tmp_path).signing("dev")
+    (secret,) = WebhookSecrets(DataDirStore(tmp_path)).signing("dev")
     assert dev_key and secret.startswith("whsec_") and secret != dev_key
 
 
 def test_a_rotation_signs_with_both_for_the_overlap_then_with_the_new_one_only(tmp_path: Path) -> None:
     clock = Clock()
-    stored = SecretsFile.in_data_dir(tmp_path, clock)
+    stored = WebhookSecrets(DataDirStore(tmp_path), clock)
     stored.ensure(["acme"])
     (old,) = stored.signing("acme")
-    rotated = SecretsFile.in_data_dir(tmp_path, clock).rotate("acme")  # e.g. the CLI's process
+    rotated = WebhookSecrets(DataDirStore(tmp_path), clock).rotate("acme")  # e.g. the CLI's process
     assert rotated.previous == old and rotated.current != old
-    reader = SecretsFile.in_data_dir(tmp_path, clock)
+    reader = WebhookSecrets(DataDirStore(tmp_path), clock)
     assert reader.signing("acme") == [rotated.current, old]
     assert secret_view("", reader.get("acme"), clock.now) == {
         "secret": rotated.current, "previous": old, "previous_until": clock.now + OVERLAP_SECONDS}
@@ -98,11 +99,11 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 
 def test_herald_webhook_secret_rotate(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    SecretsFile.in_data_dir(env).ensure(["acme"])
-    (old,) = SecretsFile.in_data_dir(env).signing("acme")
+    WebhookSecrets(DataDirStore(env)).ensure(["acme"])
+    (old,) = WebhookSecrets(DataDirStore(env)).signing("acme")
     assert main(["webhook-secret", "rotate", "acme"]) == 0
     out = capsys.readouterr().out
-    new, previous = SecretsFile.in_data_dir(env).signing("acme")
+    new, previous = WebhookSecrets(DataDirStore(env)).signing("acme")
     assert previous == old and new != old and "rotated 'acme'" in out
     assert new not in out and old not in out  # secrets are read over the API, never printed
     assert stat.S_IMODE(os.stat(env / FILE_NAME).st_mode) == 0o600
