@@ -1,6 +1,7 @@
 """End to end on PostgreSQL (issue 18): a standby deployment takes over from an active one that
-dies, and a Herald rides out the loss of its database primary. Tried from outside, as a client,
-a load balancer and an operator see it.
+dies, and a Herald rides out the loss of its database primary (killed, or stopped: answering
+nothing) to a promoted synchronous standby. Tried from outside, as a client, a load balancer and
+an operator see it.
 
 `herald up` subprocesses (each its own Ray) share one ``HERALD_DATABASE_URL`` of a real, durable
 PostgreSQL; mixed email and SMS come in over HTTP only; what arrives is counted at the loopback
@@ -408,8 +409,15 @@ def test_the_standby_deployment_takes_over_within_30_s_and_loses_nothing(
     check(verdict)
 
 
+#: How the primary is lost: killed (its connections reset at once), or stopped (it answers
+#: nothing and no error ever comes, as from a host cut off or a stalled disk: only Herald's own
+#: timeouts get it off the old primary).
+LOSSES = {"killed": PostgresServer.kill, "stopped": PostgresServer.freeze}
+
+
+@pytest.mark.parametrize("loss", list(LOSSES))
 def test_a_database_failover_to_the_synchronous_standby_loses_nothing(
-    peers: Peers, tmp_path: Path,
+    peers: Peers, tmp_path: Path, loss: str,
 ) -> None:
     primary = PostgresServer.create(durable=True)
     replica: PostgresServer | None = None
@@ -426,9 +434,8 @@ def test_a_database_failover_to_the_synchronous_standby_loses_nothing(
         load = Load(uuid.uuid4().hex[:8], ("herald", up.base_url)).start()
         mid_load(load, peers, "herald")
         before = len(load.accepted)
-        primary.kill()
-        killed_at = time.monotonic()
-        timings["primary killed"] = killed_at - started
+        LOSSES[loss](primary)
+        timings[f"primary {loss}"] = time.monotonic() - started
         replica.promote()
         timings["standby promoted"] = time.monotonic() - started
         wait_for("a notification accepted after the failover",
@@ -446,9 +453,10 @@ def test_a_database_failover_to_the_synchronous_standby_loses_nothing(
             up.kill()
         if replica is not None:
             replica.destroy()
+        primary.kill()  # stopped or not
         primary.destroy()
 
-    print(f"\ndatabase failover: primary killed after {before} accepted; client retries "
+    print(f"\ndatabase failover: primary {loss} after {before} accepted; client retries "
           f"{dict(load.refused)}; {verdict.summary()}")
     print("timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
     check(verdict)

@@ -110,6 +110,21 @@ class PostgresServer:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 
+    def freeze(self, sig: signal.Signals = signal.SIGSTOP) -> None:
+        """SIGSTOP the postmaster and every backend: a server that answers nothing while its
+        kernel still accepts connections and acknowledges what is sent (a stalled disk, a
+        paused VM); no error ever reaches a client. ``thaw`` (SIGCONT) lets it go on; ``kill``
+        ends it either way."""
+        pid = self.pid()
+        assert pid is not None, "the server is not running"
+        children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+        for each in (pid, *map(int, children.stdout.split())):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(each, sig)
+
+    def thaw(self) -> None:
+        self.freeze(signal.SIGCONT)
+
     def pid(self) -> int | None:
         pidfile = self.data / "postmaster.pid"
         try:

@@ -4,10 +4,6 @@ that stops answering (its processes stopped: no error ever comes) costs a try, n
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import signal
-import subprocess
 import time
 from collections.abc import Iterator
 
@@ -35,23 +31,6 @@ def lease(url: str, deployment: str) -> DeploymentLease:
                                     shard_lease_seconds=LEASE))
 
 
-@contextlib.contextmanager
-def stopped(server: PostgresServer) -> Iterator[None]:
-    """Every process of the server stopped (SIGSTOP), continued afterwards: it accepts
-    connections (the kernel does) and answers nothing."""
-    pid = server.pid()
-    assert pid is not None
-    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
-    pids = [pid, *map(int, children.stdout.split())]
-    for each in pids:
-        os.kill(each, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        for each in pids:
-            os.kill(each, signal.SIGCONT)
-
-
 async def test_one_of_two_deployments_is_active_and_the_other_takes_over_after_a_release(
     server: PostgresServer,
 ) -> None:
@@ -71,10 +50,13 @@ async def test_a_try_on_a_database_that_stopped_answering_is_given_up_after_the_
     url = server.fresh_database("hung")
     holder = lease(url, "holder")
     assert await holder._bounded_try() == 1  # connected, and the connection kept
-    with stopped(server):
+    server.freeze()
+    try:
         started = time.monotonic()
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(holder._bounded_try(), LEASE * 10)  # never for ever
         assert time.monotonic() - started < LEASE * 3
+    finally:
+        server.thaw()
     # The given-up connection is not used again: the next try, on a new one, holds the lease.
     assert await asyncio.wait_for(holder._bounded_try(), 30) == 1
