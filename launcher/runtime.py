@@ -69,7 +69,7 @@ class Herald:
     #: started, like the test session's, is theirs to stop).
     _owns_ray: bool = False
     _serving: bool = False
-    #: jobs.rollup.RollupScheduler: the delivery log into Parquet every HERALD_ROLLUP_SECONDS.
+    #: jobs.scheduler.RollupScheduler: the delivery log into Parquet every HERALD_ROLLUP_SECONDS.
     _rollup: Any = None
 
     def start(self, progress: Progress | None = None) -> Herald:
@@ -122,7 +122,7 @@ class Herald:
         self._serving = True
         self.http_address = serve_http_address() or (settings.host, settings.port)
         serve.run(app, name=APP_NAME, route_prefix="/")
-        from jobs.rollup import RollupScheduler
+        from jobs.scheduler import RollupScheduler
 
         self._rollup = RollupScheduler.from_settings(settings).start()
         return self

@@ -34,7 +34,8 @@ from capture.net import free_port
 from herald.delivery_log import LogEvent
 from herald.storage import SQLiteStorage
 from jobs.manifest import Manifest
-from jobs.rollup import MANIFEST, RollupCancelled, RollupScheduler, rollup
+from jobs.rollup import MANIFEST, RollupCancelled, rollup
+from jobs.scheduler import RollupScheduler
 from tests.support.crash import Crash, crash_on_call
 
 pytestmark = pytest.mark.ray

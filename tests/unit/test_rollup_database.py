@@ -306,7 +306,7 @@ def test_an_unreachable_database_is_one_line(
 
 
 def test_herald_ups_scheduler_rolls_the_database(shards: Shards, tmp_path: Path) -> None:
-    from jobs.rollup import RollupScheduler
+    from jobs.scheduler import RollupScheduler
 
     settings = Settings(data_dir=tmp_path, database_url=shards.url, rollup_seconds=0.1)
     scheduler = RollupScheduler.from_settings(settings).start()
@@ -322,7 +322,7 @@ def test_only_the_active_deployment_s_scheduler_rolls(shards: Shards, tmp_path: 
     """Two deployments on one database: the standby leaves the rollup to the active one, so
     the Parquet is where the active one's report reads it."""
     from herald.pg_leases import acquire_deployment
-    from jobs.rollup import scheduled_job
+    from jobs.scheduler import scheduled_job
 
     with psycopg.connect(shards.url, autocommit=True) as conn:
         assert acquire_deployment(conn, "active-one", 15.0) is not None
@@ -338,7 +338,7 @@ def test_only_the_active_deployment_s_scheduler_rolls(shards: Shards, tmp_path: 
 def test_the_segments_scheduler_with_an_object_store_turns_itself_off(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from jobs.rollup import RollupScheduler
+    from jobs.scheduler import RollupScheduler
 
     settings = Settings(data_dir=tmp_path, analytics_uri="gs://bucket/herald", rollup_seconds=0.05)
     scheduler = RollupScheduler.from_settings(settings).start()
