@@ -6,12 +6,10 @@ an operator see it.
 `herald up` subprocesses (each its own Ray) share one ``HERALD_DATABASE_URL`` of a real, durable
 PostgreSQL; mixed email and SMS come in over HTTP only; what arrives is counted at the loopback
 SMTP server and Twilio-compatible API that every deployment delivers to, so a notification is
-counted once whoever sent it. A client here is one behind a load balancer: a POST refused (503)
-or cut off is sent again, with the same idempotency key, to the deployment the balancer names
-now, until accepted.
+counted once whoever sent it. The load and its verdict are ``tests.support.ordered_load``'s: a
+client behind a load balancer, each user's notifications accepted in a known order.
 
-Per-user order is observable: each user's notifications are posted one after another (their
-acceptance order is known), and delivery is one send at a time per shard and channel (one actor
+Per-user order is observable: delivery is one send at a time per shard and channel (one actor
 per pool, one send in flight per shard, nothing asap), so the order of arrival at a peer is the
 order the shards leased in. A notification the lost owner had leased and never answered for
 comes back when its lease expires (at least once: it may arrive twice, or after later ones);
@@ -22,15 +20,12 @@ duplicated.
 from __future__ import annotations
 
 import asyncio
-import collections
 import concurrent.futures
-import itertools
 import re
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,24 +34,21 @@ import pytest
 
 from capture.smtp_sink import RecordingHandler, SmtpSink
 from capture.twilio_api import CaptureTwilioApi
-from herald.status import FINAL
 from launcher.runtime import LoopThread
 from tests.support.herald_up import HeraldUp
-from tests.support.payloads import email_payload
+from tests.support.ordered_load import PER_USER, USERS, Load, check, final_statuses, judge, notification
 from tests.support.postgres import PostgresServer, pg_bin
 
 pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(pg_bin() is None, reason="PostgreSQL is not installed (make pg-deps)")]
 KEY = "pg-e2e-key-" + "p" * 22
 TWILIO_SID, TWILIO_TOKEN = "AC" + "3" * 32, "w" * 32
-USERS, PER_USER = 30, 10  # 300 notifications, a third of them SMS
 #: The contract: a standby answers 200 this soon after the active one stopped renewing, with
 #: the default HERALD_SHARD_LEASE_SECONDS (15).
 TAKEOVER_BOUND = 30.0
 #: What a failure can catch leased and unanswered: 2 shards x 2 channels x (one send in flight
 #: + outcomes waiting for their ack): each may come back once its lease expires.
 IN_FLIGHT_BOUND = 8
-FINAL_NAMES = {s.value for s in FINAL}
 SETTINGS = {
     "HERALD_API_KEYS": f"acme:{KEY}", "HERALD_SHARDS": "2",
     "HERALD_POOLS": "email=1,sms=1,browser=1,fax=0,webhook=0", "HERALD_POOL_MAX": "email=1,sms=1",
@@ -130,180 +122,10 @@ def deployment(data_dir: Path, database_url: str, peers: Peers) -> HeraldUp:
     return up
 
 
-# -- the load ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Notification:
-    key: str  # its idempotency key (``mq-uuid-btag``), also in what the peer receives
-    user: int
-    uid: str
-    index: int  # its place among its user's notifications
-    channel: str
-    payload: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Answer:
-    tag: str
-    by: str  # the deployment that answered
-    duplicate: bool  # 200: the key was taken already (an earlier try committed, its answer lost)
-
-
-def notification(run: str, user: int, index: int) -> Notification:
-    uid, key = f"{run}-u{user:02d}", f"{run}-u{user:02d}-{index:02d}"
-    if index % 3 == 2:
-        payload: dict[str, Any] = {
-            "type": "OTP_SMS", "user": {"uid": uid, "mq-uuid-btag": key},
-            "details": {"to": f"+1415{user:07d}", "content": f"code {key}"}}
-        return Notification(key, user, uid, index, "sms", payload)
-    payload = email_payload(to=f"u{user}@example.com", uid=uid, btag=key, subject=key)
-    payload["requester"]["asap"] = "no"  # no express slots: one send in flight per shard
-    return Notification(key, user, uid, index, "email", payload)
-
-
-@dataclass
-class Load:
-    """``USERS`` users, ``PER_USER`` notifications each, posted by a few client threads; a
-    thread owns some users and posts each user's next notification in turn, so a user's are
-    posted one after another. ``route`` is where the balancer sends a POST now."""
-
-    run: str
-    route: tuple[str, str]  # (deployment name, base URL)
-    threads: int = 5
-    accepted: dict[str, Answer] = field(default_factory=dict)
-    refused: collections.Counter[str] = field(default_factory=collections.Counter)
-    errors: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def __post_init__(self) -> None:
-        self.sent = [notification(self.run, u, i) for u in range(USERS) for i in range(PER_USER)]
-        self._workers = [threading.Thread(target=self._post_users, args=(t,), daemon=True)
-                         for t in range(self.threads)]
-
-    def start(self) -> Load:
-        for worker in self._workers:
-            worker.start()
-        return self
-
-    def join(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        for worker in self._workers:
-            worker.join(timeout=max(0.0, deadline - time.monotonic()))
-        assert not any(w.is_alive() for w in self._workers), "the load did not finish"
-
-    def accepted_by(self, name: str) -> dict[str, Answer]:
-        with self.lock:
-            return {k: a for k, a in self.accepted.items() if a.by == name}
-
-    def _post_users(self, thread: int) -> None:
-        mine = [n for n in self.sent if n.user % self.threads == thread]
-        mine.sort(key=lambda n: (n.index, n.uid))  # round robin over this thread's users
-        with httpx.Client(timeout=10, headers={"Authorization": f"Bearer {KEY}"}) as client:
-            for item in mine:
-                if not self._post(client, item):
-                    return
-
-    def _post(self, client: httpx.Client, item: Notification) -> bool:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            name, base = self.route
-            try:
-                answer = client.post(f"{base}/v1/notifications", json=item.payload)
-            except httpx.HTTPError as exc:
-                code = type(exc).__name__
-            else:
-                if answer.status_code in (200, 202):
-                    with self.lock:
-                        self.accepted[item.key] = Answer(answer.json()["details"]["tag"], name,
-                                                         answer.status_code == 200)
-                    return True
-                if answer.status_code not in (429, 503):  # refused for good: a bug
-                    with self.lock:
-                        self.errors.append(f"{item.key} at {name}: {answer.status_code} {answer.text}")
-                    return False
-                code = str(answer.status_code)
-            with self.lock:
-                self.refused[f"{name} {code}"] += 1
-            time.sleep(0.3)
-        with self.lock:
-            self.errors.append(f"{item.key} was never accepted")
-        return False
-
-
-# -- what came of it -----------------------------------------------------------------------
-def final_statuses(base: str, tags: list[str]) -> dict[str, dict[str, Any]]:
-    """Each tag's status view at ``base``, once final (or after a minute of asking)."""
-
-    async def one(client: httpx.AsyncClient, gate: asyncio.Semaphore, tag: str) -> dict[str, Any]:
-        view: dict[str, Any] = {"status": "unanswered"}
-        async with gate:
-            for _ in range(4):
-                try:
-                    answer = await client.get(f"/v1/notifications/{tag}", params={"wait": 15})
-                except httpx.HTTPError as exc:
-                    view = {"status": type(exc).__name__}
-                    continue
-                view = answer.json() if answer.status_code == 200 else {
-                    "status": f"HTTP {answer.status_code}"}
-                if view.get("status") in FINAL_NAMES:
-                    break
-        return view
-
-    async def every() -> dict[str, dict[str, Any]]:
-        gate = asyncio.Semaphore(20)
-        async with httpx.AsyncClient(base_url=base, timeout=30,
-                                     headers={"Authorization": f"Bearer {KEY}"}) as client:
-            found = await asyncio.gather(*(one(client, gate, tag) for tag in tags))
-        return dict(zip(tags, found, strict=True))
-
-    return asyncio.run(every())
-
-
-@dataclass
-class Verdict:
-    not_final: dict[str, str]
-    lost: list[str]
-    duplicates: int
-    came_back: list[str]  # leased by an owner that was lost, never answered: lease_expired
-    out_of_order: list[tuple[str, str]]  # (earlier key, later key) that arrived the other way
-    #: Of ``came_back``, those that first arrived after a later one of their user (allowed).
-    overtaken: list[str]
-
-    def summary(self) -> str:
-        return (f"not final {len(self.not_final)}, lost {len(self.lost)}, duplicates "
-                f"{self.duplicates}, leases that came back {len(self.came_back)} (overtaken "
-                f"{len(self.overtaken)}), out of order {len(self.out_of_order)}")
-
-
-def judge(load: Load, peers: Peers, statuses: dict[str, dict[str, Any]]) -> Verdict:
-    by_tag = {a.tag: key for key, a in load.accepted.items()}
-    not_final = {by_tag[t]: v["status"] for t, v in statuses.items() if v["status"] not in FINAL_NAMES}
-    came_back = sorted(by_tag[t] for t, v in statuses.items()
-                       if any(h.get("code") == "lease_expired" for h in v.get("history", ())))
-    arrivals = peers.arrivals(load.run)
-    seen = collections.Counter(k for keys in arrivals.values() for k in keys)
-    first = {c: {k: i for i, k in reversed(list(enumerate(keys)))} for c, keys in arrivals.items()}
-    lost = sorted(k for k in load.accepted if seen[k] == 0)
-    out_of_order = []
-    lines: dict[tuple[str, str], list[Notification]] = collections.defaultdict(list)
-    for item in sorted(load.sent, key=lambda n: n.index):
-        if item.key in load.accepted and seen[item.key]:
-            lines[(item.uid, item.channel)].append(item)
-    overtaken = sorted(n.key for (_, channel), items in lines.items() for i, n in enumerate(items)
-                       if n.key in came_back
-                       and any(first[channel][later.key] < first[channel][n.key] for later in items[i + 1:]))
-    for (_, channel), items in lines.items():
-        kept = [n for n in items if n.key not in came_back]
-        for earlier, later in itertools.pairwise(kept):
-            if first[channel][earlier.key] > first[channel][later.key]:
-                out_of_order.append((earlier.key, later.key))
-    return Verdict(not_final, lost, sum(n - 1 for n in seen.values() if n > 1), came_back,
-                   out_of_order, overtaken)
-
-
-def wait_for(what: str, check: Any, timeout: float, every: float = 0.2) -> float:
-    """Seconds until ``check()`` is true; fails after ``timeout``."""
+def wait_for(what: str, done: Any, timeout: float, every: float = 0.2) -> float:
+    """Seconds until ``done()`` is true; fails after ``timeout``."""
     started = time.monotonic()
-    while not check():
+    while not done():
         if time.monotonic() - started > timeout:
             pytest.fail(f"{what}: not within {timeout:.0f} s")
         time.sleep(every)
@@ -368,7 +190,7 @@ def test_the_standby_deployment_takes_over_within_30_s_and_loses_nothing(
                              json=notification("refused", 0, 0).payload)
         assert refused.status_code == 503, refused.text
 
-        load = Load(uuid.uuid4().hex[:8], (active_name, active.base_url)).start()
+        load = Load(uuid.uuid4().hex[:8], KEY, (active_name, active.base_url)).start()
         mid_load(load, peers, active_name)
         killed = active.crash()
         killed_at = time.monotonic()
@@ -382,7 +204,7 @@ def test_the_standby_deployment_takes_over_within_30_s_and_loses_nothing(
         assert not load.errors, load.errors[:5]
         assert len(load.accepted) == USERS * PER_USER
         from_active = load.accepted_by(active_name)
-        statuses = final_statuses(standby.base_url, [a.tag for a in load.accepted.values()])
+        statuses = final_statuses(standby.base_url, KEY, [a.tag for a in load.accepted.values()])
         timings["all final"] = time.monotonic() - started
 
         # An idempotent retry at the standby of what the dead one accepted: the first tag.
@@ -392,7 +214,7 @@ def test_the_standby_deployment_takes_over_within_30_s_and_loses_nothing(
             for key in sorted(from_active)[:10]:
                 answer = client.post("/v1/notifications", json=items[key].payload)
                 again[key] = (answer.status_code, answer.json())
-        verdict = judge(load, peers, statuses)
+        verdict = judge(load, statuses, peers.arrivals(load.run))
     finally:
         for up in ups.values():
             up.kill()
@@ -406,7 +228,7 @@ def test_the_standby_deployment_takes_over_within_30_s_and_loses_nothing(
     for key, (code, body) in again.items():
         assert code == 200 and body.get("duplicate") is True, (key, code, body)
         assert body["details"]["tag"] == from_active[key].tag, (key, body)
-    check(verdict)
+    check(verdict, IN_FLIGHT_BOUND)
 
 
 #: How the primary is lost: killed (its connections reset at once), or stopped (it answers
@@ -431,7 +253,7 @@ def test_a_database_failover_to_the_synchronous_standby_loses_nothing(
         up = deployment(tmp_path / "data", url, peers)
         up.start(240.0)
         timings["up"] = time.monotonic() - started
-        load = Load(uuid.uuid4().hex[:8], ("herald", up.base_url)).start()
+        load = Load(uuid.uuid4().hex[:8], KEY, ("herald", up.base_url)).start()
         mid_load(load, peers, "herald")
         before = len(load.accepted)
         LOSSES[loss](primary)
@@ -445,9 +267,9 @@ def test_a_database_failover_to_the_synchronous_standby_loses_nothing(
         timings["load accepted"] = time.monotonic() - started
         assert not load.errors, load.errors[:5]
         assert len(load.accepted) == USERS * PER_USER
-        statuses = final_statuses(up.base_url, [a.tag for a in load.accepted.values()])
+        statuses = final_statuses(up.base_url, KEY, [a.tag for a in load.accepted.values()])
         timings["all final"] = time.monotonic() - started
-        verdict = judge(load, peers, statuses)
+        verdict = judge(load, statuses, peers.arrivals(load.run))
     finally:
         if up is not None:
             up.kill()
@@ -459,12 +281,6 @@ def test_a_database_failover_to_the_synchronous_standby_loses_nothing(
     print(f"\ndatabase failover: primary {loss} after {before} accepted; client retries "
           f"{dict(load.refused)}; {verdict.summary()}")
     print("timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
-    check(verdict)
+    check(verdict, IN_FLIGHT_BOUND)
 
 
-def check(verdict: Verdict) -> None:
-    assert not verdict.not_final, verdict.not_final
-    assert not verdict.lost, verdict.lost
-    assert not verdict.out_of_order, verdict.out_of_order
-    # Only a send whose lease ran out goes out again, and only what was in flight can.
-    assert verdict.duplicates <= len(verdict.came_back) <= IN_FLIGHT_BOUND, verdict.summary()
