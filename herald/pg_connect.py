@@ -21,6 +21,8 @@ DEFAULTS: dict[str, Any] = {
     "keepalives_idle": 5,
     "keepalives_interval": 2,
     "keepalives_count": 3,
+    # Keepalives are not sent while a statement waits to be acknowledged: this bounds that.
+    "tcp_user_timeout": 10_000,
     "application_name": "herald",
 }
 
