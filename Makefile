@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: pg-deps run test test-unit test-integration test-e2e test-browser lint bench clean venv browser-deps redis-deps chaos
+.PHONY: pg-deps test-long run test test-unit test-integration test-e2e test-browser lint bench clean venv browser-deps redis-deps chaos
 
 venv: $(STAMP)
 
@@ -67,6 +67,10 @@ test-browser: venv browser-deps
 
 test: venv browser-deps pg-deps lint
 	$(PY) -m pytest tests -q -p no:cacheprovider
+
+# Scenarios too long for `make test` (a database primary that stops answering…).
+test-long: venv pg-deps
+	$(PY) -m pytest tests -q -p no:cacheprovider -m long
 
 bench: venv redis-deps pg-deps $(BENCH_STAMP)
 	$(PY) -m bench.run
