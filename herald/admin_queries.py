@@ -1,7 +1,8 @@
 """The admin console's queries over a shard's storage: search, dead letters, paused channels.
 
 ``Storage.admin()`` hands out the ones of its backend: ``MemoryAdminQueries`` over the memory
-backend's rows, ``SQLiteAdminQueries`` over the shard's SQLite file. The base class is what a
+backend's rows, ``SQLiteAdminQueries`` over the shard's SQLite file (and
+``herald.pg_admin_queries.PostgresAdminQueries`` over PostgreSQL). The base class is what a
 backend without them answers: no pauses, and no search.
 
 Searches read what is stored, which is what the shard knows: the shard's shell flushes every
@@ -69,8 +70,10 @@ class AdminQueries:
 class MemoryAdminQueries(AdminQueries):
     """Over the memory backend's rows (copies out, as a disk would)."""
 
-    def __init__(self, rows: Mapping[str, Record], pauses: MutableMapping[str, float]) -> None:
+    def __init__(self, rows: Mapping[str, Record], pauses: MutableMapping[str, float],
+                 on_commit: Callable[[], None] = lambda: None) -> None:
         self._rows, self._pauses = rows, pauses
+        self._on_commit = on_commit
 
     def scan(self, query: SearchQuery, budget: int | None) -> Scanned:
         found = scan_newest(list(self._rows.values()), query, budget)
@@ -87,6 +90,7 @@ class MemoryAdminQueries(AdminQueries):
             self._pauses.pop(channel, None)
         else:
             self._pauses[channel] = since
+        self._on_commit()
 
 
 class SQLiteAdminQueries(AdminQueries):
@@ -94,9 +98,11 @@ class SQLiteAdminQueries(AdminQueries):
     ``scan`` opens a read-only connection of its own to ``path``, from any thread."""
 
     def __init__(self, db: sqlite3.Connection, columns: Sequence[str],
-                 to_record: Callable[[Sequence[Any]], Record], path: str | None = None) -> None:
+                 to_record: Callable[[Sequence[Any]], Record], path: str | None = None,
+                 on_commit: Callable[[], None] = lambda: None) -> None:
         self._db, self._columns, self._to_record = db, columns, to_record
         self._path = path
+        self._on_commit = on_commit  # counts the storage's commits (``Storage.commits``)
         for statement in _SCHEMA:
             self._db.execute(statement)
 
@@ -156,3 +162,4 @@ class SQLiteAdminQueries(AdminQueries):
                 self._db.execute("DELETE FROM pauses WHERE channel = ?", (channel,))
             else:
                 self._db.execute("INSERT OR REPLACE INTO pauses VALUES (?, ?)", (channel, since))
+        self._on_commit()

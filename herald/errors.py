@@ -11,6 +11,9 @@
     ├── ConfigError                a bad setting in herald.toml or HERALD_*; names which one
     ├── TooManyRequests            too many of this caller's requests in flight (429, ``retry_after``)
     ├── Unavailable                cannot take it now, try again (503, ``retry_after``)
+    │   └── StoreUnavailable       the database connection failed; nothing of the call committed
+    │       └── StoreInDoubt       lost during COMMIT: the write may or may not have committed
+    ├── Fenced                     another owner took the shard: this one must stop (503)
     ├── Internal                   a bug: the same request would fail again (500, no retry hint)
     └── ProviderError              a provider could not deliver
         ├── TransientProviderError worth retrying (timeout, 5xx, 429), maybe after ``retry_after`` s
@@ -100,6 +103,30 @@ class Unavailable(HeraldError):
     def __init__(self, message: str, retry_after: float = 1.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class StoreUnavailable(Unavailable):
+    """The shard's database could not be reached, or the connection broke mid-call: what the
+    call meant to write was not committed. The storage reconnects on its next call."""
+
+    code = "store_unavailable"
+
+
+class StoreInDoubt(StoreUnavailable):
+    """The connection broke while a write was committing: the database may hold it or not.
+    Memory cannot be rolled back to "before"; the shard rebuilds it from the database."""
+
+    code = "store_in_doubt"
+
+
+class Fenced(HeraldError):
+    """This shard owner's lease was taken by another (its epoch is gone): it must stop at once,
+    never lease or acknowledge again. Its write was refused and rolled back. A client's retry
+    reaches the new owner, hence 503."""
+
+    code = "fenced"
+    status = 503
+    retry_after = 1.0
 
 
 class Internal(HeraldError):

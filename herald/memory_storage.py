@@ -12,8 +12,9 @@ from herald.channels import Channel
 from herald.delivery_log import LogEvent
 from herald.outcome import Outcome
 from herald.record import Record
+from herald.record_rows import MUTABLE, history_json
 from herald.status import FINAL, WAITING, Status
-from herald.storage import _MUTABLE, ReceiptChanges, Storage, WaitingCount, _history_json
+from herald.storage import ReceiptChanges, Storage, WaitingCount
 
 
 class MemoryStorage(Storage):
@@ -31,6 +32,7 @@ class MemoryStorage(Storage):
     def claim(self, entries: Sequence[tuple[str, str, str]], now: float) -> list[str]:
         for tenant, key, tag in entries:
             self._claims.setdefault((tenant, key), (tag, now))
+        self.commits += bool(entries)
         return [self._claims[(tenant, key)][0] for tenant, key, _ in entries]
 
     def claimed(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
@@ -105,13 +107,16 @@ class MemoryStorage(Storage):
             record = self._rows.pop(tag)
             if record.idempotency_key:
                 self._idempotency.pop((record.tenant, record.idempotency_key), None)
+        self.commits += 1
         return min(len(old), limit)
 
     def write(self, inserts: Sequence[Record], updates: Sequence[Record],
               events: Sequence[LogEvent] = (), receipts: ReceiptChanges | None = None) -> None:
+        if not (inserts or updates or events or receipts):
+            return
         for record in (*inserts, *updates):  # encode first, as a disk would: what cannot be
             orjson.dumps(record.payload)     # stored fails here and changes nothing
-            _history_json(record.history)
+            history_json(record.history)
         for tag, receipt in (receipts or {}).items():
             if receipt is None:
                 self._receipts.pop(tag, None)
@@ -126,8 +131,9 @@ class MemoryStorage(Storage):
                 self._idempotency.setdefault((record.tenant, record.idempotency_key), record.tag)
         for record in updates:
             stored = self._rows[record.tag]
-            for name in _MUTABLE:
+            for name in MUTABLE:
                 setattr(stored, name, copy.deepcopy(getattr(record, name)))
+        self.commits += 1
 
 
     def read_events(self, after: int, limit: int) -> list[tuple[int, LogEvent]]:
@@ -137,6 +143,10 @@ class MemoryStorage(Storage):
     def delete_events(self, through: int) -> None:
         for i in [i for i in self._events if i <= through]:
             del self._events[i]
+        self.commits += 1
 
     def admin(self) -> AdminQueries:
-        return MemoryAdminQueries(self._rows, self._pauses)
+        return MemoryAdminQueries(self._rows, self._pauses, on_commit=self._committed)
+
+    def _committed(self) -> None:
+        self.commits += 1

@@ -17,17 +17,18 @@ from __future__ import annotations
 from typing import Any
 
 from herald.errors import ConfigError
-from herald.status import FINAL, WAITING
+from herald.record_rows import FINAL_SQL as _FINAL_SQL
+from herald.record_rows import WAITING_SQL as _WAITING_SQL
 
-_FINAL_SQL = ", ".join(f"'{s.value}'" for s in sorted(FINAL))
-_WAITING_SQL = ", ".join(f"'{s.value}'" for s in sorted(WAITING))
 #: Any number, the same in every Herald: the advisory lock taken while migrating.
 _MIGRATION_LOCK = 0x4845_5241  # "HERA"
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (  # 0 → 1: the shards' state, owners, shared settings
+        # tag in byte order ("C"), as SQLite and Python order it: the admin search's cursor
+        # compares tags, and the database's default collation may order them otherwise.
         "CREATE TABLE herald_notifications ("
-        " tag TEXT PRIMARY KEY, shard INTEGER NOT NULL, tenant TEXT NOT NULL,"
+        " tag TEXT COLLATE \"C\" PRIMARY KEY, shard INTEGER NOT NULL, tenant TEXT NOT NULL,"
         " type TEXT NOT NULL, channel TEXT NOT NULL, priority INTEGER NOT NULL,"
         " seq BIGINT NOT NULL, uid TEXT NOT NULL, recipient TEXT, idempotency_key TEXT,"
         " created_at DOUBLE PRECISION NOT NULL, expires_at DOUBLE PRECISION NOT NULL,"
@@ -49,6 +50,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         " WHERE status = 'sending'",
         f"CREATE INDEX herald_notifications_final_age ON herald_notifications"
         f" (shard, updated_at) WHERE status IN ({_FINAL_SQL})",
+        # The admin search (herald.pg_admin_queries): newest first with the tie-break, so a
+        # walk in search order reads the index; and dead letters counted by status.
+        "CREATE INDEX herald_notifications_newest ON herald_notifications (shard, created_at, tag)",
+        "CREATE INDEX herald_notifications_status_age ON herald_notifications"
+        " (shard, status, created_at)",
         "CREATE TABLE herald_events (id BIGSERIAL PRIMARY KEY, shard INTEGER NOT NULL,"
         " event BYTEA NOT NULL)",
         "CREATE INDEX herald_events_shard ON herald_events (shard, id)",

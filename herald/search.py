@@ -1,8 +1,9 @@
 """Searching notifications of every tenant: the admin console's filters, order and cursor.
 
 A ``SearchQuery`` is parsed once from the admin API's query string (``parse_query``); each shard
-answers its newest matches (``Storage.search``: SQL over its SQLite file, or ``matches`` over
-memory; both read the same ``SearchQuery`` so they cannot disagree), and intake merges the
+answers its newest matches (``Storage.search``: SQL over its SQLite file or PostgreSQL, each in
+its ``SQLDialect``, or ``matches`` over memory; all read the same ``SearchQuery`` so they cannot
+disagree), and intake merges the
 shards' pages (``merge_pages``).
 
 Order is newest first: ``created_at`` descending, then ``tag`` descending, so the order is total
@@ -34,8 +35,9 @@ from herald.errors import ValidationError
 from herald.record import Record
 from herald.status import Status
 
-__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "SCAN_ROWS", "Position", "Scanned", "SearchPage",
-           "SearchQuery", "merge_pages", "parse_query", "parse_time", "scan_newest"]
+__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "POSTGRES", "SCAN_ROWS", "SQLITE", "Position", "SQLDialect",
+           "Scanned", "SearchPage", "SearchQuery", "merge_pages", "parse_query", "parse_time",
+           "scan_newest"]
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -128,54 +130,73 @@ class SearchQuery:
             return False
         return self.after is None or Position(record.created_at, record.tag) < self.after
 
-    def range_where(self) -> tuple[str, list[Any]]:
+    def range_where(self, dialect: SQLDialect | None = None) -> tuple[str, list[Any]]:
         """The walk's bounds as an SQL ``WHERE`` clause (the ``created_at, tag`` index's range)."""
-        return self._where(filters=False)
+        return self._where(dialect or SQLITE, filters=False)
 
-    def where(self) -> tuple[str, list[Any]]:
+    def where(self, dialect: SQLDialect | None = None) -> tuple[str, list[Any]]:
         """The same filters as an SQL ``WHERE`` clause over the ``notifications`` table."""
-        return self._where(filters=True)
+        return self._where(dialect or SQLITE, filters=True)
 
-    def filter_where(self) -> tuple[str, list[Any]]:
+    def filter_where(self, dialect: SQLDialect | None = None) -> tuple[str, list[Any]]:
         """The filters that are not bounds (status, channel, tenant…) as an SQL clause."""
-        return self._where(filters=True, bounds=False)
+        return self._where(dialect or SQLITE, filters=True, bounds=False)
 
-    def _where(self, filters: bool, bounds: bool = True) -> tuple[str, list[Any]]:
+    def _where(self, dialect: SQLDialect, filters: bool, bounds: bool = True
+               ) -> tuple[str, list[Any]]:
         clauses: list[str] = []
         params: list[Any] = []
         if filters:
-            self._filter_clauses(clauses, params)
+            self._filter_clauses(dialect, clauses, params)
         if bounds:
-            self._bound_clauses(clauses, params)
-        return (" AND ".join(clauses) or "1"), params
+            self._bound_clauses(dialect.mark, clauses, params)
+        return (" AND ".join(clauses) or dialect.true), params
 
-    def _filter_clauses(self, clauses: list[str], params: list[Any]) -> None:
+    def _filter_clauses(self, dialect: SQLDialect, clauses: list[str], params: list[Any]) -> None:
+        mark = dialect.mark
         if self.statuses:
-            clauses.append(f"status IN ({', '.join('?' for _ in self.statuses)})")
+            clauses.append(f"status IN ({', '.join(mark for _ in self.statuses)})")
             params += [s.value for s in self.statuses]
         if self.channels:
-            clauses.append(f"channel IN ({', '.join('?' for _ in self.channels)})")
+            clauses.append(f"channel IN ({', '.join(mark for _ in self.channels)})")
             params += [c.value for c in self.channels]
         for column in ("tenant", "uid", "type"):
             value = getattr(self, column)
             if value is not None:
-                clauses.append(f"{column} = ?")
+                clauses.append(f"{column} = {mark}")
                 params.append(value)
         if self.service is not None:
-            # The payload is stored as JSON bytes: read it as text for json_extract.
-            clauses.append("json_extract(CAST(payload AS TEXT), '$.requester.service') = ?")
+            clauses.append(f"{dialect.service} = {mark}")
             params.append(self.service)
 
-    def _bound_clauses(self, clauses: list[str], params: list[Any]) -> None:
+    def _bound_clauses(self, mark: str, clauses: list[str], params: list[Any]) -> None:
         if self.since is not None:
-            clauses.append("created_at >= ?")
+            clauses.append(f"created_at >= {mark}")
             params.append(self.since)
         if self.until is not None:
-            clauses.append("created_at <= ?")
+            clauses.append(f"created_at <= {mark}")
             params.append(self.until)
         if self.after is not None:
-            clauses.append("(created_at < ? OR (created_at = ? AND tag < ?))")
+            clauses.append(f"(created_at < {mark} OR (created_at = {mark} AND tag < {mark}))")
             params += [self.after.created_at, self.after.created_at, self.after.tag]
+
+
+@dataclass(frozen=True, slots=True)
+class SQLDialect:
+    """How one database spells what a search's ``WHERE`` clause needs."""
+
+    #: A query parameter.
+    mark: str
+    #: A clause that always holds (a search with no filter).
+    true: str
+    #: The payload's ``requester.service`` as text (the payload is stored as JSON bytes).
+    service: str
+
+
+SQLITE = SQLDialect("?", "1", "json_extract(CAST(payload AS TEXT), '$.requester.service')")
+#: ``json``, not ``jsonb``: it parses only for this one look-up, and takes any JSON text.
+POSTGRES = SQLDialect("%s", "TRUE",
+                      "(convert_from(payload, 'UTF8')::json #>> '{requester,service}')")
 
 
 @dataclass(frozen=True, slots=True)

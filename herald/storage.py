@@ -1,7 +1,9 @@
-"""Where a queue shard keeps its records: a small interface, in memory or in SQLite (WAL).
+"""Where a queue shard keeps its records: a small interface, in memory, in SQLite (WAL) or in
+PostgreSQL (``herald.pg_storage``).
 
 A shard calls ``write`` once per operation batch; ``write`` returns only after the batch is
-durable, which is what lets intake answer 202. Records are stored as JSON, never pickled.
+durable, which is what lets intake answer 202. Records are stored as JSON, never pickled
+(``herald.record_rows``).
 """
 
 from __future__ import annotations
@@ -10,38 +12,36 @@ import abc
 import sqlite3
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import orjson
 
 from herald.admin_queries import AdminQueries, SQLiteAdminQueries
-from herald.attempt import Attempt
 from herald.channels import Channel
 from herald.delivery_log import LogEvent
 from herald.outcome import Outcome
 from herald.record import Record
-from herald.status import FINAL, WAITING, Status
-
-_COLUMNS = (
-    "tag", "tenant", "type", "channel", "priority", "seq", "uid", "recipient", "idempotency_key",
-    "created_at", "expires_at", "payload", "status", "attempts", "not_before", "lease_until",
-    "updated_at", "provider_id", "history", "lease_token", "deferrals", "held",
+from herald.record_rows import (
+    COLUMNS,
+    FINAL_SQL,
+    MUTABLE,
+    WAITING_SQL,
+    decode_record,
+    encode_record,
+    encode_update,
 )
-_MUTABLE = ("status", "attempts", "not_before", "lease_until", "updated_at", "provider_id",
-            "history", "lease_token", "deferrals", "held")
+from herald.status import Status
+
 #: Receipts held for a notification still being sent: tag → the receipt, or None to forget it.
 ReceiptChanges = Mapping[str, Outcome | None]
-_FINAL_SQL = ", ".join(f"'{s.value}'" for s in sorted(FINAL))
-_WAITING_SQL = ", ".join(f"'{s.value}'" for s in sorted(WAITING))
 #: (channel, priority, tenant, status, count, payload bytes) of waiting records.
 WaitingCount = tuple[Channel, int, str, Status, int, int]
 
 
-def _history_json(history: Sequence[Attempt]) -> bytes:
-    return orjson.dumps([entry.to_dict() for entry in history])
-
-
 class Storage(abc.ABC):
+    #: Write transactions committed by this storage object (``herald_store_commits_total``):
+    #: what group commit saves, counted the same way by every backend.
+    commits: int = 0
+
     @abc.abstractmethod
     def load_live(self) -> list[Record]:
         """Every record not in a final state, oldest first."""
@@ -173,7 +173,7 @@ class SQLiteStorage(Storage):
         )
         self._db.execute(
             f"CREATE INDEX IF NOT EXISTS notifications_live ON notifications (seq)"
-            f" WHERE status NOT IN ({_FINAL_SQL})"
+            f" WHERE status NOT IN ({FINAL_SQL})"
         )
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT,"
@@ -196,7 +196,7 @@ class SQLiteStorage(Storage):
         self._db.execute("CREATE INDEX IF NOT EXISTS notifications_seq ON notifications (seq)")
         self._db.execute(
             f"CREATE INDEX IF NOT EXISTS notifications_final_age ON notifications (updated_at)"
-            f" WHERE status IN ({_FINAL_SQL})"
+            f" WHERE status IN ({FINAL_SQL})"
         )
         # What waits, by (channel, priority) in acceptance order, and what is being sent: how
         # a shard reads a window of its backlog (herald.backlog) instead of every record.
@@ -205,63 +205,45 @@ class SQLiteStorage(Storage):
         self._db.execute("DROP INDEX IF EXISTS notifications_waiting")
         self._db.execute(
             f"CREATE INDEX IF NOT EXISTS notifications_in_line ON notifications"
-            f" (channel, priority, seq) WHERE status IN ({_WAITING_SQL}) AND held IS NULL")
+            f" (channel, priority, seq) WHERE status IN ({WAITING_SQL}) AND held IS NULL")
         self._db.execute(
             f"CREATE INDEX IF NOT EXISTS notifications_held ON notifications (held, not_before)"
-            f" WHERE status IN ({_WAITING_SQL}) AND held IS NOT NULL")
+            f" WHERE status IN ({WAITING_SQL}) AND held IS NOT NULL")
         # Expiry of waiting records whatever their lane (QueueShard.expire_due).
         self._db.execute(
             f"CREATE INDEX IF NOT EXISTS notifications_expiry ON notifications (expires_at)"
-            f" WHERE status IN ({_WAITING_SQL})")
+            f" WHERE status IN ({WAITING_SQL})")
         self._db.execute("CREATE INDEX IF NOT EXISTS notifications_sending ON notifications (seq)"
                          " WHERE status = 'sending'")
         self._insert_sql = (
-            f"INSERT OR IGNORE INTO notifications ({', '.join(_COLUMNS)})"
-            f" VALUES ({', '.join('?' for _ in _COLUMNS)})"
+            f"INSERT OR IGNORE INTO notifications ({', '.join(COLUMNS)})"
+            f" VALUES ({', '.join('?' for _ in COLUMNS)})"
         )
         self._update_sql = (
-            f"UPDATE notifications SET {', '.join(f'{c} = ?' for c in _MUTABLE)} WHERE tag = ?"
+            f"UPDATE notifications SET {', '.join(f'{c} = ?' for c in MUTABLE)} WHERE tag = ?"
         )
-
-    @staticmethod
-    def _row(record: Record) -> tuple[Any, ...]:
-        values = [getattr(record, c) for c in _COLUMNS]
-        values[_COLUMNS.index("channel")] = Channel(record.channel).value
-        values[_COLUMNS.index("status")] = Status(record.status).value
-        values[_COLUMNS.index("payload")] = orjson.dumps(record.payload)
-        values[_COLUMNS.index("history")] = _history_json(record.history)
-        return tuple(values)
-
-    @staticmethod
-    def _record(row: Sequence[Any]) -> Record:
-        data = dict(zip(_COLUMNS, row, strict=True))
-        data["payload"] = orjson.loads(data["payload"])
-        data["history"] = [Attempt.from_dict(entry) for entry in orjson.loads(data["history"])]
-        data["channel"] = Channel(data["channel"])
-        data["status"] = Status(data["status"])
-        return Record(**data, size=len(row[_COLUMNS.index("payload")]))
 
     def load_live(self) -> list[Record]:
         cursor = self._db.execute(
-            f"SELECT {', '.join(_COLUMNS)} FROM notifications"
-            f" WHERE status NOT IN ({_FINAL_SQL}) ORDER BY seq"
+            f"SELECT {', '.join(COLUMNS)} FROM notifications"
+            f" WHERE status NOT IN ({FINAL_SQL}) ORDER BY seq"
         )
-        return [self._record(row) for row in cursor]
+        return [decode_record(row) for row in cursor]
 
     def load_in_memory(self, spillable: Sequence[Channel]) -> list[Record]:
-        columns = ", ".join(_COLUMNS)
+        columns = ", ".join(COLUMNS)
         kept = [c.value for c in Channel if c not in spillable]
         marks = ", ".join("?" for _ in kept)
         rows = [*self._db.execute(f"SELECT {columns} FROM notifications WHERE status = 'sending'"),
                 *self._db.execute(f"SELECT {columns} FROM notifications WHERE status IN"
-                                  f" ({_WAITING_SQL}) AND held IS NULL AND channel IN ({marks})", kept)]
-        return sorted((self._record(row) for row in rows), key=lambda r: r.seq)
+                                  f" ({WAITING_SQL}) AND held IS NULL AND channel IN ({marks})", kept)]
+        return sorted((decode_record(row) for row in rows), key=lambda r: r.seq)
 
     def waiting_counts(self, spillable: Sequence[Channel]) -> list[WaitingCount]:
         marks = ", ".join("?" for _ in spillable)
         rows = self._db.execute(
             f"SELECT channel, priority, tenant, status, COUNT(*), SUM(LENGTH(payload))"
-            f" FROM notifications WHERE status IN ({_WAITING_SQL}) AND held IS NULL"
+            f" FROM notifications WHERE status IN ({WAITING_SQL}) AND held IS NULL"
             f" AND channel IN ({marks})"
             f" GROUP BY channel, priority, tenant, status", [c.value for c in spillable])
         return [(Channel(c), p, t, Status(s), n, b) for c, p, t, s, n, b in rows]
@@ -269,43 +251,43 @@ class SQLiteStorage(Storage):
     def held_counts(self) -> list[WaitingCount]:
         rows = self._db.execute(
             f"SELECT channel, priority, tenant, status, COUNT(*), SUM(LENGTH(payload))"
-            f" FROM notifications WHERE status IN ({_WAITING_SQL}) AND held IS NOT NULL"
+            f" FROM notifications WHERE status IN ({WAITING_SQL}) AND held IS NOT NULL"
             f" GROUP BY channel, priority, tenant, status")
         return [(Channel(c), p, t, Status(s), n, b) for c, p, t, s, n, b in rows]
 
     def load_held_due(self, now: float, limit: int) -> list[Record]:
         rows = self._db.execute(
-            f"SELECT {', '.join(_COLUMNS)} FROM notifications WHERE held = 'deferred'"
-            f" AND status IN ({_WAITING_SQL}) AND not_before <= ? ORDER BY not_before LIMIT ?",
+            f"SELECT {', '.join(COLUMNS)} FROM notifications WHERE held = 'deferred'"
+            f" AND status IN ({WAITING_SQL}) AND not_before <= ? ORDER BY not_before LIMIT ?",
             (now, limit))
-        return [self._record(row) for row in rows]
+        return [decode_record(row) for row in rows]
 
     def load_parked(self, tenant: str, uid: str) -> list[Record]:
         rows = self._db.execute(
-            f"SELECT {', '.join(_COLUMNS)} FROM notifications WHERE held = 'parked'"
-            f" AND status IN ({_WAITING_SQL}) AND tenant = ? AND uid = ? ORDER BY seq",
+            f"SELECT {', '.join(COLUMNS)} FROM notifications WHERE held = 'parked'"
+            f" AND status IN ({WAITING_SQL}) AND tenant = ? AND uid = ? ORDER BY seq",
             (tenant, uid))
-        return [self._record(row) for row in rows]
+        return [decode_record(row) for row in rows]
 
     def load_expired(self, now: float, limit: int) -> list[Record]:
         rows = self._db.execute(
-            f"SELECT {', '.join(_COLUMNS)} FROM notifications WHERE status IN ({_WAITING_SQL})"
+            f"SELECT {', '.join(COLUMNS)} FROM notifications WHERE status IN ({WAITING_SQL})"
             f" AND expires_at <= ? ORDER BY expires_at LIMIT ?", (now, limit))
-        return [self._record(row) for row in rows]
+        return [decode_record(row) for row in rows]
 
     def load_waiting(self, channel: Channel, priority: int, after_seq: int,
                      limit: int) -> list[Record]:
         rows = self._db.execute(
-            f"SELECT {', '.join(_COLUMNS)} FROM notifications WHERE channel = ? AND priority = ?"
-            f" AND status IN ({_WAITING_SQL}) AND held IS NULL AND seq > ? ORDER BY seq LIMIT ?",
+            f"SELECT {', '.join(COLUMNS)} FROM notifications WHERE channel = ? AND priority = ?"
+            f" AND status IN ({WAITING_SQL}) AND held IS NULL AND seq > ? ORDER BY seq LIMIT ?",
             (channel.value, priority, after_seq, limit))
-        return [self._record(row) for row in rows]
+        return [decode_record(row) for row in rows]
 
     def get(self, tag: str) -> Record | None:
         row = self._db.execute(
-            f"SELECT {', '.join(_COLUMNS)} FROM notifications WHERE tag = ?", (tag,)
+            f"SELECT {', '.join(COLUMNS)} FROM notifications WHERE tag = ?", (tag,)
         ).fetchone()
-        return self._record(row) if row else None
+        return decode_record(row) if row else None
 
     def find_idempotent(self, tenant: str, key: str) -> str | None:
         row = self._db.execute(
@@ -354,6 +336,7 @@ class SQLiteStorage(Storage):
             self._db.execute("BEGIN")
             self._db.executemany("INSERT OR IGNORE INTO claims VALUES (?, ?, ?, ?)",
                                  [(t, k, tag, now) for t, k, tag in entries])
+        self.commits += 1
         found = self.claimed([(t, k) for t, k, _ in entries])
         return [found[(t, k)] for t, k, _ in entries]
 
@@ -366,8 +349,9 @@ class SQLiteStorage(Storage):
                              " WHERE at < ? LIMIT ?)", (claims_before, limit))
             cursor = self._db.execute(
                 f"DELETE FROM notifications WHERE rowid IN (SELECT rowid FROM notifications"
-                f" WHERE status IN ({_FINAL_SQL}) AND updated_at < ? LIMIT ?)",
+                f" WHERE status IN ({FINAL_SQL}) AND updated_at < ? LIMIT ?)",
                 (updated_before, limit))
+        self.commits += 1
         return int(cursor.rowcount)
 
     def read_events(self, after: int, limit: int) -> list[tuple[int, LogEvent]]:
@@ -378,6 +362,7 @@ class SQLiteStorage(Storage):
     def delete_events(self, through: int) -> None:
         with self._db:
             self._db.execute("DELETE FROM events WHERE id <= ?", (through,))
+        self.commits += 1
 
     def write(self, inserts: Sequence[Record], updates: Sequence[Record],
               events: Sequence[LogEvent] = (), receipts: ReceiptChanges | None = None) -> None:
@@ -385,11 +370,8 @@ class SQLiteStorage(Storage):
             return
         # Encode everything before the transaction: a value that cannot be stored fails here,
         # with nothing begun.
-        insert_rows = [self._row(r) for r in inserts]
-        update_rows = [(Status(r.status).value, r.attempts, r.not_before, r.lease_until,
-                        r.updated_at, r.provider_id, _history_json(r.history), r.lease_token,
-                        r.deferrals, r.held, r.tag)
-                       for r in updates]
+        insert_rows = [encode_record(r) for r in inserts]
+        update_rows = [encode_update(r) for r in updates]
         event_rows = [(orjson.dumps(e),) for e in events]
         held = [(t, orjson.dumps(o)) for t, o in (receipts or {}).items() if o is not None]
         released = [(t,) for t, o in (receipts or {}).items() if o is None]
@@ -405,10 +387,15 @@ class SQLiteStorage(Storage):
                 self._db.executemany("INSERT OR REPLACE INTO receipts VALUES (?, ?)", held)
             if released:
                 self._db.executemany("DELETE FROM receipts WHERE tag = ?", released)
+        self.commits += 1
 
     def close(self) -> None:
         self._db.close()
 
     def admin(self) -> AdminQueries:
-        return SQLiteAdminQueries(self._db, _COLUMNS, self._record,
-                                  None if self._path == ":memory:" else self._path)
+        return SQLiteAdminQueries(self._db, COLUMNS, decode_record,
+                                  None if self._path == ":memory:" else self._path,
+                                  on_commit=self._committed)
+
+    def _committed(self) -> None:
+        self.commits += 1

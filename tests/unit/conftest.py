@@ -16,6 +16,8 @@ from herald.notification import Notification
 from herald.queue import QueueShard
 from herald.retry import RetryPolicy
 from herald.storage import SQLiteStorage, Storage
+from tests.support.pg_shards import ShardDatabases, owned_storage
+from tests.support.postgres import PostgresServer, pg_bin
 
 T0 = 1_000_000.0
 TENANT = "acme"
@@ -80,13 +82,33 @@ def make_shard(
                       hot_limit=hot_limit)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(scope="session")
+def pg_databases() -> Iterator[ShardDatabases]:
+    """One PostgreSQL for the session (no fsync: what the unit tests test is not the disk)."""
+    if pg_bin() is None:
+        pytest.skip("PostgreSQL is not installed (make pg-deps)")
+    server = PostgresServer.create(durable=False)
+    databases = ShardDatabases(server)
+    yield databases
+    databases.close()
+    server.destroy()
+
+
+@pytest.fixture
+def pg_url(pg_databases: ShardDatabases) -> str:
+    """A database with Herald's schema and no rows (the session's, emptied for this test)."""
+    return pg_databases.emptied()
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
     """Every storage backend in turn: one test runs against each (dramatiq's broker fixture)."""
     backend: Storage
     if request.param == "memory":
         backend = MemoryStorage()
-    else:
+    elif request.param == "sqlite":
         backend = SQLiteStorage(tmp_path / "shard.db", synchronous="OFF")
+    else:
+        backend = owned_storage(request.getfixturevalue("pg_url"))
     yield backend
     backend.close()
