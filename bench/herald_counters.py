@@ -61,13 +61,17 @@ def read(base: str, token: str = METRICS_TOKEN) -> StoreCounts:
     return StoreCounts.parse(answer.raise_for_status().text)
 
 
-def read_when(base: str, done: Callable[[StoreCounts], bool], timeout: float,
+def read_when(base: str, done: Callable[[StoreCounts], bool], stall: float = 15.0,
               token: str = METRICS_TOKEN) -> tuple[StoreCounts, bool]:
-    """Read until ``done`` holds (receipts still arriving, say) or ``timeout`` passes: the last
-    reading and whether ``done`` held."""
-    deadline = time.monotonic() + timeout
-    while not done(counts := read(base, token)):
-        if time.monotonic() > deadline:
-            return counts, False
+    """Read until ``done`` holds (receipts still arriving, say) or the counts have not moved for
+    ``stall`` seconds: the last reading and whether ``done`` held."""
+    last = read(base, token)
+    moved = time.monotonic()
+    while not done(last):
         time.sleep(0.2)
-    return counts, True
+        counts = read(base, token)
+        if counts != last:
+            last, moved = counts, time.monotonic()
+        elif time.monotonic() - moved > stall:
+            return last, False
+    return last, True
