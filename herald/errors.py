@@ -122,7 +122,8 @@ class StoreInDoubt(StoreUnavailable):
 class Fenced(HeraldError):
     """This shard owner's lease was taken by another (its epoch is gone): it must stop at once,
     never lease or acknowledge again. Its write was refused and rolled back. A client's retry
-    reaches the new owner, hence 503."""
+    reaches the new owner, hence 503. Not an ``Unavailable``: no handler of passing faults may
+    catch it and carry on."""
 
     code = "fenced"
     status = 503

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from herald.admin_queries import SEARCH_SECONDS, AdminQueries
+from herald import admin_queries
+from herald.admin_queries import AdminQueries
 from herald.errors import StoreUnavailable, ValidationError
 from herald.record_rows import COLUMNS, decode_record
 from herald.search import POSTGRES, Position, Scanned, SearchQuery
@@ -43,7 +44,6 @@ class PostgresAdminQueries(AdminQueries):
         if self._reader is None or self._reader.closed:
             conn = psycopg.connect(self._url, autocommit=True)
             conn.execute("SET default_transaction_read_only = on")
-            conn.execute(f"SET statement_timeout = {int(SEARCH_SECONDS * 1000)}")
             self._reader = conn
         return self._reader
 
@@ -64,6 +64,8 @@ class PostgresAdminQueries(AdminQueries):
         with self._lock:
             try:
                 with self._connect().cursor(binary=True) as cursor:
+                    timeout = max(1, round(admin_queries.SEARCH_SECONDS * 1000))  # one knob for both
+                    cursor.execute(f"SET statement_timeout = {timeout}")
                     rows = cursor.execute(sql, params).fetchall()
                     stopped = None
                     if budget is not None and len(rows) < query.limit:

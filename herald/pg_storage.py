@@ -7,9 +7,10 @@ histories are stored as JSON bytes (``BYTEA``), exactly as SQLite stores them, a
 
 The driver is psycopg 3's synchronous API: the ``Storage`` interface is synchronous and shared
 with SQLite, and the shard's actor already batches a window of changes into one ``write`` (group
-commit), so a call is one round trip of a few statements (``executemany`` runs them in a
-pipeline) where async would add nothing but a second interface. One connection (autocommit)
-serves the shard's calls, used by one thread at a time; every write is one transaction.
+commit), so a call is a few statements in one transaction, where async would add nothing but a
+second interface. A batch of rows travels as one array per column (``unnest``, binary): one
+statement for a batch, not one per row. One connection (autocommit) serves the shard's calls,
+used by one thread at a time; every write is one transaction.
 
 **Fencing.** A storage writes only while it owns its shard: ``acquire`` takes the shard's lease
 (``herald.pg_leases``) and remembers its epoch, and every write transaction first renews that
@@ -62,10 +63,28 @@ T = TypeVar("T")
 Cursor = psycopg.Cursor[Any]
 
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM herald_notifications WHERE shard = %s"
+#: Each column's type, for the arrays a batch is sent in (one statement per batch).
+_TYPES = {"priority": "integer", "seq": "bigint", "attempts": "integer", "deferrals": "integer",
+          "payload": "bytea", "history": "bytea",
+          **{c: "double precision" for c in ("created_at", "expires_at", "not_before",
+                                             "lease_until", "updated_at", "lease_token")}}
+
+
+def _arrays(columns: Sequence[str]) -> str:
+    """``unnest`` of one array parameter per column, named as the columns."""
+    arrays = ", ".join(f"%b::{_TYPES.get(c, 'text')}[]" for c in columns)
+    return f"unnest({arrays}) AS batch ({', '.join(columns)})"
+
+
+def _columns(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    """Rows → one list per column (what ``_arrays`` takes)."""
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
 _INSERT = (f"INSERT INTO herald_notifications (shard, {', '.join(COLUMNS)})"
-           f" VALUES (%s, {', '.join('%s' for _ in COLUMNS)}) ON CONFLICT DO NOTHING")
-_UPDATE = (f"UPDATE herald_notifications SET {', '.join(f'{c} = %s' for c in MUTABLE)}"
-           f" WHERE tag = %s AND shard = %s")
+           f" SELECT %s, {', '.join(COLUMNS)} FROM {_arrays(COLUMNS)} ON CONFLICT DO NOTHING")
+_UPDATE = (f"UPDATE herald_notifications AS n SET {', '.join(f'{c} = batch.{c}' for c in MUTABLE)}"
+           f" FROM {_arrays((*MUTABLE, 'tag'))} WHERE n.tag = batch.tag AND n.shard = %s")
 _COUNTS = ("SELECT channel, priority, tenant, status, COUNT(*), SUM(octet_length(payload))"
            f" FROM herald_notifications WHERE shard = %s AND status IN ({WAITING_SQL})")
 
@@ -288,20 +307,22 @@ class PostgresStorage(Storage):
         # Encode everything before the transaction: a value that cannot be stored fails here,
         # with nothing begun.
         shard = self.shard
-        insert_rows = [(shard, *encode_record(r)) for r in inserts]
-        update_rows = [(*encode_update(r), shard) for r in updates]
-        event_rows = [(shard, orjson.dumps(e)) for e in events]
+        insert_columns = _columns([encode_record(r) for r in inserts])
+        # One row per tag (the last change wins, as row-by-row updates would have it).
+        update_columns = _columns([encode_update(r) for r in {r.tag: r for r in updates}.values()])
+        event_rows = [orjson.dumps(e) for e in events]
         held = [(t, shard, orjson.dumps(o)) for t, o in (receipts or {}).items() if o is not None]
         released = [(t, shard) for t, o in (receipts or {}).items() if o is None]
 
         def work(cursor: Cursor) -> None:
             if event_rows:
-                cursor.executemany("INSERT INTO herald_events (shard, event) VALUES (%s, %s)",
-                                   event_rows)
-            if insert_rows:
-                cursor.executemany(_INSERT, insert_rows)
-            if update_rows:
-                cursor.executemany(_UPDATE, update_rows)
+                cursor.execute("INSERT INTO herald_events (shard, event) SELECT %s, event"
+                               " FROM unnest(%b::bytea[]) WITH ORDINALITY AS batch (event, n)"
+                               " ORDER BY n", (shard, event_rows))  # ids in the batch's order
+            if inserts:
+                cursor.execute(_INSERT, (shard, *insert_columns))
+            if updates:
+                cursor.execute(_UPDATE, (*update_columns, shard))
             if held:
                 cursor.executemany(
                     "INSERT INTO herald_receipts (tag, shard, receipt) VALUES (%s, %s, %s)"

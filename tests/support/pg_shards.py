@@ -9,8 +9,10 @@ import itertools
 import psycopg
 
 from herald import pg_leases
+from herald.delivery_log import LogEvent, log_event
 from herald.pg_schema import migrate
 from herald.pg_storage import PostgresStorage
+from herald.record import Record
 from tests.support.postgres import PostgresServer
 
 TEMPLATE = "herald_template"
@@ -72,3 +74,10 @@ def owned_storage(url: str, shard: int = 0, *, deployment: str = DEPLOYMENT,
         assert pg_leases.acquire_deployment(conn, deployment, lease_seconds) is not None
     assert storage.acquire(), f"shard {shard} is owned by another deployment"
     return storage
+
+
+def accepted(record: Record, now: float = 0.0) -> LogEvent:
+    """The delivery-log event of ``record``'s acceptance."""
+    event = log_event(record, "accepted", "queued", None, now)
+    assert event is not None
+    return event

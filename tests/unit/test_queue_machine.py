@@ -3,11 +3,14 @@
 The model is what a client was told, checked against what storage holds: the shell answers only
 after ``flush()``, so storage is the truth a client can rely on. A crash drops the shard's memory
 (and whatever the interrupted call did before its flush, whose caller was never answered) and
-builds a new shard from the same storage. Runs once per storage backend.
+builds a new shard from the same storage. Runs once per storage backend (on PostgreSQL with
+fewer examples: each step is a few round trips; every example is a shard of its own in one
+database, so they also check that a shard reads only its own rows).
 """
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -15,7 +18,13 @@ from typing import Any, ClassVar
 
 from hypothesis import event, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from herald.errors import Conflict, NotFound
 from herald.memory_storage import MemoryStorage
@@ -23,6 +32,7 @@ from herald.outcome import Outcome, OutcomeKind
 from herald.record import FINAL, Record
 from herald.retry import RetryPolicy
 from herald.storage import SQLiteStorage, Storage
+from tests.support.pg_shards import ShardDatabases, owned_storage
 from tests.unit.conftest import T0, lane, make_notification, make_shard
 
 CHANNELS = ("BROWSER", "SMS")
@@ -49,14 +59,20 @@ class QueueMachine(RuleBasedStateMachine):
     backend: ClassVar[str] = "memory"
     #: Live notifications the shard keeps in memory; beyond, SMS waits on disk only.
     hot_limit: ClassVar[int] = 20_000
+    #: The database of the PostgreSQL runs, and a new shard number for each example.
+    pg_url: ClassVar[str] = ""
+    pg_shards: ClassVar[itertools.count[int]] = itertools.count()
 
     def __init__(self) -> None:
         super().__init__()
         self._tmp = tempfile.TemporaryDirectory()
-        self.storage: Storage = (
-            MemoryStorage() if self.backend == "memory"
-            else SQLiteStorage(Path(self._tmp.name) / "shard.db", synchronous="OFF")
-        )
+        self.storage: Storage
+        if self.backend == "memory":
+            self.storage = MemoryStorage()
+        elif self.backend == "sqlite":
+            self.storage = SQLiteStorage(Path(self._tmp.name) / "shard.db", synchronous="OFF")
+        else:
+            self.storage = owned_storage(self.pg_url, next(self.pg_shards))
         self.now = T0
         self.shard = make_shard(self.storage, now=self.now, policies=POLICIES,
                                 hot_limit=self.hot_limit)
@@ -340,6 +356,10 @@ class SQLiteQueueMachine(QueueMachine):
     backend = "sqlite"
 
 
+class PostgresQueueMachine(QueueMachine):
+    backend = "postgres"
+
+
 class SpillingQueueMachine(QueueMachine):
     """A memory window of 2: most SMS waits on disk only and is read back (herald.backlog)."""
 
@@ -348,6 +368,10 @@ class SpillingQueueMachine(QueueMachine):
 
 class SpillingSQLiteQueueMachine(SpillingQueueMachine):
     backend = "sqlite"
+
+
+class SpillingPostgresQueueMachine(SpillingQueueMachine):
+    backend = "postgres"
 
 
 _SETTINGS = settings(max_examples=100, stateful_step_count=50, deadline=None)
@@ -359,3 +383,14 @@ TestSpillingQueueMachine = SpillingQueueMachine.TestCase
 TestSpillingQueueMachine.settings = _SETTINGS
 TestSpillingQueueMachineSQLite = SpillingSQLiteQueueMachine.TestCase
 TestSpillingQueueMachineSQLite.settings = _SETTINGS
+_PG_SETTINGS = settings(max_examples=25, stateful_step_count=50, deadline=None)
+
+
+def test_queue_machine_postgres(pg_databases: ShardDatabases) -> None:
+    PostgresQueueMachine.pg_url = pg_databases.fresh()
+    run_state_machine_as_test(PostgresQueueMachine, settings=_PG_SETTINGS)
+
+
+def test_spilling_queue_machine_postgres(pg_databases: ShardDatabases) -> None:
+    SpillingPostgresQueueMachine.pg_url = pg_databases.fresh()
+    run_state_machine_as_test(SpillingPostgresQueueMachine, settings=_PG_SETTINGS)

@@ -162,3 +162,17 @@ def test_find_idempotent_many_finds_only_stored_keys(storage: Storage) -> None:
     found = storage.find_idempotent_many([(first.tenant, "k1"), (first.tenant, "k2"),
                                           ("other", "k2"), ("nobody", "k9")])
     assert found == {(first.tenant, "k1"): first.tag, ("other", "k2"): second.tag}
+
+
+def test_every_committed_write_is_counted_once(storage: Storage) -> None:
+    """``commits`` (``herald_store_commits_total``): one per write transaction, none for a
+    write with nothing in it."""
+    first, second = make_record(1, btag="k"), make_record(2)
+    storage.write([], [])
+    assert storage.commits == 0
+    storage.write([first, second], [dataclasses.replace(first, status="sending")])
+    storage.claim([("acme", "elsewhere", "tag-on-another-shard")], T0)
+    storage.delete_final(T0, 10, T0)
+    storage.delete_events(0)
+    storage.admin().save_pause("EMAIL", T0)
+    assert storage.commits == 5
