@@ -5,6 +5,10 @@ started in-process as ``bench.run`` does (own local Ray, no dashboard, 4 shards,
 batch intake with every pool at 0 (which fills the backlog), memory per queued notification,
 a shard's and a whole restart with the backlog queued, and asap accept→sent latency unloaded
 and behind the backlog. ``BacklogRun``'s methods say how each is taken.
+
+``measure_intake_postgres`` takes batch intake alone (its timed rounds, not the rest of the
+fill) on a local PostgreSQL it starts and destroys (``capture.postgres``, durable), the server's
+processes among the roles whose CPU is counted: the same figure on the other store.
 """
 
 from __future__ import annotations
@@ -16,26 +20,37 @@ import itertools
 import logging
 import multiprocessing
 import os
-import re
 import shutil
 import signal
 import statistics
 import tempfile
 import time
-from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import httpx
 import orjson
 import ray
 
 from bench import workload
-from bench.cpu import cpu_of
-from bench.procinfo import children_of, load_average, read_proc
+from bench.backlog_figures import (
+    BATCH,
+    CLIENTS,
+    IntakeFigure,
+    LatencyFigure,
+    MemoryFigure,
+    RestartFigure,
+    by_role,
+    sample,
+    total,
+)
+from bench.cpu import descendants
+from bench.herald_counters import counters
+from bench.procinfo import children_of, load_average
 from capture.net import free_port
+from capture.postgres import running_postgres
 from capture.smtp_sink import SmtpSink
 from herald.config import Settings
 from herald.sharding import shard_for_uid
@@ -43,115 +58,15 @@ from launcher.runtime import Herald
 
 KEY, ADMIN = "bench-key-" + "b" * 20, "bench-admin-" + "a" * 20
 ADMIN_AUTH = {"Authorization": f"Bearer {ADMIN}"}
-BATCH, CLIENTS, SHARDS, MIB = 1000, 4, 4, 2**20
+SHARDS = 4
 QUIET = {"email": 0, "sms": 0, "fax": 0, "browser": 0, "webhook": 0}  # while the backlog is filled
 DELIVERING = {"email": 2, "sms": 1, "fax": 0, "browser": 0, "webhook": 0}  # after the restart
-
-
-class Sample(NamedTuple):  # one process (or a sum) at one moment: bytes, and CPU seconds so far
-    role: str
-    rss: int
-    pss: int
-    cpu: float
-
-
-def sample(pids: Iterable[int], names: dict[int, str]) -> dict[int, Sample]:
-    """Each live process's role (``names``, else procinfo's), memory and CPU time now."""
-    return {pid: Sample(names.get(pid, info.role), info.rss_kib * 1024, info.pss_kib * 1024,
-                        cpu_of([pid])) for pid in pids if (info := read_proc(pid)) is not None}
-
-
-def total(samples: dict[int, Sample], pids: list[int]) -> Sample:
-    return Sample("sum", *(sum(getattr(samples[p], w) for p in pids if p in samples)
-                           for w in ("rss", "pss", "cpu")))
-
-
-def by_role(before: dict[int, Sample], after: dict[int, Sample], value: str) -> dict[str, float]:
-    """What each role's processes added between two samples (``cpu`` or ``rss``); gone is 0."""
-    grown: dict[str, float] = {}
-    for pid in before.keys() | after.keys():
-        old, new = before.get(pid), after.get(pid)
-        role = (new or old).role  # type: ignore[union-attr]  # one of them is there
-        grown[role] = grown.get(role, 0) + getattr(new, value, 0) - getattr(old, value, 0)
-    return grown
 
 
 def payload(channel: str, i: int, asap: bool = False) -> dict[str, Any]:
     """Notification ``i`` of ``bench.workload`` (the mixed benchmark's texts) on ``channel``."""
     body = workload.payload("backlog", 2 * i + (channel == "EMAIL"))  # even: SMS, odd: email
     return body | {"requester": {"asap": "yes"}} if asap else body
-
-
-@dataclass(frozen=True, slots=True)
-class IntakeFigure:
-    median: float  # accepted/s: the figure
-    rounds: list[float]  # accepted/s per round
-    fill_rate: float  # accepted/s over the rest of the fill
-    cpu_ms_per_1000: dict[str, float]  # CPU ms per 1,000 accepted in the rounds, by role
-    load: str
-
-    def lines(self) -> list[str]:
-        return [f"batch intake, pools 0, {CLIENTS} clients x {BATCH}: median {self.median:,.0f}/s "
-                f"(rounds {', '.join(f'{r:,.0f}' for r in self.rounds)}; rest of the fill "
-                f"{self.fill_rate:,.0f}/s) [load {self.load}]",
-                "  CPU ms per 1,000 accepted: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(
-                    self.cpu_ms_per_1000.items(), key=lambda kv: -kv[1]) if v >= 1)]
-
-
-@dataclass(frozen=True, slots=True)
-class MemoryFigure:
-    queued: list[int]  # notifications queued before the fill, half way, after
-    shards: list[Sample]  # summed over the shard processes, the same three times
-    grown: dict[str, float]  # RSS bytes each role of Herald's processes added over the fill
-    load: str
-
-    def per_notification(self, which: str = "rss", marginal: bool = False) -> float:
-        """Bytes grown ÷ notifications added: over the whole fill, or over its second half."""
-        grown = getattr(self.shards[2], which) - getattr(self.shards[first := int(marginal)], which)
-        return float(grown / max(1, self.queued[2] - self.queued[first]))
-
-    def lines(self) -> list[str]:
-        before, after = self.shards[0], self.shards[2]
-        per = {(w, m): self.per_notification(w, m) for w in ("rss", "pss") for m in (False, True)}
-        ten_million = before.rss + per["rss", True] * 10_000_000  # the second half's cost, linearly
-        return [f"memory, {self.queued[2]:,} queued: shards RSS {before.rss / MIB:,.0f} -> "
-                f"{after.rss / MIB:,.0f} MiB = {per['rss', False]:.0f} B/notification (PSS "
-                f"{per['pss', False]:.0f}; second half {per['rss', True]:.0f}) [load {self.load}]",
-                f"  10 M queued (linear in the second half's cost): shards "
-                f"{ten_million / 2**30:.2f} GiB RSS; whole Herald grew "
-                f"{sum(self.grown.values()) / MIB:,.0f} MiB RSS: " + ", ".join(
-                    f"{k} {v / MIB:+,.0f}" for k, v in sorted(self.grown.items(), key=lambda kv: -kv[1])
-                    if abs(v) >= 5 * MIB)]
-
-
-@dataclass(frozen=True, slots=True)
-class RestartFigure:
-    what: str
-    queued: int
-    process_s: float  # the new process answers (whole: Herald.start returned)
-    ready_s: float  # the shard(s) recovered
-    serving_s: float  # a POST routed to it (to each shard) got its 202
-    load: str
-    steps: str = ""  # whole: how long Herald.stop and each step of Herald.start took
-
-    def lines(self) -> list[str]:
-        return [f"{self.what} restart, {self.queued:,} queued: serving after {self.serving_s:.1f} s "
-                f"(process {self.process_s:.1f} s, ready {self.ready_s:.1f} s{self.steps}) "
-                f"[load {self.load}]"]
-
-
-@dataclass(frozen=True, slots=True)
-class LatencyFigure:
-    what: str
-    rate: float  # asap notifications offered per second
-    latencies: list[float] = field(repr=False)  # accept→sent, seconds
-    context: str = ""  # the max it is half of, or the backlog it overtook
-    load: str = ""
-
-    def lines(self) -> list[str]:
-        ms = [statistics.quantiles(self.latencies, n=100, method="inclusive")[q] * 1000 for q in (49, 94, 98)]
-        return [f"asap accept->sent, {self.what}, {self.rate:.0f}/s x {len(self.latencies)}: p50 {ms[0]:.0f}"
-                f" ms, p95 {ms[1]:.0f} ms, p99 {ms[2]:.0f} ms ({self.context}) [load {self.load}]"]
 
 
 def client_batches(base: str, channel: str, batches: int, concurrency: int) -> tuple[float, int]:
@@ -201,8 +116,10 @@ class BacklogRun:
     (fills, and measures ``memory``), ``shard_restart``, ``whole_restart``, ``asap_unloaded``,
     ``asap_behind_backlog``; ``close()`` stops all and deletes the data dir."""
 
-    def __init__(self, queued: int) -> None:
+    def __init__(self, queued: int, database_url: str | None = None,
+                 database_pid: int | None = None) -> None:
         self.queued = -(-queued // BATCH) * BATCH
+        self.database_url, self.database_pid = database_url, database_pid
         self.clients = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
         self.client_pid = self.clients.submit(os.getpid).result()
         self.sink = SmtpSink().start()
@@ -215,7 +132,8 @@ class BacklogRun:
         """Start Herald on the data dir (free ports, no dashboard, pools as given)."""
         settings = Settings(port=free_port(), data_dir=self.data_dir, api_keys={KEY: "bench"},
                             admin_key=ADMIN, smtp_url=self.sink.url, capture="sms", shards=SHARDS,
-                            browser_port=free_port(), dashboard_port=0, pools=pools, pool_max={})
+                            browser_port=free_port(), dashboard_port=0, pools=pools, pool_max={},
+                            database_url=self.database_url)
         start, self.steps = time.perf_counter(), [("", time.perf_counter())]
         self.herald = Herald(settings).start(lambda step: self.steps.append((step, time.perf_counter())))
         self.steps.append(("", time.perf_counter()))
@@ -233,9 +151,15 @@ class BacklogRun:
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def herald_pids(self) -> list[int]:
-        """This process and every process it started, but the clients and profilers."""
-        return [os.getpid()] + [p.pid for p in children_of(os.getpid()) if p.pid != self.client_pid
+        """This process and every process it started, but the clients and profilers; and the
+        database server's, which left the tree."""
+        ours = [os.getpid()] + [p.pid for p in children_of(os.getpid()) if p.pid != self.client_pid
                                 and not any(w in p.cmdline for w in ("multiprocessing", "py-spy"))]
+        return ours + self.database_pids()
+
+    def database_pids(self) -> list[int]:
+        root = self.database_pid
+        return [] if root is None else [root, *descendants(root)]
 
     def shard(self, index: int) -> Any:
         return ray.get_actor(f"herald-shard-{index}", namespace="herald")
@@ -244,8 +168,7 @@ class BacklogRun:
         return list(ray.get([self.shard(i).pid.remote() for i in range(SHARDS)]))
 
     def counter(self, name: str) -> int:
-        found = re.search(rf"^herald_{name}_total (\S+)$", self.http.get("/metrics").text, re.MULTILINE)
-        return int(float(found.group(1))) if found else 0
+        return int(counters(self.http.get("/metrics").text).get(name, 0))
 
     def queued_now(self) -> int:
         shards = self.http.get("/v1/queue").json()["shards"]
@@ -275,9 +198,9 @@ class BacklogRun:
             raise RuntimeError(f"only {accepted} of {count} accepted")
         return seconds
 
-    def intake(self, rounds: int = 3) -> IntakeFigure:
+    def intake(self, rounds: int = 3, fill: bool = True) -> IntakeFigure:
         """Start Herald with every pool at 0 and fill: ``rounds`` timed rounds of a tenth each,
-        then the rest; memory before, half way and after (``self.memory``)."""
+        then (``fill``) the rest; memory before, half way and after (``self.memory``)."""
         self.start_herald(QUIET)
         self.batches(2 * BATCH)  # warm-up: connections, Serve's router, the shards' caches
         pids, names = self.shard_pids(), {os.getpid(): "driver", self.client_pid: "client"}
@@ -286,6 +209,10 @@ class BacklogRun:
         cpu = sample([*self.herald_pids(), self.client_pid], names)
         rates = [size / self.batches(size) for _ in range(rounds)]
         used = by_role(cpu, sample([*self.herald_pids(), self.client_pid], names), "cpu")
+        cpu_ms = {k: v * 1e6 / (size * rounds) for k, v in used.items()}
+        if not fill:
+            return IntakeFigure(statistics.median(rates), rates, None, cpu_ms, load_average(),
+                                "PostgreSQL (local, fsync on)" if self.database_url else "SQLite FULL")
         filled, spent = 2 * BATCH + size * rounds, 0.0
         for target in (self.queued // 2, self.queued):
             if target > filled:
@@ -295,8 +222,7 @@ class BacklogRun:
         self.memory = MemoryFigure([q for q, _ in marks], [total(m, pids) for _, m in marks],
                                    by_role(marks[0][1], marks[2][1], "rss"), load := load_average())
         rest = self.queued - 2 * BATCH - size * rounds  # its rate, to compare with the rounds'
-        return IntakeFigure(statistics.median(rates), rates, rest / max(1e-9, spent),
-                            {k: v * 1e6 / (size * rounds) for k, v in used.items()}, load)
+        return IntakeFigure(statistics.median(rates), rates, rest / max(1e-9, spent), cpu_ms, load)
 
     def shard_restart(self, index: int = 0) -> RestartFigure:
         """SIGKILL shard ``index``; a POST routed to it is sent at once and retried until 202."""
@@ -397,15 +323,29 @@ def measure(queued: int = 1_000_000, asap_seconds: float = 20.0) -> BacklogFigur
         run.close()
 
 
+def measure_intake_postgres(queued: int = 1_000_000, rounds: int = 3) -> IntakeFigure:
+    """Batch intake's timed rounds (a tenth of ``queued`` each) on a local, durable PostgreSQL."""
+    with running_postgres(durable=True) as postgres:
+        run = BacklogRun(queued, postgres.url, postgres.pid())
+        try:
+            return run.intake(rounds, fill=False)
+        finally:
+            run.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--queued", type=int, default=1_000_000, help="the backlog (1,000,000)")
     parser.add_argument("--quick", action="store_true", help="a backlog of 100,000, 10 s latency runs")
+    parser.add_argument("--postgres", action="store_true",
+                        help="also batch intake on a local PostgreSQL (its timed rounds only)")
     args = parser.parse_args()
-    started = time.perf_counter()
-    figures = measure(100_000 if args.quick else args.queued, 10.0 if args.quick else 20.0)
+    started, queued = time.perf_counter(), 100_000 if args.quick else args.queued
+    lines = measure(queued, 10.0 if args.quick else 20.0).lines()
+    if args.postgres:
+        lines += measure_intake_postgres(queued).lines()
     print(f"\nHerald backlog benchmark — {os.cpu_count()} cores, {time.perf_counter() - started:.0f} s",
-          *("  " + line for line in figures.lines()), sep="\n")
+          *("  " + line for line in lines), sep="\n")
 
 
 if __name__ == "__main__":

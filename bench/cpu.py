@@ -3,7 +3,9 @@
 On a box shared with other work, wall-clock rates swing with the load; the CPU a system burns
 per notification hardly does. ``CpuMeter`` sums user + system time of this process (all its
 threads), of its waited-for children, and of every live descendant except those excluded
-(the sinks: their cost is the same whoever sends), between ``start()`` and ``stop()``.
+(the sinks: their cost is the same whoever sends), between ``start()`` and ``stop()``; and of
+the processes of servers the system needs that left the tree (``include``: PostgreSQL, which
+``pg_ctl`` starts detached).
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ def label(pid: int) -> str:
         return "?"
     if not argv:
         return "?"
+    if argv[0].startswith("postgres"):  # its title says what each backend runs: one role
+        return "postgres"
     if argv[0].startswith("ray::"):  # Ray's title names the method running: keep the actor
         return argv[0].split()[0].split(".")[0]
     words = [Path(a).name for a in argv[:4] if not a.startswith("-")]
@@ -60,11 +64,13 @@ def label(pid: int) -> str:
 
 
 class CpuMeter:
-    """``meter.start()`` … ``meter.stop()`` → CPU seconds of this process tree, ``exclude``d
-    pids (and their descendants) left out; a process that ended unwaited-for is lost."""
+    """``meter.start()`` … ``meter.stop()`` → CPU seconds of this process tree and of the
+    ``include``d pids' (and their descendants), ``exclude``d pids (and their descendants) left
+    out; a process that ended unwaited-for is lost."""
 
-    def __init__(self, exclude: Iterable[int] = ()) -> None:
+    def __init__(self, exclude: Iterable[int] = (), include: Iterable[int] = ()) -> None:
         self.exclude = set(exclude)
+        self.include = set(include)
         self._before: dict[int, float] = {}
         self._own = 0.0
         #: After ``stop()``: CPU seconds per kind of process (``label``), largest first.
@@ -72,6 +78,10 @@ class CpuMeter:
 
     def _tree(self) -> dict[int, float]:
         tree = descendants(os.getpid())
+        for root in self.include:
+            tree.update(descendants(root))
+            if (stat := _stat(root)) is not None:
+                tree[root] = stat[1]
         for pid in list(self.exclude):
             for child in descendants(pid):
                 tree.pop(child, None)

@@ -11,12 +11,18 @@ and the sinks must hold every one exactly once (``SinkLoss`` otherwise).
    batches of 1,000 through ``/v1/notifications/batch`` (4 in flight), sending through its
    real Twilio and SMTP providers to the sinks (no capture peers of its own), receipts
    included: the Twilio sink posts each SMS's signed ``sent`` and ``delivered`` back to it.
-3. **celery** (``bench.celery_peer``): Celery 5, Redis broker on a free loopback port,
+3. **herald-pg**: the same Herald on a local PostgreSQL the bench starts and destroys
+   (``capture.postgres``, durable: fsync, ``synchronous_commit`` and full page writes on); the
+   server's processes count in its CPU.
+4. **celery** (``bench.celery_peer``): Celery 5, Redis broker on a free loopback port,
    ``--concurrency 2 --pool prefork``, tasks enqueued with ``delay`` from 4 threads of 1,000
    (as Herald gets 4 batches in flight). Redis fsyncs each write by default, since Herald's
    ``202`` is on disk too; ``--celery-in-memory`` for Redis without persistence.
 
-``python -m bench.mixed`` prints the three lines; ``measure_mixed()`` returns ``MixedResult``.
+For each Herald its own ``/metrics`` (``bench.herald_counters``) says what the measured run
+cost its store: commits per notification sent, read once the run's receipts are all in.
+
+``python -m bench.mixed`` prints the lines; ``measure_mixed()`` returns ``MixedResult``.
 """
 
 from __future__ import annotations
@@ -39,12 +45,15 @@ from typing import Any
 
 import httpx
 
-from bench import workload
+from bench import herald_counters, workload
 from bench.cpu import CpuMeter, cpu_of, descendants
+from bench.herald_counters import StoreCounts
 from bench.sinks import Arrivals, Sinks
+from capture.postgres import PostgresServer, running_postgres
 
 KEY = "bench-key-" + "m" * 20
-SYSTEMS = ("ceiling", "herald", "celery")
+SYSTEMS = ("ceiling", "herald", "herald-pg", "celery")
+HERALDS = ("herald", "herald-pg")
 #: Herald gets batches of this size, this many in flight; Celery's producers mirror it.
 BATCH, IN_FLIGHT = 1000, 4
 #: Hears the pids worth profiling once a system runs (e.g. to start py-spy on them).
@@ -68,6 +77,8 @@ class SystemFigure:
     note: str = ""
     #: CPU seconds per kind of process (``bench.cpu.label``), largest first.
     cpu_breakdown: dict[str, float] = field(default_factory=dict)
+    #: A Herald's own counts over the measured run, receipts included (None for the others).
+    store: StoreCounts | None = None
 
     @property
     def per_s(self) -> float:
@@ -78,33 +89,43 @@ class SystemFigure:
         """Steadier than ``per_s`` on a shared box: what one notification costs the CPU."""
         return 1000 * self.cpu_seconds / self.delivered
 
+    @property
+    def commits_per_notification(self) -> float | None:
+        return None if self.store is None else self.store.commits_per_sent
+
 
 @dataclass(frozen=True, slots=True)
 class MixedResult:
-    """The three figures of one ``measure_mixed`` run and Herald's ratios to the others."""
+    """The figures of one ``measure_mixed`` run and Herald's ratios to the others."""
 
     total: int
     figures: dict[str, SystemFigure] = field(default_factory=dict)
 
-    def _ratio(self, other: str) -> float | None:
-        if "herald" not in self.figures or other not in self.figures:
+    def ratio(self, other: str, system: str = "herald") -> float | None:
+        """Delivered/s of ``system`` / ``other``'s (None unless both ran)."""
+        if system not in self.figures or other not in self.figures:
             return None
-        return self.figures["herald"].per_s / self.figures[other].per_s
+        return self.figures[system].per_s / self.figures[other].per_s
 
     @property
     def herald_vs_ceiling(self) -> float | None:
-        return self._ratio("ceiling")
+        return self.ratio("ceiling")
 
     @property
     def herald_vs_celery(self) -> float | None:
-        return self._ratio("celery")
+        return self.ratio("celery")
 
-    def cpu_ratio(self, other: str) -> float | None:
-        """CPU per notification of ``other`` / Herald's (below 1: Herald spends more)."""
-        if "herald" not in self.figures or other not in self.figures:
+    @property
+    def postgres_vs_sqlite(self) -> float | None:
+        """Herald on PostgreSQL's delivered/s / Herald on SQLite's."""
+        return self.ratio("herald", system="herald-pg")
+
+    def cpu_ratio(self, other: str, system: str = "herald") -> float | None:
+        """CPU per notification of ``other`` / ``system``'s (below 1: ``system`` spends more)."""
+        if system not in self.figures or other not in self.figures:
             return None
         return (self.figures[other].cpu_ms_per_notification
-                / self.figures["herald"].cpu_ms_per_notification)
+                / self.figures[system].cpu_ms_per_notification)
 
     def lines(self) -> list[str]:
         sms, emails = workload.split(self.total)
@@ -113,27 +134,38 @@ class MixedResult:
         for figure in self.figures.values():
             load = (f"{figure.load_before[0]:.1f} → {figure.load_after[0]:.1f}")
             sinks = 1000 * figure.sink_cpu_seconds / figure.delivered
-            out.append(f"  {figure.name:8s} {figure.per_s:7.0f} delivered/s  {figure.seconds:5.1f} s  "
+            out.append(f"  {figure.name:9s} {figure.per_s:7.0f} delivered/s  {figure.seconds:5.1f} s  "
                        f"{figure.cpu_ms_per_notification:5.2f} ms CPU/notification (sinks "
                        f"{sinks:.2f})  {figure.duplicates} duplicates  load(1 min) {load}")
-            out.append(f"  {'':8s} {figure.note}")
+            out.append(f"  {'':9s} {figure.note}")
             if len(figure.cpu_breakdown) > 1:
                 top = ", ".join(f"{name} {1000 * cpu / figure.delivered:.2f}"
                                 for name, cpu in list(figure.cpu_breakdown.items())[:6])
-                out.append(f"  {'':8s} ms CPU/notification by process: {top}")
-        for other in ("ceiling", "celery"):
-            ratio, cpu = self._ratio(other), self.cpu_ratio(other)
+                out.append(f"  {'':9s} ms CPU/notification by process: {top}")
+            if figure.store is not None:
+                out.append(f"  {'':9s} {_store_line(figure.store)}")
+        pairs = [("herald", "ceiling"), ("herald", "celery"), ("herald-pg", "herald")]
+        for system, other in pairs:
+            ratio, cpu = self.ratio(other, system), self.cpu_ratio(other, system)
             if ratio is not None and cpu is not None:
-                out.append(f"  herald/{other:8s} {ratio:6.2f} in delivered/s, {cpu:6.2f} in CPU "
+                out.append(f"  {system}/{other:9s} {ratio:6.2f} in delivered/s, {cpu:6.2f} in CPU "
                            "per notification")
         return out
 
 
+def _store_line(store: StoreCounts) -> str:
+    per = store.commits_per_sent
+    if store.commits is None or per is None:
+        return f"store commits not counted by this Herald ({store.sent} sent)"
+    return (f"store: {store.commits:,} commits for {store.sent:,} sent (+ {store.delivered:,} "
+            f"receipts) = {per:.3f} commits/notification")
+
+
 def _figure(name: str, start: float, arrivals: Arrivals, load: tuple[float, float, float],
-            cpu: float, sink_cpu: float, note: str,
-            breakdown: dict[str, float] | None = None) -> SystemFigure:
+            cpu: float, sink_cpu: float, note: str, breakdown: dict[str, float] | None = None,
+            store: StoreCounts | None = None) -> SystemFigure:
     return SystemFigure(name, arrivals.received, arrivals.last_at - start, arrivals.duplicates,
-                        load, os.getloadavg(), cpu, sink_cpu, note, breakdown or {})
+                        load, os.getloadavg(), cpu, sink_cpu, note, breakdown or {}, store)
 
 
 def _timeout(total: int) -> float:
@@ -189,40 +221,56 @@ async def _post_all(base: str, run: str, total: int) -> float:
     return start
 
 
-def run_herald(sinks: Sinks, total: int, warmup: int, on_running: OnRunning | None) -> SystemFigure:
+def run_herald(sinks: Sinks, total: int, warmup: int, on_running: OnRunning | None,
+               postgres: PostgresServer | None = None) -> SystemFigure:
+    """Herald on SQLite in its data dir, or on ``postgres`` (whose processes count in its CPU)."""
     from capture.net import free_port
     from herald.config import Settings
     from launcher.runtime import Herald
 
+    name = "herald" if postgres is None else "herald-pg"
+    server_pids = [] if postgres is None else [pid for pid in [postgres.pid()] if pid]
+    (sms_w, _), (sms, _) = workload.split(warmup), workload.split(total)
     with tempfile.TemporaryDirectory(prefix="herald-bench-") as data_dir:
         settings = Settings(
             port=free_port(), browser_port=free_port(), dashboard_port=0, data_dir=Path(data_dir),
-            api_keys={KEY: "bench"}, shards=4, capture="none", rollup_seconds=0,
-            smtp_url=sinks.smtp_url, smtp_from=workload.EMAIL_FROM,
+            api_keys={KEY: "bench"}, metrics_token=herald_counters.METRICS_TOKEN, shards=4,
+            capture="none", rollup_seconds=0, smtp_url=sinks.smtp_url, smtp_from=workload.EMAIL_FROM,
             twilio_account_sid=sinks.account_sid, twilio_auth_token=sinks.auth_token,
-            twilio_base_url=sinks.twilio_base_url, twilio_from=workload.SMS_FROM)
+            twilio_base_url=sinks.twilio_base_url, twilio_from=workload.SMS_FROM,
+            database_url=None if postgres is None else postgres.url)
         herald = _start_herald(Herald, settings)
         # Ray's logging config turned this process's root logger to INFO: not a line per poll.
-        for name in ("httpx", "httpcore"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+        for logger in ("httpx", "httpcore"):
+            logging.getLogger(logger).setLevel(logging.WARNING)
         base = f"http://127.0.0.1:{settings.port}"
         try:
             if warmup:
                 asyncio.run(_post_all(base, "w", warmup))
                 sinks.wait("w", *workload.split(warmup), timeout=_timeout(warmup))
+            # The warm-up's receipts are in before the first reading: its commits stay out.
+            before, _ = herald_counters.read_when(base, lambda c: c.delivered >= sms_w)
             if on_running:
-                on_running("herald", [*_ray_worker_pids(), *sinks.pids()])
-            meter, sink_cpu = CpuMeter(exclude=sinks.pids()).start(), cpu_of(sinks.pids())
+                on_running(name, [*_ray_worker_pids(), *sinks.pids(), *server_pids])
+            meter = CpuMeter(exclude=sinks.pids(), include=server_pids).start()
+            sink_cpu = cpu_of(sinks.pids())
             load = os.getloadavg()
             start = asyncio.run(_post_all(base, "m", total))
             arrivals = sinks.wait("m", *workload.split(total), timeout=_timeout(total))
             cpu, sink_cpu = meter.stop(), cpu_of(sinks.pids()) - sink_cpu
+            # Every receipt of the run is in (unless they stopped coming): its commits count.
+            after, settled = herald_counters.read_when(
+                base, lambda c: c.delivered - before.delivered >= sms)
         finally:
             herald.stop(timeout=10)
     pools = ", ".join(f"{k}={v}" for k, v in settings.pools.items() if k in ("email", "sms"))
-    return _figure("herald", start, arrivals, load, cpu, sink_cpu,
-                   f"batches of {BATCH}, {IN_FLIGHT} in flight, 4 shards, SQLite FULL, pools {pools}, "
-                   "real Twilio + SMTP providers, signed receipts back", meter.breakdown)
+    store = ("SQLite FULL" if postgres is None
+             else "PostgreSQL (local, fsync + synchronous_commit on)")
+    unsettled = "" if settled else f"; receipts stopped at {after.delivered - before.delivered}"
+    return _figure(name, start, arrivals, load, cpu, sink_cpu,
+                   f"batches of {BATCH}, {IN_FLIGHT} in flight, 4 shards, {store}, pools {pools}, "
+                   f"real Twilio + SMTP providers, signed receipts back{unsettled}",
+                   meter.breakdown, after - before)
 
 
 def _start_herald(herald_type: Any, settings: Any) -> Any:
@@ -300,6 +348,9 @@ def measure_mixed(total: int = 16_000, warmup: int = 400, systems: Sequence[str]
                 figure = run_ceiling(sinks, total, warmup, on_running)
             elif name == "herald":
                 figure = run_herald(sinks, total, warmup, on_running)
+            elif name == "herald-pg":
+                with running_postgres(durable=True) as postgres:
+                    figure = run_herald(sinks, total, warmup, on_running, postgres)
             elif name == "celery":
                 figure = run_celery(sinks, total, warmup, on_running, fsync=celery_fsync)
             else:

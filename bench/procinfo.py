@@ -44,6 +44,8 @@ ROLES: tuple[tuple[str, str], ...] = (
     ("autoscaler/_private/monitor.py", "autoscaler monitor"),
     ("log_monitor.py", "log monitor"),
     ("herald up", "herald up (driver)"),
+    ("postgres: ", "postgres"),  # a backend or helper: its title says which
+    ("/bin/postgres ", "postgres"),  # the postmaster
 )
 
 

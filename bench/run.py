@@ -4,11 +4,12 @@ Each part starts what it measures on this machine (a whole Herald on its own loc
 peers it is compared with, loopback sinks) and stops it before the next part starts:
 
 - ``mixed``: 16,000 notifications (half SMS to a Twilio-compatible API, half email over SMTP),
-  delivered/s for the ceiling (one asyncio process sending directly), Herald, and Celery +
-  Redis, against the same sinks (``bench.mixed``);
+  delivered/s for the ceiling (one asyncio process sending directly), Herald on SQLite, Herald
+  on a local PostgreSQL (fsync on), and Celery + Redis, against the same sinks; each Herald's
+  store commits per delivered notification (``bench.mixed``);
 - ``backlog``: batch intake with every pool at 0, memory per queued notification at 1,000,000
   queued, a shard's and a whole restart with that backlog, asap accept→sent p99 unloaded and
-  behind the backlog (``bench.backlog``);
+  behind the backlog (``bench.backlog``); batch intake again on PostgreSQL;
 - ``browser``: pushed and acked per second with 1,000 connected users (``bench.browser_fanout``);
 - ``single``: single POSTs beside a no-op Ray Serve FastAPI endpoint (``bench.single_post``);
 - ``idle``: total memory of every process `make run` starts, at idle (``bench.idle``).
@@ -27,7 +28,11 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bench.backlog_figures import IntakeFigure
+    from bench.mixed import MixedResult
 
 RESULTS = Path(__file__).with_name("results.json")
 PARTS = ("mixed", "backlog", "browser", "single", "idle")
@@ -50,31 +55,74 @@ def _load() -> str:
     return "/".join(f"{x:.1f}" for x in os.getloadavg())
 
 
+#: Herald on PostgreSQL against Herald on SQLite (mixed figure, batch intake); store commits
+#: per delivered notification on either (issue 18).
+POSTGRES_VS_SQLITE, COMMITS_PER_NOTIFICATION = 0.8, 0.05
+
+
+def mixed_rows(result: MixedResult) -> list[Row]:
+    """The mixed figure's rows: each system's delivered/s, Herald's ratios, each Herald's
+    store commits per delivered notification."""
+    per_s = {name: f.per_s for name, f in result.figures.items()}
+    ceiling, celery = result.herald_vs_ceiling or 0.0, result.herald_vs_celery or 0.0
+    postgres = result.postgres_vs_sqlite or 0.0
+    rows = [
+        Row("mixed SMS + email: ceiling (direct asyncio send)", f"{per_s.get('ceiling', 0):,.0f}/s",
+            "", None),
+        Row("mixed SMS + email: Celery 5 + Redis", f"{per_s.get('celery', 0):,.0f}/s", "", None),
+        Row("mixed SMS + email: Herald, durable (SQLite FULL)", f"{per_s.get('herald', 0):,.0f}/s",
+            "", None),
+        Row("mixed SMS + email: Herald, durable (PostgreSQL, local, fsync on)",
+            f"{per_s.get('herald-pg', 0):,.0f}/s", "", None),
+        Row("  Herald vs the ceiling", f"{ceiling:.2f}×", "≥ 0.7×", ceiling >= 0.7),
+        Row("  Herald vs Celery + Redis", f"{celery:.2f}×", "≥ 4×", celery >= 4.0),
+        Row("  Herald on PostgreSQL vs on SQLite", f"{postgres:.2f}×",
+            f"≥ {POSTGRES_VS_SQLITE}×", postgres >= POSTGRES_VS_SQLITE),
+    ]
+    for name, store in (("herald", "SQLite"), ("herald-pg", "PostgreSQL")):
+        figure = result.figures.get(name)
+        per = None if figure is None else figure.commits_per_notification
+        rows.append(Row(f"  store commits per delivered notification, {store}",
+                        "not counted" if per is None else f"{per:.3f}",
+                        f"≤ {COMMITS_PER_NOTIFICATION}",
+                        per is not None and per <= COMMITS_PER_NOTIFICATION))
+    return rows
+
+
 def _mixed(quick: bool) -> tuple[list[Row], dict[str, Any]]:
     from bench.mixed import measure_mixed
 
     result = measure_mixed(total=4_000 if quick else 16_000)
     figures = {name: {"per_s": f.per_s, "seconds": f.seconds, "duplicates": f.duplicates,
-                      "cpu_ms_per_notification": f.cpu_ms_per_notification, "note": f.note}
+                      "cpu_ms_per_notification": f.cpu_ms_per_notification, "note": f.note,
+                      **({} if f.store is None else {
+                          "store_commits": f.store.commits, "sent": f.store.sent,
+                          "receipts": f.store.delivered,
+                          "commits_per_notification": f.commits_per_notification})}
                for name, f in result.figures.items()}
-    per_s = {name: f.per_s for name, f in result.figures.items()}
-    ceiling, celery = result.herald_vs_ceiling or 0.0, result.herald_vs_celery or 0.0
-    rows = [
-        Row("mixed SMS + email: ceiling (direct asyncio send)", f"{per_s.get('ceiling', 0):,.0f}/s",
-            "", None),
-        Row("mixed SMS + email: Celery 5 + Redis", f"{per_s.get('celery', 0):,.0f}/s", "", None),
-        Row("mixed SMS + email: Herald, durable", f"{per_s.get('herald', 0):,.0f}/s", "", None),
-        Row("  Herald vs the ceiling", f"{ceiling:.2f}×", "≥ 0.7×", ceiling >= 0.7),
-        Row("  Herald vs Celery + Redis", f"{celery:.2f}×", "≥ 4×", celery >= 4.0),
-    ]
-    return rows, {"total": result.total, "systems": figures, "lines": result.lines()}
+    return mixed_rows(result), {"total": result.total, "systems": figures,
+                                "postgres_vs_sqlite": result.postgres_vs_sqlite,
+                                "lines": result.lines()}
+
+
+def intake_rows(sqlite: IntakeFigure, postgres: IntakeFigure | None) -> list[Row]:
+    """Batch intake on SQLite against its target, and on PostgreSQL against SQLite's."""
+    rows = [Row("batch intake, pools 0, 4 clients × 1,000", f"{sqlite.median:,.0f}/s",
+                "≥ 50,000/s", sqlite.median >= 50_000)]
+    if postgres is not None:
+        ratio = postgres.median / sqlite.median
+        rows.append(Row("  on PostgreSQL (local, fsync on), vs SQLite",
+                        f"{postgres.median:,.0f}/s = {ratio:.2f}×", f"≥ {POSTGRES_VS_SQLITE}×",
+                        ratio >= POSTGRES_VS_SQLITE))
+    return rows
 
 
 def _backlog(quick: bool) -> tuple[list[Row], dict[str, Any]]:
-    from bench.backlog import measure
+    from bench.backlog import measure, measure_intake_postgres
 
     queued = 100_000 if quick else 1_000_000
     figures = measure(queued, 10.0 if quick else 15.0)
+    postgres = measure_intake_postgres(queued)
     intake, memory = figures.intake, figures.memory
     per = memory.per_notification("rss")
     ten_m = (memory.shards[0].rss + memory.per_notification("rss", marginal=True) * 10_000_000) / 2**30
@@ -86,8 +134,7 @@ def _backlog(quick: bool) -> tuple[list[Row], dict[str, Any]]:
     unloaded, behind = p99(figures.asap_unloaded), p99(figures.asap_behind_backlog)
     shard, whole = figures.shard_restart, figures.whole_restart
     rows = [
-        Row("batch intake, pools 0, 4 clients × 1,000", f"{intake.median:,.0f}/s", "≥ 50,000/s",
-            intake.median >= 50_000),
+        *intake_rows(intake, postgres),
         Row(f"asap accept→sent p99, {figures.asap_unloaded.context}", f"{unloaded:,.0f} ms",
             "< 100 ms", unloaded < 100),
         Row(f"asap accept→sent p99, {queued:,} queued ahead", f"{behind:,.0f} ms", "< 1 s",
@@ -102,10 +149,12 @@ def _backlog(quick: bool) -> tuple[list[Row], dict[str, Any]]:
     ]
     return rows, {"queued": queued, "intake_rounds": intake.rounds,
                   "cpu_ms_per_1000_accepted": intake.cpu_ms_per_1000,
+                  "postgres_intake_rounds": postgres.rounds,
+                  "postgres_cpu_ms_per_1000_accepted": postgres.cpu_ms_per_1000,
                   "memory_bytes_per_queued": per, "ten_million_gib": ten_m,
                   "asap_p99_ms": {"unloaded": unloaded, "behind_backlog": behind},
                   "restart_s": {"shard": shard.serving_s, "whole": whole.serving_s},
-                  "lines": figures.lines()}
+                  "lines": figures.lines() + postgres.lines()}
 
 
 def _browser(quick: bool) -> tuple[list[Row], dict[str, Any]]:

@@ -1,5 +1,5 @@
-"""The pure parts of ``bench.backlog``: its figures' arithmetic, the per-role sums, what it reads
-from ``/proc`` and the payloads it posts."""
+"""The pure parts of ``bench.backlog``: its figures' arithmetic (``bench.backlog_figures``), the
+per-role sums, what it reads from ``/proc`` and the payloads it posts."""
 
 from __future__ import annotations
 
@@ -7,16 +7,8 @@ import os
 
 import pytest
 
-from bench.backlog import (
-    IntakeFigure,
-    LatencyFigure,
-    MemoryFigure,
-    Sample,
-    by_role,
-    payload,
-    sample,
-    total,
-)
+from bench.backlog import payload
+from bench.backlog_figures import IntakeFigure, LatencyFigure, MemoryFigure, Sample, by_role, sample, total
 from bench.cpu import cpu_of
 
 MIB = 2**20
@@ -50,7 +42,8 @@ def test_by_role_sums_what_each_role_added_and_counts_gone_processes_as_zero() -
 def test_intake_cpu_roles_biggest_first() -> None:
     figure = IntakeFigure(4_000.0, [5_000.0, 3_000.0, 4_000.0], 3_500.0,
                           {"Serve replica": 80.0, "QueueActor (shard)": 90.0, "raylet": 0.4}, "2 2 2")
-    assert "median 4,000/s (rounds 5,000, 3,000, 4,000" in figure.lines()[0]
+    assert "SQLite FULL: median 4,000/s (rounds 5,000, 3,000, 4,000; rest of the fill 3,500" \
+        in figure.lines()[0]
     assert figure.lines()[1] == "  CPU ms per 1,000 accepted: QueueActor (shard) 90, Serve replica 80"
 
 

@@ -21,6 +21,10 @@ def test_roles_come_from_ray_titles_and_command_lines() -> None:
     assert role_of(f".../gcs/gcs_server --log_dir={SESSION}/logs") == "gcs_server"
     assert role_of("/venv/bin/python .venv/bin/herald up") == "herald up (driver)"
     assert role_of("vim notes.md") == "other"
+    # PostgreSQL's processes (its benchmarks count them): the postmaster and every backend.
+    assert role_of("/usr/lib/postgresql/16/bin/postgres -D /tmp/herald-pg-x/data") == "postgres"
+    assert role_of("postgres: herald herald 127.0.0.1(40112) COMMIT") == "postgres"
+    assert role_of("postgres: walwriter ") == "postgres"
 
 
 def test_the_ray_session_is_read_from_a_command_line() -> None:
