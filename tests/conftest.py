@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from capture.net import free_port
+from capture.postgres import PostgresServer, pg_bin, running_postgres
 from capture.smtp_sink import SmtpSink
 from tests.support.webhooks import WebhookReceiver
 
@@ -103,3 +104,13 @@ def service(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iter
     for peer in (twilio, twilio_backup, fax, webhooks):
         loop.run(peer.stop())
     loop.stop()
+
+
+@pytest.fixture(scope="module")
+def durable_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL of the module's own on loopback, durable as a deployment's would be (fsync
+    and ``synchronous_commit`` on)."""
+    if pg_bin() is None:
+        pytest.skip("PostgreSQL is not installed (make pg-deps)")
+    with running_postgres(durable=True) as server:
+        yield server

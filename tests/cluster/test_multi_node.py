@@ -102,14 +102,6 @@ class Cluster:
             node.kill()
 
 
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    """The database the shards keep their state in: durable, as a deployment's would be."""
-    server = PostgresServer.create(durable=True)
-    try:
-        yield server
-    finally:
-        server.destroy()
 
 
 @pytest.fixture(scope="module")
@@ -308,7 +300,8 @@ def _final_statuses(base: str, tags: list[str]) -> dict[str, str]:
 
 
 def test_herald_delivers_across_nodes_and_survives_losing_one(
-        cluster: Cluster, postgres: PostgresServer, tmp_path: Path) -> None:
+        cluster: Cluster, durable_postgres: PostgresServer, tmp_path: Path) -> None:
+    postgres = durable_postgres
     started = time.monotonic()
     timings: dict[str, float] = {}
     head = cluster.add(start_head(cluster.temp_dir, num_cpus=0, ip=HEAD_IP))

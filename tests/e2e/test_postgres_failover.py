@@ -107,13 +107,6 @@ def peers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peers]:
         loop.stop()
 
 
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    server = PostgresServer.create(durable=True)
-    try:
-        yield server
-    finally:
-        server.destroy()
 
 
 def deployment(data_dir: Path, database_url: str, peers: Peers) -> HeraldUp:
@@ -168,9 +161,9 @@ def mid_load(load: Load, peers: Peers, by: str) -> None:
 
 # -- the tests -----------------------------------------------------------------------------
 def test_the_standby_deployment_takes_over_within_30_s_and_loses_nothing(
-    postgres: PostgresServer, peers: Peers, tmp_path: Path,
+    durable_postgres: PostgresServer, peers: Peers, tmp_path: Path,
 ) -> None:
-    url = postgres.fresh_database("takeover")
+    url = durable_postgres.fresh_database("takeover")
     ups = {name: deployment(tmp_path / name, url, peers) for name in ("one", "two")}
     timings: dict[str, float] = {}
     started = time.monotonic()

@@ -83,15 +83,21 @@ def make_shard(
 
 
 @pytest.fixture(scope="session")
-def pg_databases() -> Iterator[ShardDatabases]:
-    """One PostgreSQL for the session (no fsync: what the unit tests test is not the disk)."""
+def pg_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL for the unit tests' session (no fsync: what they test is not the disk);
+    each test takes a database or a shard of its own on it."""
     if pg_bin() is None:
         pytest.skip("PostgreSQL is not installed (make pg-deps)")
     server = PostgresServer.create(durable=False)
-    databases = ShardDatabases(server)
+    yield server
+    server.destroy()
+
+
+@pytest.fixture(scope="session")
+def pg_databases(pg_server: PostgresServer) -> Iterator[ShardDatabases]:
+    databases = ShardDatabases(pg_server)
     yield databases
     databases.close()
-    server.destroy()
 
 
 @pytest.fixture

@@ -21,24 +21,17 @@ from herald.webhook_secrets import RELOAD_SECONDS, WebhookSecrets
 from launcher.builder import prepare_data_dir
 from launcher.cli import main
 from launcher.stored_secrets import ADMIN_KEY, BROWSER_SECRET, DEV_API_KEY, dev_api_key
-from tests.support.postgres import PostgresServer, free_port, pg_bin
+from tests.support.postgres import PostgresServer, free_port
 
 _databases = itertools.count()
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[PostgresServer]:
-    if pg_bin() is None:
-        pytest.skip("PostgreSQL is not installed (make pg-deps)")
-    pg = PostgresServer.create(durable=False)
-    yield pg
-    pg.destroy()
 
 
 @pytest.fixture
-def url(server: PostgresServer) -> str:
+def url(pg_server: PostgresServer) -> str:
     """An empty database of this test's own."""
-    return server.fresh_database(f"settings_{next(_databases)}")
+    return pg_server.fresh_database(f"settings_{next(_databases)}")
 
 
 def deployment(tmp_path: Path, name: str, url: str, **values: object) -> Settings:
@@ -197,12 +190,12 @@ def test_an_unreachable_database_is_one_line_naming_the_setting(tmp_path: Path) 
 
 
 def test_a_reader_signs_with_the_last_secrets_while_the_database_is_gone(
-    tmp_path: Path, server: PostgresServer, url: str, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, pg_server: PostgresServer, url: str, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     prepare_data_dir(deployment(tmp_path, "a", url))
     reader = WebhookSecrets(open_store(deployment(tmp_path, "b", url)))
     (secret,) = reader.signing("dev")
-    server.sql(f"DROP DATABASE {url.rsplit('/', 1)[1]} WITH (FORCE)", database="postgres")
+    pg_server.sql(f"DROP DATABASE {url.rsplit('/', 1)[1]} WITH (FORCE)", database="postgres")
     monkeypatch.setattr("herald.webhook_secrets.RELOAD_SECONDS", 0.0)  # it tries again now
     assert reader.signing("dev") == [secret]
     with pytest.raises(DatabaseUnavailable):  # one that never read has nothing to sign with

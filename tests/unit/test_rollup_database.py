@@ -12,7 +12,6 @@ import itertools
 import json
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from jobs.database_rollup import ROLLUP_LOCK, rollup_database
 from jobs.file_steps import RollupConflict, pending
 from jobs.run_report import RollupCancelled
 from tests.support.crash import Crash, crash_on_call
-from tests.support.postgres import PostgresServer, pg_bin, running_postgres
+from tests.support.postgres import PostgresServer
 
 T0 = 1_700_000_000.0  # 2023-11-14 22:13 UTC: the rows fall on three days
 CHANNELS = ("email", "sms", "fax", "browser")
@@ -43,12 +42,6 @@ _databases = itertools.count()
 Truth = dict[tuple[int, int], tuple[str, str, str]]
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    if pg_bin() is None:
-        pytest.skip("PostgreSQL is not installed (make pg-deps)")
-    with running_postgres(durable=False) as server:
-        yield server
 
 
 class Shards:
@@ -96,8 +89,8 @@ class Shards:
 
 
 @pytest.fixture
-def shards(postgres: PostgresServer) -> Shards:
-    made = Shards(postgres.fresh_database(f"rollup_{next(_databases)}"))
+def shards(pg_server: PostgresServer) -> Shards:
+    made = Shards(pg_server.fresh_database(f"rollup_{next(_databases)}"))
     made.add(100)
     return made
 
