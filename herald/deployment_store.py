@@ -4,8 +4,8 @@ shard count — behind one small interface, in the data dir or in the database.
 A value is text kept under a name. The name is its file's path in the data dir (``dev-api-key``,
 ``webhook-secrets.json``, ``queue/layout.json``: the files Herald always kept there, mode 0600),
 or its row in ``herald_settings`` when ``HERALD_DATABASE_URL`` is set: then every deployment on
-that database shares it, and nothing of it is written to a data dir. ``open_store`` is the one
-place that chooses.
+that database shares it, and nothing of it is written to a data dir. ``herald.open_store`` is
+the one place that chooses.
 
 Two primitives make every change safe against a second writer (a second Herald starting at the
 same moment, ``herald webhook-secret rotate`` while one runs): ``get`` and ``compare_and_set``,
@@ -23,8 +23,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
-
-from herald.config import Settings
 
 
 class DeploymentStore(ABC):
@@ -109,13 +107,3 @@ class DataDirStore(DeploymentStore):
             yield
         finally:
             os.close(fd)  # releases the lock
-
-
-def open_store(settings: Settings) -> DeploymentStore:
-    """The store this deployment keeps its values in: the database when ``database_url`` is
-    set, else the data dir. Nothing is opened until first use."""
-    if settings.database_url:
-        from herald.pg_deployment_store import PostgresStore
-
-        return PostgresStore(settings.database_url)
-    return DataDirStore(settings.data_dir)

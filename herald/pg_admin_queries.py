@@ -12,7 +12,8 @@ fenced write transaction of the storage, like every other write.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
 
 import psycopg
 
@@ -24,8 +25,18 @@ from herald.record_rows import COLUMNS, decode_record
 from herald.search import POSTGRES, Position, Scanned, SearchQuery
 from herald.status import Status
 
-if TYPE_CHECKING:
-    from herald.pg_storage import Cursor, PostgresStorage
+Cursor = psycopg.Cursor[Any]
+T = TypeVar("T")
+
+
+class ShardConnection(Protocol):
+    """What these queries need of the shard's storage (``herald.pg_storage.PostgresStorage``)."""
+
+    shard: int
+
+    def query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]: ...
+
+    def transaction(self, work: Callable[[Cursor], T]) -> T: ...
 
 __all__ = ["PostgresAdminQueries"]
 
@@ -36,7 +47,7 @@ class PostgresAdminQueries(AdminQueries):
     """Over one shard's rows: ``scan`` on a read-only connection of its own (any thread, one
     scan at a time), the rest through ``storage`` (the shard's thread)."""
 
-    def __init__(self, storage: PostgresStorage, url: str) -> None:
+    def __init__(self, storage: ShardConnection, url: str) -> None:
         self._storage, self._url = storage, url
         self._reader: psycopg.Connection[Any] | None = None
         self._lock = threading.Lock()  # one scan at a time on the reader

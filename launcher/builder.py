@@ -39,9 +39,10 @@ from typing import Any
 import ray
 
 from herald.config import Settings, load_settings
-from herald.deployment_store import DeploymentStore, open_store
+from herald.deployment_store import DeploymentStore
 from herald.errors import ConfigError
 from herald.layout import check_layout, shards_in_files
+from herald.open_store import open_store
 from herald.webhook_secrets import WebhookSecrets
 from launcher.stored_secrets import browser_secret, dev_admin_key, dev_api_key
 

@@ -17,8 +17,8 @@ from urllib.parse import quote
 import httpx
 
 from herald.config import Settings, load_settings
-from herald.deployment_store import open_store
 from herald.errors import Unavailable
+from herald.open_store import open_store
 from launcher.cli_error import CliError
 from launcher.data_commands import cmd_report, cmd_rollup, cmd_webhook_secret, parse_day
 from launcher.stored_secrets import DEV_API_KEY

@@ -71,7 +71,7 @@ def cmd_rollup(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_webhook_secret(settings: Settings, args: argparse.Namespace) -> int:
-    from herald.deployment_store import open_store
+    from herald.open_store import open_store
     from herald.webhook_secrets import WebhookSecrets
 
     tenant = args.tenant

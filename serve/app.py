@@ -26,7 +26,6 @@ from herald.admin_session import LoginThrottle
 from herald.browser_tokens import mint_token, verify_token
 from herald.channels import Channel, actor_name, gateway_for
 from herald.config import Settings
-from herald.deployment_store import open_store
 from herald.errors import (
     AuthError,
     HeraldError,
@@ -39,6 +38,7 @@ from herald.errors import (
 from herald.metrics import ChannelActorStats, MetricsSnapshot, render_prometheus
 from herald.models import validate_notification
 from herald.notification import Notification
+from herald.open_store import open_store
 from herald.outcome import Outcome
 from herald.receipts import (
     TELNYX_SIGNATURE_HEADER,

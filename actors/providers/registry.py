@@ -69,7 +69,7 @@ def build_providers(
                                  public_url=settings.browser_public_url, node_ip=node_ip)]
     if channel is Channel.WEBHOOK:
         from actors.providers.webhook import WebhookProvider
-        from herald.deployment_store import open_store
+        from herald.open_store import open_store
         from herald.webhook_secrets import WebhookSecrets
 
         stored = WebhookSecrets(open_store(settings))

@@ -15,8 +15,9 @@ import pytest
 
 from herald.browser_tokens import mint_token, verify_token
 from herald.config import Settings
-from herald.deployment_store import DataDirStore, DeploymentStore, open_store
+from herald.deployment_store import DataDirStore, DeploymentStore
 from herald.errors import ConfigError, DatabaseUnavailable
+from herald.open_store import open_store
 from herald.webhook_secrets import RELOAD_SECONDS, WebhookSecrets
 from launcher.builder import prepare_data_dir
 from launcher.cli import main
