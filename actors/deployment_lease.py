@@ -24,11 +24,10 @@ from typing import Any
 
 from herald.config import Settings
 from herald.pg_connect import connect
-from herald.pg_leases import acquire_deployment, release
+from herald.pg_leases import DEPLOYMENT, acquire_deployment, release
 from herald.pg_schema import migrate
 
 log = logging.getLogger("herald.supervisor")
-DEPLOYMENT = "deployment"
 
 
 class DeploymentLease:
