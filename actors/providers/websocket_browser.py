@@ -48,6 +48,8 @@ __all__ = ["WebSocketGateway", "WS_PATH", "MAX_FRAME_BYTES", "advertised_url"]
 log = logging.getLogger(__name__)
 
 WS_PATH = "/ws"
+#: How long a reconnecting user's unpark waits for their parks still being recorded.
+PARK_SETTLE_SECONDS = 5.0
 #: Largest frame a browser may send us (acks and pings are tiny).
 MAX_FRAME_BYTES = 64 * 1024
 
@@ -301,7 +303,7 @@ class WebSocketGateway(Provider):
         user.connections.add(connection)
         extra = {"tenant": identity.tenant, "uid": identity.uid}
         log.debug("browser connected", extra={**extra, "connections": len(user.connections)})
-        self._spawn(self._notify_connect(identity.tenant, identity.uid))
+        self._spawn(self._connected(identity.tenant, identity.uid))
         # A connection lives no longer than the token that opened it: the client reconnects
         # with a fresh token (herald.js does) or loses access.
         expiry = asyncio.get_running_loop().call_later(
@@ -353,6 +355,15 @@ class WebSocketGateway(Provider):
         task = asyncio.create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _connected(self, tenant: str, uid: str) -> None:
+        """The user is back: unpark, once the parks of theirs still on their way to the shard
+        are recorded (up to ``PARK_SETTLE_SECONDS``). Released before them, the ones parked
+        earlier would arrive first and a late park after them: out of order."""
+        deadline = time.monotonic() + PARK_SETTLE_SECONDS
+        while (tenant, uid) in self._parking.values() and time.monotonic() < deadline:  # noqa: ASYNC110 - parks come and go in two places; a short bounded poll
+            await asyncio.sleep(0.01)
+        await self._notify_connect(tenant, uid)
 
     async def _notify_connect(self, tenant: str, uid: str) -> None:
         """Tell the actor the user is back (it unparks their notifications); never fatal."""
