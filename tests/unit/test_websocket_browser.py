@@ -175,6 +175,21 @@ async def test_offline_user_parks(harness: Harness) -> None:
     assert outcome == Outcome("t-1", "park", "websocket")
 
 
+async def test_a_reconnect_unparks_only_once_the_parks_on_their_way_are_recorded(
+        harness: Harness) -> None:
+    """Released before a park still on its way to the shard is recorded, the notifications
+    parked earlier would arrive first and that one after them: out of order."""
+    outcome = await harness.gateway.send(make_message("t-1"))
+    assert outcome.kind == "park"  # not yet recorded by the shard (``acked`` not called)
+    url = harness.url(f"?token={token_for(TENANT, 'u-1')}")
+    async with connect(url):
+        await asyncio.sleep(0.2)
+        assert harness.connected.empty()  # no unpark while the park is on its way
+        await harness.gateway.acked([outcome])  # the shard recorded it
+        async with asyncio.timeout(2.0):
+            assert await harness.connected.get() == (TENANT, "u-1")
+
+
 async def test_online_user_gets_the_frame_and_the_ack_delivers(harness: Harness) -> None:
     ws = await harness.join()
     message = make_message("t-1", title="Hello", text="Hi u-1", priority=6)
