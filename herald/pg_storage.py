@@ -42,7 +42,7 @@ from herald.channels import Channel
 from herald.delivery_log import LogEvent
 from herald.errors import Fenced, StoreInDoubt, StoreUnavailable
 from herald.outcome import Outcome
-from herald.pg_admin_queries import PostgresAdminQueries
+from herald.pg_admin_queries import Cursor, PostgresAdminQueries
 from herald.pg_connect import connect
 from herald.pg_schema import migrate
 from herald.record import Record
@@ -61,7 +61,6 @@ from herald.storage import ReceiptChanges, Storage, WaitingCount
 __all__ = ["PostgresStorage"]
 
 T = TypeVar("T")
-Cursor = psycopg.Cursor[Any]
 
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM herald_notifications WHERE shard = %s"
 #: Each column's type, for the arrays a batch is sent in (one statement per batch).
