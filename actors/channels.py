@@ -1,7 +1,10 @@
-"""ChannelActor: pulls leases from every queue shard, delivers through its providers, acks in batches.
+"""ChannelActor: pulls leases from every queue shard, delivers through its providers, hands back.
 
 Pull, not push: an actor only leases what it has room for (``channel_concurrency`` split
-evenly across shards), which is the backpressure. Outcomes are acked per shard in batches.
+evenly across shards), which is the backpressure. Each call to a shard is one ``exchange``
+(``herald.exchange``): the outcomes waiting go back and new work comes out together, so at
+load one call and one commit move hundreds; outcomes no lease call carried within
+``ACK_WINDOW_SECONDS`` go in a call of their own, and lease renewals ride a heartbeat.
 A restarted actor (Ray ``max_restarts``) starts pulling again from ``__init__``, and what its
 previous life had leased comes back when the leases expire.
 """
@@ -17,8 +20,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import ray
-from ray.exceptions import RayActorError, RayTaskError
+from ray.exceptions import RayActorError
 
+from actors.clients import ShardClient
 from actors.provider_chain import ProviderChain
 from actors.providers.registry import build_providers
 from actors.ratelimiter import RateLimitClient
@@ -27,47 +31,73 @@ from herald.channels import Channel, Lane
 from herald.config import Settings
 from herald.delivery import Delivery
 from herald.errors import TemplateError, Unavailable
+from herald.exchange import Exchange
 from herald.outcome import Outcome
+from herald.pool_views import ChannelPing
 from herald.priority import ASAP_PRIORITY
 from herald.queue import LeaseRenewal
 from herald.render import render_message
 from herald.sharding import shard_for_uid
 
 log = logging.getLogger("herald.channels")
-ACK_WINDOW_SECONDS = 0.005
+#: How long an outcome may wait to ride back with a lease before it goes in a call of its own:
+#: at load the pullers carry them (one call hands back and leases hundreds); idle, this is how
+#: much later a final status is known.
+ACK_WINDOW_SECONDS = 0.05
+#: How long a lease call waits at the shard for work when there is none (an idle pool's poll).
+LONG_POLL_SECONDS = 1.0
 #: Sends per shard kept for asap (and higher) notifications: while a backlog fills every
 #: normal slot, an asap one is leased at once, not after a quarter of those sends finished.
 EXPRESS_SLOTS = 2
 
 
 class _ShardLink:
-    """Per-shard state of one channel actor: in-flight deliveries and the pending acks."""
+    """Per-shard state of one channel actor: sends in flight and the outcomes to hand back."""
 
-    def __init__(self, handle: Any, capacity: int) -> None:
-        self.handle = handle
+    def __init__(self, shard: ShardClient, capacity: int) -> None:
+        self.shard = shard
         self.capacity = capacity
-        self.inflight = 0
+        self.inflight = 0  # normal slots taken (leased, or reserved by a call on its way)
         self.express = 0  # sends in flight in the express slots
         self.express_freed = asyncio.Event()
         #: tag → lease token of each delivery being sent: what the heartbeat renews.
         self.sending: dict[str, float] = {}
         self.slot_freed = asyncio.Event()
+        #: Outcomes not handed back yet, and whether one came since the flusher last looked.
         self.acks: list[Outcome] = []
         self.acks_ready = asyncio.Event()
-        self.acking = 0  # outcomes in an ack call not answered yet
+        self.acking = 0  # outcomes in an exchange not answered yet
+
+    def take_acks(self) -> list[Outcome]:
+        """The outcomes waiting, now on their way in one call (counted until it answers)."""
+        batch, self.acks = self.acks, []
+        self.acking += len(batch)
+        return batch
+
+    def handed_back(self, batch: list[Outcome], ok: bool) -> None:
+        """The call carrying ``batch`` answered (``ok``) or failed: then they go again, first."""
+        self.acking -= len(batch)
+        if not ok and batch:
+            self.acks[:0] = batch
+            self.acks_ready.set()
+
+    def renewals(self) -> list[LeaseRenewal]:
+        """Every lease this actor still works on: sends in flight, outcomes not handed back."""
+        renewals = [LeaseRenewal(tag, token) for tag, token in self.sending.items()]
+        return renewals + [LeaseRenewal(o.tag, o.lease) for o in self.acks if o.lease is not None]
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=10_000)  # type: ignore[call-overload]
 class ChannelActor:
     def __init__(
-        self, channel: Channel, index: int, shards: Sequence[Any], settings: Settings,
+        self, channel: Channel, index: int, shards: Sequence[ShardClient], settings: Settings,
         limiter: Any = None,
     ) -> None:
         self._channel = channel
         self._lane = Lane.of_actor(channel, index)
         self._limiter = limiter
         self._index = index
-        self._shard_handles = list(shards)
+        self._shards = list(shards)
         self._settings = settings
         self._links: list[_ShardLink] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -101,46 +131,69 @@ class ChannelActor:
                               self._settings.breaker_cooldown, limits)
         self._chain = chain
         await chain.start()
-        per_shard = max(1, self._settings.channel_concurrency // len(self._shard_handles))
+        per_shard = max(1, self._settings.channel_concurrency // len(self._shards))
         loop = asyncio.get_running_loop()
-        for handle in self._shard_handles:
-            link = _ShardLink(handle, per_shard)
+        for shard in self._shards:
+            link = _ShardLink(shard, per_shard)
             self._links.append(link)
             self._tasks.append(loop.create_task(self._pull(link)))
             self._tasks.append(loop.create_task(self._pull_express(link)))
-            self._tasks.append(loop.create_task(self._acker(link)))
+            self._tasks.append(loop.create_task(self._flusher(link)))
             self._tasks.append(loop.create_task(self._heartbeat(link)))
         log.info("%s actor %d pulling from %d shards", self._channel.value, self._index,
                  len(self._links))
 
     async def _on_connect(self, tenant: str, uid: str) -> None:
         """A browser user connected here: ask their shard to release what waits for them."""
-        shard = self._shard_handles[shard_for_uid(uid, len(self._shard_handles))]
-        await shard.unpark.remote(tenant, uid)
+        await self._shards[shard_for_uid(uid, len(self._shards))].unpark(tenant, uid)
 
-    async def ping(self) -> dict[str, Any]:
+    async def ping(self) -> ChannelPing:
         """Health and figures; the Supervisor's health loop calls it every second. ``endpoint``:
         where browsers connect to this actor's gateway (``/v1/browser-endpoint`` asks)."""
         await self._ensure_started()
         providers = self._chain.providers if self._chain else []
+        breakers = self._chain.states() if self._chain else {}
         if self._metrics.due():
             self._metrics.publish(self.counters, tags={"channel": self._channel.key,
                                                        "actor": self._index},
-                                  breakers=self._chain.states() if self._chain else {})
-        return {
-            "pid": os.getpid(), "channel": self._channel.value, "index": self._index,
-            "started_at": self._started_at,
-            "inflight": sum(link.inflight + link.express for link in self._links),
-            # Leased and not acked yet (a pool with any is not idle: herald.pool_sizing).
-            "sending": len(self._deliveries) + sum(len(link.acks) + link.acking
-                                                   for link in self._links),
-            "breakers": self._chain.states() if self._chain else {},
-            "counters": dict(self.counters),
-            "endpoint": next((p.endpoint for p in providers if p.endpoint), None),
-        }
+                                  breakers=breakers)
+        return ChannelPing(
+            pid=os.getpid(), channel=self._channel.value, index=self._index,
+            started_at=self._started_at,
+            inflight=sum(link.inflight + link.express for link in self._links),
+            sending=len(self._deliveries) + sum(len(link.acks) + link.acking
+                                                for link in self._links),
+            breakers=breakers, counters=dict(self.counters),
+            endpoint=next((p.endpoint for p in providers if p.endpoint), None),
+        )
+
+    async def _exchange(self, link: _ShardLink, want: int = 0, wait: float = 0.0,
+                        min_priority: int = 0, renew: bool = False) -> list[Delivery]:
+        """One call to the shard: every outcome waiting (and, with ``renew``, every lease still
+        worked on) handed back, up to ``want`` new deliveries asked for. A failed call hands
+        its outcomes back again with the next one."""
+        outcomes = link.take_acks()
+        request = Exchange(self._lane, outcomes, link.renewals() if renew else [], want, wait,
+                           min_priority)
+        try:
+            answer = await link.shard.exchange(request)
+        except Exception as exc:
+            link.handed_back(outcomes, ok=False)
+            # A standby's shards (PostgreSQL: another deployment is active) and a shard that
+            # is restarting answer Unavailable for as long as that lasts: no traceback twice
+            # a second for each of them.
+            if not isinstance(exc, RayActorError | Unavailable):
+                log.exception("exchange with shard %d failed", link.shard.index)
+            await asyncio.sleep(0.5)
+            return []
+        link.handed_back(outcomes, ok=True)
+        if outcomes and self._chain is not None:
+            for provider in self._chain.providers:
+                await provider.acked(outcomes)
+        return answer.leased
 
     async def _pull(self, link: _ShardLink) -> None:
-        batch = self._settings.lease_batch
+        """Lease into the normal slots; each call also hands back the outcomes waiting."""
         while not self._stopping:
             room = link.capacity - link.inflight
             # Lease in batches: while busy, wait until a quarter of the room is free rather than
@@ -149,21 +202,9 @@ class ChannelActor:
                 link.slot_freed.clear()
                 await link.slot_freed.wait()
                 continue
-            want = min(room, batch)
+            want = min(room, self._settings.lease_batch)
             link.inflight += want  # reserve before the await so the room stays honest
-            try:
-                items = await link.handle.lease.remote(self._lane, want, 1.0)
-            except RayActorError:
-                items = []
-                await asyncio.sleep(0.5)
-            except Exception as exc:
-                # A standby's shards (PostgreSQL: another deployment is active) and a shard
-                # that is restarting answer Unavailable for as long as that lasts: no traceback
-                # twice a second for each of them.
-                if not (isinstance(exc, RayTaskError) and isinstance(exc.cause, Unavailable)):
-                    log.exception("lease failed")
-                items = []
-                await asyncio.sleep(0.5)
+            items = await self._exchange(link, want, LONG_POLL_SECONDS)
             link.inflight -= want - len(items)
             self._spawn(link, items, express=False)
 
@@ -176,11 +217,7 @@ class ChannelActor:
                 await link.express_freed.wait()
                 continue
             link.express += room
-            try:
-                items = await link.handle.lease.remote(self._lane, room, 1.0, ASAP_PRIORITY)
-            except Exception:  # noqa: BLE001 - a restarting shard: the normal puller logs it
-                items = []
-                await asyncio.sleep(0.5)
+            items = await self._exchange(link, room, LONG_POLL_SECONDS, ASAP_PRIORITY)
             link.express -= room - len(items)
             self._spawn(link, items, express=True)
 
@@ -222,39 +259,23 @@ class ChannelActor:
             link.inflight -= 1
             link.slot_freed.set()
 
-    async def _acker(self, link: _ShardLink) -> None:
+    async def _flusher(self, link: _ShardLink) -> None:
+        """Outcomes the pullers did not carry within ``ACK_WINDOW_SECONDS`` (they wait for room,
+        or for work in a long poll) go back in a call of their own."""
         while True:
             await link.acks_ready.wait()
-            await asyncio.sleep(ACK_WINDOW_SECONDS)  # let a batch gather
+            await asyncio.sleep(ACK_WINDOW_SECONDS)  # let a puller take them, or a batch gather
             link.acks_ready.clear()
-            batch, link.acks = link.acks, []
-            link.acking = len(batch)
-            while batch:
-                try:
-                    await link.handle.ack.remote(batch)
-                except Exception:
-                    log.exception("ack failed; retrying")
-                    await asyncio.sleep(0.5)
-                    continue
-                acked, batch = batch, []
-                link.acking = 0
-                if self._chain is not None:
-                    for provider in self._chain.providers:
-                        await provider.acked(acked)
+            if link.acks:
+                await self._exchange(link)
 
     async def _heartbeat(self, link: _ShardLink) -> None:
         """Renew the leases of sends still in flight, so a slow provider causes no duplicate."""
         interval = self._settings.lease_seconds / 3
         while True:
             await asyncio.sleep(interval)
-            renewals = [LeaseRenewal(tag, token) for tag, token in link.sending.items()]
-            renewals += [LeaseRenewal(o.tag, o.lease) for o in link.acks if o.lease is not None]
-            if not renewals:
-                continue
-            try:
-                await link.handle.renew.remote(renewals)
-            except Exception:  # noqa: BLE001 - the shard is restarting: the next beat tries again
-                log.warning("lease renewal failed", extra={"leases": len(renewals)})
+            if link.sending or link.acks:
+                await self._exchange(link, renew=True)
 
     async def drain(self, timeout: float = 30.0) -> int:
         """Stop leasing, finish what is in flight, ack it; return how many were still in flight."""
@@ -266,7 +287,6 @@ class ChannelActor:
             if busy == 0 and pending == 0:
                 break
             await asyncio.sleep(0.05)
-        await asyncio.sleep(ACK_WINDOW_SECONDS * 4)
         left = sum(link.inflight + link.express for link in self._links)
         if self._chain is not None:
             await self._chain.close()

@@ -31,6 +31,7 @@ from herald.channels import Channel, Lane
 from herald.config import Settings
 from herald.delivery import Delivery
 from herald.errors import HeraldError, QueueFull, Unavailable
+from herald.exchange import Exchange, ExchangeAnswer
 from herald.metrics import Histogram, ShardStats
 from herald.notification import Accepted, Notification
 from herald.outcome import Outcome
@@ -57,6 +58,7 @@ class QueueActor:
         self._metrics = RayMetricsExporter.for_shard()
         self._retention_at = 0.0
         self._ship_at = 0.0
+        self._calls = 0  # API calls answered (``herald_shard_calls_total``)
         #: The shard, once started or taken over (``actors.served_shard``), and its health.
         self._served = ServedShard(shard, settings, on_up=self._ensure_timer)
         #: Every change is answered after its group commit (``actors.group_commit``).
@@ -65,6 +67,9 @@ class QueueActor:
                                   window_seconds=settings.commit_window_ms / 1000)
 
     async def _ready(self) -> QueueShard:
+        """The shard, once served; every API call but the health checks starts here, so this
+        is where calls are counted (``herald_shard_calls_total``)."""
+        self._calls += 1
         return await self._served.ready()
 
     # -- plumbing -------------------------------------------------------------------------
@@ -82,7 +87,7 @@ class QueueActor:
         """Let time pass: expired leases, due retries and expired notifications (written), old
         records deleted. One failing round (a locked or full disk) is logged and the next one
         tries again: the timer never stops."""
-        shard = await self._ready()
+        shard = await self._served.ready()  # not a call: not counted
         while self._served.shard is shard:  # a lost shard's timer ends; the next start makes its own
             due = shard.next_wakeup()
             delay = 1.0 if due is None else min(1.0, max(0.01, due - time.time()))
@@ -178,11 +183,32 @@ class QueueActor:
         self._notify({shard.lane_of(n.channel, n.tenant, n.uid) for n in admitted})
         return [why if why is not None else next(accepted) for why in refused]
 
+    async def exchange(self, request: Exchange) -> ExchangeAnswer:
+        """A channel actor's one call per tick (``herald.exchange``): its outcomes applied, its
+        renewals kept, then up to ``want`` deliveries of its lane, all in one commit; with
+        ``wait``, holds up to that long for the first delivery (a long poll: an idle pool
+        costs nothing)."""
+        shard = await self._ready()
+        now = time.time()
+        finished = shard.ack(request.outcomes, now) if request.outcomes else []
+        renewed = (shard.renew(request.renewals, now, self._settings.lease_seconds)
+                   if request.renewals else 0)
+        leased = await self._lease(shard, request.lane, request.want, request.wait,
+                                   request.min_priority) if request.want else []
+        if not request.want:
+            await self._group.commit(shard)
+        return ExchangeAnswer(leased, renewed, len(finished))
+
     async def lease(self, lane: Lane, limit: int, wait: float = 1.0,
                     min_priority: int = 0) -> list[Delivery]:
         """Up to ``limit`` deliveries of a lane (of ``min_priority`` or higher); waits up to
         ``wait`` s for the first one (a long poll, so idle pools cost nothing)."""
         shard = await self._ready()
+        return await self._lease(shard, lane, limit, wait, min_priority)
+
+    async def _lease(self, shard: QueueShard, lane: Lane, limit: int, wait: float,
+                     min_priority: int) -> list[Delivery]:
+        """Lease and commit (with whatever else this round changed); long-poll while empty."""
         deadline = time.monotonic() + wait
         event = self._event(lane)
         while self._served.shard is shard:
@@ -202,7 +228,7 @@ class QueueActor:
         return []  # the shard was lost (fenced, or its store): nothing more from this one
 
     async def renew(self, renewals: list[LeaseRenewal]) -> int:
-        """Keep leases whose sends are still in flight (the channel actor's heartbeat)."""
+        """Keep leases whose sends are still in flight."""
         shard = await self._ready()
         renewed = shard.renew(renewals, time.time(), self._settings.lease_seconds)
         await self._group.commit(shard)
@@ -285,6 +311,7 @@ class QueueActor:
         if tenant is None:
             counters = dict(shard.counters)
             counters["store_commits"] = self._served.commits
+            counters["shard_calls"] = self._calls
             return ShardStats(self._shard_id, shard.depth(), counters, shard.latency)
         return ShardStats(self._shard_id, shard.depth(tenant), shard.tenant_counters(tenant),
                           Histogram())

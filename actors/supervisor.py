@@ -22,17 +22,20 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 import ray
 
 from actors.channels import ChannelActor
+from actors.clients import ChannelClient, ShardClient, shard_clients
 from actors.deployment_lease import DeploymentLease
 from actors.queue import QueueActor
 from actors.ratelimiter import RATE_LIMITER_NAME, RateLimiter
 from herald.channels import Channel, actor_name
 from herald.config import Settings
 from herald.pool_sizing import PoolSizer, drain_seconds
+from herald.pool_views import ChannelPing, SupervisorView
 
 log = logging.getLogger("herald.supervisor")
 SUPERVISOR_NAME = "herald-supervisor"
@@ -79,13 +82,13 @@ class Supervisor:
         if _exists("herald-shard-0"):
             self.restarts["supervisor"] = 1  # a previous life started these pools
         placement = queue_placement(settings)  # decided once: a restarted shard keeps its options
-        self.shards = [
+        self.shards = shard_clients([
             QueueActor.options(  # type: ignore[attr-defined]
                 name=f"herald-shard-{i}", num_cpus=settings.shard_cpus, **owned, **placement
             ).remote(  # type: ignore[attr-defined]
                 i, settings)
             for i in range(settings.shards)
-        ]
+        ])
         # Only where limits are set: otherwise nothing would ever ask it (a process saved).
         self.limiter = RateLimiter.options(name=RATE_LIMITER_NAME, **owned).remote(  # type: ignore[attr-defined]
             settings.rate_limits, settings.recipient_limits,
@@ -133,7 +136,7 @@ class Supervisor:
         if not self._sizers or time.monotonic() < self._sized_at + SIZE_INTERVAL:
             return
         self._sized_at = time.monotonic()
-        stats = await asyncio.gather(*(asyncio.wait_for(s.stats.remote(), HEALTH_TIMEOUT)
+        stats = await asyncio.gather(*(asyncio.wait_for(s.stats(), HEALTH_TIMEOUT)
                                        for s in self.shards), return_exceptions=True)
         backlog: dict[str, int] = {}
         for stat in stats:
@@ -169,13 +172,13 @@ class Supervisor:
         idle: it is left out (the caller takes it for busy)."""
         asked = [(channel, h) for channel, actors in self.pools.items()
                  for i, h in enumerate(actors) if f"{channel.key}-{i}" in self._pids]
-        answers = await asyncio.gather(*(asyncio.wait_for(h.ping.remote(), HEALTH_TIMEOUT)
+        answers = await asyncio.gather(*(asyncio.wait_for(ChannelClient(h).ping(), HEALTH_TIMEOUT)
                                          for _, h in asked), return_exceptions=True)
         counts = dict.fromkeys(self.pools, 0)
         unknown: set[Channel] = set()
         for (channel, _), answer in zip(asked, answers, strict=True):
-            if isinstance(answer, dict):
-                counts[channel] += int(answer.get("sending", 0))
+            if isinstance(answer, ChannelPing):
+                counts[channel] += answer.sending
             else:
                 unknown.add(channel)
         return {c: n for c, n in counts.items() if c not in unknown}
@@ -187,7 +190,7 @@ class Supervisor:
         try:
             if placed:  # one never placed holds no work
                 with contextlib.suppress(Exception):  # drained or not, it goes
-                    left = await asyncio.wait_for(actor.drain.remote(wait), wait + 10)
+                    left = await asyncio.wait_for(ChannelClient(actor).drain(wait), wait + 10)
                     if left:
                         log.warning("%s still had %d sends after its drain", name, left)
             ray.kill(actor, no_restart=True)
@@ -195,7 +198,7 @@ class Supervisor:
             self._draining.pop(name, None)
 
     def _members(self) -> list[tuple[str, str, Any]]:
-        out = [("queue", f"shard-{i}", h) for i, h in enumerate(self.shards)]
+        out = [("queue", f"shard-{i}", s.handle) for i, s in enumerate(self.shards)]
         for channel, actors in self.pools.items():
             out += [(channel.key, f"{channel.key}-{i}", h) for i, h in enumerate(actors)]
         return out
@@ -204,7 +207,7 @@ class Supervisor:
         """The channel actors that have answered at least once (not those waiting for a node)."""
         return [h for pool, name, h in self._members() if pool != "queue" and name in self._pids]
 
-    async def start(self) -> dict[str, Any]:
+    async def start(self) -> SupervisorView:
         """Wait until every actor answers once; start the health loop."""
         await self._check_all(timeout=120.0, wait_for_new=True)
         if self._loop is None or self._loop.done():
@@ -214,12 +217,13 @@ class Supervisor:
     async def pid(self) -> int:
         return os.getpid()
 
-    async def shard_handles(self) -> list[Any]:
+    async def shard_handles(self) -> list[ShardClient]:
+        """The shards, for intake (``serve deploy`` and ``herald up`` build it with them)."""
         return self.shards
 
     @staticmethod
-    def _ask(pool: str, handle: Any) -> Any:
-        return (handle.pid if pool == "queue" else handle.ping).remote()
+    def _ask(pool: str, handle: Any) -> Awaitable[int | ChannelPing]:
+        return ShardClient(handle, 0).pid() if pool == "queue" else ChannelClient(handle).ping()
 
     def _replace(self, pool: str, name: str, handle: Any, waited: float) -> None:
         log.warning("%s did not answer in %.0fs; replacing it", name, waited)
@@ -256,8 +260,8 @@ class Supervisor:
         if ping is not None:
             ping.cancel()
 
-    def _record(self, pool: str, name: str, answer: Any) -> None:
-        pid = answer if isinstance(answer, int) else answer["pid"]
+    def _record(self, pool: str, name: str, answer: int | ChannelPing) -> None:
+        pid = answer if isinstance(answer, int) else answer.pid
         previous = self._pids.get(name)
         if previous is not None and previous != pid:
             log.warning("%s restarted (pid %s → %s)", name, previous, pid)
@@ -284,24 +288,24 @@ class Supervisor:
             except Exception:
                 log.exception("health check failed")
 
-    async def describe(self) -> dict[str, Any]:
-        return {"pids": dict(self._pids), "restarts": dict(self.restarts),
-                "pools": {c.key: len(a) for c, a in self.pools.items()},
-                "draining": sorted(self._draining), "health_rounds": self._rounds}
+    async def describe(self) -> SupervisorView:
+        return SupervisorView(dict(self._pids), dict(self.restarts),
+                              {c.key: len(a) for c, a in self.pools.items()},
+                              sorted(self._draining), self._rounds)
 
-    async def channel_stats(self) -> list[dict[str, Any]]:
+    async def channel_stats(self) -> list[ChannelPing]:
         """The figures of each channel actor that answers (``/metrics``, the admin overview): not
         of one still waiting to be placed, nor of one that hangs."""
-        calls = [asyncio.wait_for(h.ping.remote(), HEALTH_TIMEOUT)
+        calls = [asyncio.wait_for(ChannelClient(h).ping(), HEALTH_TIMEOUT)
                  for h in self._placed_channel_actors()]
         results = await asyncio.gather(*calls, return_exceptions=True)
-        return [r for r in results if isinstance(r, dict)]
+        return [r for r in results if isinstance(r, ChannelPing)]
 
     async def shutdown(self) -> None:
         """Kill every actor this Supervisor runs (they are detached: nothing else will)."""
         if self._loop is not None:
             self._loop.cancel()
-        closing = asyncio.gather(*(s.close.remote() for s in self.shards), return_exceptions=True)
+        closing = asyncio.gather(*(s.close() for s in self.shards), return_exceptions=True)
         with contextlib.suppress(TimeoutError):  # a stuck shard must not keep the rest alive
             await asyncio.wait_for(closing, 10)
         for _, _, handle in self._members():
@@ -321,6 +325,6 @@ class Supervisor:
         if self._loop is not None:
             self._loop.cancel()
         # One never placed holds no work, and its drain would wait for its node.
-        calls = [h.drain.remote(timeout) for h in self._placed_channel_actors()]
+        calls = [ChannelClient(h).drain(timeout) for h in self._placed_channel_actors()]
         left = await asyncio.gather(*calls, return_exceptions=True)
         return sum(x for x in left if isinstance(x, int))

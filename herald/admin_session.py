@@ -10,7 +10,7 @@ session token that the page gets from the login answer (``csrf_token``); another
 the browser send the cookie, but cannot read that token. Pure: time is passed in.
 
 Logging out ends a session before its expiry: its nonce goes into ``Revocations`` (kept by
-intake in one Ray actor that every replica asks, ``serve/admin_revocations.py``), until the
+intake in one Ray actor that every replica asks, ``actors/admin_sessions.py``), until the
 session would have expired anyway. Wrong keys are counted per client address by
 ``LoginThrottle``, on every endpoint that takes an operator or admin credential.
 """

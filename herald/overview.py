@@ -19,6 +19,7 @@ from typing import Any
 
 from herald.channels import Channel
 from herald.metrics import ChannelActorStats
+from herald.pool_views import SupervisorView
 
 __all__ = ["RATES", "RateTracker", "ShardFigures", "build_overview", "notable"]
 
@@ -119,14 +120,15 @@ def _channel_rows(shards: Sequence[ShardFigures], pools: Mapping[str, int],
 
 
 def build_overview(now: float, shards: Sequence[ShardFigures | None],
-                   supervisor: Mapping[str, Any], actors: Sequence[ChannelActorStats],
+                   supervisor: SupervisorView | None, actors: Sequence[ChannelActorStats],
                    tracker: RateTracker, down: Mapping[int, str] | None = None) -> dict[str, Any]:
     """The overview's JSON; a shard that did not answer is ``None`` (shown as not up, with why
     from ``down``: shard → reason, e.g. a failed start being retried)."""
     down = down or {}
+    supervisor = supervisor or SupervisorView()  # one that did not answer: nothing known
     up = [f for f in shards if f is not None]
-    channels = _channel_rows(up, supervisor.get("pools", {}), supervisor.get("restarts", {}),
-                             actors, now, supervisor.get("draining", ()))
+    channels = _channel_rows(up, supervisor.pools, supervisor.restarts, actors, now,
+                             supervisor.draining)
     ages = [c["oldest_queued_age"] for c in channels if c["oldest_queued_age"] is not None]
     totals: dict[str, int] = {}
     for figures in up:
@@ -150,9 +152,9 @@ def build_overview(now: float, shards: Sequence[ShardFigures | None],
              "reason": None if figures else down.get(i, "not answering")}
             for i, figures in enumerate(shards)
         ],
-        "restarts": dict(supervisor.get("restarts", {})),
+        "restarts": dict(supervisor.restarts),
         # The Supervisor's health checks done since it started: it goes on while a pool drains.
-        "health_rounds": supervisor.get("health_rounds"),
+        "health_rounds": supervisor.health_rounds,
         "history": tracker.history(),
     }
 

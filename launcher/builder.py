@@ -38,6 +38,7 @@ from typing import Any
 
 import ray
 
+from actors.clients import SupervisorClient
 from herald.config import Settings, load_settings
 from herald.deployment_store import DeploymentStore
 from herald.errors import ConfigError
@@ -62,26 +63,26 @@ def _absolute(settings: Settings) -> Settings:
     return settings.with_overrides(data_dir=settings.data_dir.absolute())
 
 
-def start_supervisor(settings: Settings) -> Any:
-    """The Supervisor's handle: the running one, or a new one told ``settings``.
+def start_supervisor(settings: Settings) -> SupervisorClient:
+    """The Supervisor: the running one, or a new one told ``settings``.
 
     A Supervisor already running keeps the settings it was started with: changing what the
     actors were told (shards, pools, providers) takes ``python -m launcher.builder stop`` first.
     """
     from actors.supervisor import NAMESPACE, SUPERVISOR_NAME, Supervisor
 
-    return Supervisor.options(  # type: ignore[attr-defined]
+    return SupervisorClient(Supervisor.options(  # type: ignore[attr-defined]
         name=SUPERVISOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
-    ).remote(_absolute(settings), settings.channels_configured())
+    ).remote(_absolute(settings), settings.channels_configured()))
 
 
-def herald_app(settings: Settings, supervisor: Any) -> Any:
+def herald_app(settings: Settings, supervisor: SupervisorClient) -> Any:
     """Wait until the Supervisor's shards and pools answer; Herald's Serve application (the
     Intake bound to their handles), for ``serve.run`` or a Serve config."""
     from serve.app import Intake
 
-    ray.get(supervisor.start.remote())
-    shards = ray.get(supervisor.shard_handles.remote())
+    supervisor.start().get()
+    shards = supervisor.shard_handles().get()
     intake = Intake.options(  # type: ignore[attr-defined]
         num_replicas=settings.intake_replicas,
         # Serve's defaults (check every 2 s, wait up to 20 s) made even an idle stop take
@@ -191,14 +192,14 @@ def stop_herald(timeout: float = 30.0) -> bool:
     except Exception as exc:  # noqa: BLE001 - no Serve running: nothing to delete
         log.info("no Serve application deleted: %s", exc)
     try:
-        supervisor = ray.get_actor(SUPERVISOR_NAME, namespace=NAMESPACE)
+        supervisor = SupervisorClient(ray.get_actor(SUPERVISOR_NAME, namespace=NAMESPACE))
     except ValueError:
         return False
-    left: Any = ray.get(supervisor.drain.remote(timeout), timeout=timeout + 10)
+    left = supervisor.drain(timeout).get(timeout=timeout + 10)
     if left:
         log.warning("%d deliveries still in flight; their leases will expire", left)
-    ray.get(supervisor.shutdown.remote(), timeout=30)
-    ray.kill(supervisor, no_restart=True)
+    supervisor.shutdown().get(timeout=30)
+    ray.kill(supervisor.handle, no_restart=True)
     return True
 
 

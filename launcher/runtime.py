@@ -17,6 +17,7 @@ from typing import Any
 
 import ray
 
+from actors.clients import SupervisorClient
 from herald.config import Settings
 from jobs.local_ray import remove_record, stay_on_loopback, write_record
 from launcher.builder import APP_NAME, herald_app, prepare_data_dir, start_supervisor
@@ -53,7 +54,7 @@ class Herald:
     """A running Herald; ``stop()`` drains in-flight work and shuts everything down."""
 
     settings: Settings
-    supervisor: Any = None
+    supervisor: SupervisorClient | None = None
     peers: list[Any] = field(default_factory=list)
     dev_key: str | None = None
     #: The admin key made for the deployment (dev mode, no ``HERALD_ADMIN_KEY``), to print.
@@ -220,7 +221,7 @@ class Herald:
         if supervisor is not None and not _local_ray_gone():
             # Channel actors stop leasing and finish what they hold while the HTTP app goes:
             # the two waits overlap instead of adding up.
-            drained = _guarded("drain", lambda: supervisor.drain.remote(timeout))
+            drained = _guarded("drain", lambda: supervisor.drain(timeout))
         if self._serving:
             from ray import serve
 
@@ -229,12 +230,12 @@ class Herald:
             # does not answer (an overloaded box) must not keep Herald from stopping.
             _bounded("deleting the HTTP app", lambda: serve.delete(APP_NAME), APP_DELETE_SECONDS)
         if drained is not None:
-            left = _bounded("drain", lambda: ray.get(drained), timeout + 10)
+            left = _bounded("drain", lambda: drained.get(), timeout + 10)
             if left:
                 log.warning("%d deliveries still in flight; their leases will expire", left)
         if supervisor is not None and not _local_ray_gone():
-            _bounded("supervisor shutdown", lambda: ray.get(supervisor.shutdown.remote()), 30)
-            _bounded("killing the supervisor", lambda: ray.kill(supervisor, no_restart=True), 5)
+            _bounded("supervisor shutdown", lambda: supervisor.shutdown().get(), 30)
+            _bounded("killing the supervisor", lambda: ray.kill(supervisor.handle, no_restart=True), 5)
         if self._owns_ray:
             self._owns_ray = False
             if _local_ray_gone():  # its other processes got the signal too and are ending

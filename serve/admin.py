@@ -33,13 +33,14 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
+from actors.clients import ShardClient
 from herald.admin_session import SESSION_SECONDS, csrf_token, mint_session, verify_session
 from herald.errors import AuthError, NotFound, Unavailable, ValidationError
 from herald.outbox import OUTBOX_CHANNELS, newest
 from herald.pauses import pausable
 from herald.search import MAX_LIMIT, merge_pages, parse_query
-from serve.admin_console import COOKIE, AdminConsole
-from serve.answers import JsonBody, shard_call
+from serve.admin_console import COOKIE, AdminAct, AdminConsole
+from serve.answers import JsonBody
 from serve.auth import UNAUTHENTICATED_BODY_LIMIT
 
 MAX_TAGS = 1000
@@ -163,7 +164,8 @@ async def notifications(request: Request) -> Response:
     admin = console()
     await admin.authorize(request)
     query = parse_query(request.query_params)
-    pages = await admin.every_shard("admin_search", query.with_limit(query.limit + 1))
+    wanted = query.with_limit(query.limit + 1)
+    pages = await admin.every_shard(lambda shard: shard.admin_search(wanted))
     items, cursor = merge_pages(pages, query.limit)
     return JsonBody({"items": items, "next": cursor}, headers=API_HEADERS)
 
@@ -172,7 +174,7 @@ async def notifications(request: Request) -> Response:
 async def notification(tag: str, request: Request) -> Response:
     admin = console()
     await admin.authorize(request)
-    return JsonBody(await shard_call(admin.shard(tag).admin_get.remote(tag)), headers=API_HEADERS)
+    return JsonBody(await admin.shard(tag).admin_get(tag), headers=API_HEADERS)
 
 
 async def _tags(request: Request) -> list[str]:
@@ -184,11 +186,11 @@ async def _tags(request: Request) -> list[str]:
     return tags
 
 
-async def _act(request: Request, method: str, done: str) -> Response:
+async def _act(request: Request, act: AdminAct, done: str) -> Response:
     admin = console()
     await admin.authorize(request, changes=True)
     tags = await _tags(request)
-    results = await admin.each_tag(method, tags)
+    results = await admin.each_tag(act, tags)
     ok = sum("error" not in r for r in results)
     admin.feed.note("info", f"operator {done} {ok} of {len(tags)} notification"
                             f"{'s' if len(tags) > 1 else ''}")
@@ -198,13 +200,13 @@ async def _act(request: Request, method: str, done: str) -> Response:
 @admin_router.post("/v1/admin/notifications/retry")
 async def retry(request: Request) -> Response:
     """Send dead or failed notifications again: ``{"tags": [...]}`` → one result per tag."""
-    return await _act(request, "admin_retry", "retried")
+    return await _act(request, ShardClient.admin_retry, "retried")
 
 
 @admin_router.post("/v1/admin/notifications/cancel")
 async def cancel(request: Request) -> Response:
     """Cancel queued or retrying notifications: ``{"tags": [...]}`` → one result per tag."""
-    return await _act(request, "admin_cancel", "cancelled")
+    return await _act(request, ShardClient.admin_cancel, "cancelled")
 
 
 # -- channels -----------------------------------------------------------------------------
@@ -213,7 +215,7 @@ async def _pause(request: Request, name: str, paused: bool) -> Response:
     await admin.authorize(request, changes=True)
     channel = pausable(name)
     answers = await asyncio.gather(*(
-        (s.pause if paused else s.resume).remote(channel) for s in admin.shards),
+        (s.pause(channel) if paused else s.resume(channel)) for s in admin.shards),
         return_exceptions=True)
     missed = [i for i, answer in enumerate(answers) if isinstance(answer, BaseException)]
     if missed:

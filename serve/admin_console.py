@@ -15,19 +15,20 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import orjson
 from fastapi import Request
 
+from actors.admin_sessions import SessionRevocations
+from actors.clients import Call, ShardClient
 from herald.admin_session import Forbidden, check_csrf, is_admin_key, verify_session
 from herald.errors import AuthError, HeraldError, NotFound
-from herald.metrics import ChannelActorStats
 from herald.overview import RateTracker, ShardFigures, build_overview, notable
+from herald.pool_views import SupervisorView
 from herald.sharding import shard_of_tag
-from serve.admin_revocations import SessionRevocations
 from serve.answers import as_herald_error, item_error
 from serve.auth import client_of
 
@@ -41,6 +42,9 @@ STREAM_SECONDS = 300.0
 KEEPALIVE_SECONDS = 15.0
 RECENT_EVENTS = 20
 CALL_TIMEOUT = 5.0
+T = TypeVar("T")
+#: A change the console makes to notifications (retry, cancel): each tag's new row, or why not.
+AdminAct = Callable[[ShardClient, list[str]], Call[list[dict[str, Any] | HeraldError]]]
 
 
 def _sse(event: str, data: Any) -> bytes:
@@ -85,7 +89,7 @@ class AdminConsole:
         self.intake = intake
         self.settings = intake.settings
         self.admin_key: str = intake.settings.admin_key or ""
-        self.shards: list[Any] = intake.shards
+        self.shards: list[ShardClient] = intake.shards
         self.throttle = intake.throttle  # the one /metrics and /v1/queue count wrong keys in
         self.revocations = SessionRevocations()
         self.tracker = RateTracker()
@@ -148,24 +152,25 @@ class AdminConsole:
             raise Forbidden("cross-origin request refused")
 
     # -- the shards -----------------------------------------------------------------------
-    def shard(self, tag: str) -> Any:
+    def shard(self, tag: str) -> ShardClient:
         # A requester callback's tag is its notification's tag and a suffix: same shard.
         index = shard_of_tag(tag.split(".", 1)[0], len(self.shards))
         if index is None:
             raise NotFound(f"no notification {tag[:80]}")
         return self.shards[index]
 
-    async def every_shard(self, method: str, *args: Any) -> list[Any]:
+    async def every_shard(self, ask: Callable[[ShardClient], Call[T]]) -> list[T]:
         """Ask every shard; any failure is the answer (a 503 while one restarts)."""
-        answers = await asyncio.gather(*(getattr(s, method).remote(*args) for s in self.shards),
-                                       return_exceptions=True)
+        answers = await asyncio.gather(*(ask(s) for s in self.shards), return_exceptions=True)
+        out: list[T] = []
         for answer in answers:
             if isinstance(answer, BaseException):
                 raise as_herald_error(answer)
-        return answers
+            out.append(answer)
+        return out
 
-    async def each_tag(self, method: str, tags: list[str]) -> list[dict[str, Any]]:
-        """``method`` on each tag's shard (one call per shard); one result per tag, in order."""
+    async def each_tag(self, act: AdminAct, tags: list[str]) -> list[dict[str, Any]]:
+        """``act`` on each tag's shard (one call per shard); one result per tag, in order."""
         results: list[dict[str, Any]] = [{} for _ in tags]
         by_shard: dict[int, list[int]] = {}
         for i, tag in enumerate(tags):
@@ -175,7 +180,7 @@ class AdminConsole:
             else:
                 by_shard.setdefault(index, []).append(i)
         answers = await asyncio.gather(*(
-            getattr(self.shards[s], method).remote([tags[i] for i in idx])
+            act(self.shards[s], [tags[i] for i in idx])
             for s, idx in by_shard.items()), return_exceptions=True)
         for (_, idx), answer in zip(by_shard.items(), answers, strict=True):
             for j, i in enumerate(idx):
@@ -196,19 +201,19 @@ class AdminConsole:
             if not fresh and latest is not None and time.time() - latest["at"] < SAMPLE_SECONDS / 2:
                 return latest
             figures = await asyncio.gather(
-                *(self._answer(s.admin_stats.remote()) for s in self.shards), return_exceptions=True)
+                *(self._answer(s.admin_stats()) for s in self.shards), return_exceptions=True)
             answers: tuple[Any, ...] = await asyncio.gather(
-                self._answer(self.intake.supervisor.describe.remote()),
-                self._answer(self.intake.supervisor.channel_stats.remote()), return_exceptions=True)
+                self._answer(self.intake.supervisor.describe()),
+                self._answer(self.intake.supervisor.channel_stats()), return_exceptions=True)
             supervisor, actors = answers
             shards = [f if isinstance(f, ShardFigures) else None for f in figures]
             down = {i: "not answering" if isinstance(f, TimeoutError) else as_herald_error(f).message
                     for i, f in enumerate(figures) if isinstance(f, BaseException)}
-            stats = [ChannelActorStats.from_dict(a) for a in actors] \
-                if isinstance(actors, list) else []
+            stats = [ping.stats() for ping in actors] if isinstance(actors, list) else []
             now = time.time()
             self.tracker.add(now, [f for f in shards if f is not None])
-            overview = build_overview(now, shards, supervisor if isinstance(supervisor, dict) else {},
+            overview = build_overview(now, shards,
+                                      supervisor if isinstance(supervisor, SupervisorView) else None,
                                       stats, self.tracker, down)
             self.feed.publish(overview, notable(latest, overview))
             return overview

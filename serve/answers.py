@@ -91,16 +91,6 @@ def error_response(error: HeraldError, field: str | None = None) -> JSONResponse
     return JsonBody({"error": body}, status_code=error.status, headers=headers)
 
 
-async def shard_call(ref: Any) -> Any:
-    """Await a shard's answer; a core error the shard raised is raised here as itself."""
-    try:
-        return await ref
-    except RayTaskError as exc:
-        if isinstance(exc.cause, HeraldError):
-            raise exc.cause from None
-        raise
-
-
 def as_herald_error(error: BaseException) -> HeraldError:
     """What a client is told about a call that failed: the core's error as it is, ``Unavailable``
     for what is temporary, else ``Internal`` (a bug, logged here with its traceback)."""

@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4
 from ray import serve
 from ray.exceptions import RayError
 
+from actors.clients import ChannelClient, ShardClient, SupervisorClient
 from herald.admin_session import LoginThrottle
 from herald.browser_tokens import mint_token, verify_token
 from herald.channels import Channel, actor_name, gateway_for
@@ -54,7 +55,6 @@ from serve.answers import (
     JsonBody,
     install_error_handlers,
     item_error,
-    shard_call,
 )
 from serve.auth import UNAUTHENTICATED_BODY_LIMIT, KeyRing, client_of
 from serve.batcher import ShardBatcher
@@ -90,18 +90,20 @@ app.include_router(admin_router)
 )
 @serve.ingress(app)
 class Intake:
-    def __init__(self, settings: Settings, shards: list[Any], supervisor: Any) -> None:
+    def __init__(self, settings: Settings, shards: list[ShardClient],
+                 supervisor: SupervisorClient) -> None:
         self.settings = settings
         self.shards = shards
         self.supervisor = supervisor
         self.router = ShardRouter(shards)
-        self.receipt_batchers = [ShardBatcher(handle, "receipts") for handle in shards]
+        self.receipt_batchers: list[ShardBatcher[Outcome, bool]] = [
+            ShardBatcher(shard.receipts) for shard in shards]
         self.keys = KeyRing(settings.api_keys)
         self.callback_guard = CallbackGuard(settings.callback_allow)
         self.channels = frozenset(settings.channels_configured())
         self._browser_secret = (settings.browser_secret or "").encode()
         self._webhook_secrets = WebhookSecrets(open_store(settings))
-        self._gateways: dict[int, Any] = {}  # gateway index → its actor's handle
+        self._gateways: dict[int, ChannelClient] = {}  # gateway index → its actor
         self.rejected: Counter[str] = Counter()  # 429/503 answers per tenant
         self._waiting: Counter[str] = Counter()  # ?wait requests held open per tenant
         self._operator = KeyRing({k: OPERATOR for k in (settings.metrics_token, settings.admin_key) if k})
@@ -157,7 +159,7 @@ class Intake:
                 f"type: no provider is configured for {notification.channel.key} (configure"
                 f" one, or list it in HERALD_CAPTURE for the local capture peers)", field="type")
 
-    def _shard(self, tag: str) -> Any:
+    def _shard(self, tag: str) -> ShardClient:
         index = shard_of_tag(tag, len(self.shards))
         if index is None:
             raise NotFound(f"no notification {tag}")
@@ -167,7 +169,7 @@ class Intake:
     @app.get("/healthz")
     async def healthz(self) -> Response:
         """200 while every shard is up or starting; 503 naming each shard that is down and why."""
-        asked = await asyncio.gather(*(asyncio.wait_for(s.health.remote(), HEALTH_TIMEOUT)
+        asked = await asyncio.gather(*(asyncio.wait_for(s.health(), HEALTH_TIMEOUT)
                                        for s in self.shards), return_exceptions=True)
         now = time.time()
         healths = [a if isinstance(a, ShardHealth) else ShardHealth.unreachable(
@@ -244,14 +246,14 @@ class Intake:
                                   " requests at once; poll without wait or retry shortly")
         self._waiting[tenant] += wait > 0
         try:
-            return JsonBody(await shard_call(self._shard(tag).get.remote(tag, tenant, wait)))
+            return JsonBody(await self._shard(tag).get(tag, tenant, wait))
         finally:
             self._waiting[tenant] -= wait > 0
 
     @app.delete("/v1/notifications/{tag}")
     async def cancel(self, tag: str, request: Request) -> Response:
         tenant = self._tenant(request)
-        return JsonBody(await shard_call(self._shard(tag).cancel.remote(tag, tenant)))
+        return JsonBody(await self._shard(tag).cancel(tag, tenant))
 
     # -- provider receipts --------------------------------------------------------------
     async def _receipt(self, outcome: Outcome | None) -> Response:
@@ -344,18 +346,18 @@ class Intake:
         """Where browser gateway ``index`` says browsers connect: asked each time, since Ray
         may have restarted it on another node."""
         try:
-            handle = self._gateways.get(index) or ray.get_actor(actor_name(Channel.BROWSER, index),
-                                                                namespace=ACTOR_NAMESPACE)
+            gateway = self._gateways.get(index) or ChannelClient(ray.get_actor(
+                actor_name(Channel.BROWSER, index), namespace=ACTOR_NAMESPACE))
             async with asyncio.timeout(GATEWAY_WAIT_SECONDS):
-                answer = await handle.ping.remote()
+                answer = await gateway.ping()
         except (ValueError, TimeoutError, RayError) as exc:  # not there, restarting, failed
             self._gateways.pop(index, None)
             log.warning("browser gateway %d unavailable: %s", index, type(exc).__name__)
             raise Unavailable("the browser gateway is starting; try again") from None
-        self._gateways[index] = handle
-        if not answer.get("endpoint"):
+        self._gateways[index] = gateway
+        if not answer.endpoint:
             raise Unavailable("the browser gateway is starting; try again")
-        return str(answer["endpoint"])
+        return answer.endpoint
 
     @app.get("/static/herald.js")
     async def herald_js(self) -> Response:
@@ -369,7 +371,7 @@ class Intake:
     async def revive(self, tag: str, request: Request) -> Response:
         """Retry a dead-lettered notification (fresh attempt budget); 409 unless it is dead."""
         tenant = self._tenant(request)
-        answer = await shard_call(self._shard(tag).revive.remote(tag, tenant))
+        answer = await self._shard(tag).revive(tag, tenant)
         return JsonBody(answer, status_code=202)
 
     @app.get("/v1/queue")
@@ -377,7 +379,7 @@ class Intake:
         """Depth per shard and channel: the caller's own notifications, or every tenant's for
         the operator credential."""
         scope = self._scope(request)
-        stats = await asyncio.gather(*(s.stats.remote(scope) for s in self.shards))
+        stats = await asyncio.gather(*(s.stats(scope) for s in self.shards))
         return JsonBody({"shards": [{"shard": s.shard, "depth": s.depth} for s in stats]})
 
     @app.get("/metrics")
@@ -385,14 +387,14 @@ class Intake:
         """Prometheus text: a tenant key sees its own counters and depth; the operator
         credential (``HERALD_METRICS_TOKEN``) sees the service's, actors and circuits included."""
         scope = self._scope(request)
-        stats = await asyncio.gather(*(s.stats.remote(scope) for s in self.shards))
+        stats = await asyncio.gather(*(s.stats(scope) for s in self.shards))
+        actors: tuple[ChannelActorStats, ...] = ()
+        restarts: dict[str, int] = {}
         if scope is None:
             supervisor, channel_actors = await asyncio.gather(
-                self.supervisor.describe.remote(), self.supervisor.channel_stats.remote())
-            actors = tuple(ChannelActorStats.from_dict(a) for a in channel_actors)
-            restarts = {pool: int(n) for pool, n in supervisor["restarts"].items()}
-        else:
-            actors, restarts = (), {}
+                self.supervisor.describe(), self.supervisor.channel_stats())
+            actors = tuple(ping.stats() for ping in channel_actors)
+            restarts = dict(supervisor.restarts)
         snapshot = MetricsSnapshot(shards=tuple(stats), channel_actors=actors, restarts=restarts,
                                    rejected=self.rejected.get(scope, 0) if scope else
                                    sum(self.rejected.values()))

@@ -12,8 +12,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from actors.clients import Call
 from herald.admin_session import SESSION_SECONDS
-from serve.answers import install_error_handlers, shard_call
+from serve.answers import install_error_handlers
 from serve.auth import UNAUTHENTICATED_BODY_LIMIT
 from tests.conftest import ADMIN_KEY, Service
 from tests.support.loopback_app import served
@@ -115,7 +116,7 @@ def test_a_dead_actor_is_a_503_with_retry_after(ray_session: None) -> None:
 
     @app.get("/ping")
     async def ping() -> Any:
-        return await shard_call(shard.ping.remote())
+        return await Call[str](shard.ping.remote())
 
     with served(app) as url:
         answer = httpx.get(f"{url}/ping", timeout=60.0)

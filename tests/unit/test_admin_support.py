@@ -28,6 +28,7 @@ from herald.metrics import ChannelActorStats
 from herald.outbox import newest
 from herald.overview import RateTracker, ShardFigures, build_overview, notable
 from herald.pauses import pausable
+from herald.pool_views import SupervisorView
 from herald.record import Record
 from tests.unit.conftest import T0, make_notification
 
@@ -144,8 +145,8 @@ def test_the_overview_adds_up_channels_pools_and_pauses() -> None:
     ]
     actors = [ChannelActorStats("EMAIL", 0, {}, {"smtp": "open"}),
               ChannelActorStats("EMAIL", 1, {}, {"smtp": "closed"})]
-    supervisor = {"pools": {"email": 2, "webhook": 1}, "restarts": {"email": 1},
-                  "draining": ["herald-email-2"], "health_rounds": 7}
+    supervisor = SupervisorView(pools={"email": 2, "webhook": 1}, restarts={"email": 1},
+                                draining=["herald-email-2"], health_rounds=7)
     o = build_overview(T0, shards, supervisor, actors, tracker)
     email = next(c for c in o["channels"] if c["channel"] == "email")
     assert (email["queued"], email["retrying"], email["sending"]) == (4, 1, 2)
@@ -161,10 +162,10 @@ def test_the_overview_adds_up_channels_pools_and_pauses() -> None:
 
 def test_notable_events_name_what_changed() -> None:
     tracker = RateTracker()
-    before = build_overview(T0, [figures(0, 1), figures(1, 1)], {"restarts": {}}, [], tracker)
+    before = build_overview(T0, [figures(0, 1), figures(1, 1)], SupervisorView(), [], tracker)
     after = build_overview(
         T0 + 2, [figures(0, 1, dead_letters=3, paused={"sms": T0}), None],
-        {"restarts": {"email": 1}}, [ChannelActorStats("EMAIL", 0, {}, {"smtp": "open"})], tracker)
+        SupervisorView(restarts={"email": 1}), [ChannelActorStats("EMAIL", 0, {}, {"smtp": "open"})], tracker)
     texts = [e["text"] for e in notable(before, after)]
     assert "3 new dead letters" in texts
     assert any(t.startswith("sms paused") for t in texts)

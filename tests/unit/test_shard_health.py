@@ -44,7 +44,7 @@ def test_healthz_is_503_standby_while_another_deployment_holds_the_shards() -> N
 
 
 def test_the_overview_lists_a_down_shard_with_why() -> None:
-    overview = build_overview(100.0, [None, None], {}, [], RateTracker(),
+    overview = build_overview(100.0, [None, None], None, [], RateTracker(),
                               {0: "shard 0 is down: OperationalError: database is locked"})
     assert [(s["up"], s["reason"]) for s in overview["shards"]] == [
         (False, "shard 0 is down: OperationalError: database is locked"), (False, "not answering")]

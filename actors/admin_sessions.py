@@ -7,8 +7,8 @@ replica's memory would not do. The set is ``herald.admin_session.Revocations``, 
 detached actor (``herald-admin-sessions`` in the ``herald`` namespace) that the first replica
 to need it starts and the others find. Ray restarts it if its process dies; it then refuses
 every session minted before its restart (it cannot know which were revoked), so a crash can
-only log the operator out, never let a revoked cookie back in. The actor belongs to intake
-alone (a handful of methods, no CPU), which is why it lives here and not in ``actors/``.
+only log the operator out, never let a revoked cookie back in. Intake reaches it only through
+``SessionRevocations``, its client.
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ from typing import Any
 import ray
 
 from herald.admin_session import Revocations, session_nonce
-from herald.errors import AuthError
-from serve.answers import as_herald_error
+from herald.errors import AuthError, Unavailable
 
 NAME = "herald-admin-sessions"
 NAMESPACE = "herald"
@@ -55,9 +54,9 @@ class SessionRevocations:
     async def _ask(self, call: Callable[[Any], Awaitable[Any]]) -> Any:
         try:
             return await call(self._actor())
-        except Exception as exc:  # noqa: BLE001 - a 503 while it restarts: fail closed
+        except Exception:  # noqa: BLE001 - a 503 while it restarts: fail closed
             self._handle = None
-            raise as_herald_error(exc) from None
+            raise Unavailable("admin sessions are being restarted; try again") from None
 
     async def revoke(self, token: str, expires_at: float) -> None:
         """End the session ``token`` (verified, expiring at ``expires_at``) on every replica."""
