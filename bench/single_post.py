@@ -128,12 +128,11 @@ def _direct_url(app: str, path: str) -> str:
 
 def _redeploy(herald: Any, options: Mapping[str, Any]) -> None:
     """Herald's intake again with other deployment options (e.g. ``max_ongoing_requests``)."""
-    import ray
 
     from launcher.runtime import APP_NAME
     from serve.app import Intake
 
-    shards = ray.get(herald.supervisor.shard_handles.remote())
+    shards = herald.supervisor.shard_handles().get()
     intake = Intake.options(**options)  # type: ignore[attr-defined]
     serve.run(intake.bind(herald.settings, shards, herald.supervisor), name=APP_NAME,
               route_prefix="/")

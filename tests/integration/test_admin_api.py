@@ -269,12 +269,12 @@ def test_pause_holds_email_until_resume_and_cancel_takes_a_queued_one(service: S
 def test_a_pause_survives_a_shard_restart(service: Service) -> None:
     import ray
 
-    shards = ray.get(service.herald.supervisor.shard_handles.remote())
+    shards = service.herald.supervisor.shard_handles().get()
     with paused(service) as client:
         tag = post(service)
         index = shard_of_tag(tag, 4)
         assert index is not None
-        ray.kill(shards[index], no_restart=False)
+        ray.kill(shards[index].handle, no_restart=False)
         time.sleep(1.0)
         wait_status(client, tag, {"queued"}, 60)  # the shard is back, from its disk
         time.sleep(2.5)

@@ -15,6 +15,7 @@ import time
 import pytest
 import ray
 
+from actors.clients import ChannelClient, ShardClient
 from tests.conftest import METRICS_TOKEN, Service
 from tests.support.payloads import email_payload
 
@@ -24,9 +25,9 @@ TOTAL = 2000
 
 def _pid_of(name: str) -> int:
     handle = ray.get_actor(name, namespace="herald")
-    method = handle.pid if name.startswith("herald-shard") else handle.ping
-    answer = ray.get(method.remote(), timeout=30)
-    return answer if isinstance(answer, int) else answer["pid"]
+    if name.startswith("herald-shard"):
+        return ShardClient(handle, 0).pid().get(timeout=30)
+    return ChannelClient(handle).ping().get(timeout=30).pid
 
 
 def _kill(name: str) -> int:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import ray
 
+from actors.clients import shard_clients
 from actors.queue import QueueActor
 from herald.channels import Channel, Lane
 from herald.config import Settings
@@ -42,7 +43,7 @@ def test_a_tenant_whose_callbacks_all_wait_cannot_429_another_below_its_share(
 
 
 async def _scenario(shards: list[ray.actor.ActorHandle]) -> None:
-    router = ShardRouter(shards)
+    router = ShardRouter(shard_clients(shards))
     now = time.time()
     pool = [make_notification("EMAIL", tenant="a", uid=i, now=now, callback_url=DEAD_HOOK,
                               shards=SHARDS) for i in range(3 * LIMIT)]

@@ -70,7 +70,7 @@ def _status(client: httpx.Client, tag: str) -> str | None:
 
 def test_a_shard_whose_start_meets_a_locked_file_is_reported_down_and_comes_back(
         service: Service) -> None:
-    shards = ray.get(service.herald.supervisor.shard_handles.remote())
+    shards = service.herald.supervisor.shard_handles().get()
     admin = httpx.Client(base_url=service.base_url, timeout=30.0,
                          headers={"Authorization": f"Bearer {ADMIN_KEY}"})
     with service.client() as client, admin:
@@ -80,7 +80,7 @@ def test_a_shard_whose_start_meets_a_locked_file_is_reported_down_and_comes_back
         _until(lambda: _status(client, tag) == "sent", 60, f"{tag} sent")
         # A closed delivery-log segment: the shard's start deletes its events from storage,
         # a write, which waits for SQLite's lock (5 s) and then fails.
-        ray.get(shards[index].close.remote(), timeout=30)
+        shards[index].close().get(timeout=30)
         assert list((service.data_dir / "log" / f"shard-{index}").glob("*.arrow"))
         path = shard_path(Settings(data_dir=service.data_dir), index)
         lock = sqlite3.connect(path, isolation_level=None, timeout=30)

@@ -161,13 +161,13 @@ class FakeShard:
 
 async def test_shard_batcher_answers_each_request_its_own_results() -> None:
     shard = FakeShard()
-    batcher = ShardBatcher(shard, "enqueue")
+    batcher = ShardBatcher(shard.remote)
     one, two = await asyncio.gather(batcher.submit(["a", "b"]), batcher.submit(["c"]))
     assert (one, two) == (["ok:a", "ok:b"], ["ok:c"])
 
 
 async def test_shard_batcher_raises_what_the_shard_raised_to_every_request_of_the_batch() -> None:
-    batcher = ShardBatcher(FakeShard(QueueFull("shard 0 holds 10 notifications")), "enqueue")
+    batcher = ShardBatcher(FakeShard(QueueFull("shard 0 holds 10 notifications")).remote)
     answers = await asyncio.gather(batcher.submit(["a"]), batcher.submit(["b"]),
                                    return_exceptions=True)
     assert [type(answer) for answer in answers] == [QueueFull, QueueFull]

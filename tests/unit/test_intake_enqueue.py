@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from actors.clients import ShardClient
 from herald.errors import HeraldError, Unavailable
 from herald.memory_storage import MemoryStorage
 from herald.notification import Accepted
@@ -51,7 +52,7 @@ class FakeShard:
 
 
 def _intake(shards: list[FakeShard]) -> ShardRouter:
-    return ShardRouter(shards)
+    return ShardRouter([ShardClient(shard, i) for i, shard in enumerate(shards)])
 
 
 async def test_a_failed_shard_fails_only_its_own_items() -> None:
