@@ -86,7 +86,7 @@ def test_a_shard_whose_start_meets_a_locked_file_is_reported_down_and_comes_back
         lock = sqlite3.connect(path, isolation_level=None, timeout=30)
         try:
             lock.execute("BEGIN IMMEDIATE")  # another connection holds the write lock
-            ray.kill(shards[index], no_restart=False)  # Ray restarts it: its start fails
+            ray.kill(shards[index].handle, no_restart=False)  # Ray restarts it: its start fails
             health = _until(lambda: (r := client.get("/healthz")).status_code == 503 and r,
                             60, "/healthz never said a shard is down")
             down = health.json()["down"]
@@ -98,7 +98,7 @@ def test_a_shard_whose_start_meets_a_locked_file_is_reported_down_and_comes_back
             assert "locked" in row["reason"]
             assert client.get(f"/v1/notifications/{tag}").status_code == 503  # not a hang
             # The health check is answered: the Supervisor does not replace it (it would not help).
-            assert ray.get(shards[index].pid.remote(), timeout=30) > 0
+            assert shards[index].pid().get(timeout=30) > 0
         finally:
             lock.execute("ROLLBACK")
             lock.close()
