@@ -173,8 +173,10 @@ class ChannelActor:
         worked on) handed back, up to ``want`` new deliveries asked for. A failed call hands
         its outcomes back again with the next one."""
         outcomes = link.take_acks()
-        request = Exchange(self._lane, outcomes, link.renewals() if renew else [], want, wait,
-                           min_priority)
+        # Outcomes are answered at once (their providers' ``acked`` hooks wait for it); the
+        # long poll is for a call that carries none.
+        request = Exchange(self._lane, outcomes, link.renewals() if renew else [], want,
+                           0.0 if outcomes else wait, min_priority)
         try:
             answer = await link.shard.exchange(request)
         except Exception as exc:
