@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from bench.targets import markdown
+
 #: ``bench.cpu.CpuMeter``'s name for the process it runs in (no command line of its own there).
 CLIENT = "client (this process)"
 
@@ -69,8 +71,4 @@ def role_table(herald: Mapping[str, Mapping[str, float]], others: Mapping[str, f
              for role in roles]
     rows.append(["total", *(ms(h, sum(herald[h].values())) for h in herald),
                  *(ms(o, s) for o, s in others.items())])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
-             for row in rows]
-    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    return "\n".join(lines)
+    return markdown(rows)

@@ -29,12 +29,12 @@ import json
 import os
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.targets import evaluate
+from bench.targets import evaluate, markdown
 from bench.targets import table as targets_table
 
 if TYPE_CHECKING:
@@ -130,10 +130,10 @@ def cpu_table(result: MixedResult) -> str:
                       {n: f.delivered for n, f in figures.items()})
 
 
-def _mixed(quick: bool) -> tuple[list[Row], dict[str, Any]]:
-    from bench.mixed import measure_mixed
+def _mixed(quick: bool, systems: Sequence[str] | None = None) -> tuple[list[Row], dict[str, Any]]:
+    from bench.mixed import SYSTEMS, measure_mixed
 
-    result = measure_mixed(total=4_000 if quick else 16_000)
+    result = measure_mixed(total=4_000 if quick else 16_000, systems=systems or SYSTEMS)
     return mixed_rows(result), mixed_detail(result)
 
 
@@ -229,12 +229,9 @@ MEASURES: dict[str, Callable[[bool], tuple[list[Row], dict[str, Any]]]] = {
 def table(rows: list[Row]) -> str:
     if not rows:
         return "(none)"
-    width = max(len(r.figure) for r in rows)
-    out = [f"| {'figure':{width}s} | value | target | met |", f"|{'-' * (width + 2)}|---|---|---|"]
-    for r in rows:
-        met = "" if r.met is None else ("yes" if r.met else "**no**")
-        out.append(f"| {r.figure:{width}s} | {r.value} | {r.target} | {met} |")
-    return "\n".join(out)
+    return markdown([("figure", "value", "target", "met"), *(
+        (r.figure, r.value, r.target, "" if r.met is None else "met" if r.met else "MISSED")
+        for r in rows)])
 
 
 def main() -> int:
@@ -243,6 +240,8 @@ def main() -> int:
     parser.add_argument("--only", nargs="*", choices=PARTS, help="run only these parts")
     parser.add_argument("--quick", action="store_true", help="smaller runs (a smoke test)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--mixed", nargs="+", metavar="SYSTEM",
+                        help="the mixed part runs only these (ceiling, herald, herald-pg, celery)")
     args = parser.parse_args()
     started = time.perf_counter()
     rows: list[Row] = []
@@ -252,7 +251,8 @@ def main() -> int:
         print(f"\n== {part} (load {_load()})", flush=True)
         began = time.perf_counter()
         try:
-            part_rows, detail = MEASURES[part](args.quick)
+            part_rows, detail = (_mixed(args.quick, args.mixed) if part == "mixed"
+                                 else MEASURES[part](args.quick))
         except Exception as error:  # noqa: BLE001 - one failed part must not hide the others
             traceback.print_exc()
             failed.append(part)

@@ -10,7 +10,7 @@ a pass. Pure: no I/O, so the arithmetic is unit-tested.
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,9 +156,13 @@ def evaluate(figures: Figures, targets: tuple[Target, ...] = TARGETS) -> list[Ve
 
 def table(verdicts: list[Verdict]) -> str:
     """Markdown, as the README quotes it."""
-    rows = [("figure", "measured", "target", "met"), *((v.figure, v.measured, v.target, v.status)
-                                                       for v in verdicts)]
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return markdown([("figure", "measured", "target", "met"),
+                     *((v.figure, v.measured, v.target, v.status) for v in verdicts)])
+
+
+def markdown(rows: Sequence[Sequence[str]]) -> str:
+    """A Markdown table, columns aligned: the first row is the header."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) + " |"
              for row in rows]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
