@@ -23,8 +23,11 @@ import os
 import shutil
 import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -287,17 +290,36 @@ class BacklogRun:
                              f"max {peak:,.0f} delivered/s for a burst of {burst:,} asap single "
                              f"POSTs, posted in {posted:.1f} s", load_average())
 
-    def asap_behind_backlog(self, seconds: float = 20.0, rate: float = 20.0) -> LatencyFigure:
-        """Resume SMS: its pool drains the normal-priority backlog while asap SMS overtake it."""
+    def asap_behind_backlog(self, seconds: float = 20.0, rate: float = 20.0,
+                            loaded: bool = False) -> LatencyFigure:
+        """Resume SMS: its pool drains the normal-priority backlog while asap SMS overtake it;
+        ``loaded``: while a busy loop per core competes for the CPU (``busy_cores``)."""
         self.admin("resume")
         time.sleep(3)  # the pool is leasing full batches by now
-        sent, start, ahead = self.counter("sent"), time.perf_counter(), self.queued_now()
-        tags = self.clients.submit(client_singles, self.base, "SMS", rate, int(rate * seconds),
-                                   10**6).result()
-        drained = (self.counter("sent") - sent) / (time.perf_counter() - start)
-        return LatencyFigure("SMS, behind the backlog", rate, self.latencies(tags),
+        first = 10**6 + (10**6 if loaded else 0)  # the asap tags of each run stay distinct
+        with busy_cores(os.cpu_count() or 1) if loaded else contextlib.nullcontext():
+            sent, start, ahead = self.counter("sent"), time.perf_counter(), self.queued_now()
+            tags = self.clients.submit(client_singles, self.base, "SMS", rate, int(rate * seconds),
+                                       first).result()
+            drained = (self.counter("sent") - sent) / (time.perf_counter() - start)
+            latencies = self.latencies(tags)
+        what = "SMS, behind the backlog" + (", every core busy" if loaded else "")
+        return LatencyFigure(what, rate, latencies,
                              f"{ahead:,} normal SMS queued ahead, pool draining {drained:,.0f}/s",
                              load_average())
+
+
+@contextlib.contextmanager
+def busy_cores(count: int) -> Iterator[None]:
+    """``count`` processes spinning at normal priority: a box loaded by other work, on purpose
+    (issue 19's asap target holds on a loaded box too). Each is stopped by its pid."""
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,17 +330,22 @@ class BacklogFigures:
     whole_restart: RestartFigure
     asap_unloaded: LatencyFigure
     asap_behind_backlog: LatencyFigure
+    asap_loaded: LatencyFigure | None = None  # behind the backlog, every core busy
 
     def lines(self) -> list[str]:
-        return [line for f in fields(self) for line in getattr(self, f.name).lines()]
+        return [line for f in fields(self) if (figure := getattr(self, f.name)) is not None
+                for line in figure.lines()]
 
 
-def measure(queued: int = 1_000_000, asap_seconds: float = 20.0) -> BacklogFigures:
-    """Every figure, in the one order that works: fill, kill a shard, restart, latency."""
+def measure(queued: int = 1_000_000, asap_seconds: float = 20.0,
+            loaded: bool = True) -> BacklogFigures:
+    """Every figure, in the one order that works: fill, kill a shard, restart, latency (and
+    ``loaded``, latency behind the backlog again with every core busy)."""
     run = BacklogRun(queued)
     try:  # arguments are evaluated in order: run.memory once run.intake() has filled
         return BacklogFigures(run.intake(), run.memory, run.shard_restart(), run.whole_restart(),
-                              run.asap_unloaded(asap_seconds), run.asap_behind_backlog(asap_seconds))
+                              run.asap_unloaded(asap_seconds), run.asap_behind_backlog(asap_seconds),
+                              run.asap_behind_backlog(asap_seconds, loaded=True) if loaded else None)
     finally:
         run.close()
 

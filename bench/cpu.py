@@ -14,6 +14,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from bench.roles import CLIENT
+
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -44,13 +46,22 @@ def cpu_of(pids: Iterable[int]) -> float:
     return sum(stat[1] for pid in pids if (stat := _stat(pid)) is not None)
 
 
-def label(pid: int) -> str:
-    """What a process is, shortly: ``ray::QueueActor``, ``raylet``, ``celery worker``…"""
+def _argv(pid: int) -> list[str]:
     try:
-        argv = [a.decode(errors="replace") for a in
+        return [a.decode(errors="replace") for a in
                 Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
     except OSError:
-        return "?"
+        return []
+
+
+def title(pid: int) -> str:
+    """A process's whole command line (a Ray worker's: the title Ray gave it), or ``?``."""
+    return " ".join(_argv(pid)) or "?"
+
+
+def label(pid: int) -> str:
+    """What a process is, shortly: ``ray::QueueActor``, ``raylet``, ``celery worker``…"""
+    argv = _argv(pid)
     if not argv:
         return "?"
     if argv[0].startswith("postgres"):  # its title says what each backend runs: one role
@@ -75,6 +86,8 @@ class CpuMeter:
         self._own = 0.0
         #: After ``stop()``: CPU seconds per kind of process (``label``), largest first.
         self.breakdown: dict[str, float] = {}
+        #: After ``stop()``: (``title``, CPU seconds) of each process, ``roles.CLIENT`` for this one.
+        self.processes: list[tuple[str, float]] = []
 
     def _tree(self) -> dict[int, float]:
         tree = descendants(os.getpid())
@@ -99,9 +112,11 @@ class CpuMeter:
 
     def stop(self) -> float:
         after = self._tree()
-        parts = {"client (this process)": self._self() - self._own}
+        parts = {CLIENT: self._self() - self._own}
+        self.processes = [(CLIENT, parts[CLIENT])]
         for pid, seconds in after.items():
-            name = label(pid)
-            parts[name] = parts.get(name, 0.0) + seconds - self._before.get(pid, 0.0)
+            name, spent = label(pid), seconds - self._before.get(pid, 0.0)
+            parts[name] = parts.get(name, 0.0) + spent
+            self.processes.append((title(pid), spent))
         self.breakdown = dict(sorted(parts.items(), key=lambda kv: -kv[1]))
         return sum(parts.values())

@@ -3,7 +3,8 @@
 The benchmarks count what Herald did between two readings (store commits, notifications sent,
 receipts) rather than trusting a figure of their own: ``herald_store_commits_total`` is every
 transaction the shards committed (one group commit carries many changes), ``herald_sent_total``
-every notification a provider took, ``herald_delivered_total`` every receipt that confirmed one.
+every notification a provider took, ``herald_delivered_total`` every receipt that confirmed one,
+``herald_shard_calls_total`` every call the shards answered (issue 19; absent before it).
 Service-wide figures need the operator credential (``Settings.metrics_token``) as a Bearer token;
 a tenant key sees its own counters, and no commits.
 """
@@ -36,23 +37,37 @@ class StoreCounts:
     commits: int | None  # None: this Herald does not count its commits (before group commit)
     sent: int
     delivered: int
+    shard_calls: int | None = None  # None: this Herald does not count the calls its shards took
 
     @classmethod
     def parse(cls, text: str) -> StoreCounts:
         found = counters(text)
-        commits = found.get("store_commits")
+        commits, calls = found.get("store_commits"), found.get("shard_calls")
         return cls(None if commits is None else int(commits), int(found.get("sent", 0)),
-                   int(found.get("delivered", 0)))
+                   int(found.get("delivered", 0)), None if calls is None else int(calls))
 
     def __sub__(self, before: StoreCounts) -> StoreCounts:
-        commits = (None if self.commits is None or before.commits is None
-                   else self.commits - before.commits)
-        return StoreCounts(commits, self.sent - before.sent, self.delivered - before.delivered)
+        return StoreCounts(_less(self.commits, before.commits), self.sent - before.sent,
+                           self.delivered - before.delivered,
+                           _less(self.shard_calls, before.shard_calls))
 
     @property
     def commits_per_sent(self) -> float | None:
         """Commits per notification sent: the store's cost of one delivery, intake to receipt."""
-        return None if self.commits is None or not self.sent else self.commits / self.sent
+        return _per(self.commits, self.sent)
+
+    @property
+    def shard_calls_per_sent(self) -> float | None:
+        """Calls into the shards per notification sent, intake to receipt (issue 19)."""
+        return _per(self.shard_calls, self.sent)
+
+
+def _less(after: int | None, before: int | None) -> int | None:
+    return None if after is None or before is None else after - before
+
+
+def _per(count: int | None, sent: int) -> float | None:
+    return None if count is None or not sent else count / sent
 
 
 def read(base: str, token: str = METRICS_TOKEN) -> StoreCounts:

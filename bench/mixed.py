@@ -48,6 +48,7 @@ import httpx
 from bench import herald_counters, workload
 from bench.cpu import CpuMeter, cpu_of, descendants
 from bench.herald_counters import StoreCounts
+from bench.roles import cpu_by_role
 from bench.sinks import Arrivals, Sinks
 from capture.postgres import PostgresServer, running_postgres
 
@@ -79,6 +80,9 @@ class SystemFigure:
     cpu_breakdown: dict[str, float] = field(default_factory=dict)
     #: A Herald's own counts over the measured run, receipts included (None for the others).
     store: StoreCounts | None = None
+    #: A Herald's CPU seconds per role (``bench.roles``: proxy, replica, shards…); empty for
+    #: the others.
+    cpu_roles: dict[str, float] = field(default_factory=dict)
 
     @property
     def per_s(self) -> float:
@@ -92,6 +96,13 @@ class SystemFigure:
     @property
     def commits_per_notification(self) -> float | None:
         return None if self.store is None else self.store.commits_per_sent
+
+    @property
+    def shard_calls_per_notification(self) -> float | None:
+        return None if self.store is None else self.store.shard_calls_per_sent
+
+    def cpu_ms_by_role(self) -> dict[str, float]:
+        return {role: 1000 * cpu / self.delivered for role, cpu in self.cpu_roles.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +149,9 @@ class MixedResult:
                        f"{figure.cpu_ms_per_notification:5.2f} ms CPU/notification (sinks "
                        f"{sinks:.2f})  {figure.duplicates} duplicates  load(1 min) {load}")
             out.append(f"  {'':9s} {figure.note}")
+            if figure.cpu_roles:
+                roles = ", ".join(f"{role} {ms:.2f}" for role, ms in figure.cpu_ms_by_role().items())
+                out.append(f"  {'':9s} ms CPU/notification by role: {roles}")
             if len(figure.cpu_breakdown) > 1:
                 top = ", ".join(f"{name} {1000 * cpu / figure.delivered:.2f}"
                                 for name, cpu in list(figure.cpu_breakdown.items())[:6])
@@ -154,18 +168,22 @@ class MixedResult:
 
 
 def _store_line(store: StoreCounts) -> str:
-    per = store.commits_per_sent
+    per, calls = store.commits_per_sent, store.shard_calls_per_sent
+    shard_calls = ("shard calls not counted" if store.shard_calls is None or calls is None
+                   else f"{store.shard_calls:,} shard calls = {calls:.3f}/notification")
     if store.commits is None or per is None:
-        return f"store commits not counted by this Herald ({store.sent} sent)"
+        return f"store commits not counted by this Herald ({store.sent} sent); {shard_calls}"
     return (f"store: {store.commits:,} commits for {store.sent:,} sent (+ {store.delivered:,} "
-            f"receipts) = {per:.3f} commits/notification")
+            f"receipts) = {per:.3f} commits/notification; {shard_calls}")
 
 
 def _figure(name: str, start: float, arrivals: Arrivals, load: tuple[float, float, float],
             cpu: float, sink_cpu: float, note: str, breakdown: dict[str, float] | None = None,
-            store: StoreCounts | None = None) -> SystemFigure:
+            store: StoreCounts | None = None,
+            roles: dict[str, float] | None = None) -> SystemFigure:
     return SystemFigure(name, arrivals.received, arrivals.last_at - start, arrivals.duplicates,
-                        load, os.getloadavg(), cpu, sink_cpu, note, breakdown or {}, store)
+                        load, os.getloadavg(), cpu, sink_cpu, note, breakdown or {}, store,
+                        roles or {})
 
 
 def _timeout(total: int) -> float:
@@ -270,7 +288,7 @@ def run_herald(sinks: Sinks, total: int, warmup: int, on_running: OnRunning | No
     return _figure(name, start, arrivals, load, cpu, sink_cpu,
                    f"batches of {BATCH}, {IN_FLIGHT} in flight, 4 shards, {store}, pools {pools}, "
                    f"real Twilio + SMTP providers, signed receipts back{unsettled}",
-                   meter.breakdown, after - before)
+                   meter.breakdown, after - before, cpu_by_role(meter.processes))
 
 
 def _start_herald(herald_type: Any, settings: Any) -> Any:

@@ -35,3 +35,17 @@ def test_a_herald_that_does_not_count_commits_says_so() -> None:
     assert before.commits is None and (after - before).commits is None
     assert (after - before).commits_per_sent is None
     assert StoreCounts(5, 0, 0).commits_per_sent is None  # nothing sent: no ratio
+
+
+def test_shard_calls_are_counted_when_herald_exports_them() -> None:
+    before = StoreCounts.parse(_exposition({"sent": 400, "shard_calls": 100, "store_commits": 3},
+                                           {"sent": 0, "shard_calls": 20, "store_commits": 1}))
+    after = StoreCounts.parse(_exposition({"sent": 8_400, "shard_calls": 300, "store_commits": 9},
+                                          {"sent": 8_000, "shard_calls": 220, "store_commits": 5}))
+    assert (before.shard_calls, after.shard_calls) == (120, 520)
+    run = after - before
+    assert (run.shard_calls, run.sent, run.shard_calls_per_sent) == (400, 16_000, 0.025)
+    # Before issue 19 no Herald counted them: the figure is absent, not zero.
+    assert StoreCounts.parse(_exposition({"sent": 8})).shard_calls is None
+    assert (after - StoreCounts(0, 0, 0)).shard_calls is None
+    assert (after - StoreCounts(0, 0, 0)).shard_calls_per_sent is None
