@@ -44,6 +44,12 @@ log = logging.getLogger("herald.channels")
 #: at load the pullers carry them (one call hands back and leases hundreds); idle, this is how
 #: much later a final status is known.
 ACK_WINDOW_SECONDS = 0.05
+#: How long they may wait while the link is busy: at load, what bounds the calls an idle-ish
+#: shard link makes (a few a second), and how much later a final status is known then.
+ACK_HOLD_SECONDS = 0.25
+#: The part of a shard's slots that must be free before a busy actor leases again: the larger,
+#: the more each exchange carries (fewer calls and commits), the emptier the slots on average.
+REFILL_AT = 0.5
 #: How long a lease call waits at the shard for work when there is none (an idle pool's poll).
 LONG_POLL_SECONDS = 1.0
 #: Sends per shard kept for asap (and higher) notifications: while a backlog fills every
@@ -168,11 +174,12 @@ class ChannelActor:
         )
 
     async def _exchange(self, link: _ShardLink, want: int = 0, wait: float = 0.0,
-                        min_priority: int = 0, renew: bool = False) -> list[Delivery]:
-        """One call to the shard: every outcome waiting (and, with ``renew``, every lease still
-        worked on) handed back, up to ``want`` new deliveries asked for. A failed call hands
-        its outcomes back again with the next one."""
-        outcomes = link.take_acks()
+                        min_priority: int = 0, renew: bool = False,
+                        carry: bool = True) -> list[Delivery]:
+        """One call to the shard: every outcome waiting (unless not ``carry``; with ``renew``,
+        every lease still worked on too) handed back, up to ``want`` new deliveries asked for.
+        A failed call hands its outcomes back again with the next one."""
+        outcomes = link.take_acks() if carry else []
         # Outcomes are answered at once (their providers' ``acked`` hooks wait for it); the
         # long poll is for a call that carries none.
         request = Exchange(self._lane, outcomes, link.renewals() if renew else [], want,
@@ -196,32 +203,47 @@ class ChannelActor:
 
     async def _pull(self, link: _ShardLink) -> None:
         """Lease into the normal slots; each call also hands back the outcomes waiting."""
+        found = True
         while not self._stopping:
             room = link.capacity - link.inflight
-            # Lease in batches: while busy, wait until a quarter of the room is free rather than
+            # Lease in batches: while busy, wait until REFILL_AT of the room is free rather than
             # calling the shard for every slot that frees up.
-            if room <= 0 or (link.inflight > 0 and room < max(1, link.capacity // 4)):
+            if room <= 0 or (link.inflight > 0 and self._normal_full(link)):
+                link.express_freed.set()  # the express puller takes over asap work meanwhile
                 link.slot_freed.clear()
                 await link.slot_freed.wait()
                 continue
             want = min(room, self._settings.lease_batch)
             link.inflight += want  # reserve before the await so the room stays honest
-            items = await self._exchange(link, want, LONG_POLL_SECONDS)
+            # After a call that found nothing, a long poll that carries nothing: otherwise a
+            # link whose lane is empty would turn round for every outcome (the flusher has them).
+            items = await self._exchange(link, want, LONG_POLL_SECONDS, carry=found)
+            found = bool(items)
             link.inflight -= want - len(items)
             self._spawn(link, items, express=False)
 
     async def _pull_express(self, link: _ShardLink) -> None:
-        """Lease only asap (and higher) work into the express slots."""
+        """Lease only asap (and higher) work into the express slots, while the normal slots are
+        full: while they have room, the normal puller leases asap work first anyway, and a
+        second long poll per shard would only double an idle pool's calls."""
         while not self._stopping:
             room = EXPRESS_SLOTS - link.express
-            if room <= 0:
+            if room <= 0 or not self._normal_full(link):
                 link.express_freed.clear()
                 await link.express_freed.wait()
                 continue
             link.express += room
-            items = await self._exchange(link, room, LONG_POLL_SECONDS, ASAP_PRIORITY)
+            # It carries no outcomes: a call that does is answered at once, and this one
+            # should wait for asap work, not turn round for every outcome of a busy link.
+            items = await self._exchange(link, room, LONG_POLL_SECONDS, ASAP_PRIORITY,
+                                         carry=False)
             link.express -= room - len(items)
             self._spawn(link, items, express=True)
+
+    @staticmethod
+    def _normal_full(link: _ShardLink) -> bool:
+        """Whether the normal puller waits for room (it makes no call meanwhile)."""
+        return link.capacity - link.inflight < max(1, int(link.capacity * REFILL_AT))
 
     def _spawn(self, link: _ShardLink, items: list[Delivery], express: bool) -> None:
         # Even when stopping, what was leased is delivered (drain waits for it).
@@ -262,11 +284,16 @@ class ChannelActor:
             link.slot_freed.set()
 
     async def _flusher(self, link: _ShardLink) -> None:
-        """Outcomes the pullers did not carry within ``ACK_WINDOW_SECONDS`` (they wait for room,
-        or for work in a long poll) go back in a call of their own."""
+        """Outcomes the pullers did not carry go back in a call of their own: after
+        ``ACK_WINDOW_SECONDS`` while few sends are in flight, after up to ``ACK_HOLD_SECONDS``
+        while the link is busy (a puller's call comes soon, and takes them along)."""
         while True:
             await link.acks_ready.wait()
             await asyncio.sleep(ACK_WINDOW_SECONDS)  # let a puller take them, or a batch gather
+            held = ACK_WINDOW_SECONDS
+            while link.acks and held < ACK_HOLD_SECONDS and link.inflight >= link.capacity // 4:
+                await asyncio.sleep(ACK_WINDOW_SECONDS)
+                held += ACK_WINDOW_SECONDS
             link.acks_ready.clear()
             if link.acks:
                 await self._exchange(link)

@@ -66,10 +66,11 @@ class QueueActor:
                                   lose=self._served.lose, committed=self._committed,
                                   window_seconds=settings.commit_window_ms / 1000)
 
-    async def _ready(self) -> QueueShard:
-        """The shard, once served; every API call but the health checks starts here, so this
-        is where calls are counted (``herald_shard_calls_total``)."""
-        self._calls += 1
+    async def _ready(self, counted: bool = True) -> QueueShard:
+        """The shard, once served. Every call that moves or reads notifications starts here and
+        is counted (``herald_shard_calls_total``); reads of figures (``stats``, the health
+        checks) are not: they follow who is watching, not the work."""
+        self._calls += counted
         return await self._served.ready()
 
     # -- plumbing -------------------------------------------------------------------------
@@ -307,7 +308,7 @@ class QueueActor:
 
     async def stats(self, tenant: str | None = None) -> ShardStats:
         """This shard's figures: service-wide, or only ``tenant``'s (no latency histogram)."""
-        shard = await self._ready()
+        shard = await self._ready(counted=False)
         if tenant is None:
             counters = dict(shard.counters)
             counters["store_commits"] = self._served.commits
@@ -318,7 +319,7 @@ class QueueActor:
 
     # -- the admin console (serve/admin.py): every tenant's notifications -----------------
     async def admin_stats(self) -> ShardFigures:
-        shard = await self._ready()
+        shard = await self._ready(counted=False)
         return ShardFigures(self._shard_id, shard.depth(), dict(shard.counters),
                             shard.oldest_waiting(), shard.dead_letters(), shard.pauses.since())
 

@@ -91,7 +91,10 @@ class Settings(BaseSettings):
     retry_cap_seconds: Backoff = 300.0
     lease_seconds: Seconds = 60.0
     lease_batch: Count = 200
-    channel_concurrency: Count = 64
+    #: Sends one channel actor keeps in flight, split evenly over the shards. Leased work that
+    #: waits for a provider connection counts (asap goes first there): enough that each
+    #: exchange with a shard carries dozens (``actors.channels``).
+    channel_concurrency: Count = 256
     max_body_bytes: Count = 8 * 1024 * 1024
     max_batch: Count = 1000
     queue_limit: Count = 2_000_000

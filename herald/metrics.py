@@ -45,7 +45,7 @@ COUNTER_HELP: Mapping[str, str] = {
     "stale_acks": "Delivery outcomes ignored because their lease had expired or been replaced.",
     "duplicates_refused": "Enqueues answered with an existing notification (same tag or key).",
     "store_commits": "Transactions the shards committed to their store (group commits).",
-    "shard_calls": "Calls the queue shards answered (exchanges with channel actors, intake, admin).",
+    "shard_calls": "Calls the queue shards answered that moved or read notifications (figures not counted).",
     "rejected": "Valid notifications the queue refused (queue full), counted by this API replica.",
 }
 DEPTH_HELP = "Live notifications per queue shard, channel lane and state."

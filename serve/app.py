@@ -63,6 +63,9 @@ from serve.enqueue import ShardRouter
 from serve.openapi import describe
 
 MAX_WAIT_SECONDS = 60.0
+#: Receipts gather this long before they go to their shard together: a provider waits seconds
+#: for our answer, and one call and one commit then carry many.
+RECEIPT_WINDOW_SECONDS = 0.05
 #: How long ``/v1/browser-endpoint`` waits for a gateway that is (re)starting, maybe elsewhere.
 GATEWAY_WAIT_SECONDS = 10.0
 #: Browser gateway ``i``'s actor, as the Supervisor names it (``actors/supervisor.py``).
@@ -97,7 +100,7 @@ class Intake:
         self.supervisor = supervisor
         self.router = ShardRouter(shards)
         self.receipt_batchers: list[ShardBatcher[Outcome, bool]] = [
-            ShardBatcher(shard.receipts) for shard in shards]
+            ShardBatcher(shard.receipts, window=RECEIPT_WINDOW_SECONDS) for shard in shards]
         self.keys = KeyRing(settings.api_keys)
         self.callback_guard = CallbackGuard(settings.callback_allow)
         self.channels = frozenset(settings.channels_configured())

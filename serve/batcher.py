@@ -21,9 +21,11 @@ class ShardBatcher(Generic[Item, Result]):
     ``receipts``).
     """
 
-    def __init__(self, call: Callable[[list[Item]], Awaitable[list[Result]]], max_batch: int = 5000) -> None:
+    def __init__(self, call: Callable[[list[Item]], Awaitable[list[Result]]], max_batch: int = 5000,
+                 window: float = 0.0) -> None:
         self._method = call
-        self._coalescer: Coalescer[Item, Result] = Coalescer(self._call, max_batch=max_batch)
+        self._coalescer: Coalescer[Item, Result] = Coalescer(self._call, max_batch=max_batch,
+                                                             window=window)
 
     async def submit(self, items: Sequence[Item]) -> list[Result]:
         """The shard's results for ``items``, one per item, in order.
