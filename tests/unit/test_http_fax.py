@@ -11,7 +11,9 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 from aiohttp import ClientSession, web
@@ -256,6 +258,37 @@ async def test_batch_is_delivered_concurrently_over_one_session(
     outcomes = await provider.deliver([_message(tag=f"tag-{i}") for i in range(5)])
     assert [o.kind for o in outcomes] == ["sent"] * 5
     assert len({o.provider_id for o in outcomes}) == 5 == len(fax_api.faxes)
+
+
+async def test_sends_keep_alive_at_most_connections_sockets(
+    fax_api: CaptureFaxApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[object] = []
+    real_session = aiohttp.ClientSession
+
+    async def on_open(*_: object) -> None:
+        opened.append(None)
+
+    def traced_session(*args: Any, **kwargs: Any) -> aiohttp.ClientSession:
+        trace = aiohttp.TraceConfig()
+        trace.on_connection_create_end.append(on_open)
+        return real_session(*args, trace_configs=[trace], **kwargs)
+
+    monkeypatch.setattr(aiohttp, "ClientSession", traced_session)
+    fax = HttpFaxProvider(API_KEY, connection_id="conn-1", default_from="+15550001111",
+                          base_url=fax_api.base_url, connections=2)
+    await fax.start()
+    monkeypatch.setattr(aiohttp, "ClientSession", real_session)
+    try:
+        for batch in range(2):
+            outcomes = await fax.deliver([
+                _message(tag=f"tag-{batch}-{i}", media_url="https://example.com/doc.pdf")
+                for i in range(10)])
+            assert [o.kind for o in outcomes] == ["sent"] * 10
+    finally:
+        await fax.close()
+    assert len(fax_api.faxes) == 20
+    assert 1 <= len(opened) <= 2
 
 
 async def test_timeout_is_retried() -> None:
