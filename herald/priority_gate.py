@@ -33,6 +33,7 @@ class PriorityGate:
             raise ValueError("capacity must be >= 1")
         self._capacity = capacity
         self._held = 0
+        self._waiting = 0
         #: (-priority, arrival, future): the heap's smallest is the next waiter to let in.
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._arrivals = itertools.count()
@@ -49,7 +50,7 @@ class PriorityGate:
     @property
     def waiting(self) -> int:
         """Waiters not let in yet."""
-        return sum(1 for *_, future in self._waiters if not future.done())
+        return self._waiting
 
     def resize(self, capacity: int) -> None:
         """Change how many may hold a slot at once."""
@@ -71,6 +72,7 @@ class PriorityGate:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiters, (-priority, next(self._arrivals), future))
+        self._waiting += 1
         try:
             await future
         except asyncio.CancelledError:
@@ -78,6 +80,7 @@ class PriorityGate:
                 self.release()  # let in, then cancelled before running: hand the slot on
             else:
                 future.cancel()  # ``_admit`` skips it
+                self._waiting -= 1
             raise
 
     def release(self) -> None:
@@ -93,6 +96,7 @@ class PriorityGate:
             if not future.done():  # a cancelled waiter's entry is dropped here
                 future.set_result(None)
                 self._held += 1
+                self._waiting -= 1
 
 
 class _Slot:
