@@ -11,9 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import orjson
 import pytest
 from aiohttp import ClientSession, web
@@ -33,6 +31,7 @@ from herald.receipts import (
     fax_receipt,
 )
 from herald.render import Message
+from tests.support.connection_count import counting_connections
 
 API_KEY = "KEY-test-secret"
 TO = "+15551234567"
@@ -260,25 +259,11 @@ async def test_batch_is_delivered_concurrently_over_one_session(
     assert len({o.provider_id for o in outcomes}) == 5 == len(fax_api.faxes)
 
 
-async def test_sends_keep_alive_at_most_connections_sockets(
-    fax_api: CaptureFaxApi, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    opened: list[object] = []
-    real_session = aiohttp.ClientSession
-
-    async def on_open(*_: object) -> None:
-        opened.append(None)
-
-    def traced_session(*args: Any, **kwargs: Any) -> aiohttp.ClientSession:
-        trace = aiohttp.TraceConfig()
-        trace.on_connection_create_end.append(on_open)
-        return real_session(*args, trace_configs=[trace], **kwargs)
-
-    monkeypatch.setattr(aiohttp, "ClientSession", traced_session)
+async def test_sends_keep_alive_at_most_connections_sockets(fax_api: CaptureFaxApi) -> None:
     fax = HttpFaxProvider(API_KEY, connection_id="conn-1", default_from="+15550001111",
                           base_url=fax_api.base_url, connections=2)
-    await fax.start()
-    monkeypatch.setattr(aiohttp, "ClientSession", real_session)
+    with counting_connections() as opened:
+        await fax.start()
     try:
         for batch in range(2):
             outcomes = await fax.deliver([

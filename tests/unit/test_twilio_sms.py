@@ -9,7 +9,6 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -24,6 +23,7 @@ from herald.errors import AuthError
 from herald.receipts import twilio_receipt
 from herald.render import Message
 from herald.retry import parse_retry_after
+from tests.support.connection_count import counting_connections
 
 SID = "AC" + "0123456789abcdef" * 2
 TOKEN = "test-token-not-a-secret"
@@ -233,25 +233,13 @@ async def test_silent_server_times_out_and_is_retried() -> None:
 
 
 async def test_100_sends_share_one_keep_alive_session_of_4_connections(
-    api: CaptureTwilioApi, monkeypatch: pytest.MonkeyPatch
+    api: CaptureTwilioApi,
 ) -> None:
-    opened: list[object] = []
-    real_session = aiohttp.ClientSession
-
-    async def on_open(*_: object) -> None:
-        opened.append(None)
-
-    def traced_session(*args: Any, **kwargs: Any) -> aiohttp.ClientSession:
-        trace = aiohttp.TraceConfig()
-        trace.on_connection_create_end.append(on_open)
-        return real_session(*args, trace_configs=[trace], **kwargs)
-
-    monkeypatch.setattr(aiohttp, "ClientSession", traced_session)
     twilio = TwilioSmsProvider(SID, TOKEN, base_url=api.base_url, default_from=FROM,
                                connections=4)
-    await twilio.start()
+    with counting_connections() as opened:
+        await twilio.start()
     session = twilio.session
-    monkeypatch.setattr(aiohttp, "ClientSession", real_session)
     try:
         for batch in range(2):
             messages = [sms(f"message {n}", to=f"+1415555{batch}{n:03d}") for n in range(50)]
