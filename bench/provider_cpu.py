@@ -4,21 +4,27 @@
 process of its own (``bench.sinks``), so that only the provider's side is measured, then times
 ``rounds`` of ``sends`` SMS each (``deliver`` batches of ``--batch``) with
 ``time.process_time`` and prints the median CPU and wall time per send, in microseconds.
-``--module`` times another version of ``TwilioSmsProvider`` (a copy on ``PYTHONPATH``).
+``--module`` times another version of ``TwilioSmsProvider`` (a copy on ``PYTHONPATH``), or
+``bare``: the same form POSTs on one aiohttp session with nothing around them (the floor).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import importlib
 import json
 import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlencode
 
-from actors.providers.twilio_sms import TwilioSmsProvider
+import aiohttp
+
 from bench.sinks import SinkProcess
 from herald.channels import Channel
 from herald.render import Message
@@ -36,8 +42,42 @@ def _sms(n: int) -> Message:
     )
 
 
+class BareFormPost:
+    """The floor: each message one form POST on one session, the answer read and parsed."""
+
+    def __init__(self, account_sid: str, auth_token: str, base_url: str, default_from: str,
+                 **_: Any) -> None:
+        self._url = f"{base_url}/2010-04-01/Accounts/{account_sid}/Messages.json"
+        credentials = base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode()
+        self._headers = {"Authorization": f"Basic {credentials}",
+                         "Content-Type": "application/x-www-form-urlencoded"}
+        self._from = default_from
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(headers=self._headers)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def _post(self, message: Message) -> Any:
+        assert self._session is not None
+        form = {"To": message.to, "From": self._from, "Body": message.text}
+        async with self._session.post(self._url, data=urlencode(form).encode()) as answer:
+            return await answer.json()
+
+    async def deliver(self, messages: Sequence[Message]) -> list[Any]:
+        answers = await asyncio.gather(*(self._post(m) for m in messages))
+        return [_Sent() for _ in answers]
+
+
+class _Sent:
+    kind = "sent"
+
+
 async def _rounds(
-    provider_class: type[TwilioSmsProvider], base_url: str, sends: int, rounds: int, batch: int
+    provider_class: Any, base_url: str, sends: int, rounds: int, batch: int
 ) -> list[tuple[float, float]]:
     provider = provider_class(SID, TOKEN, base_url=base_url, default_from="+15005550006",
                                  status_callback_url=None)
@@ -69,7 +109,8 @@ def main() -> None:
         sink = SinkProcess("sms", "--account-sid", SID, "--auth-token", TOKEN,
                            "--outbox-dir", outbox)
         try:
-            provider_class = importlib.import_module(args.module).TwilioSmsProvider
+            provider_class = (BareFormPost if args.module == "bare"
+                              else importlib.import_module(args.module).TwilioSmsProvider)
             results = asyncio.run(_rounds(provider_class, f"http://127.0.0.1:{sink.port}",
                                           args.sends, args.rounds, args.batch))
         finally:

@@ -21,6 +21,7 @@ the full public URL Twilio called, the form fields and the ``X-Twilio-Signature`
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 from collections.abc import Mapping
@@ -128,7 +129,9 @@ class TwilioSmsProvider(Provider):
     async def start(self) -> None:
         if self.session is not None and not self.session.closed:
             return
-        auth = aiohttp.BasicAuth(self.account_sid, self._auth_token).encode()
+        # Basic auth as aiohttp's (deprecated) BasicAuth wrote it: latin-1, base64.
+        credentials = f"{self.account_sid}:{self._auth_token}".encode("latin-1")
+        auth = "Basic " + base64.b64encode(credentials).decode("ascii")
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self.connections),
             timeout=aiohttp.ClientTimeout(total=self.timeout),
