@@ -7,10 +7,10 @@ becomes a ``ProviderError`` in one place, ``_error_to_provider_error``. Logs car
 never addresses, subjects or bodies.
 
 How many connections: ``herald.connection_sizing.ConnectionSizer`` starts with two and adds one
-while sends queue and the relay's measured per-message latency says another connection sends
-more, up to ``pool_size`` (``HERALD_SMTP_POOL_SIZE``). Sends wait for a connection in a
-``herald.priority_gate.PriorityGate``: an asap message takes the next free one, ahead of every
-normal message already waiting.
+while sends queue, up to ``pool_size`` (``HERALD_SMTP_POOL_SIZE``), unless the relay's measured
+per-message latency says the last one added made it send less (then one fewer, for a while).
+Sends wait for a connection in a ``herald.priority_gate.PriorityGate``: an asap message takes
+the next free one, ahead of every normal message already waiting.
 
 Messages are written once per attempt by ``herald.email_message.build_email`` and sent as raw
 bytes (a connection replaced mid-send gets the same bytes).
@@ -180,9 +180,11 @@ class SmtpProvider(Provider):
         return smtp
 
     async def _quit(self, smtp: aiosmtplib.SMTP) -> None:
-        with contextlib.suppress(Exception):
-            await smtp.quit(timeout=min(self._timeout, _QUIT_TIMEOUT))
-        smtp.close()
+        try:
+            with contextlib.suppress(Exception):
+                await smtp.quit(timeout=min(self._timeout, _QUIT_TIMEOUT))
+        finally:
+            smtp.close()  # cancelled mid-QUIT too: the socket must not outlive the count
 
 
 async def _sendmail(smtp: aiosmtplib.SMTP, email: Email) -> None:
