@@ -19,6 +19,9 @@ Modeled on Telnyx's API (developers.telnyx.com, "Send a fax", "API error codes")
   the tag travels in the signed body: each fax is sent with ``client_state`` =
   ``fax_client_state(tag)`` (base64, as Telnyx requires), which Telnyx echoes in every webhook
   of that fax; ``herald.receipts.fax_receipt`` reads it back.
+
+One keep-alive session per provider instance with at most ``connections`` sockets; sends wait for
+one in a ``PriorityGate``, so an asap fax goes out on the next free socket.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from herald.errors import (
 from herald.fax_document import render_pdf
 from herald.http_status import classify_http_status
 from herald.outcome import Outcome
+from herald.priority_gate import PriorityGate
 from herald.receipts import fax_client_state
 from herald.render import Message
 from herald.retry import parse_retry_after
@@ -49,6 +53,8 @@ __all__ = ["HttpFaxProvider"]
 log = logging.getLogger(__name__)
 
 _ACCEPTED = frozenset({200, 201, 202})
+#: Sockets per provider instance (aiohttp's default connector limit).
+CONNECTIONS = 100
 
 
 class HttpFaxProvider(Provider):
@@ -64,6 +70,7 @@ class HttpFaxProvider(Provider):
         webhook_url: str | None = None,
         timeout: float = 30.0,
         name: str = "telnyx",
+        connections: int = CONNECTIONS,
     ) -> None:
         self.name = name
         self._api_key = api_key
@@ -72,7 +79,9 @@ class HttpFaxProvider(Provider):
         self._endpoint = f"{base_url.rstrip('/')}/v2/faxes"
         self._webhook_url = webhook_url
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._connections = connections
         self._session: aiohttp.ClientSession | None = None
+        self.gate = PriorityGate(connections)
 
     def __repr__(self) -> str:  # never show the API key
         return f"HttpFaxProvider(name={self.name!r}, endpoint={self._endpoint!r})"
@@ -80,6 +89,7 @@ class HttpFaxProvider(Provider):
     async def start(self) -> None:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._connections),
                 timeout=self._timeout,
                 headers={"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"},
             )
@@ -94,7 +104,9 @@ class HttpFaxProvider(Provider):
             raise RuntimeError(f"{self!r}: call start() before send()")
         request, info = await self._request(message)
         try:
-            async with self._session.post(self._endpoint, **request) as response:
+            async with self.gate.slot(message.priority), self._session.post(
+                self._endpoint, **request
+            ) as response:
                 body = await response.read()
                 outcome = _answer(
                     message.tag, self.name, response.status, response.headers, body, info

@@ -1,12 +1,19 @@
 """SMTP email provider: send rendered messages over a small pool of reused aiosmtplib connections.
 
-One ``SmtpProvider`` per channel actor. Connections are opened lazily, at most ``pool_size`` at
-a time, and reused across messages (never one per message, httpx#1042). A connection that raised
-is closed and dropped; one that the server hung up on while idle is replaced transparently.
-Every SMTP, socket and address error becomes a ``ProviderError`` in one place,
-``_error_to_provider_error``. Logs carry the tag only: never addresses, subjects or bodies.
+One ``SmtpProvider`` per channel actor. Connections are opened lazily and reused across messages
+(never one per message, httpx#1042). A connection that raised is closed and dropped; one that
+the server hung up on while idle is replaced transparently. Every SMTP, socket and address error
+becomes a ``ProviderError`` in one place, ``_error_to_provider_error``. Logs carry the tag only:
+never addresses, subjects or bodies.
 
-Messages are written once by ``herald.email_message.build_email`` and sent as raw bytes.
+How many connections: ``herald.connection_sizing.ConnectionSizer`` starts with two and adds one
+while sends queue, up to ``pool_size`` (``HERALD_SMTP_POOL_SIZE``), unless the relay's measured
+per-message latency says the last one added made it send less (then one fewer, for a while).
+Sends wait for a connection in a ``herald.priority_gate.PriorityGate``: an asap message takes
+the next free one, ahead of every normal message already waiting.
+
+Messages are written once per attempt by ``herald.email_message.build_email`` and sent as raw
+bytes (a connection replaced mid-send gets the same bytes).
 """
 
 from __future__ import annotations
@@ -15,14 +22,18 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import time
 
 import aiosmtplib
 
 from actors.providers.base import Provider
 from herald.config import SmtpTarget
+from herald.connection_sizing import ConnectionSizer
 from herald.email_message import Email, build_email
 from herald.errors import PermanentProviderError, ProviderError, TransientProviderError
 from herald.outcome import Outcome
+from herald.priority import MAX_PRIORITY
+from herald.priority_gate import PriorityGate
 from herald.render import Message
 
 __all__ = ["SmtpProvider"]
@@ -56,13 +67,14 @@ class SmtpProvider(Provider):
             raise ValueError("pool_size must be >= 1")
         self._target = target
         self._sender = sender
-        self._pool_size = pool_size
         self._timeout = timeout
         self._tls_context = tls_context
+        self.sizer = ConnectionSizer(pool_size)
         # A send holds a slot for its whole transaction, so open connections (idle + busy)
         # never outnumber the slots: a connection is only created when no idle one is left.
-        self._slots = asyncio.Semaphore(pool_size)
+        self.gate = PriorityGate(self.sizer.size)
         self._idle: list[aiosmtplib.SMTP] = []
+        self._open = 0
         self._closed = False
 
     async def start(self) -> None:
@@ -71,22 +83,23 @@ class SmtpProvider(Provider):
 
     async def close(self) -> None:
         """Stop taking sends, wait for those in flight, then QUIT every pooled connection."""
-        self._closed = True
+        self._closed = True  # from now on the gate's capacity stays as it is
         acquired = 0
         try:
-            for _ in range(self._pool_size):
-                await self._slots.acquire()
+            for _ in range(self.gate.capacity):
+                await self.gate.acquire(MAX_PRIORITY + 1)  # ahead of every queued send
                 acquired += 1
             idle, self._idle = self._idle, []
+            self._open -= len(idle)
             await asyncio.gather(*(self._quit(smtp) for smtp in idle))
         finally:
             for _ in range(acquired):
-                self._slots.release()
+                self.gate.release()
 
     async def send(self, message: Message) -> Outcome:
         try:
             email = build_email(message, self._sender)
-            await self._transmit(email)
+            await self._transmit(email, message.priority)
         except Exception as exc:
             error = _error_to_provider_error(exc)
             log.info(
@@ -100,23 +113,40 @@ class SmtpProvider(Provider):
         log.debug("smtp sent", extra={"tag": message.tag})
         return Outcome(message.tag, "sent", self.name, provider_id=email.message_id)
 
-    async def _transmit(self, email: Email) -> None:
-        async with self._slots:
+    async def _transmit(self, email: Email, priority: int) -> None:
+        async with self.gate.slot(priority):
             if self._closed:
                 raise TransientProviderError("smtp provider is closed")
+            # Only a full pool's latencies say what one more connection would add.
+            size = self.gate.capacity
+            full = self.gate.held >= size
             while True:
                 smtp, reused = await self._checkout()
+                started = time.monotonic()
                 try:
                     await _sendmail(smtp, email)
                 except BaseException as exc:
-                    smtp.close()  # its state is unknown: never hand it to the next message
+                    self._drop(smtp)  # its state is unknown: never hand it to the next message
                     if reused and isinstance(exc, ConnectionError):
                         # The server dropped it while it sat idle (its own idle timeout);
                         # the loop ends on a fresh connection, whose errors are raised.
                         continue
                     raise
+                break
+            finished = time.monotonic()
+            if full:
+                self.sizer.observe(finished - started, size)
+            if not self._closed:  # ``close`` counts on the capacity it started with
+                self.gate.resize(self.sizer.decide(self.gate.waiting, finished))
+            if self._open > self.gate.capacity:  # the sizer went back one: this one goes
+                self._open -= 1  # now, so that sends finishing meanwhile keep theirs
+                await self._quit(smtp)
+            else:
                 self._idle.append(smtp)
-                return
+
+    def _drop(self, smtp: aiosmtplib.SMTP) -> None:
+        smtp.close()
+        self._open -= 1
 
     async def _checkout(self) -> tuple[aiosmtplib.SMTP, bool]:
         """An idle live connection (most recently used first), else a new one; and if reused."""
@@ -124,11 +154,13 @@ class SmtpProvider(Provider):
             smtp = self._idle.pop()
             if smtp.is_connected:
                 return smtp, True
-            smtp.close()
+            self._drop(smtp)
         try:
-            return await self._connect(), False
+            smtp = await self._connect()
         except Exception as exc:
             raise _error_to_provider_error(exc, connecting=True) from exc
+        self._open += 1
+        return smtp, False
 
     async def _connect(self) -> aiosmtplib.SMTP:
         target = self._target
@@ -148,9 +180,11 @@ class SmtpProvider(Provider):
         return smtp
 
     async def _quit(self, smtp: aiosmtplib.SMTP) -> None:
-        with contextlib.suppress(Exception):
-            await smtp.quit(timeout=min(self._timeout, _QUIT_TIMEOUT))
-        smtp.close()
+        try:
+            with contextlib.suppress(Exception):
+                await smtp.quit(timeout=min(self._timeout, _QUIT_TIMEOUT))
+        finally:
+            smtp.close()  # cancelled mid-QUIT too: the socket must not outlive the count
 
 
 async def _sendmail(smtp: aiosmtplib.SMTP, email: Email) -> None:

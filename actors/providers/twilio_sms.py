@@ -1,8 +1,16 @@
-"""SMS through Twilio's Messages API (official ``twilio`` client).
+"""SMS through Twilio's Messages API: one form POST per message over one keep-alive session.
 
 ``TwilioSmsProvider`` sends; ``herald.receipts.twilio_receipt`` turns a signed ``StatusCallback``
 request into a ``delivered``/``failed`` outcome. ``provider_error`` is the one place where Twilio's
 errors and network errors become Herald's transient/permanent provider errors.
+
+The send is the request the official client makes (``POST {base}/2010-04-01/Accounts/{sid}/
+Messages.json``, Basic auth, form fields ``To``, ``From``, ``Body``, ``StatusCallback``), written
+directly: the client's request path cost more CPU than the POST itself (issue 19). An error
+answer is still read by the client's own ``Version.exception``, so the ``TwilioRestException`` /
+``TwilioServiceException`` it raised, and therefore every outcome, are as before; the ``twilio``
+package also checks receipts (``RequestValidator``). Sends wait for one of ``connections``
+sockets in a ``PriorityGate``: an asap message goes out on the next free socket.
 
 How a receipt finds its notification: the provider asks Twilio to call
 ``<status_callback_url>?tag=<tag>`` (``&tag=`` when the URL already has a query), so the tag
@@ -13,20 +21,19 @@ the full public URL Twilio called, the form fields and the ``X-Twilio-Signature`
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
+import orjson
+from twilio import __version__ as twilio_version
 from twilio.base.exceptions import TwilioRestException, TwilioServiceException
-from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.base.version import Version
 from twilio.http.response import Response
-from twilio.rest import Client
 
 from actors.providers.base import Provider
 from herald.errors import (
@@ -36,75 +43,21 @@ from herald.errors import (
 )
 from herald.http_status import classify_http_status
 from herald.outcome import Outcome
+from herald.priority_gate import PriorityGate
 from herald.render import Message
 from herald.retry import parse_retry_after
 from herald.sms import mask_number, segments
 
 TWILIO_API_URL = "https://api.twilio.com"
+#: Sockets per provider instance (aiohttp's default connector limit, which the client had).
+CONNECTIONS = 100
 log = logging.getLogger("herald.providers.twilio")
-# The twilio library logs every request at INFO, the account SID included: keep it quiet.
-logging.getLogger("twilio").setLevel(logging.WARNING)
-
-
-@dataclass(slots=True)
-class ResponseMeta:
-    """What the HTTP client saw of the last response inside one ``observe()`` block."""
-
-    status: int | None = None
-    retry_after: float | None = None
-
-
-# One slot per send: concurrent sends share the client, so "the last response" must be per task.
-_RESPONSE_META: ContextVar[ResponseMeta | None] = ContextVar("twilio_response", default=None)
-
-
-class BaseUrlAsyncHttpClient(AsyncTwilioHttpClient):
-    """Twilio's aiohttp client, pointed at ``base_url`` and with a default timeout that applies.
-
-    The official client has no base-URL option, so request URLs starting with
-    ``https://api.twilio.com`` are rewritten. The upstream client passes ``timeout=None`` to
-    aiohttp, which disables every timeout; the constructor's ``timeout`` is used instead.
-    """
-
-    def __init__(self, base_url: str = TWILIO_API_URL, timeout: float | None = 15.0) -> None:
-        super().__init__(pool_connections=True, timeout=timeout)
-        self.base_url = base_url.rstrip("/")
-
-    def rewrite(self, url: str) -> str:
-        if url.startswith(TWILIO_API_URL):
-            return self.base_url + url[len(TWILIO_API_URL):]
-        return url
-
-    @contextmanager
-    def observe(self) -> Iterator[ResponseMeta]:
-        """Record status and ``Retry-After`` of the responses awaited inside the block."""
-        meta = ResponseMeta()
-        token = _RESPONSE_META.set(meta)
-        try:
-            yield meta
-        finally:
-            _RESPONSE_META.reset(token)
-
-    async def request(
-        self,
-        method: str,
-        url: str,
-        params: dict[str, object] | None = None,
-        data: dict[str, object] | None = None,
-        headers: dict[str, str] | None = None,
-        auth: tuple[str, str] | None = None,
-        timeout: float | None = None,
-        allow_redirects: bool = False,
-    ) -> Response:
-        response: Response = await super().request(
-            method, self.rewrite(url), params=params, data=data, headers=headers, auth=auth,
-            timeout=self.timeout if timeout is None else timeout, allow_redirects=allow_redirects,
-        )
-        meta = _RESPONSE_META.get()
-        if meta is not None:
-            meta.status = response.status_code
-            meta.retry_after = parse_retry_after((response.headers or {}).get("Retry-After"))
-        return response
+_HEADERS = {
+    "Accept": "application/json",
+    "Accept-Charset": "utf-8",
+    "Content-Type": "application/x-www-form-urlencoded",
+    "User-Agent": f"herald twilio-python/{twilio_version}",
+}
 
 
 #: Errors ``provider_error`` knows how to classify; anything else propagates unchanged.
@@ -141,7 +94,7 @@ def with_tag(url: str, tag: str) -> str:
 
 
 class TwilioSmsProvider(Provider):
-    """Sends SMS with one pooled Twilio client per instance (per actor)."""
+    """Sends SMS over one keep-alive ``aiohttp`` session per instance (per actor)."""
 
     name = "twilio"
 
@@ -154,6 +107,7 @@ class TwilioSmsProvider(Provider):
         status_callback_url: str | None = None,
         timeout: float = 15.0,
         name: str = "twilio",
+        connections: int = CONNECTIONS,
     ) -> None:
         self.name = name
         self.account_sid = account_sid
@@ -162,53 +116,79 @@ class TwilioSmsProvider(Provider):
         self.default_from = default_from
         self.status_callback_url = status_callback_url
         self.timeout = timeout
-        self.http_client: BaseUrlAsyncHttpClient | None = None
-        self._client: Any = None
+        self.connections = connections
+        #: The path Twilio's client names in its errors, and the URL it is sent to.
+        self._path = f"/2010-04-01/Accounts/{account_sid}/Messages.json"
+        self._url = base_url.rstrip("/") + self._path
+        self.session: aiohttp.ClientSession | None = None
+        self.gate = PriorityGate(connections)
 
     def __repr__(self) -> str:  # never show the auth token
         return f"TwilioSmsProvider(name={self.name!r}, account_sid={self.account_sid!r})"
 
     async def start(self) -> None:
-        if self._client is not None:
+        if self.session is not None and not self.session.closed:
             return
-        self.http_client = BaseUrlAsyncHttpClient(self.base_url, timeout=self.timeout)
-        # environment={} keeps TWILIO_REGION/TWILIO_EDGE from rewriting the host behind our back.
-        self._client = Client(
-            self.account_sid, self._auth_token, http_client=self.http_client, environment={}
+        # Basic auth as aiohttp's (deprecated) BasicAuth wrote it: latin-1, base64.
+        credentials = f"{self.account_sid}:{self._auth_token}".encode("latin-1")
+        auth = "Basic " + base64.b64encode(credentials).decode("ascii")
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self.connections),
+            timeout=aiohttp.ClientTimeout(total=self.timeout),
+            headers={**_HEADERS, "Authorization": auth},
         )
 
     async def close(self) -> None:
-        if self.http_client is not None:
-            await self.http_client.close()
-        self.http_client, self._client = None, None
+        if self.session is not None:
+            await self.session.close()
+        self.session = None
 
     def _callback_for(self, tag: str) -> str | None:
         return with_tag(self.status_callback_url, tag) if self.status_callback_url else None
 
     async def send(self, message: Message) -> Outcome:
-        if self._client is None or self.http_client is None:
+        if self.session is None:
             raise RuntimeError(f"{self!r}: call start() before send()")
         sender = message.sender or self.default_from
         if not message.to or not sender:
             raise PermanentProviderError("SMS needs a To number and a From (or default_from)")
+        form = {"To": message.to, "From": sender, "Body": message.text}
         callback = self._callback_for(message.tag)
-        with self.http_client.observe() as meta:
-            try:
-                answer = await self._client.messages.create_async(
-                    to=message.to, from_=sender, body=message.text, status_callback=callback
-                )
-            except MAPPED_ERRORS as exc:
-                error = provider_error(exc, meta.retry_after)
-                log.debug("twilio refused", extra={
-                    "tag": message.tag, "to": mask_number(message.to), "code": error.provider_code,
-                })
-                raise error from exc
+        if callback:
+            form["StatusCallback"] = callback
+        retry_after: str | None = None
+        try:
+            async with self.gate.slot(message.priority):
+                async with self.session.post(
+                    self._url, data=urlencode(form).encode(), allow_redirects=False
+                ) as answer:
+                    body = await answer.read()
+                    if not 200 <= answer.status < 300:
+                        retry_after = answer.headers.get("Retry-After")
+                        raise _refusal(answer.status, body, answer.headers, self._path)
+        except MAPPED_ERRORS as exc:
+            error = provider_error(exc, parse_retry_after(retry_after))
+            log.debug("twilio refused", extra={
+                "tag": message.tag, "to": mask_number(message.to), "code": error.provider_code,
+            })
+            raise error from exc
+        created: dict[str, Any] = orjson.loads(body) if body else {}
         local = segments(message.text)
         # num_segments is a string, and "0" until a Messaging Service has picked a sender.
-        count = int(answer.num_segments) if str(answer.num_segments or "").isdigit() else 0
-        log.debug("twilio accepted", extra={"tag": message.tag, "sid": answer.sid,
+        reported = str(created.get("num_segments") or "")
+        count = int(reported) if reported.isdigit() else 0
+        sid = created.get("sid")
+        log.debug("twilio accepted", extra={"tag": message.tag, "sid": sid,
                                             "to": mask_number(message.to)})
         return Outcome(
-            message.tag, "sent", self.name, provider_id=answer.sid,
+            message.tag, "sent", self.name, provider_id=sid,
             info={"segments": count or local.segments, "encoding": local.encoding},
         )
+
+
+def _refusal(
+    status: int, body: bytes, headers: Mapping[str, str], path: str
+) -> TwilioRestException | TwilioServiceException:
+    """The exception Twilio's client raises for this error answer (it reads the JSON body)."""
+    text = body.decode("utf-8", "replace")
+    return Version.exception("POST", path, Response(status, text, headers), "Unable to create record")

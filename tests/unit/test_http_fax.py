@@ -31,6 +31,7 @@ from herald.receipts import (
     fax_receipt,
 )
 from herald.render import Message
+from tests.support.connection_count import counting_connections
 
 API_KEY = "KEY-test-secret"
 TO = "+15551234567"
@@ -256,6 +257,23 @@ async def test_batch_is_delivered_concurrently_over_one_session(
     outcomes = await provider.deliver([_message(tag=f"tag-{i}") for i in range(5)])
     assert [o.kind for o in outcomes] == ["sent"] * 5
     assert len({o.provider_id for o in outcomes}) == 5 == len(fax_api.faxes)
+
+
+async def test_sends_keep_alive_at_most_connections_sockets(fax_api: CaptureFaxApi) -> None:
+    fax = HttpFaxProvider(API_KEY, connection_id="conn-1", default_from="+15550001111",
+                          base_url=fax_api.base_url, connections=2)
+    with counting_connections() as opened:
+        await fax.start()
+    try:
+        for batch in range(2):
+            outcomes = await fax.deliver([
+                _message(tag=f"tag-{batch}-{i}", media_url="https://example.com/doc.pdf")
+                for i in range(10)])
+            assert [o.kind for o in outcomes] == ["sent"] * 10
+    finally:
+        await fax.close()
+    assert len(fax_api.faxes) == 20
+    assert 1 <= len(opened) <= 2
 
 
 async def test_timeout_is_retried() -> None:

@@ -1,8 +1,9 @@
-"""Twilio SMS provider against the capture Twilio API on loopback, through the official client."""
+"""Twilio SMS provider against the capture Twilio API on loopback: sends, receipts, error mapping."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -22,6 +23,7 @@ from herald.errors import AuthError
 from herald.receipts import twilio_receipt
 from herald.render import Message
 from herald.retry import parse_retry_after
+from tests.support.connection_count import counting_connections
 
 SID = "AC" + "0123456789abcdef" * 2
 TOKEN = "test-token-not-a-secret"
@@ -230,22 +232,45 @@ async def test_silent_server_times_out_and_is_retried() -> None:
     assert (outcome.kind, outcome.code) == ("retry", "timeout")
 
 
-async def test_50_concurrent_sends_share_one_session(
-    provider: TwilioSmsProvider, api: CaptureTwilioApi, monkeypatch: pytest.MonkeyPatch
+async def test_100_sends_share_one_keep_alive_session_of_4_connections(
+    api: CaptureTwilioApi,
 ) -> None:
-    def no_new_session(*args: object, **kwargs: object) -> None:
-        raise AssertionError("a send opened its own ClientSession")
+    twilio = TwilioSmsProvider(SID, TOKEN, base_url=api.base_url, default_from=FROM,
+                               connections=4)
+    with counting_connections() as opened:
+        await twilio.start()
+    session = twilio.session
+    try:
+        for batch in range(2):
+            messages = [sms(f"message {n}", to=f"+1415555{batch}{n:03d}") for n in range(50)]
+            outcomes = await twilio.deliver(messages)
+            assert [o.kind for o in outcomes] == ["sent"] * 50
+            assert [o.tag for o in outcomes] == [m.tag for m in messages]
+        assert twilio.session is session and session is not None and not session.closed
+    finally:
+        await twilio.close()
+    assert len({m["sid"] for m in api.messages}) == 100
+    assert 1 <= len(opened) <= 4  # the gate keeps 4 in flight; the connector keeps them alive
 
-    monkeypatch.setattr("twilio.http.async_http_client.ClientSession", no_new_session)
-    assert provider.http_client is not None
-    session = provider.http_client.session
-    messages = [sms(f"message {n}", to=f"+1415555{n:04d}") for n in range(50)]
-    outcomes = await provider.deliver(messages)
-    assert [o.kind for o in outcomes] == ["sent"] * 50
-    assert [o.tag for o in outcomes] == [m.tag for m in messages]
-    assert len({o.provider_id for o in outcomes}) == 50
-    assert sorted(m["to"] for m in api.messages) == sorted(m.to or "" for m in messages)
-    assert provider.http_client.session is session and not session.closed
+
+async def test_asap_send_takes_the_next_free_connection(api: CaptureTwilioApi) -> None:
+    """One connection, held by a slow send; normal sends queue, then an asap one: it goes next."""
+    twilio = TwilioSmsProvider(SID, TOKEN, base_url=api.base_url, default_from=FROM,
+                               connections=1)
+    await twilio.start()
+    try:
+        api.delay_until(time.monotonic() + 0.3, 0.5)  # only the first request is slow
+        first = asyncio.create_task(twilio.send(sms("first")))
+        await asyncio.sleep(0.1)
+        normal = [asyncio.create_task(twilio.send(sms(f"normal {n}"))) for n in range(3)]
+        await asyncio.sleep(0.05)
+        urgent = sms("urgent")
+        asap = asyncio.create_task(twilio.send(dataclasses.replace(urgent, priority=8)))
+        await asyncio.wait_for(asyncio.gather(first, asap, *normal), 5)
+    finally:
+        await twilio.close()
+    assert [m["body"] for m in api.messages] == [
+        "first", "urgent", "normal 0", "normal 1", "normal 2"]
 
 
 def test_retry_after_accepts_seconds_and_http_dates() -> None:
