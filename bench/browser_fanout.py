@@ -16,10 +16,12 @@ import asyncio
 import json
 import logging
 import multiprocessing
+import os
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
 from multiprocessing.sharedctypes import RawArray
 from multiprocessing.synchronize import Event
 from pathlib import Path
@@ -27,6 +29,7 @@ from typing import Any
 
 import httpx
 
+from bench.cpu import cpu_of
 from bench.procinfo import children_of, load_average, pid_listening_on, start_retrying
 
 KEY = "bench-key-" + "w" * 20
@@ -45,12 +48,17 @@ class FanoutResult:
     accepted_per_s: float
     herald_delivered: int
     load: str
+    #: CPU µs per notification of each kind of process (the measured rounds, until idle).
+    cpu_us: dict[str, float] = field(default_factory=dict)
 
     def describe(self) -> str:
         each = ", ".join(f"{r:,.0f}" for r in self.rounds)
+        cpu = ", ".join(f"{role} {us:,.0f}" for role, us in
+                        sorted(self.cpu_us.items(), key=lambda item: -item[1]))
         return (f"browser fan-out: {self.users} connected users, {self.total:,} notifications a "
                 f"round\n  acked at the clients {self.per_s:10,.0f}/s (rounds {each}; target ≥ "
                 f"{TARGET_PER_S:,.0f}/s)\n  accepted at intake  {self.accepted_per_s:10,.0f}/s\n"
+                f"  CPU µs a notification: {cpu or '-'}\n"
                 f"  Herald's delivered counter: {self.herald_delivered:,}; load {self.load}")
 
 
@@ -85,8 +93,6 @@ def batches_for(total: int, users: int) -> list[list[dict[str, Any]]]:
 
 
 async def _clients(base: str, uids: list[int], board: ClientBoard, slot: int, stop: Event) -> None:
-    import websockets
-
     headers = {"Authorization": f"Bearer {KEY}"}
     sem = asyncio.Semaphore(32)
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60) as client:
@@ -98,6 +104,13 @@ async def _clients(base: str, uids: list[int], board: ClientBoard, slot: int, st
                 return str(found.json()["url"])
 
         urls = await asyncio.gather(*(url_for(uid) for uid in uids))
+
+    await ack_everything(urls, board, slot, stop)
+
+
+async def ack_everything(urls: list[str], board: ClientBoard, slot: int, stop: Event) -> None:
+    """One connection per URL, acking every frame as herald.js does, until ``stop``."""
+    import websockets
 
     async def one(url: str) -> None:
         async with websockets.connect(url, compression=None, max_queue=None) as ws:
@@ -116,15 +129,20 @@ async def _clients(base: str, uids: list[int], board: ClientBoard, slot: int, st
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def client_process(base: str, uids: list[int], board: ClientBoard, slot: int, stop: Event) -> None:
-    """One client process: its share of the users, until ``stop``."""
+def run_uvloop(coroutine: Coroutine[Any, Any, None]) -> None:
+    """Run a client process's coroutine on uvloop when installed (as Ray's actors run)."""
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(_clients(base, uids, board, slot, stop))
+    asyncio.run(coroutine)
+
+
+def client_process(base: str, uids: list[int], board: ClientBoard, slot: int, stop: Event) -> None:
+    """One client process: its share of the users, until ``stop``."""
+    run_uvloop(_clients(base, uids, board, slot, stop))
 
 
 async def _post_all(client: httpx.AsyncClient, total: int, users: int, concurrency: int) -> float:
@@ -175,18 +193,40 @@ async def _wait_idle(client: httpx.AsyncClient, timeout: float = 120.0) -> None:
         await asyncio.sleep(0.2)
 
 
+def process_roles(client_pids: list[int]) -> dict[int, str]:
+    """This benchmark's processes (its Herald's and its clients) → what each is. Every pool
+    but the browser's is empty: its channel actors are the gateways."""
+    roles = {p.pid: "gateways" if p.role == "ChannelActor" else p.role
+             for p in children_of(os.getpid())}
+    roles.update(dict.fromkeys(client_pids, "browser clients"))
+    return roles
+
+
+def cpu_by_role(roles: dict[int, str]) -> dict[str, float]:
+    """CPU seconds so far of each role's processes."""
+    seconds = dict.fromkeys(roles.values(), 0.0)
+    for pid, role in roles.items():
+        seconds[role] += cpu_of([pid])
+    return seconds
+
+
 async def _measure(base: str, board: ClientBoard, users: int, total: int, rounds: int,
-                   profile: tuple[Path, float, int] | None) -> tuple[list[float], list[float], int]:
+                   profile: tuple[Path, float, int] | None, roles: dict[int, str],
+                   ) -> tuple[list[float], list[float], int, dict[str, float]]:
     headers = {"Authorization": f"Bearer {KEY}"}
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=120) as client:
         await _round(client, board, BATCH, users)  # warm up: every gateway path once
         await _wait_idle(client)
         acked, accepted = [], []
+        before = cpu_by_role(roles)
         for _ in range(rounds):
             rate, intake = await _round(client, board, total, users)
             acked.append(rate)
             accepted.append(intake)
             await _wait_idle(client)
+        spent = cpu_by_role(roles)
+        cpu_us = {role: (seconds - before[role]) / (total * rounds) * 1e6
+                  for role, seconds in spent.items() if seconds > before[role]}
         if profile:
             out_dir, seconds, browser_port = profile
             recording = _start_profile(out_dir, seconds, browser_port)
@@ -197,7 +237,7 @@ async def _measure(base: str, board: ClientBoard, users: int, total: int, rounds
             for summary in summaries.values():
                 print(summary.describe(), flush=True)
             await _wait_idle(client)
-        return acked, accepted, await _counter(client, "delivered")
+        return acked, accepted, await _counter(client, "delivered"), cpu_us
 
 
 def _start_profile(out_dir: Path, seconds: float, browser_port: int) -> Any:
@@ -217,10 +257,12 @@ def _start_profile(out_dir: Path, seconds: float, browser_port: int) -> Any:
 
 def run_browser_fanout(users: int = 1000, total: int = 20_000, rounds: int = 3,
                        processes: int = 2, profile_dir: Path | None = None,
-                       profile_seconds: float = 20.0, concurrency: int | None = None) -> FanoutResult:
+                       profile_seconds: float = 20.0, concurrency: int | None = None,
+                       gateways: int = 1) -> FanoutResult:
     """Start Herald and the clients, measure ``rounds`` rounds, stop everything.
 
-    ``concurrency`` overrides ``channel_concurrency`` (sends in flight per channel actor)."""
+    ``concurrency`` overrides ``channel_concurrency`` (sends in flight per channel actor);
+    ``gateways``: browser channel actors, each its own gateway serving its share of the users."""
     from capture.net import free_port
     from herald.config import Settings
     from launcher.runtime import Herald
@@ -231,7 +273,7 @@ def run_browser_fanout(users: int = 1000, total: int = 20_000, rounds: int = 3,
         herald = start_retrying(lambda: Herald(Settings(
             port=free_port(), data_dir=Path(data_dir), api_keys={KEY: "bench"},
             browser_port=free_port(), dashboard_port=0,
-            pools={"email": 0, "sms": 0, "fax": 0, "browser": 1, "webhook": 0},
+            pools={"email": 0, "sms": 0, "fax": 0, "browser": gateways, "webhook": 0},
             **({"channel_concurrency": concurrency} if concurrency else {}))).start())
         settings = herald.settings
         base = f"http://127.0.0.1:{settings.port}"
@@ -249,8 +291,9 @@ def run_browser_fanout(users: int = 1000, total: int = 20_000, rounds: int = 3,
                     raise RuntimeError(f"only {board.total_connected()} of {users} connected")
                 time.sleep(0.2)
             profile = (profile_dir, profile_seconds, settings.browser_port) if profile_dir else None
-            acked, accepted, delivered = asyncio.run(
-                _measure(base, board, users, total, rounds, profile))
+            roles = process_roles([p.pid for p in clients if p.pid])
+            acked, accepted, delivered, cpu_us = asyncio.run(
+                _measure(base, board, users, total, rounds, profile, roles))
             load = load_average()
         finally:
             stop.set()
@@ -261,7 +304,7 @@ def run_browser_fanout(users: int = 1000, total: int = 20_000, rounds: int = 3,
             herald.stop(timeout=10)
     return FanoutResult(users=users, total=total, per_s=statistics.median(acked),
                         rounds=tuple(acked), accepted_per_s=statistics.median(accepted),
-                        herald_delivered=delivered, load=load)
+                        herald_delivered=delivered, load=load, cpu_us=cpu_us)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -275,9 +318,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="then one more round under py-spy; collapsed stacks and SVG in DIR")
     parser.add_argument("--profile-seconds", type=float, default=20.0)
     parser.add_argument("--concurrency", type=int, help="HERALD_CHANNEL_CONCURRENCY for this run")
+    parser.add_argument("--gateways", type=int, default=1, help="browser channel actors")
     args = parser.parse_args(argv)
     result = run_browser_fanout(args.users, args.total, args.rounds, args.processes,
-                                args.profile, args.profile_seconds, args.concurrency)
+                                args.profile, args.profile_seconds, args.concurrency,
+                                args.gateways)
     print(result.describe(), flush=True)
 
 

@@ -22,3 +22,12 @@ def test_the_payload_is_valid_at_intake() -> None:
 
     notification = validate_notification(payload(7), "bench", 1_000_000.0, 4)
     assert notification.channel is Channel.BROWSER
+
+
+def test_the_cpu_of_each_role_is_reported_biggest_first() -> None:
+    from bench.browser_fanout import FanoutResult
+
+    result = FanoutResult(users=1000, total=20_000, per_s=2_000.0, rounds=(2_000.0,),
+                          accepted_per_s=3_000.0, herald_delivered=20_000, load="1 1 1",
+                          cpu_us={"gateways": 221.4, "QueueActor (shard)": 334.0})
+    assert "CPU µs a notification: QueueActor (shard) 334, gateways 221\n" in result.describe()
