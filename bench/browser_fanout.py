@@ -50,13 +50,16 @@ class FanoutResult:
     load: str
     #: CPU µs per notification of each kind of process (the measured rounds, until idle).
     cpu_us: dict[str, float] = field(default_factory=dict)
+    ack_delay: float = 0.0  # seconds each client waited before acking
+
 
     def describe(self) -> str:
         each = ", ".join(f"{r:,.0f}" for r in self.rounds)
         cpu = ", ".join(f"{role} {us:,.0f}" for role, us in
                         sorted(self.cpu_us.items(), key=lambda item: -item[1]))
+        delay = f", each acked {self.ack_delay * 1000:g} ms after it came" if self.ack_delay else ""
         return (f"browser fan-out: {self.users} connected users, {self.total:,} notifications a "
-                f"round\n  acked at the clients {self.per_s:10,.0f}/s (rounds {each}; target ≥ "
+                f"round{delay}\n  acked at the clients {self.per_s:10,.0f}/s (rounds {each}; target ≥ "
                 f"{TARGET_PER_S:,.0f}/s)\n  accepted at intake  {self.accepted_per_s:10,.0f}/s\n"
                 f"  CPU µs a notification: {cpu or '-'}\n"
                 f"  Herald's delivered counter: {self.herald_delivered:,}; load {self.load}")
@@ -92,7 +95,8 @@ def batches_for(total: int, users: int) -> list[list[dict[str, Any]]]:
     return [items[s:s + BATCH] for s in range(0, total, BATCH)]
 
 
-async def _clients(base: str, uids: list[int], board: ClientBoard, slot: int, stop: Event) -> None:
+async def _clients(base: str, uids: list[int], board: ClientBoard, slot: int, stop: Event,
+                   ack_delay: float) -> None:
     headers = {"Authorization": f"Bearer {KEY}"}
     sem = asyncio.Semaphore(32)
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60) as client:
@@ -105,22 +109,37 @@ async def _clients(base: str, uids: list[int], board: ClientBoard, slot: int, st
 
         urls = await asyncio.gather(*(url_for(uid) for uid in uids))
 
-    await ack_everything(urls, board, slot, stop)
+    await ack_everything(urls, board, slot, stop, ack_delay)
 
 
-async def ack_everything(urls: list[str], board: ClientBoard, slot: int, stop: Event) -> None:
-    """One connection per URL, acking every frame as herald.js does, until ``stop``."""
+async def ack_everything(urls: list[str], board: ClientBoard, slot: int, stop: Event,
+                         ack_delay: float = 0.0) -> None:
+    """One connection per URL, acking every frame as herald.js does, until ``stop``;
+    ``ack_delay`` seconds after it came (a browser's round trip: the network and the page)."""
     import websockets
+
+    loop = asyncio.get_running_loop()
+    delayed: set[asyncio.Task[None]] = set()
+
+    async def ack(ws: Any, tag: str) -> None:
+        await ws.send(json.dumps({"ack": tag}))
+        board.acked[slot] += 1
+        board.last_ack[slot] = time.monotonic()
+
+    def ack_later(ws: Any, tag: str) -> None:
+        task = loop.create_task(ack(ws, tag))
+        delayed.add(task)
+        task.add_done_callback(delayed.discard)
 
     async def one(url: str) -> None:
         async with websockets.connect(url, compression=None, max_queue=None) as ws:
             board.connected[slot] += 1
             async for raw in ws:
                 tag = json.loads(raw).get("tag")
-                if tag:
-                    await ws.send(json.dumps({"ack": tag}))
-                    board.acked[slot] += 1
-                    board.last_ack[slot] = time.monotonic()
+                if tag and ack_delay:
+                    loop.call_later(ack_delay, ack_later, ws, tag)
+                elif tag:
+                    await ack(ws, tag)
 
     tasks = [asyncio.create_task(one(url)) for url in urls]
     await asyncio.get_running_loop().run_in_executor(None, stop.wait)
@@ -140,9 +159,10 @@ def run_uvloop(coroutine: Coroutine[Any, Any, None]) -> None:
     asyncio.run(coroutine)
 
 
-def client_process(base: str, uids: list[int], board: ClientBoard, slot: int, stop: Event) -> None:
+def client_process(base: str, uids: list[int], board: ClientBoard, slot: int, stop: Event,
+                   ack_delay: float = 0.0) -> None:
     """One client process: its share of the users, until ``stop``."""
-    run_uvloop(_clients(base, uids, board, slot, stop))
+    run_uvloop(_clients(base, uids, board, slot, stop, ack_delay))
 
 
 async def _post_all(client: httpx.AsyncClient, total: int, users: int, concurrency: int) -> float:
@@ -258,11 +278,12 @@ def _start_profile(out_dir: Path, seconds: float, browser_port: int) -> Any:
 def run_browser_fanout(users: int = 1000, total: int = 20_000, rounds: int = 3,
                        processes: int = 2, profile_dir: Path | None = None,
                        profile_seconds: float = 20.0, concurrency: int | None = None,
-                       gateways: int = 1) -> FanoutResult:
+                       gateways: int = 1, ack_delay: float = 0.0) -> FanoutResult:
     """Start Herald and the clients, measure ``rounds`` rounds, stop everything.
 
     ``concurrency`` overrides ``channel_concurrency`` (sends in flight per channel actor);
-    ``gateways``: browser channel actors, each its own gateway serving its share of the users."""
+    ``gateways``: browser channel actors, each its own gateway serving its share of the users;
+    ``ack_delay``: seconds each client waits before acking (loopback has no round trip)."""
     from capture.net import free_port
     from herald.config import Settings
     from launcher.runtime import Herald
@@ -280,7 +301,8 @@ def run_browser_fanout(users: int = 1000, total: int = 20_000, rounds: int = 3,
         board = ClientBoard(processes)
         stop = context.Event()
         clients = [context.Process(target=client_process, daemon=True,
-                                   args=(base, list(range(i, users, processes)), board, i, stop))
+                                   args=(base, list(range(i, users, processes)), board, i, stop,
+                                         ack_delay))
                    for i in range(processes)]
         try:
             for process in clients:
@@ -304,7 +326,8 @@ def run_browser_fanout(users: int = 1000, total: int = 20_000, rounds: int = 3,
             herald.stop(timeout=10)
     return FanoutResult(users=users, total=total, per_s=statistics.median(acked),
                         rounds=tuple(acked), accepted_per_s=statistics.median(accepted),
-                        herald_delivered=delivered, load=load, cpu_us=cpu_us)
+                        herald_delivered=delivered, load=load, cpu_us=cpu_us,
+                        ack_delay=ack_delay)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -319,10 +342,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile-seconds", type=float, default=20.0)
     parser.add_argument("--concurrency", type=int, help="HERALD_CHANNEL_CONCURRENCY for this run")
     parser.add_argument("--gateways", type=int, default=1, help="browser channel actors")
+    parser.add_argument("--ack-delay", type=float, default=0.0, metavar="SECONDS",
+                        help="each client acks this long after a frame came (a round trip)")
     args = parser.parse_args(argv)
     result = run_browser_fanout(args.users, args.total, args.rounds, args.processes,
                                 args.profile, args.profile_seconds, args.concurrency,
-                                args.gateways)
+                                args.gateways, args.ack_delay)
     print(result.describe(), flush=True)
 
 
