@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from herald.outcome import Outcome, outcome_from_error
 from herald.render import Message
@@ -23,6 +23,8 @@ class Provider(abc.ABC):
     #: Where clients connect to this provider once started, for those they connect to: the
     #: browser gateway's WebSocket URL. None for providers that only send.
     endpoint: str | None = None
+    #: Who hears of slots released early (``set_slot_release``); nobody by default.
+    _slot_release: Callable[[str], None] | None = None
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Open pooled connections/clients (one per actor, never one per message)."""
@@ -36,6 +38,22 @@ class Provider(abc.ABC):
         The browser gateway uses it to close a race: a user who reconnected while their park was
         on its way to the shard is released again once the park is recorded.
         """
+
+    def set_slot_release(self, release: Callable[[str], None]) -> None:
+        """Let this provider free a send's concurrency slot before the send ends.
+
+        The channel actor passes ``release``; a provider calls it (through ``release_slot``)
+        with the tag of a send that no longer occupies it though its outcome is still to come:
+        the browser gateway once the frame is written and only the browser's ack is awaited.
+        The actor may then lease more; the send's lease stays held (and renewed) until its
+        outcome. Providers that never call it cost nothing.
+        """
+        self._slot_release = release
+
+    def release_slot(self, tag: str) -> None:
+        """``tag``'s send no longer needs its slot (see ``set_slot_release``)."""
+        if self._slot_release is not None:
+            self._slot_release(tag)
 
     def breaker_key(self, message: Message) -> str:
         """Which circuit breaker ``message`` counts against: by default the provider's.

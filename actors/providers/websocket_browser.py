@@ -11,6 +11,12 @@ notification and the actor unparks it when ``on_connect`` reports the user back,
 Frames for one user leave in the order ``send`` was called (one write lock per user).
 Logs carry tenant, uid and tag only: never tokens (the wire log redacts them) nor content.
 
+Per frame the gateway does no more than it must: the frame is encoded once, written straight to
+each connection's transport (a timer only for a connection already behind), and once written
+its slot goes back to the channel actor (``Provider.release_slot``) while the send waits for the
+ack, so the actor keeps leasing while acks are on their way. Sends awaiting an ack are kept in
+one ``herald.browser_acks.AwaitingAcks`` with a single timer for all their deadlines.
+
 Once started a gateway knows its ``endpoint``, the URL ``/v1/browser-endpoint`` gives browsers:
 ``HERALD_BROWSER_PUBLIC_URL`` with ``{node_ip}`` and ``{port}`` filled in if set (a proxy in
 front), else ``ws://<host>:<port>/ws``, host being the address it binds or, when it binds every
@@ -21,10 +27,10 @@ Ray restarts it on another node.
 from __future__ import annotations
 
 import asyncio
+import enum
 import http
 import json
 import logging
-import re
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -32,85 +38,67 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from actors.providers.base import Provider
+from actors.providers.websocket_wire import WS_PATH, advertised_url
+from actors.providers.websocket_wire import wire_log as _wire_log
+from herald.browser_acks import AwaitingAcks
 from herald.browser_tokens import BrowserIdentity, verify_token
-from herald.config_types import fill_browser_url
 from herald.errors import AuthError
-from herald.outcome import Outcome
+from herald.outcome import Outcome, outcome_from_error
 from herald.render import Message
 
 __all__ = ["WebSocketGateway", "WS_PATH", "MAX_FRAME_BYTES", "advertised_url"]
 
 log = logging.getLogger(__name__)
 
-WS_PATH = "/ws"
 #: How long a reconnecting user's unpark waits for their parks still being recorded.
 PARK_SETTLE_SECONDS = 5.0
 #: Largest frame a browser may send us (acks and pings are tiny).
 MAX_FRAME_BYTES = 64 * 1024
+#: Sends awaiting an ack beyond which a written frame keeps its slot until its outcome: bounds
+#: what browsers that read but do not ack make a gateway hold (a task and a lease each).
+MAX_UNACKED = 4096
+#: A frame that leaves less than this in a connection's write buffer cannot make the write wait
+#: (websockets pauses writing at 32 KiB): such a write needs no timer.
+FAST_WRITE_BYTES = 16 * 1024
 
 OnConnect = Callable[[str, str], Awaitable[None]]
 UserKey = tuple[str, str]
-#: Hosts that mean "every interface": such a gateway is reached by its node's IP.
-EVERY_INTERFACE = frozenset({"", "0.0.0.0", "::"})
-
-
-def advertised_url(host: str, port: int, node_ip: str | None, public_url: str | None) -> str:
-    """The URL browsers connect to, for a gateway bound to ``host:port`` on the node whose IP is
-    ``node_ip``: ``public_url`` filled in if given, else ``ws://<host or node IP>:<port>/ws``."""
-    anywhere = host in EVERY_INTERFACE
-    # Without its node's IP (a gateway made outside Ray), loopback names this machine.
-    node_ip = node_ip or ("127.0.0.1" if anywhere else host)
-    if public_url:
-        return fill_browser_url(public_url, node_ip, port)
-    reached = node_ip if anywhere else host
-    if ":" in reached:  # an IPv6 literal
-        reached = f"[{reached}]"
-    return f"ws://{reached}:{port}{WS_PATH}"
-
-
-class _Redact(logging.Filter):
-    """websockets logs request lines and frames at DEBUG: keep tokens and content out of them."""
-
-    _token = re.compile(r"(token=)[^\s&]+")
-    _frame = re.compile(r"^([<>] (?:TEXT|BINARY|CONT)) .*?(\[\d+ bytes\])?$", re.DOTALL)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        # websockets puts the connection object in ``extra``: a JSON log formatter (Ray's)
-        # cannot write it and would lose the record; its id is what a reader needs.
-        connection = record.__dict__.pop("websocket", None)
-        if connection is not None:
-            record.__dict__["connection"] = str(getattr(connection, "id", ""))
-        if record.levelno > logging.DEBUG:
-            return True
-        text = record.getMessage()
-        redacted = self._frame.sub(r"\1 <redacted> \2", self._token.sub(r"\1<redacted>", text))
-        if redacted != text:
-            record.msg, record.args = redacted.rstrip(), None
-        return True
-
-
-#: The websockets library's own protocol log for the gateway's connections.
-_wire_log = logging.getLogger("herald.websocket.wire")
-_wire_log.addFilter(_Redact())
-
-
 @dataclass(eq=False)
 class _User:
-    """One connected user: their open connections, write order, and sends awaiting an ack.
+    """One connected user: their open connections and the order their frames are written in.
 
-    Dropped when the last connection closes; a send still holding it then parks, and a later
-    connection starts a fresh ``_User``, so an old send can never write to a new connection.
+    Dropped when the last connection closes: what it awaits parks, and a later connection
+    starts a fresh ``_User``, so an old send can never write to a new connection nor be acked
+    by it. Sends awaiting an ack are found by this object (``AwaitingAcks``), never by uid.
     """
 
     connections: set[ServerConnection] = field(default_factory=set)
     write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    #: tag → one future per send of that tag in flight; ``True`` acked, ``False`` disconnected.
-    pending: dict[str, list[asyncio.Future[bool]]] = field(default_factory=dict)
+
+
+def _encode(message: Message) -> bytes:
+    """The frame of ``message``: JSON, as UTF-8."""
+    fields = {"tag": message.tag, "type": message.type, "title": message.title,
+              "content": message.text, "priority": message.priority}
+    try:
+        return orjson.dumps(fields)
+    except orjson.JSONEncodeError:  # a lone surrogate (from a "\ud800" in JSON input): escape it
+        return json.dumps(fields).encode()
+
+
+class _Answer(enum.Enum):
+    """How a send awaiting its ack ends."""
+
+    ACKED = "acked"
+    GONE = "gone"  # the user's last connection closed first
+    SILENT = "silent"  # no ack within ack_timeout
 
 
 class WebSocketGateway(Provider):
@@ -128,9 +116,11 @@ class WebSocketGateway(Provider):
         max_connections_per_user: int = 20,
         public_url: str | None = None,
         node_ip: str | None = None,
+        max_unacked: int = MAX_UNACKED,
     ) -> None:
         """``public_url``: a ``HERALD_BROWSER_PUBLIC_URL`` template; ``node_ip``: the IP of the node
-        this runs on (Ray's), for the endpoint of a gateway bound to every interface."""
+        this runs on (Ray's), for the endpoint of a gateway bound to every interface;
+        ``max_unacked``: sends awaiting an ack beyond which slots are no longer released early."""
         if not secret:
             raise ValueError("secret must be non-empty")
         if ack_timeout <= 0:
@@ -144,6 +134,10 @@ class WebSocketGateway(Provider):
         self._on_connect = on_connect
         self._ack_timeout = ack_timeout
         self._max_per_user = max_connections_per_user
+        self._max_unacked = max_unacked
+        self._awaiting: AwaitingAcks[_User, asyncio.Future[_Answer]] = AwaitingAcks(ack_timeout)
+        #: The one timer of every ack deadline: at the oldest's.
+        self._expiry: asyncio.TimerHandle | None = None
         self._public_url = public_url
         self._node_ip = node_ip
         self._server: Server | None = None
@@ -187,6 +181,9 @@ class WebSocketGateway(Provider):
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
 
     def connected_users(self) -> int:
         return len(self._users)
@@ -198,43 +195,65 @@ class WebSocketGateway(Provider):
         """Whether the user has an open connection here (e.g. to unpark after a late park)."""
         return (tenant, uid) in self._users
 
+    def unacked(self) -> int:
+        """Sends whose frame is written and whose ack has not come yet."""
+        return len(self._awaiting)
+
     # -- sending ------------------------------------------------------------------------------
+
+    async def deliver(self, messages: Sequence[Message]) -> list[Outcome]:
+        """As ``Provider.deliver``; the actor's one message a call costs no extra task."""
+        if len(messages) != 1:
+            return await super().deliver(messages)
+        try:
+            return [await self.send(messages[0])]
+        except Exception as exc:  # noqa: BLE001 - mapped to an outcome, as for a batch
+            return [outcome_from_error(messages[0].tag, self.name, exc)]
 
     async def send(self, message: Message) -> Outcome:
         user = self._users.get((message.tenant, message.uid))
         if user is None:
             self._parking[message.tag] = (message.tenant, message.uid)
             return Outcome(message.tag, "park", self.name)
-        frame = json.dumps({
-            "tag": message.tag, "type": message.type, "title": message.title,
-            "content": message.text, "priority": message.priority,
-        })
-        acked: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        # Registered before the write: an ack can arrive before we start waiting for it.
-        waiters = user.pending.setdefault(message.tag, [])
-        waiters.append(acked)
+        frame = _encode(message)
+        answer: asyncio.Future[_Answer] = asyncio.get_running_loop().create_future()
+        # Registered before the write: an ack can arrive before the writer is done.
+        waiting = self._awaiting.expect(user, message.tag, answer)
         try:
             # No await before the lock: sends queue on it in call order, so frames keep it.
             async with user.write_lock:
-                written = await self._fan_out(user, frame)
-            if not written:
+                written = not answer.done() and await self._fan_out(user, frame) > 0
+            if not written and not answer.done():
                 return self._park(message, "disconnected")
-            try:
-                async with asyncio.timeout(self._ack_timeout):
-                    delivered = await acked
-            except TimeoutError:
-                # Connected but silent: an attempt (so it ends dead at the channel's budget),
-                # not a park that would resend it every few seconds until its TTL.
-                log.debug("browser did not ack", extra={"tag": message.tag})
-                return Outcome(message.tag, "retry", self.name, error="no ack", code="no_ack")
-            if not delivered:
-                return self._park(message, "disconnected")
-            log.debug("browser acked", extra={"tag": message.tag})
-            return Outcome(message.tag, "delivered", self.name)
+            if written:
+                self._awaiting.start_clock(waiting, asyncio.get_running_loop().time())
+                if self._expiry is None:
+                    self._arm_expiry()
+                if len(self._awaiting) <= self._max_unacked:
+                    self.release_slot(message.tag)
+            result = await answer
         finally:
-            waiters.remove(acked)
-            if not waiters:
-                user.pending.pop(message.tag, None)
+            self._awaiting.withdraw(waiting)  # cancelled, or not written: forget it
+        if result is _Answer.ACKED:
+            return Outcome(message.tag, "delivered", self.name)
+        if result is _Answer.GONE:
+            return self._park(message, "disconnected")
+        # Connected but silent: an attempt (so it ends dead at the channel's budget), not a
+        # park that would resend it every few seconds until its TTL.
+        log.debug("browser did not ack", extra={"tag": message.tag})
+        return Outcome(message.tag, "retry", self.name, error="no ack", code="no_ack")
+
+    def _arm_expiry(self) -> None:
+        deadline = self._awaiting.next_deadline()
+        if deadline is not None:
+            self._expiry = asyncio.get_running_loop().call_at(deadline, self._expire)
+
+    def _expire(self) -> None:
+        self._expiry = None
+        for answer in self._awaiting.expire(asyncio.get_running_loop().time()):
+            if not answer.done():
+                answer.set_result(_Answer.SILENT)
+        self._arm_expiry()
 
     def _park(self, message: Message, reason: str) -> Outcome:
         log.debug("browser send parked", extra={"tag": message.tag, "reason": reason})
@@ -252,15 +271,27 @@ class WebSocketGateway(Provider):
             if self.is_connected(tenant, uid):
                 await self._notify_connect(tenant, uid)
 
-    async def _fan_out(self, user: _User, frame: str) -> int:
+    async def _fan_out(self, user: _User, frame: bytes) -> int:
         """Write ``frame`` to every connection of ``user``; how many took it."""
-        results = await asyncio.gather(*(self._write(c, frame) for c in list(user.connections)))
-        return sum(results)
+        written = 0
+        for connection in list(user.connections):  # a slow write may drop one meanwhile
+            if connection.state is not State.OPEN:
+                continue  # closing: it would wait for the close, and it cannot ack
+            if connection.transport.get_write_buffer_size() + len(frame) < FAST_WRITE_BYTES:
+                try:
+                    await connection.send(frame, text=True)  # returns without waiting
+                except ConnectionClosed:
+                    continue
+                written += 1
+            elif await self._write_slow(connection, frame):
+                written += 1
+        return written
 
-    async def _write(self, connection: ServerConnection, frame: str) -> bool:
+    async def _write_slow(self, connection: ServerConnection, frame: bytes) -> bool:
+        """Write to a connection that is behind: it has ``ack_timeout`` to take it."""
         try:
             async with asyncio.timeout(self._ack_timeout):
-                await connection.send(frame)
+                await connection.send(frame, text=True)
         except ConnectionClosed:
             return False
         except TimeoutError:
@@ -322,14 +353,12 @@ class WebSocketGateway(Provider):
             if not user.connections:
                 if self._users.get(key) is user:
                     del self._users[key]
-                for waiters in user.pending.values():
-                    for waiter in waiters:
-                        if not waiter.done():
-                            waiter.set_result(False)
+                for answer in self._awaiting.drop(user):
+                    if not answer.done():
+                        answer.set_result(_Answer.GONE)
             log.debug("browser disconnected", extra=extra)
 
-    @staticmethod
-    def _receive(user: _User, raw: str | bytes) -> str | None:
+    def _receive(self, user: _User, raw: str | bytes) -> str | None:
         """Handle one incoming frame of ``user``; the pong to send back, if it was a ping.
 
         Only the sender's own ``_User`` is searched, so nobody can ack another user's tag.
@@ -337,16 +366,16 @@ class WebSocketGateway(Provider):
         if not isinstance(raw, str):
             return None
         try:
-            frame = json.loads(raw)
-        except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
+            frame = orjson.loads(raw)
+        except orjson.JSONDecodeError:  # not JSON, or nested deeper than the parser goes
             return None
         if not isinstance(frame, dict):
             return None
         tag = frame.get("ack")
         if isinstance(tag, str):
-            for waiter in user.pending.get(tag, ()):
-                if not waiter.done():
-                    waiter.set_result(True)
+            for answer in self._awaiting.ack(user, tag):
+                if not answer.done():
+                    answer.set_result(_Answer.ACKED)
         elif "ping" in frame:
             return json.dumps({"pong": frame["ping"]})
         return None

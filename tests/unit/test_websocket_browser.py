@@ -278,6 +278,104 @@ async def test_a_tag_sent_twice_is_resolved_by_one_ack(harness: Harness) -> None
     assert [(await first).kind, (await second).kind] == ["delivered", "delivered"]
 
 
+async def test_the_slot_is_released_once_the_frame_is_written(harness: Harness) -> None:
+    """The actor may lease more while the browser acks: written frees the slot, not delivered."""
+    released: list[str] = []
+    harness.gateway.set_slot_release(released.append)
+    ws = await harness.join()
+    task = asyncio.create_task(harness.gateway.send(make_message("t-1")))
+    assert (await next_frame(ws))["tag"] == "t-1"
+    assert released == ["t-1"] and not task.done()
+    assert harness.gateway.unacked() == 1
+    await ws.send(json.dumps({"ack": "t-1"}))
+    assert (await task).kind == "delivered"
+    assert released == ["t-1"] and harness.gateway.unacked() == 0
+
+
+async def test_a_park_releases_no_slot(harness: Harness) -> None:
+    released: list[str] = []
+    harness.gateway.set_slot_release(released.append)
+    assert (await harness.gateway.send(make_message("t-1"))).kind == "park"
+    assert released == []
+
+
+async def test_past_max_unacked_a_send_keeps_its_slot_until_its_outcome(
+    make_harness: Callable[..., Awaitable[Harness]],
+) -> None:
+    harness = await make_harness(max_unacked=1)
+    released: list[str] = []
+    harness.gateway.set_slot_release(released.append)
+    ws = await harness.join()
+    sends = [asyncio.create_task(harness.gateway.send(make_message(t))) for t in ("t-1", "t-2")]
+    for _ in sends:
+        await ws.send(json.dumps({"ack": (await next_frame(ws))["tag"]}))
+    assert [(await s).kind for s in sends] == ["delivered", "delivered"]
+    assert released == ["t-1"]
+
+
+async def test_a_later_send_is_acked_after_an_earlier_one_expired(
+    make_harness: Callable[..., Awaitable[Harness]],
+) -> None:
+    """One timer serves every deadline: it fires for the oldest and waits again for the next."""
+    harness = await make_harness(ack_timeout=0.3)
+    ws = await harness.join()
+    silent = asyncio.create_task(harness.gateway.send(make_message("t-1")))
+    await next_frame(ws)
+    await asyncio.sleep(0.15)
+    acked = asyncio.create_task(harness.gateway.send(make_message("t-2")))
+    await next_frame(ws)
+    assert (await silent).code == "no_ack"
+    assert not acked.done()
+    await ws.send(json.dumps({"ack": "t-2"}))
+    assert (await acked).kind == "delivered"
+    late = asyncio.create_task(harness.gateway.send(make_message("t-3")))
+    await next_frame(ws)
+    assert (await late).code == "no_ack"  # the timer is armed again once idle
+
+
+async def test_a_cancelled_send_is_forgotten(harness: Harness) -> None:
+    ws = await harness.join()
+    task = asyncio.create_task(harness.gateway.send(make_message("t-1")))
+    await next_frame(ws)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert harness.gateway.unacked() == 0
+    await ws.send(json.dumps({"ack": "t-1"}))  # a late ack is harmless
+    await ping(ws)
+
+
+async def test_a_browser_that_stops_reading_is_dropped_and_its_sends_park(
+    make_harness: Callable[..., Awaitable[Harness]], caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Its write buffers fill, one write waits ``ack_timeout`` and the connection goes: what was
+    never written parks; what was written and never acked is an attempt, as for any silence."""
+    harness = await make_harness(ack_timeout=0.5)
+    url = harness.url(f"?token={token_for()}")
+    async with connect(url, max_queue=1, max_size=None) as ws:  # and never reads
+        await harness.connected.get()
+        big = "x" * 100_000
+        sends = [asyncio.create_task(harness.gateway.send(make_message(f"t-{i}", text=big)))
+                 for i in range(100)]  # more than loopback's socket buffers hold
+        async with asyncio.timeout(5):
+            outcomes = await asyncio.gather(*sends)
+        ws.transport.abort()  # the server is gone: no closing handshake to wait for
+    kinds = [(o.kind, o.error) for o in outcomes]
+    assert set(kinds) <= {("park", "disconnected"), ("retry", "no ack")}
+    assert kinds[-1] == ("park", "disconnected")
+    assert "browser too slow, connection dropped" in caplog.text
+    assert harness.gateway.unacked() == 0
+
+
+async def test_content_with_a_lone_surrogate_is_still_sent(harness: Harness) -> None:
+    ws = await harness.join()
+    task = asyncio.create_task(harness.gateway.send(make_message("t-1", text="a\ud800b")))
+    frame = await next_frame(ws)
+    assert frame["content"] == "a\ud800b"
+    await ws.send(json.dumps({"ack": "t-1"}))
+    assert (await task).kind == "delivered"
+
+
 # -- incoming frames --------------------------------------------------------------------------
 
 

@@ -1,0 +1,54 @@
+"""Where browsers reach a gateway, and the gateway's wire log kept free of tokens and content."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from herald.config_types import fill_browser_url
+
+__all__ = ["WS_PATH", "EVERY_INTERFACE", "advertised_url", "wire_log"]
+
+WS_PATH = "/ws"
+#: Hosts that mean "every interface": such a gateway is reached by its node's IP.
+EVERY_INTERFACE = frozenset({"", "0.0.0.0", "::"})
+
+
+def advertised_url(host: str, port: int, node_ip: str | None, public_url: str | None) -> str:
+    """The URL browsers connect to, for a gateway bound to ``host:port`` on the node whose IP is
+    ``node_ip``: ``public_url`` filled in if given, else ``ws://<host or node IP>:<port>/ws``."""
+    anywhere = host in EVERY_INTERFACE
+    # Without its node's IP (a gateway made outside Ray), loopback names this machine.
+    node_ip = node_ip or ("127.0.0.1" if anywhere else host)
+    if public_url:
+        return fill_browser_url(public_url, node_ip, port)
+    reached = node_ip if anywhere else host
+    if ":" in reached:  # an IPv6 literal
+        reached = f"[{reached}]"
+    return f"ws://{reached}:{port}{WS_PATH}"
+
+
+class _Redact(logging.Filter):
+    """websockets logs request lines and frames at DEBUG: keep tokens and content out of them."""
+
+    _token = re.compile(r"(token=)[^\s&]+")
+    _frame = re.compile(r"^([<>] (?:TEXT|BINARY|CONT)) .*?(\[\d+ bytes\])?$", re.DOTALL)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # websockets puts the connection object in ``extra``: a JSON log formatter (Ray's)
+        # cannot write it and would lose the record; its id is what a reader needs.
+        connection = record.__dict__.pop("websocket", None)
+        if connection is not None:
+            record.__dict__["connection"] = str(getattr(connection, "id", ""))
+        if record.levelno > logging.DEBUG:
+            return True
+        text = record.getMessage()
+        redacted = self._frame.sub(r"\1 <redacted> \2", self._token.sub(r"\1<redacted>", text))
+        if redacted != text:
+            record.msg, record.args = redacted.rstrip(), None
+        return True
+
+
+#: The websockets library's own protocol log for the gateway's connections.
+wire_log = logging.getLogger("herald.websocket.wire")
+wire_log.addFilter(_Redact())
