@@ -113,6 +113,9 @@ class ChannelActor:
         self.counters = dict.fromkeys(("sent", "delivered", "retry", "failed", "park", "defer"), 0)
         self._starting: asyncio.Task[None] | None = None
         self._deliveries: set[asyncio.Task[None]] = set()
+        #: tag → the link and kind of slot each send still holds (until its provider releases
+        #: it, ``Provider.set_slot_release``, or its outcome comes).
+        self._holding: dict[str, tuple[_ShardLink, bool]] = {}
         self._metrics = RayMetricsExporter.for_channel_actor()
         # Async actors run __init__ on their event loop: start pulling right away.
         asyncio.get_running_loop().create_task(self._ensure_started())
@@ -133,6 +136,8 @@ class ChannelActor:
         if self._limiter is not None:
             limits = RateLimitClient(self._limiter, set(self._settings.rate_limits),
                                      set(self._settings.recipient_limits))
+        for provider in providers:
+            provider.set_slot_release(self._release_slot)
         chain = ProviderChain(providers, self._settings.breaker_threshold,
                               self._settings.breaker_cooldown, limits)
         self._chain = chain
@@ -252,9 +257,26 @@ class ChannelActor:
             self._deliveries.add(task)  # keep a reference: the loop holds tasks weakly
             task.add_done_callback(self._deliveries.discard)
 
+    def _release_slot(self, tag: str) -> None:
+        """A provider no longer needs ``tag``'s slot (its outcome is still to come: a browser
+        frame written, the ack awaited): the slot takes more work, the lease stays renewed."""
+        held = self._holding.pop(tag, None)
+        if held is not None:
+            self._free_slot(*held)
+
+    @staticmethod
+    def _free_slot(link: _ShardLink, express: bool) -> None:
+        if express:
+            link.express -= 1
+            link.express_freed.set()
+        else:
+            link.inflight -= 1
+            link.slot_freed.set()
+
     async def _deliver(self, link: _ShardLink, delivery: Delivery, express: bool = False) -> None:
         assert self._chain is not None
         link.sending[delivery.tag] = delivery.lease
+        self._holding[delivery.tag] = (link, express)
         try:
             if time.time() >= delivery.expires_at:
                 outcome = Outcome(delivery.tag, "failed", "herald", error="expired")
@@ -276,12 +298,8 @@ class ChannelActor:
         self.counters[outcome.kind] += 1
         link.acks.append(dataclasses.replace(outcome, lease=delivery.lease))
         link.acks_ready.set()
-        if express:
-            link.express -= 1
-            link.express_freed.set()
-        else:
-            link.inflight -= 1
-            link.slot_freed.set()
+        if self._holding.pop(delivery.tag, None) is not None:
+            self._free_slot(link, express)
 
     async def _flusher(self, link: _ShardLink) -> None:
         """Outcomes the pullers did not carry go back in a call of their own: after
@@ -311,7 +329,8 @@ class ChannelActor:
         self._stopping = True
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            busy = sum(link.inflight + link.express for link in self._links)
+            # Sends whose slot went back early still await their outcome.
+            busy = len(self._deliveries) + sum(link.inflight + link.express for link in self._links)
             pending = sum(len(link.acks) + link.acking for link in self._links)
             if busy == 0 and pending == 0:
                 break
