@@ -1,4 +1,4 @@
-"""`python -m bench.backlog [--queued N | --quick]`: Herald with a million notifications waiting.
+"""`python -m bench.backlog [--queued N | --quick] [--fill-only]`: Herald with a million queued.
 
 Issue 13's backlog figures, measured from outside (HTTP, pids, ``/proc``) against a whole Herald
 started in-process as ``bench.run`` does (own local Ray, no dashboard, 4 shards, SQLite FULL):
@@ -333,15 +333,27 @@ def measure_intake_postgres(queued: int = 1_000_000, rounds: int = 3) -> IntakeF
             run.close()
 
 
+def measure_fill(queued: int = 1_000_000) -> list[str]:
+    """Only the fill: batch intake and memory per queued notification (no restarts, no latency)."""
+    run = BacklogRun(queued)
+    try:
+        intake = run.intake()
+        return intake.lines() + run.memory.lines()
+    finally:
+        run.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--queued", type=int, default=1_000_000, help="the backlog (1,000,000)")
     parser.add_argument("--quick", action="store_true", help="a backlog of 100,000, 10 s latency runs")
     parser.add_argument("--postgres", action="store_true",
                         help="also batch intake on a local PostgreSQL (its timed rounds only)")
+    parser.add_argument("--fill-only", action="store_true",
+                        help="only batch intake and memory per queued (no restarts, no latency)")
     args = parser.parse_args()
     started, queued = time.perf_counter(), 100_000 if args.quick else args.queued
-    lines = measure(queued, 10.0 if args.quick else 20.0).lines()
+    lines = measure_fill(queued) if args.fill_only else measure(queued, 10.0 if args.quick else 20.0).lines()
     if args.postgres:
         lines += measure_intake_postgres(queued).lines()
     print(f"\nHerald backlog benchmark — {os.cpu_count()} cores, {time.perf_counter() - started:.0f} s",
