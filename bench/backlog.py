@@ -61,6 +61,8 @@ ADMIN_AUTH = {"Authorization": f"Bearer {ADMIN}"}
 SHARDS = 4
 QUIET = {"email": 0, "sms": 0, "fax": 0, "browser": 0, "webhook": 0}  # while the backlog is filled
 DELIVERING = {"email": 2, "sms": 1, "fax": 0, "browser": 0, "webhook": 0}  # after the restart
+#: Seconds after the warm-up until each shard has shipped its delivery log once (every second).
+SHIPPED = 2.5
 
 
 def payload(channel: str, i: int, asap: bool = False) -> dict[str, Any]:
@@ -203,6 +205,7 @@ class BacklogRun:
         then (``fill``) the rest; memory before, half way and after (``self.memory``)."""
         self.start_herald(QUIET)
         self.batches(2 * BATCH)  # warm-up: connections, Serve's router, the shards' caches
+        time.sleep(SHIPPED)  # and the delivery log's first shipment (Arrow loaded, its pool)
         pids, names = self.shard_pids(), {os.getpid(): "driver", self.client_pid: "client"}
         marks = [(self.queued_now(), sample(self.herald_pids(), names))]
         size = max(BATCH, self.queued // 10 // BATCH * BATCH)
