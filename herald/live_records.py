@@ -9,9 +9,12 @@ Which are packed: after each flush, the waiting records just written, once more 
 live records are objects (the first ``keep`` leave soonest and are leased without a decode).
 A packed record becomes an object again, for good, the first time it is read (``get``), so a
 caller always holds the one object the map holds and may change it; a record never changes
-while packed. Every field round-trips exactly (JSON floats are shortest round-trip forms; a
-record with a non-finite float is not packed), and the payload reads back as storage would
-read it back after a restart.
+while packed. Packing happens at a flush, between the shard's calls: an object a caller kept
+across one (the shell, after its commit) is a copy as of that flush, to read, not to change.
+
+Every field round-trips exactly (JSON floats are shortest round-trip forms; a record with a
+non-finite float is not packed), and the payload reads back as storage would read it back
+after a restart.
 """
 
 from __future__ import annotations
@@ -25,6 +28,10 @@ from herald.attempt import Attempt
 from herald.channels import Channel
 from herald.record import Record
 from herald.status import WAITING, Status
+
+#: Enum members by value: a dict look-up, not ``Enum.__call__`` (a tenth of an unpack).
+_CHANNELS = {c.value: c for c in Channel}
+_STATUSES = {s.value: s for s in WAITING}
 
 
 def pack(record: Record) -> bytes:
@@ -43,17 +50,20 @@ def unpack(tag: str, packed: bytes) -> Record:
     (channel, created_at, tenant, kind, priority, seq, uid, recipient, key, expires_at, payload,
      status, attempts, not_before, lease_until, updated_at, provider_id, history, lease_token,
      deferrals, held, size) = orjson.loads(packed)
-    return Record(tag, tenant, kind, Channel(channel), priority, seq, uid, recipient, key,
-                  created_at, expires_at, payload, Status(status), attempts, not_before,
-                  lease_until, updated_at, provider_id, [Attempt.from_dict(e) for e in history],
-                  lease_token, deferrals, held, size)
+    return Record(tag, tenant, kind, _CHANNELS[channel], priority, seq, uid, recipient, key,
+                  created_at, expires_at, payload, _STATUSES[status], attempts, not_before,
+                  lease_until, updated_at, provider_id,
+                  [Attempt.from_dict(e) for e in history] if history else [], lease_token,
+                  deferrals, held, size)
 
 
 def packable(record: Record) -> bool:
-    """Waiting in line (not held, not being sent) with every float finite (JSON has no inf)."""
-    return (record.status in WAITING and record.held is None
-            and all(map(math.isfinite, (record.created_at, record.expires_at, record.not_before,
-                                        record.lease_until, record.updated_at, record.lease_token))))
+    """Waiting in line (not held, not being sent) with every float finite (JSON has no inf;
+    a finite sum has finite terms)."""
+    r = record
+    return ((r.status is Status.QUEUED or r.status is Status.RETRYING) and r.held is None
+            and math.isfinite(r.created_at + r.expires_at + r.not_before + r.lease_until
+                              + r.updated_at + r.lease_token))
 
 
 class LiveRecords:
@@ -120,4 +130,4 @@ class LiveRecords:
             else:  # '["EMAIL",1765000000.5,…': the first two fields, not the payload
                 end = item.index(b",", item.index(b",") + 1)  # type: ignore[union-attr]
                 channel, created_at = orjson.loads(item[:end] + b"]")  # type: ignore[index]
-                yield Channel(channel), created_at
+                yield _CHANNELS[channel], created_at

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from hypothesis import given
@@ -12,9 +14,15 @@ from hypothesis import strategies as st
 from herald.attempt import Attempt
 from herald.channels import Channel
 from herald.live_records import LiveRecords, pack, packable, unpack
+from herald.outcome import Outcome
+from herald.queue import QueueShard
 from herald.record import Record
+from herald.retry import RetryPolicy
 from herald.status import Status
-from tests.unit.conftest import T0, make_notification
+from herald.storage import SQLiteStorage, Storage
+from tests.unit.conftest import T0, TENANT, lane, make_notification, make_shard
+
+POLICY = {"SMS": RetryPolicy(base_seconds=2.0, cap_seconds=20.0, max_attempts=3)}
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text()
@@ -127,3 +135,36 @@ def test_waiting_since_reads_channel_and_age_without_unpacking() -> None:
     assert list(live.waiting_since()) == [(Channel.SMS, sms.created_at), None,
                                           (Channel.EMAIL, email.created_at)]
     assert live.packed == 2
+
+
+def test_a_shard_that_packs_answers_as_one_that_does_not(storage: Storage, tmp_path: Path) -> None:
+    """Every waiting record packed at each flush (``keep_unpacked=0``) against none packed (a
+    second shard on its own store): the same positions, status views, oldest waiting, leases
+    (asap first, then acceptance order; a retry after its ``not_before``) and counts."""
+    plain = make_shard(SQLiteStorage(tmp_path / "plain.db", "OFF"), policies=POLICY)
+    packing = make_shard(storage, policies=POLICY, keep_unpacked=0)
+    batch = [make_notification(channel, now=T0 + i, uid=i % 3, asap="true" if i % 4 == 0 else None)
+             for i, channel in enumerate(["SMS", "EMAIL", "BROWSER"] * 8)]
+
+    def both(step: Callable[[QueueShard], Any]) -> Any:
+        answers = [step(shard) for shard in (plain, packing)]
+        for shard in (plain, packing):
+            shard.flush()
+        assert answers[0] == answers[1]
+        return answers[1]
+
+    both(lambda s: s.enqueue(batch, T0 + 30))
+    assert packing._live.packed == len(batch) and plain._live.packed == 0
+    both(lambda s: [s.position(n.tag) for n in batch])
+    both(lambda s: [s.get(n.tag, TENANT).public() for n in batch[:6]])
+    both(lambda s: s.oldest_waiting())
+    first = both(lambda s: s.lease(lane("SMS"), 3, T0 + 31, 30.0))
+    assert [d.priority for d in first] == [8, 8, 4]
+    both(lambda s: s.ack([Outcome(d.tag, "retry", "capture", lease=d.lease) for d in first]
+                         + [Outcome(batch[1].tag, "sent", "capture")], T0 + 32))
+    both(lambda s: s.cancel(batch[4].tag, TENANT, T0 + 32).public())
+    for now in (T0 + 33, T0 + 100):
+        for name in ("SMS", "EMAIL", "BROWSER"):
+            both(lambda s, name=name, now=now: [(d.tag, d.attempt, d.payload) for d in
+                                                s.lease(lane(name), 100, now, 30.0)])
+    both(lambda s: (s.depth(), s.live_count(), dict(s.counters)))
