@@ -54,7 +54,8 @@ def rss() -> int:
 
 def memory(queued: int, window: int) -> list[str]:
     """RSS per queued notification over a fill of ``queued`` with a window of ``window``."""
-    now, marks = time.time(), []
+    now, marks = time.time(), {}
+    points = {"window full": window, "half way": queued // 2, "end": queued}
     with tempfile.TemporaryDirectory() as data, ProcessPoolExecutor(2) as clients:
         shard = QueueShard(SQLiteStorage(Path(data) / "shard.db", "OFF"), {}, now, hot_limit=window)
         ahead: deque[Future[bytes]] = deque(clients.submit(batch, b * BATCH, BATCH, now)
@@ -62,22 +63,25 @@ def memory(queued: int, window: int) -> list[str]:
         for b in range(queued // BATCH):
             if b == 1:  # after a warm-up batch
                 gc.collect()
-                marks.append((BATCH, rss()))
+                marks["start"] = rss()
             notifications = pickle.loads(ahead.popleft().result())
             if b + 4 < queued // BATCH:
                 ahead.append(clients.submit(batch, (b + 4) * BATCH, BATCH, now))
             shard.enqueue(notifications, now)
             shard.flush()
             del notifications
-            if (b + 1) * BATCH in (window, queued // 2, queued):
+            for name in (n for n, at in points.items() if at == (b + 1) * BATCH):
                 gc.collect()
-                marks.append(((b + 1) * BATCH, rss()))
-    (first, start), (full, at_full), (half, at_half), (end, at_end) = marks
-    return [f"one shard, window {window:,}, {first:,} -> {end:,} queued: RSS {start / 2**20:.0f} -> "
-            f"{at_full / 2**20:.0f} (window full) -> {at_end / 2**20:.0f} MiB",
-            f"  {(at_end - start) / (end - first):.0f} B per queued; {(at_full - start) / (full - first):.0f}"
-            f" B per record of the window; {(at_end - at_half) / (end - half):.0f} B per queued"
-            f" beyond half way"]
+                marks[name] = rss()
+    start, full, half, end = (marks[n] for n in ("start", "window full", "half way", "end"))
+
+    def per(grown: int, count: int) -> str:
+        return f"{grown / max(1, count):.0f} B"
+
+    return [f"one shard, window {window:,}, {BATCH:,} -> {queued:,} queued: RSS {start / 2**20:.0f} -> "
+            f"{full / 2**20:.0f} (window full) -> {end / 2**20:.0f} MiB",
+            f"  {per(end - start, queued - BATCH)} per queued; {per(full - start, window - BATCH)} per"
+            f" record of the window; {per(end - half, queued - queued // 2)} per queued beyond half way"]
 
 
 def speed(queued: int, window: int, rounds: int, store: str = "memory") -> list[str]:
