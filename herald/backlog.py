@@ -1,11 +1,11 @@
 """The part of a shard's queue kept on disk only: what waits beyond the memory window.
 
-A shard keeps at most ``hot_limit`` live notifications in memory (payload and all). Beyond that,
-a newly accepted email, SMS or fax notification is written to storage and only *counted* here,
-per (channel, priority); nothing of it stays on the heap. When a lane's ready heap runs low at
-some priority, the shard reads the next ones of that priority from storage in acceptance order
-(``Storage.load_waiting``), so a million queued notifications cost a few counters, and a
-restart reads a window, not the whole backlog.
+A shard keeps at most ``hot_limit`` live notifications in memory (payload and all, most of them
+packed: ``herald.live_records``). Beyond that, a newly accepted email, SMS or fax notification
+is written to storage and only *counted* here, per (channel, priority); nothing of it stays on
+the heap. When a lane's ready heap runs low at some priority, the shard reads the next ones of
+that priority from storage in acceptance order (``Storage.load_waiting``), so a million queued
+notifications cost a few counters, and a restart reads a window, not the whole backlog.
 
 Order is kept by one rule: for each (channel, priority), every notification on disk only was
 accepted after every one in memory (``cursor`` is the highest ``seq`` taken into memory; what

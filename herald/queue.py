@@ -238,7 +238,7 @@ class QueueShard(ReceiptHandling, WaitingWork):
         self._log(record, FINAL, status.value, entry, now)
         if status in (Status.SENT, Status.DELIVERED):
             self.latency.observe(now - record.created_at)
-        self._live.pop(record.tag, None)
+        self._live.discard(record.tag)
         if status is not Status.SENT:
             self._let_go_receipt(record.tag)  # nothing sent is waiting for it any more
         # The idempotency entry stays until flush() has made the record findable in storage.

@@ -3,6 +3,10 @@
 Within a lane, higher priority leaves first, then acceptance order (``seq``). Removing an entry
 is lazy: a record that leaves (leased, cancelled) is dropped from the membership set and its
 heap entry is skipped when it surfaces.
+
+A shard holds tens of thousands of entries, so each is small: a heap entry is one tuple
+(sharing the record's ``seq`` and tag), and a member's lane and priority are one small int
+(its lane's number × ``LEVELS`` + its priority), not a tuple and a ``Lane`` of its own.
 """
 
 from __future__ import annotations
@@ -13,26 +17,37 @@ from collections.abc import Callable, Iterator
 from herald.channels import Lane
 from herald.priority import MAX_PRIORITY
 
+LEVELS = MAX_PRIORITY + 1
+
 
 class ReadyQueues:
     def __init__(self) -> None:
         self._heaps: dict[Lane, list[tuple[int, int, str]]] = {}
         self._counts: dict[Lane, list[int]] = {}
-        self._members: dict[str, tuple[Lane, int]] = {}
+        #: Every lane seen, by number, and its number.
+        self._lanes: list[Lane] = []
+        self._numbers: dict[Lane, int] = {}
+        #: tag → its lane's number × LEVELS + its priority.
+        self._members: dict[str, int] = {}
 
     def push(self, lane: Lane, priority: int, seq: int, tag: str) -> None:
         if tag in self._members:
             return
-        heapq.heappush(self._heaps.setdefault(lane, []), (-priority, seq, tag))
-        self._counts.setdefault(lane, [0] * (MAX_PRIORITY + 1))[priority] += 1
-        self._members[tag] = (lane, priority)
+        number = self._numbers.get(lane)
+        if number is None:
+            number = self._numbers[lane] = len(self._lanes)
+            self._lanes.append(lane)
+            self._heaps[lane], self._counts[lane] = [], [0] * LEVELS
+        heapq.heappush(self._heaps[lane], (-priority, seq, tag))
+        self._counts[lane][priority] += 1
+        self._members[tag] = number * LEVELS + priority
 
     def remove(self, tag: str) -> None:
         """``tag`` leaves its lane (its heap entry goes stale)."""
         member = self._members.pop(tag, None)
         if member is not None:
-            lane, priority = member
-            self._counts[lane][priority] -= 1
+            number, priority = divmod(member, LEVELS)
+            self._counts[self._lanes[number]][priority] -= 1
 
     def __contains__(self, tag: str) -> bool:
         return tag in self._members
@@ -64,4 +79,6 @@ class ReadyQueues:
     def clear(self) -> None:
         self._heaps.clear()
         self._counts.clear()
+        self._lanes.clear()
+        self._numbers.clear()
         self._members.clear()

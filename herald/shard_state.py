@@ -22,6 +22,7 @@ from herald.delivery_log import log_event
 from herald.errors import NotFound, QueueFull
 from herald.fair_share import Holding, admits
 from herald.held import HeldOnDisk
+from herald.live_records import LiveRecords
 from herald.metrics import Histogram
 from herald.notification import Notification
 from herald.outcome import Outcome
@@ -50,6 +51,7 @@ class ShardState:
         rng: random.Random | None = None,
         gateways: int = 1,
         hot_limit: int = 20_000,
+        keep_unpacked: int | None = None,
     ) -> None:
         self._storage = storage
         self._gateways = gateways
@@ -57,6 +59,8 @@ class ShardState:
         self._hot_limit = hot_limit
         #: How many one read from disk takes at least (fewer with a small window).
         self._read_size = max(1, min(REFILL, hot_limit))
+        #: Live records kept as objects at least; beyond, waiting ones are packed (a test's knob).
+        self._keep_unpacked = self._read_size if keep_unpacked is None else keep_unpacked
         self._policies = retry_policies
         self._rng = rng or random.Random()
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
@@ -80,7 +84,8 @@ class ShardState:
         Also what a failed write falls back to: memory goes back to what the disk has, so
         nothing the caller was told failed is delivered later anyway.
         """
-        self._live: dict[str, Record] = {}
+        #: Live records by tag, most waiting ones packed (``herald.live_records``).
+        self._live = LiveRecords(keep=self._keep_unpacked)
         self._ready = ReadyQueues()
         self._delayed: list[tuple[float, int, str]] = []
         self._leases: list[tuple[float, str]] = []
@@ -121,6 +126,7 @@ class ShardState:
         for channel in spillable:
             for priority in self._backlog.levels(channel):
                 self._read_back(channel, priority, self._read_size, now)
+        self._live.pack(list(self._live.records()))
 
     def get(self, tag: str, tenant: str) -> Record:
         record = self._live.get(tag) or self._stored(tag)
@@ -245,6 +251,7 @@ class ShardState:
         for record in written:  # findable in storage now: final, or waiting on disk only
             if record.idempotency_key and (record.final or record.tag not in self._live):
                 self._idempotency.pop((record.tenant, record.idempotency_key), None)
+        self._live.pack(written)
 
     # -- helpers --------------------------------------------------------------------------
     def _stored(self, tag: str) -> Record | None:
@@ -271,7 +278,7 @@ class ShardState:
 
     def _to_disk(self, record: Record) -> None:
         """A waiting record leaves memory; storage (after the next flush) has it."""
-        self._live.pop(record.tag, None)
+        self._live.discard(record.tag)
         self._dirty(record)
         self._backlog.add(record.channel, record.priority)
 
@@ -389,9 +396,9 @@ class ShardState:
         kept in acceptance order, so it is the first waiting one met; at most ``scan`` records
         are looked at (a revived dead letter, put at the end, may be older still)."""
         oldest: dict[str, float] = {}
-        for record in itertools.islice(self._live.values(), scan):
-            if record.status in WAITING and record.channel.key not in oldest:
-                oldest[record.channel.key] = record.created_at
+        for waiting in itertools.islice(self._live.waiting_since(), scan):
+            if waiting is not None and waiting[0].key not in oldest:
+                oldest[waiting[0].key] = waiting[1]
                 if len(oldest) == len(Channel):
                     break
         return oldest

@@ -78,7 +78,7 @@ class WaitingWork(ShardState):
         """Keep a waiting record on disk only, outside the line, until it is due or its
         user connects (``herald.held``)."""
         record.held = kind
-        self._live.pop(record.tag, None)
+        self._live.discard(record.tag)
         self._dirty(record)
         self._held.add(1, record.not_before if kind == DEFERRED else None)
 

@@ -59,6 +59,8 @@ class QueueMachine(RuleBasedStateMachine):
     backend: ClassVar[str] = "memory"
     #: Live notifications the shard keeps in memory; beyond, SMS waits on disk only.
     hot_limit: ClassVar[int] = 20_000
+    #: Live records kept as objects; beyond, waiting ones are packed (None: the shard's default).
+    keep_unpacked: ClassVar[int | None] = None
     #: The database of the PostgreSQL runs, and a new shard number for each example.
     pg_url: ClassVar[str] = ""
     pg_shards: ClassVar[itertools.count[int]] = itertools.count()
@@ -75,7 +77,7 @@ class QueueMachine(RuleBasedStateMachine):
             self.storage = owned_storage(self.pg_url, next(self.pg_shards))
         self.now = T0
         self.shard = make_shard(self.storage, now=self.now, policies=POLICIES,
-                                hot_limit=self.hot_limit)
+                                hot_limit=self.hot_limit, keep_unpacked=self.keep_unpacked)
         self.accepted: dict[str, dict[str, Any]] = {}  # tag -> the notification a client posted
         self.first_for: dict[tuple[str, str], str] = {}  # (tenant, btag) -> first tag
         self.leases: list[tuple[str, float]] = []  # handed out and not yet acked
@@ -315,7 +317,7 @@ class QueueMachine(RuleBasedStateMachine):
             tag, _ = self.leases[-1]  # the worker will ack again: its lease stays listed
             self.shard.ack([Outcome(tag, "sent", "capture")], self.now)
         self.shard = make_shard(self.storage, now=self.now, policies=POLICIES,
-                                hot_limit=self.hot_limit)
+                                hot_limit=self.hot_limit, keep_unpacked=self.keep_unpacked)
         # Held receipts are stored, so they survive. Parking in memory does not: those come
         # back and will be parked again; those parked on disk (herald.held) stay parked.
         self.parked = {t for t in self.parked if self.stored(t).held == "parked"}
@@ -360,6 +362,16 @@ class PostgresQueueMachine(QueueMachine):
     backend = "postgres"
 
 
+class PackingQueueMachine(QueueMachine):
+    """Every waiting record packed at each flush (herald.live_records), read back as used."""
+
+    keep_unpacked = 0
+
+
+class PackingSQLiteQueueMachine(PackingQueueMachine):
+    backend = "sqlite"
+
+
 class SpillingQueueMachine(QueueMachine):
     """A memory window of 2: most SMS waits on disk only and is read back (herald.backlog)."""
 
@@ -379,6 +391,10 @@ TestQueueMachineMemory = QueueMachine.TestCase
 TestQueueMachineMemory.settings = _SETTINGS
 TestQueueMachineSQLite = SQLiteQueueMachine.TestCase
 TestQueueMachineSQLite.settings = _SETTINGS
+TestPackingQueueMachine = PackingQueueMachine.TestCase
+TestPackingQueueMachine.settings = _SETTINGS
+TestPackingQueueMachineSQLite = PackingSQLiteQueueMachine.TestCase
+TestPackingQueueMachineSQLite.settings = _SETTINGS
 TestSpillingQueueMachine = SpillingQueueMachine.TestCase
 TestSpillingQueueMachine.settings = _SETTINGS
 TestSpillingQueueMachineSQLite = SpillingSQLiteQueueMachine.TestCase
