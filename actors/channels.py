@@ -44,6 +44,8 @@ log = logging.getLogger("herald.channels")
 #: at load the pullers carry them (one call hands back and leases hundreds); idle, this is how
 #: much later a final status is known.
 ACK_WINDOW_SECONDS = 0.05
+#: Parks (a browser user offline) wait no longer than this: that user's reconnect waits for them.
+PARK_WINDOW_SECONDS = 0.005
 #: How long they may wait while the link is busy: at load, what bounds the calls an idle-ish
 #: shard link makes (a few a second), and how much later a final status is known then.
 ACK_HOLD_SECONDS = 0.25
@@ -307,8 +309,10 @@ class ChannelActor:
         while the link is busy (a puller's call comes soon, and takes them along)."""
         while True:
             await link.acks_ready.wait()
-            await asyncio.sleep(ACK_WINDOW_SECONDS)  # let a puller take them, or a batch gather
-            held = ACK_WINDOW_SECONDS
+            # Parks go back at once: a user reconnecting is released only once they are recorded.
+            parks = any(outcome.kind == "park" for outcome in link.acks)
+            await asyncio.sleep(PARK_WINDOW_SECONDS if parks else ACK_WINDOW_SECONDS)
+            held = ACK_HOLD_SECONDS if parks else ACK_WINDOW_SECONDS
             while link.acks and held < ACK_HOLD_SECONDS and link.inflight >= link.capacity // 4:
                 await asyncio.sleep(ACK_WINDOW_SECONDS)
                 held += ACK_WINDOW_SECONDS

@@ -211,10 +211,15 @@ class WebSocketGateway(Provider):
             return [outcome_from_error(messages[0].tag, self.name, exc)]
 
     async def send(self, message: Message) -> Outcome:
-        user = self._users.get((message.tenant, message.uid))
+        key = (message.tenant, message.uid)
+        user = self._users.get(key)
         if user is None:
-            self._parking[message.tag] = (message.tenant, message.uid)
+            self._parking[message.tag] = key
             return Outcome(message.tag, "park", self.name)
+        if self._parking and key in self._parking.values():
+            # Earlier ones of this user's are parked on their way to the shard: this one waits
+            # behind them, or it would arrive before them (they are released once recorded).
+            return self._park(message, "behind parked")
         frame = _encode(message)
         answer: asyncio.Future[_Answer] = asyncio.get_running_loop().create_future()
         # Registered before the write: an ack can arrive before the writer is done.
