@@ -156,9 +156,9 @@ class ChannelActor:
         log.info("%s actor %d pulling from %d shards", self._channel.value, self._index,
                  len(self._links))
 
-    async def _on_connect(self, tenant: str, uid: str) -> None:
+    async def _on_connect(self, tenant: str, uid: str) -> list[str]:
         """A browser user connected here: ask their shard to release what waits for them."""
-        await self._shards[shard_for_uid(uid, len(self._shards))].unpark(tenant, uid)
+        return await self._shards[shard_for_uid(uid, len(self._shards))].unpark(tenant, uid)
 
     async def ping(self) -> ChannelPing:
         """Health and figures; the Supervisor's health loop calls it every second. ``endpoint``:

@@ -100,7 +100,7 @@ class ShardClient:
     def claim(self, entries: list[tuple[str, str, str]]) -> Call[list[str]]:
         return Call(self.handle.claim.remote(entries))
 
-    def unpark(self, tenant: str, uid: str) -> Call[int]:
+    def unpark(self, tenant: str, uid: str) -> Call[list[str]]:
         return Call(self.handle.unpark.remote(tenant, uid))
 
     def receipts(self, outcomes: list[Outcome]) -> Call[list[bool]]:

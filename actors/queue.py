@@ -253,13 +253,14 @@ class QueueActor:
         shard = await self._ready()
         return shard.claim(entries, time.time())
 
-    async def unpark(self, tenant: str, uid: str) -> int:
-        """A browser user connected: their parked notifications become ready, in order."""
+    async def unpark(self, tenant: str, uid: str) -> list[str]:
+        """A browser user connected: their parked notifications become ready, in order (their
+        tags: the gateway sends them before anything newer of the user's)."""
         shard = await self._ready()
-        count = shard.unpark(tenant, uid, time.time())
-        if count:
+        released = shard.unpark(tenant, uid, time.time())
+        if released:
             self._notify({shard.lane_of(Channel.BROWSER, tenant, uid)})
-        return count
+        return released
 
     async def receipts(self, outcomes: list[Outcome]) -> list[bool]:
         """Provider receipts (delivered/failed), in one commit: True = applied or held

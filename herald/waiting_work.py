@@ -109,9 +109,9 @@ class WaitingWork(ShardState):
             self._push_ready(record)
         self._held.looked(now, more=len(rows) >= HELD_BATCH)
 
-    def unpark(self, tenant: str, uid: str, now: float) -> int:
+    def unpark(self, tenant: str, uid: str, now: float) -> list[str]:
         """The recipient is reachable again: its parked notifications become ready, in order
-        (those parked in memory and those held on disk)."""
+        (those parked in memory and those held on disk); their tags, in that order."""
         tags = self._parking.release(tenant, uid)
         records = [self._live[t] for t in tags if t in self._live]
         if self._held.total:
@@ -121,7 +121,7 @@ class WaitingWork(ShardState):
         records.sort(key=lambda r: r.seq)
         for record in records:
             self._push_ready(record)
-        return len(records)
+        return [record.tag for record in records]
 
     def _left_disk(self, record: Record) -> None:
         """A waiting record kept on disk only is no longer counted there."""

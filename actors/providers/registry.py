@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from actors.providers.base import Provider
 from herald.channels import Channel
 from herald.config import Settings
 
-OnConnect = Callable[[str, str], Awaitable[None]]
+OnConnect = Callable[[str, str], Awaitable[Sequence[str] | None]]
 
 
 def _sms(settings: Settings) -> list[Provider]:

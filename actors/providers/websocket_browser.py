@@ -7,7 +7,8 @@ missing, forged or expired token 401, a user over ``max_connections_per_user`` 4
 ``send`` is only ``delivered`` when one of the user's connections acks the tag: "sent is not
 delivered" (novu#1247). A user with no connection, a send nobody acks within ``ack_timeout``,
 and a user whose last connection drops before acking all give ``park``: the queue keeps the
-notification and the actor unparks it when ``on_connect`` reports the user back, in order.
+notification and the actor unparks it when ``on_connect`` reports the user back, in order: what
+the shard released goes out before any newer send of the user (``herald.catch_up``).
 Frames for one user leave in the order ``send`` was called (one write lock per user).
 Logs carry tenant, uid and tag only: never tokens (the wire log redacts them) nor content.
 
@@ -17,11 +18,8 @@ its slot goes back to the channel actor (``Provider.release_slot``) while the se
 ack, so the actor keeps leasing while acks are on their way. Sends awaiting an ack are kept in
 one ``herald.browser_acks.AwaitingAcks`` with a single timer for all their deadlines.
 
-Once started a gateway knows its ``endpoint``, the URL ``/v1/browser-endpoint`` gives browsers:
-``HERALD_BROWSER_PUBLIC_URL`` with ``{node_ip}`` and ``{port}`` filled in if set (a proxy in
-front), else ``ws://<host>:<port>/ws``, host being the address it binds or, when it binds every
-interface (``0.0.0.0``, ``::``), the IP of the node it runs on: the URL follows the gateway when
-Ray restarts it on another node.
+Once started a gateway knows its ``endpoint``, the URL ``/v1/browser-endpoint`` gives browsers
+(``websocket_wire.advertised_url``): it follows the gateway when Ray restarts it on another node.
 """
 
 from __future__ import annotations
@@ -29,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import http
-import json
 import logging
 import time
 import weakref
@@ -38,17 +35,17 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from actors.providers.base import Provider
-from actors.providers.websocket_wire import WS_PATH, advertised_url
+from actors.providers.websocket_wire import WS_PATH, Ack, advertised_url, encode_frame, read_frame
 from actors.providers.websocket_wire import wire_log as _wire_log
 from herald.browser_acks import AwaitingAcks
 from herald.browser_tokens import BrowserIdentity, verify_token
+from herald.catch_up import CatchUp
 from herald.errors import AuthError
 from herald.outcome import Outcome, outcome_from_error
 from herald.render import Message
@@ -59,6 +56,8 @@ log = logging.getLogger(__name__)
 
 #: How long a reconnecting user's unpark waits for their parks still being recorded.
 PARK_SETTLE_SECONDS = 5.0
+#: How long newer sends of a user who is back wait for what their shard released to go out.
+CATCH_UP_SECONDS = 5.0
 #: Largest frame a browser may send us (acks and pings are tiny).
 MAX_FRAME_BYTES = 64 * 1024
 #: Sends awaiting an ack beyond which a written frame keeps its slot until its outcome: bounds
@@ -68,8 +67,11 @@ MAX_UNACKED = 4096
 #: (websockets pauses writing at 32 KiB): such a write needs no timer.
 FAST_WRITE_BYTES = 16 * 1024
 
-OnConnect = Callable[[str, str], Awaitable[None]]
+#: Tells the shard a user is here; answers the tags it released for them (None: not known).
+OnConnect = Callable[[str, str], Awaitable[Sequence[str] | None]]
 UserKey = tuple[str, str]
+
+
 @dataclass(eq=False)
 class _User:
     """One connected user: their open connections and the order their frames are written in.
@@ -81,16 +83,14 @@ class _User:
 
     connections: set[ServerConnection] = field(default_factory=set)
     write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: While what the shard released for them is on its way back: newer sends wait behind it.
+    catch_up: CatchUp | None = None
 
-
-def _encode(message: Message) -> bytes:
-    """The frame of ``message``: JSON, as UTF-8."""
-    fields = {"tag": message.tag, "type": message.type, "title": message.title,
-              "content": message.text, "priority": message.priority}
-    try:
-        return orjson.dumps(fields)
-    except orjson.JSONEncodeError:  # a lone surrogate (from a "\ud800" in JSON input): escape it
-        return json.dumps(fields).encode()
+    def begin_catch_up(self) -> CatchUp:
+        """From now until the shard's answer has gone out, newer sends wait behind it."""
+        previous = self.catch_up
+        self.catch_up = CatchUp(previous if previous is not None and not previous.over else None)
+        return self.catch_up
 
 
 class _Answer(enum.Enum):
@@ -216,16 +216,20 @@ class WebSocketGateway(Provider):
         if user is None:
             self._parking[message.tag] = key
             return Outcome(message.tag, "park", self.name)
-        if self._parking and key in self._parking.values():
-            # Earlier ones of this user's are parked on their way to the shard: this one waits
-            # behind them, or it would arrive before them (they are released once recorded).
+        released = False
+        if user.catch_up is not None and not user.catch_up.over:
+            released = await user.catch_up.admit(message.tag)
+            if self._users.get(key) is not user:
+                return self._park(message, "disconnected")
+        if not released and self._parking and key in self._parking.values():
+            # Earlier ones of the user are parked on their way to the shard: wait behind them.
             return self._park(message, "behind parked")
-        frame = _encode(message)
+        frame = encode_frame(message)
         answer: asyncio.Future[_Answer] = asyncio.get_running_loop().create_future()
         # Registered before the write: an ack can arrive before the writer is done.
         waiting = self._awaiting.expect(user, message.tag, answer)
         try:
-            # No await before the lock: sends queue on it in call order, so frames keep it.
+            # Sends reach the lock in call order (a catch-up wakes them in order): frames keep it.
             async with user.write_lock:
                 written = not answer.done() and await self._fan_out(user, frame) > 0
             if not written and not answer.done():
@@ -266,15 +270,13 @@ class WebSocketGateway(Provider):
         return Outcome(message.tag, "park", self.name, error=reason)
 
     async def acked(self, outcomes: Sequence[Outcome]) -> None:
-        """Parks are recorded now: a user who is connected again gets them released.
-
-        Closes the race where a park reaches the shard after the user's reconnect released
-        their notifications (they would wait for the next connection otherwise).
-        """
+        """Parks are recorded now: a user who is connected again gets them released (a park
+        recorded after their reconnect's release would wait for the next connection otherwise)."""
         users = {self._parking.pop(o.tag) for o in outcomes if o.tag in self._parking}
         for tenant, uid in users:
-            if self.is_connected(tenant, uid):
-                await self._notify_connect(tenant, uid)
+            user = self._users.get((tenant, uid))
+            if user is not None:
+                self._spawn(self._release(tenant, uid, user, user.begin_catch_up()))
 
     async def _fan_out(self, user: _User, frame: bytes) -> int:
         """Write ``frame`` to every connection of ``user``; how many took it."""
@@ -339,7 +341,8 @@ class WebSocketGateway(Provider):
         user.connections.add(connection)
         extra = {"tenant": identity.tenant, "uid": identity.uid}
         log.debug("browser connected", extra={**extra, "connections": len(user.connections)})
-        self._spawn(self._connected(identity.tenant, identity.uid))
+        self._spawn(self._release(identity.tenant, identity.uid, user, user.begin_catch_up(),
+                                  settle=True))
         # A connection lives no longer than the token that opened it: the client reconnects
         # with a fresh token (herald.js does) or loses access.
         expiry = asyncio.get_running_loop().call_later(
@@ -358,6 +361,8 @@ class WebSocketGateway(Provider):
             if not user.connections:
                 if self._users.get(key) is user:
                     del self._users[key]
+                if user.catch_up is not None:
+                    user.catch_up.finish()  # its waiters find the user gone: they park
                 for answer in self._awaiting.drop(user):
                     if not answer.done():
                         answer.set_result(_Answer.GONE)
@@ -368,42 +373,45 @@ class WebSocketGateway(Provider):
 
         Only the sender's own ``_User`` is searched, so nobody can ack another user's tag.
         """
-        if not isinstance(raw, str):
-            return None
-        try:
-            frame = orjson.loads(raw)
-        except orjson.JSONDecodeError:  # not JSON, or nested deeper than the parser goes
-            return None
-        if not isinstance(frame, dict):
-            return None
-        tag = frame.get("ack")
-        if isinstance(tag, str):
-            for answer in self._awaiting.ack(user, tag):
+        frame = read_frame(raw)
+        if isinstance(frame, Ack):
+            for answer in self._awaiting.ack(user, frame.tag):
                 if not answer.done():
                     answer.set_result(_Answer.ACKED)
-        elif "ping" in frame:
-            return json.dumps({"pong": frame["ping"]})
-        return None
+            return None
+        return frame
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _connected(self, tenant: str, uid: str) -> None:
-        """The user is back: unpark, once the parks of theirs still on their way to the shard
-        are recorded (up to ``PARK_SETTLE_SECONDS``). Released before them, the ones parked
-        earlier would arrive first and a late park after them: out of order."""
+    async def _release(self, tenant: str, uid: str, user: _User, catch_up: CatchUp,
+                       settle: bool = False) -> None:
+        """Have the shard release what waits for the user, and hold their newer sends until
+        that has gone out (up to ``CATCH_UP_SECONDS``). ``settle`` (the user is back): first
+        let the parks of theirs still on their way to the shard be recorded (up to
+        ``PARK_SETTLE_SECONDS``), or those would arrive after the ones released before them."""
         deadline = time.monotonic() + PARK_SETTLE_SECONDS
-        while (tenant, uid) in self._parking.values() and time.monotonic() < deadline:  # noqa: ASYNC110 - parks come and go in two places; a short bounded poll
+        while settle and (tenant, uid) in self._parking.values() and time.monotonic() < deadline:  # noqa: ASYNC110 - parks come and go in two places; a short bounded poll
             await asyncio.sleep(0.01)
-        await self._notify_connect(tenant, uid)
+        try:
+            async with asyncio.timeout(CATCH_UP_SECONDS):
+                catch_up.released(await self._notify_connect(tenant, uid) or ())
+                await catch_up.wait_over()
+        except TimeoutError:
+            log.warning("browser catch-up cut short", extra={"tenant": tenant, "uid": uid})
+        finally:
+            catch_up.finish()
+            if user.catch_up is catch_up:
+                user.catch_up = None
 
-    async def _notify_connect(self, tenant: str, uid: str) -> None:
+    async def _notify_connect(self, tenant: str, uid: str) -> Sequence[str] | None:
         """Tell the actor the user is back (it unparks their notifications); never fatal."""
         if self._on_connect is None:
-            return
+            return None
         try:
-            await self._on_connect(tenant, uid)
+            return await self._on_connect(tenant, uid)
         except Exception:
             log.exception("on_connect failed", extra={"tenant": tenant, "uid": uid})
+            return None

@@ -364,9 +364,9 @@ def test_parked_notifications_wait_for_their_recipient_then_leave_in_order(
     ack(shard, first.tag, "park", T0)
     assert stored_status(storage, first.tag) == "queued"
     assert take(shard, now=T0 + 100) == [other.tag]
-    assert shard.unpark(TENANT, "8", T0 + 100) == 0
-    assert shard.unpark("someone-else", "7", T0 + 100) == 0
-    assert shard.unpark(TENANT, "7", T0 + 101) == 2
+    assert shard.unpark(TENANT, "8", T0 + 100) == []
+    assert shard.unpark("someone-else", "7", T0 + 100) == []
+    assert len(shard.unpark(TENANT, "7", T0 + 101)) == 2
     assert take(shard, now=T0 + 101) == [first.tag, second.tag]
 
 
@@ -382,7 +382,7 @@ def test_a_parked_notification_expires(storage: Storage) -> None:
     record = storage.get(notification.tag)
     assert record is not None and record.status == "failed"
     assert record.history[-1].error == "expired"
-    assert shard.unpark(TENANT, notification.uid, T0 + 61) == 0
+    assert shard.unpark(TENANT, notification.uid, T0 + 61) == []
 
 
 def test_parking_is_not_durable_so_a_restart_retries_parked_ones(storage: Storage) -> None:

@@ -264,7 +264,8 @@ class QueueMachine(RuleBasedStateMachine):
                 and self.stored(parked_tag).uid == record.uid}
         released = self.shard.unpark(record.tenant, record.uid, self.now)
         self.shard.flush()
-        assert released == len(mine)
+        assert set(released) == mine and len(released) == len(mine)
+        assert released == sorted(released, key=lambda t: self.stored(t).seq)
         event(f"unpark: {'some' if released else 'none'} released")
         self.parked -= mine
 

@@ -159,7 +159,7 @@ def test_parked_messages_beyond_the_memory_window_wait_on_disk_until_their_user_
     shard.flush()
     assert len(shard._live) <= 2 and shard.live_count() == 5
     assert shard.lease(lane("BROWSER"), 5, T0 + 1, 30.0) == []  # parked, in memory or not
-    assert shard.unpark(mine[0].tenant, "7", T0 + 2) == 5
+    assert len(shard.unpark(mine[0].tenant, "7", T0 + 2)) == 5
     shard.flush()
     back = shard.lease(lane("BROWSER"), 5, T0 + 2, 30.0)
     assert [d.tag for d in back] == [n.tag for n in mine]  # in order

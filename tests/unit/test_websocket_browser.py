@@ -65,13 +65,16 @@ class Harness:
     def __init__(self, stack: AsyncExitStack, **options: Any) -> None:
         self.connected: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self.fail_on_connect = False
+        #: What ``on_connect`` answers (the tags "the shard" released), once set.
+        self.released: asyncio.Future[list[str]] | None = None
         self.gateway = WebSocketGateway(HOST, 0, SECRET, on_connect=self._on_connect, **options)
         self._stack = stack
 
-    async def _on_connect(self, tenant: str, uid: str) -> None:
+    async def _on_connect(self, tenant: str, uid: str) -> list[str] | None:
         await self.connected.put((tenant, uid))
         if self.fail_on_connect:
             raise RuntimeError("queue unreachable")
+        return None if self.released is None else await self.released
 
     def url(self, query: str = "", path: str = "/ws") -> str:
         return f"ws://{HOST}:{self.gateway.port}{path}{query}"
@@ -153,6 +156,51 @@ async def test_on_connect_failure_is_not_fatal(
     task = asyncio.create_task(harness.gateway.send(make_message("t-1")))
     await ws.send(json.dumps({"ack": (await next_frame(ws))["tag"]}))
     assert (await task).kind == "delivered"
+
+
+async def test_what_the_shard_released_goes_out_before_a_newer_send(harness: Harness) -> None:
+    """A newer send already inside the gateway when its user connects waits for what the shard
+    released on that connection (it comes back a lease later): it would arrive first otherwise
+    (seen in the three-node test, the third of three first after a node loss)."""
+    harness.released = asyncio.get_running_loop().create_future()
+    ws = await harness.join()
+    newer = asyncio.create_task(harness.gateway.send(make_message("t-3")))
+    await asyncio.sleep(0.05)
+    harness.released.set_result(["t-1", "t-2"])
+    await asyncio.sleep(0.05)
+    assert not newer.done()
+    older = [asyncio.create_task(harness.gateway.send(make_message(t))) for t in ("t-1", "t-2")]
+    frames = [(await next_frame(ws))["tag"] for _ in range(3)]
+    assert frames == ["t-1", "t-2", "t-3"]
+    for tag in frames:
+        await ws.send(json.dumps({"ack": tag}))
+    assert [(await task).kind for task in (*older, newer)] == ["delivered"] * 3
+
+
+async def test_a_catch_up_whose_released_never_come_lets_newer_sends_go(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr("actors.providers.websocket_browser.CATCH_UP_SECONDS", 0.2)
+    harness.released = asyncio.get_running_loop().create_future()
+    harness.released.set_result(["cancelled-meanwhile"])
+    ws = await harness.join()
+    newer = asyncio.create_task(harness.gateway.send(make_message("t-2")))
+    assert (await next_frame(ws))["tag"] == "t-2"
+    assert "browser catch-up cut short" in caplog.text
+    await ws.send(json.dumps({"ack": "t-2"}))
+    assert (await newer).kind == "delivered"
+
+
+async def test_a_send_waiting_behind_a_catch_up_parks_when_the_user_leaves(
+    harness: Harness,
+) -> None:
+    harness.released = asyncio.get_running_loop().create_future()
+    ws = await harness.join()
+    newer = asyncio.create_task(harness.gateway.send(make_message("t-2")))
+    await asyncio.sleep(0.05)
+    await ws.close()
+    outcome = await asyncio.wait_for(newer, 2.0)
+    assert (outcome.kind, outcome.error) == ("park", "disconnected")
 
 
 async def test_connections_per_user_are_limited(
