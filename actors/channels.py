@@ -176,6 +176,7 @@ class ChannelActor:
             inflight=sum(link.inflight + link.express for link in self._links),
             sending=len(self._deliveries) + sum(len(link.acks) + link.acking
                                                 for link in self._links),
+            waiting=sum(provider.waiting() for provider in providers),
             breakers=breakers, counters=dict(self.counters),
             endpoint=next((p.endpoint for p in providers if p.endpoint), None),
         )

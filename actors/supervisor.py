@@ -132,7 +132,9 @@ class Supervisor:
 
     async def _size_pools(self) -> None:
         """Grow a pool while its backlog per actor stays high, shrink it when idle (nothing
-        waiting and nothing in flight); never waits for a drain."""
+        waiting and nothing in flight); never waits for a drain. The backlog counts what the
+        pool's actors leased and hold waiting for a provider connection (each leases up to
+        ``HERALD_CHANNEL_CONCURRENCY``): out of the shards, but not being sent."""
         if not self._sizers or time.monotonic() < self._sized_at + SIZE_INTERVAL:
             return
         self._sized_at = time.monotonic()
@@ -145,7 +147,9 @@ class Supervisor:
             for channel, states in stat.depth.items():
                 backlog[channel] = backlog.get(channel, 0) + states.get("queued", 0) + \
                     states.get("retrying", 0)
-        in_flight = await self._in_flight()
+        in_flight, waiting = await self._held_by_actors()
+        for channel, count in waiting.items():
+            backlog[channel.value] = backlog.get(channel.value, 0) + count
         for channel, sizer in self._sizers.items():
             actors = self.pools[channel]
             wanted = sizer.decide(len(actors), backlog.get(channel.value, 0), time.monotonic(),
@@ -166,22 +170,24 @@ class Supervisor:
                 self._draining[key] = (actor, asyncio.get_running_loop().create_task(
                     self._drain_and_kill(key, actor, placed)))
 
-    async def _in_flight(self) -> dict[Channel, int]:
-        """Sends leased and not acked, per pool, from its placed actors' own figures (one never
-        placed has leased nothing). A pool with an actor that did not answer is not known to be
-        idle: it is left out (the caller takes it for busy)."""
+    async def _held_by_actors(self) -> tuple[dict[Channel, int], dict[Channel, int]]:
+        """Per pool, from its placed actors' own figures (one never placed has leased nothing):
+        sends leased and not acked, and those waiting for a provider connection. A pool with an
+        actor that did not answer is not known to be idle: it is left out of the first (the
+        caller takes it for busy)."""
         asked = [(channel, h) for channel, actors in self.pools.items()
                  for i, h in enumerate(actors) if f"{channel.key}-{i}" in self._pids]
         answers = await asyncio.gather(*(asyncio.wait_for(ChannelClient(h).ping(), HEALTH_TIMEOUT)
                                          for _, h in asked), return_exceptions=True)
-        counts = dict.fromkeys(self.pools, 0)
+        counts, waiting = dict.fromkeys(self.pools, 0), dict.fromkeys(self.pools, 0)
         unknown: set[Channel] = set()
         for (channel, _), answer in zip(asked, answers, strict=True):
             if isinstance(answer, ChannelPing):
                 counts[channel] += answer.sending
+                waiting[channel] += answer.waiting
             else:
                 unknown.add(channel)
-        return {c: n for c, n in counts.items() if c not in unknown}
+        return {c: n for c, n in counts.items() if c not in unknown}, waiting
 
     async def _drain_and_kill(self, name: str, actor: Any, placed: bool) -> None:
         """Let an actor removed from its pool finish what it leased (up to one attempt's

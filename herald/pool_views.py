@@ -26,6 +26,8 @@ class ChannelPing:
     inflight: int = 0
     #: Leased and not yet handed back: a pool with any is not idle (``herald.pool_sizing``).
     sending: int = 0
+    #: Leased sends waiting for a provider connection: backlog held here, not at the shards.
+    waiting: int = 0
     breakers: Mapping[str, str] = field(default_factory=dict)
     counters: Mapping[str, int] = field(default_factory=dict)
     #: Where browsers connect to this actor's gateway (browser pools only, once listening).

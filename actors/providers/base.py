@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 
 from herald.outcome import Outcome, outcome_from_error
+from herald.priority_gate import PriorityGate
 from herald.render import Message
 
 
@@ -23,6 +24,8 @@ class Provider(abc.ABC):
     #: Where clients connect to this provider once started, for those they connect to: the
     #: browser gateway's WebSocket URL. None for providers that only send.
     endpoint: str | None = None
+    #: The provider's connections, for those that hold a bounded number (SMTP, HTTP APIs).
+    gate: PriorityGate | None = None
     #: Who hears of slots released early (``set_slot_release``); nobody by default.
     _slot_release: Callable[[str], None] | None = None
 
@@ -54,6 +57,11 @@ class Provider(abc.ABC):
         """``tag``'s send no longer needs its slot (see ``set_slot_release``)."""
         if self._slot_release is not None:
             self._slot_release(tag)
+
+    def waiting(self) -> int:
+        """Sends this provider holds that wait for a free connection: work leased out of the
+        shards but not started, which the Supervisor counts as backlog when it sizes the pool."""
+        return self.gate.waiting if self.gate is not None else 0
 
     def breaker_key(self, message: Message) -> str:
         """Which circuit breaker ``message`` counts against: by default the provider's.

@@ -81,7 +81,7 @@ class HttpFaxProvider(Provider):
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
-        self.gate = PriorityGate(connections)
+        self.gate: PriorityGate = PriorityGate(connections)
 
     def __repr__(self) -> str:  # never show the API key
         return f"HttpFaxProvider(name={self.name!r}, endpoint={self._endpoint!r})"

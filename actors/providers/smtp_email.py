@@ -72,7 +72,7 @@ class SmtpProvider(Provider):
         self.sizer = ConnectionSizer(pool_size)
         # A send holds a slot for its whole transaction, so open connections (idle + busy)
         # never outnumber the slots: a connection is only created when no idle one is left.
-        self.gate = PriorityGate(self.sizer.size)
+        self.gate: PriorityGate = PriorityGate(self.sizer.size)
         self._idle: list[aiosmtplib.SMTP] = []
         self._open = 0
         self._closed = False

@@ -121,7 +121,7 @@ class TwilioSmsProvider(Provider):
         self._path = f"/2010-04-01/Accounts/{account_sid}/Messages.json"
         self._url = base_url.rstrip("/") + self._path
         self.session: aiohttp.ClientSession | None = None
-        self.gate = PriorityGate(connections)
+        self.gate: PriorityGate = PriorityGate(connections)
 
     def __repr__(self) -> str:  # never show the auth token
         return f"TwilioSmsProvider(name={self.name!r}, account_sid={self.account_sid!r})"

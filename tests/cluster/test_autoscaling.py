@@ -207,9 +207,6 @@ def herald(cluster: RayNode, tmp_path: Path) -> Iterator[tuple[RunningHerald, Sm
         HERALD_API_KEYS=f"acme:{KEY}", HERALD_METRICS_TOKEN=OPERATOR, HERALD_SHARDS="1",
         HERALD_POOLS="email=1,sms=0,browser=0,fax=0,webhook=0", HERALD_POOL_MAX=f"email={POOL_MAX}",
         HERALD_CHANNEL_CPUS="1", HERALD_POOL_GROW_BACKLOG=str(GROW_BACKLOG),
-        # The backlog below is sized for 64 sends leased per actor: what each actor leases is
-        # out of the shard's backlog, which is what the pool grows on.
-        HERALD_CHANNEL_CONCURRENCY="64",
         HERALD_POOL_IDLE_SECONDS=str(POOL_IDLE_SECONDS),
         HERALD_SMTP_URL=sink.url, HERALD_SMTP_POOL_SIZE="2", HERALD_CAPTURE="none",
         HERALD_SQLITE_SYNCHRONOUS="NORMAL", HERALD_ROLLUP_SECONDS="0", HERALD_DASHBOARD_PORT="0",

@@ -15,6 +15,7 @@ from herald.breaker import CLOSED, HALF_OPEN, OPEN
 from herald.channels import Channel
 from herald.errors import PermanentProviderError, TransientProviderError
 from herald.outcome import Outcome
+from herald.priority_gate import PriorityGate
 from herald.render import Message
 
 THRESHOLD, COOLDOWN = 3, 30.0
@@ -333,3 +334,30 @@ async def test_destination_breakers_are_bounded_least_recently_used_first() -> N
     assert {"webhook", "plain"} <= set(providers.breakers)
     assert providers.states() == {"webhook": CLOSED, "plain": CLOSED}
     assert ProviderChain([hooks]).max_breakers == 10_000
+
+
+async def test_a_provider_counts_the_sends_waiting_for_a_connection() -> None:
+    """What the Supervisor adds to a pool's backlog: sends leased into an actor, queued at a
+    provider whose connections are all busy (0 for a provider without a gate)."""
+    release = asyncio.Event()
+
+    class Gated(Provider):
+        name = "gated"
+
+        def __init__(self) -> None:
+            self.gate = PriorityGate(2)
+
+        async def send(self, message: Message) -> Outcome:
+            assert self.gate is not None
+            async with self.gate.slot(message.priority):
+                await release.wait()
+            return Outcome(message.tag, "sent", self.name)
+
+    provider = Gated()
+    sends = [asyncio.create_task(provider.send(replace(message(), tag=f"t{i}"))) for i in range(5)]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert provider.waiting() == 3
+    release.set()
+    await asyncio.gather(*sends)
+    assert provider.waiting() == 0
