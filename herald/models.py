@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -18,6 +20,10 @@ from herald.sharding import make_tag, shard_for_uid
 
 MAX_TTL_SECONDS = 30 * 86400
 DEFAULT_TTL_SECONDS = 86400
+#: ``details.send_at`` may be at most this far ahead.
+MAX_SEND_AHEAD_SECONDS = 365 * 86400
+#: The longest a notification can stay live: sent as late as it may be, then its longest TTL.
+MAX_LIVE_SECONDS = MAX_SEND_AHEAD_SECONDS + MAX_TTL_SECONDS
 _HEADER_FIELDS = ("to", "from", "subject", "reply_to", "title")
 #: ``details.vars`` is copied into every render context and stored with the notification:
 #: at most this many bytes as compact JSON…
@@ -87,7 +93,16 @@ class Details(_Open):
     bill_to: str | None = Field(default=None, max_length=200)
     media_url: pydantic.HttpUrl | None = None
     ttl: int | None = Field(default=None, gt=0, le=MAX_TTL_SECONDS)
+    #: Send later: ISO 8601 with an offset, or epoch seconds (``send_at_epoch``).
+    send_at: str | float | None = None
     vars: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("send_at", mode="before")
+    @classmethod
+    def _when(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # a JSON true is not a time
+            raise ValueError("must be ISO 8601 with an offset or epoch seconds")
+        return value
 
 
 class NotificationIn(BaseModel):
@@ -205,10 +220,46 @@ def validate_notification(raw: Any, tenant: str, now: float, shards: int = 1) ->
     # What the channel actor will render, rendered now: sizes capped, the subject header checked.
     render_fields(channel, details, template_context(payload))
     ttl = model.details.ttl or DEFAULT_TTL_SECONDS
+    send_at = send_at_epoch(model.details.send_at, now)
     shard = shard_for_uid(str(model.user.uid), shards)
     return Notification(
         tag=make_tag(shard), shard=shard, tenant=tenant, type=model.type, category=category,
         channel=channel, priority=compute_priority(model.requester.asap, model.requester.priority),
         uid=str(model.user.uid), idempotency_key=model.user.mq_uuid_btag, recipient=recipient,
-        created_at=now, expires_at=now + ttl, payload=payload, size=size,
+        created_at=now, expires_at=max(now, send_at) + ttl, payload=payload, size=size,
+        not_before=send_at if send_at > now else 0.0,
     )
+
+
+def send_at_epoch(value: str | float | None, now: float) -> float:
+    """``details.send_at`` as epoch seconds (0.0 when not given; a time past means now).
+
+    ISO 8601 is read by ``datetime.fromisoformat`` (3.11: any ISO 8601 date-time, ``Z`` too);
+    a time without an offset is refused (whose midnight would it be?), as is one more than
+    ``MAX_SEND_AHEAD_SECONDS`` ahead."""
+    field = "details.send_at"
+    if value is None:
+        return 0.0
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            when = float(text)
+        except ValueError:
+            try:
+                moment = datetime.fromisoformat(text)
+            except ValueError:
+                raise ValidationError(f"{field}: not an ISO 8601 date-time (e.g. "
+                                      "2026-12-24T18:00:00+01:00) nor epoch seconds",
+                                      field) from None
+            if moment.utcoffset() is None:  # naive: whose midnight would it be?
+                raise ValidationError(f"{field}: needs an offset (+01:00, Z): {text}",
+                                      field) from None
+            when = moment.timestamp()
+    else:
+        when = float(value)
+    if not math.isfinite(when):
+        raise ValidationError(f"{field}: not a time", field)
+    if when > now + MAX_SEND_AHEAD_SECONDS:
+        raise ValidationError(f"{field}: at most {MAX_SEND_AHEAD_SECONDS // 86400} days ahead",
+                              field)
+    return max(when, 0.0)

@@ -35,6 +35,8 @@ class Notification:
     payload: dict[str, Any]
     #: Approximate bytes of ``payload`` as stored (what the queue's byte limit counts).
     size: int = 0
+    #: Not sent before this (``details.send_at``, epoch seconds); 0.0: at once.
+    not_before: float = 0.0
 
 
 @compact

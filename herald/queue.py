@@ -24,7 +24,7 @@ from herald.channels import Lane
 from herald.delivery import Delivery
 from herald.delivery_log import ACCEPTED, ATTEMPT, FINAL
 from herald.errors import Conflict
-from herald.models import MAX_TTL_SECONDS
+from herald.models import MAX_LIVE_SECONDS
 from herald.notification import Accepted, Notification
 from herald.outcome import Outcome
 from herald.reconcile import is_receipt
@@ -92,7 +92,9 @@ class QueueShard(ReceiptHandling, WaitingWork):
             taken.add(tag)
             if key:
                 self._idempotency[(record.tenant, key)] = tag
-            if self._backlog.stays_on_disk(channel, priority, record.seq, self.memory_full):
+            if record.not_before > now:
+                self._schedule(record, now)  # sent later: waits outside the line until then
+            elif self._backlog.stays_on_disk(channel, priority, record.seq, self.memory_full):
                 self._backlog.add(channel, priority)  # written below; counted, not kept
             else:
                 self._live[tag] = record
@@ -326,8 +328,9 @@ class QueueShard(ReceiptHandling, WaitingWork):
     def delete_final(self, now: float, retention_seconds: float, limit: int) -> int:
         """Retention: forget up to ``limit`` final records last changed ``retention_seconds``
         ago or earlier, and idempotency claims once no notification they guard can still be
-        live or kept (the longest TTL, or retention if that is longer)."""
-        claims_before = now - max(retention_seconds, MAX_TTL_SECONDS)
+        live or kept (the longest a notification may wait and live, or retention if that is
+        longer)."""
+        claims_before = now - max(retention_seconds, MAX_LIVE_SECONDS)
         return self._storage.delete_final(now - retention_seconds, limit, claims_before)
 
     _sweep_at: float | None = None

@@ -52,7 +52,7 @@ class Record:
             tag=n.tag, tenant=n.tenant, type=n.type, channel=n.channel, priority=n.priority,
             seq=seq, uid=n.uid, recipient=n.recipient, idempotency_key=n.idempotency_key,
             created_at=n.created_at, expires_at=n.expires_at, payload=n.payload,
-            updated_at=n.created_at, size=n.size,
+            updated_at=n.created_at, size=n.size, not_before=n.not_before,
         )
 
     @property
@@ -76,7 +76,9 @@ class Record:
             "channel": self.channel.value, "priority": self.priority, "attempts": self.attempts,
             "created_at": self.created_at, "updated_at": self.updated_at,
             "expires_at": self.expires_at,
-            "not_before": self.not_before if self.status is Status.RETRYING else None,
+            # A retry's time, or when a notification sent later (or held back) is due.
+            "not_before": self.not_before if self.status is Status.RETRYING or (
+                self.status is Status.QUEUED and self.not_before > self.updated_at) else None,
             "provider_id": self.provider_id,
             "bill_to": details.get("bill_to"),
             "history": [entry.to_dict() for entry in self.history],

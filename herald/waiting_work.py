@@ -21,6 +21,8 @@ from herald.status import WAITING, Status
 #: How many expired notifications one sweep finishes at most, and how often the timer sweeps.
 EXPIRE_BATCH = 500
 EXPIRE_EVERY_SECONDS = 5.0
+#: A notification sent later waits in memory when due within this many seconds, else on disk.
+SCHEDULED_IN_MEMORY = 60.0
 
 
 class WaitingWork(ShardState):
@@ -70,6 +72,16 @@ class WaitingWork(ShardState):
         self._back_in_line(record, now)
         record.not_before = now + defer_seconds(record, seconds)
         if self.memory_full:
+            self._hold(record, DEFERRED)
+        else:
+            heapq.heappush(self._delayed, (record.not_before, record.seq, record.tag))
+
+    def _schedule(self, record: Record, now: float) -> None:
+        """A new notification sent later (``details.send_at``): it waits outside the line
+        until ``not_before``; on disk only when that is more than ``SCHEDULED_IN_MEMORY``
+        seconds away or memory is full (far-future work costs no memory)."""
+        self._live[record.tag] = record
+        if self.memory_full or record.not_before - now > SCHEDULED_IN_MEMORY:
             self._hold(record, DEFERRED)
         else:
             heapq.heappush(self._delayed, (record.not_before, record.seq, record.tag))

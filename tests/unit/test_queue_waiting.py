@@ -232,12 +232,15 @@ def test_a_receipt_for_a_retrying_notification_finishes_it_so_it_is_not_sent_aga
     assert shard.lease(lane("SMS"), 1, T0 + 3600, 30.0) == []
 
 
-def test_idempotency_claims_are_kept_as_long_as_the_longest_ttl(storage: Storage) -> None:
+def test_idempotency_claims_are_kept_as_long_as_a_notification_may_live(storage: Storage) -> None:
+    """Sent as late as ``details.send_at`` allows (365 days), then its longest TTL (30 days)."""
     shard = make_shard(storage)
     shard.claim([("acme", "k1", "tag-on-another-shard")], T0)
     shard.flush()
     week = 7 * 86400.0
     shard.delete_final(T0 + 8 * 86400, week, 100)  # a week's retention is over
     assert shard.claimed([("acme", "k1")]) == {("acme", "k1"): "tag-on-another-shard"}
-    shard.delete_final(T0 + 31 * 86400, week, 100)  # the longest TTL (30 days) is over
+    shard.delete_final(T0 + 394 * 86400, week, 100)  # it may still be waiting to be sent
+    assert shard.claimed([("acme", "k1")]) == {("acme", "k1"): "tag-on-another-shard"}
+    shard.delete_final(T0 + 396 * 86400, week, 100)
     assert shard.claimed([("acme", "k1")]) == {}
