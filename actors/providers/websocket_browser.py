@@ -87,9 +87,11 @@ class _User:
     catch_up: CatchUp | None = None
 
     def begin_catch_up(self) -> CatchUp:
-        """From now until the shard's answer has gone out, newer sends wait behind it."""
-        previous = self.catch_up
-        self.catch_up = CatchUp(previous if previous is not None and not previous.over else None)
+        """A release is asked for: until it has answered and what it released has gone out,
+        newer sends wait (in the catch-up running, or a new one)."""
+        if self.catch_up is None or self.catch_up.over:
+            self.catch_up = CatchUp()
+        self.catch_up.begin()
         return self.catch_up
 
 
@@ -395,14 +397,20 @@ class WebSocketGateway(Provider):
         deadline = time.monotonic() + PARK_SETTLE_SECONDS
         while settle and (tenant, uid) in self._parking.values() and time.monotonic() < deadline:  # noqa: ASYNC110 - parks come and go in two places; a short bounded poll
             await asyncio.sleep(0.01)
+        answered = False
         try:
             async with asyncio.timeout(CATCH_UP_SECONDS):
-                catch_up.released(await self._notify_connect(tenant, uid) or ())
+                released = await self._notify_connect(tenant, uid)
+                answered = True
+                catch_up.released(released or ())
                 await catch_up.wait_over()
         except TimeoutError:
             log.warning("browser catch-up cut short", extra={"tenant": tenant, "uid": uid})
         finally:
-            catch_up.finish()
+            if not answered:
+                catch_up.released(())
+            if not catch_up.over:  # timed out, or cancelled (the gateway closes)
+                catch_up.finish()
             if user.catch_up is catch_up:
                 user.catch_up = None
 
