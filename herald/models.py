@@ -20,6 +20,8 @@ from herald.sharding import make_tag, shard_for_uid
 
 MAX_TTL_SECONDS = 30 * 86400
 DEFAULT_TTL_SECONDS = 86400
+#: The longest idempotency key (``user.mq-uuid-btag`` or the ``Idempotency-Key`` header).
+MAX_IDEMPOTENCY_KEY = 200
 #: ``details.send_at`` may be at most this far ahead.
 MAX_SEND_AHEAD_SECONDS = 365 * 86400
 #: The longest a notification can stay live: sent as late as it may be, then its longest TTL.
@@ -47,7 +49,8 @@ class Name(_Open):
 
 class User(_Open):
     uid: int | str
-    mq_uuid_btag: str | None = Field(default=None, alias="mq-uuid-btag", min_length=1, max_length=200)
+    mq_uuid_btag: str | None = Field(default=None, alias="mq-uuid-btag", min_length=1,
+                                     max_length=MAX_IDEMPOTENCY_KEY)
     name: Name | None = None
     email: str | None = Field(default=None, max_length=320)
     phone: str | None = Field(default=None, max_length=32)
@@ -193,8 +196,12 @@ def _check_channel(channel: Channel, details: dict[str, Any]) -> None:
         raise ValidationError("details.content or details.title is required", "details.content")
 
 
-def validate_notification(raw: Any, tenant: str, now: float, shards: int = 1) -> Notification:
+def validate_notification(raw: Any, tenant: str, now: float, shards: int = 1,
+                          idempotency_header: str | None = None) -> Notification:
     """Validate one raw payload into the typed notification a shard accepts.
+
+    ``idempotency_header``: an ``Idempotency-Key`` request header, the same as
+    ``user.mq-uuid-btag`` (both given and different is a 422 naming the header).
 
     Raises ``ValidationError`` (with ``field``) for anything a client got wrong; never anything
     else for bad input.
@@ -219,16 +226,29 @@ def validate_notification(raw: Any, tenant: str, now: float, shards: int = 1) ->
     _check_vars(details.get("vars") or {})
     # What the channel actor will render, rendered now: sizes capped, the subject header checked.
     render_fields(channel, details, template_context(payload))
+    idempotency_key = _idempotency_key(model.user.mq_uuid_btag, idempotency_header)
     ttl = model.details.ttl or DEFAULT_TTL_SECONDS
     send_at = send_at_epoch(model.details.send_at, now)
     shard = shard_for_uid(str(model.user.uid), shards)
     return Notification(
         tag=make_tag(shard), shard=shard, tenant=tenant, type=model.type, category=category,
         channel=channel, priority=compute_priority(model.requester.asap, model.requester.priority),
-        uid=str(model.user.uid), idempotency_key=model.user.mq_uuid_btag, recipient=recipient,
+        uid=str(model.user.uid), idempotency_key=idempotency_key, recipient=recipient,
         created_at=now, expires_at=max(now, send_at) + ttl, payload=payload, size=size,
         not_before=send_at if send_at > now else 0.0,
     )
+
+
+def _idempotency_key(btag: str | None, header: str | None) -> str | None:
+    if header is None:
+        return btag
+    if not 0 < len(header) <= MAX_IDEMPOTENCY_KEY:
+        raise ValidationError(f"Idempotency-Key: 1 to {MAX_IDEMPOTENCY_KEY} characters",
+                              "Idempotency-Key")
+    if btag is not None and btag != header:
+        raise ValidationError("Idempotency-Key: differs from user.mq-uuid-btag (give one, or "
+                              "the same in both)", "Idempotency-Key")
+    return header
 
 
 def send_at_epoch(value: str | float | None, now: float) -> float:

@@ -185,7 +185,8 @@ class Intake:
     async def create(self, request: Request) -> Response:
         tenant = self._tenant(request)
         raw = await self._json(request)
-        notification = validate_notification(raw, tenant, time.time(), len(self.shards))
+        notification = validate_notification(raw, tenant, time.time(), len(self.shards),
+                                             request.headers.get("Idempotency-Key"))
         self._deliverable(notification)
         await self.callback_guard.check_notification(notification)
         (result,) = await self.router.enqueue([notification])

@@ -69,6 +69,30 @@ def test_email_is_delivered_and_status_reaches_sent(service: Service) -> None:
     assert mail.get_body(("plain",)).get_content().strip() == "Hello Bob, your..."
 
 
+def test_send_at_holds_a_notification_until_then_and_a_far_one_can_be_cancelled(
+        service: Service) -> None:
+    """Issue 20, 1: ``details.send_at`` over HTTP — queued with ``not_before`` until then, sent
+    once after it; one due tomorrow (on disk only) cancelled and never sent."""
+    due = time.time() + 3
+    tomorrow = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(time.time() + 86400))
+    with service.client() as client:
+        soon = client.post("/v1/notifications", json=email_payload(send_at=due))
+        later = client.post("/v1/notifications", json=email_payload(send_at=tomorrow))
+        assert soon.status_code == 202 and later.status_code == 202, (soon.text, later.text)
+        soon_tag, later_tag = soon.json()["details"]["tag"], later.json()["details"]["tag"]
+        waiting = client.get(f"/v1/notifications/{soon_tag}").json()
+        assert (waiting["status"], waiting["not_before"]) == ("queued", pytest.approx(due))
+        assert client.get(f"/v1/notifications/{later_tag}").json()["status"] == "queued"
+        assert client.delete(f"/v1/notifications/{later_tag}").status_code == 200
+        status = client.get(f"/v1/notifications/{soon_tag}", params={"wait": 20}).json()
+        assert status["status"] == "sent", status
+        assert status["history"][0]["at"] >= due
+        assert client.get(f"/v1/notifications/{later_tag}").json()["status"] == "cancelled"
+    service.sink.wait_for_tag(soon_tag)
+    assert service.sink.handler.by_tag[soon_tag] == 1
+    assert later_tag not in service.sink.handler.by_tag
+
+
 def test_repost_of_same_btag_returns_first_tag_and_sends_once(service: Service) -> None:
     payload = email_payload(btag="idem-" + str(time.time()))
     with service.client() as client:
@@ -84,6 +108,23 @@ def test_repost_of_same_btag_returns_first_tag_and_sends_once(service: Service) 
     service.sink.wait_for_tag(tag)
     time.sleep(0.5)
     assert service.sink.handler.by_tag[tag] == 1
+
+
+def test_an_idempotency_key_header_works_as_the_btag(service: Service) -> None:
+    key = "idem-header-" + str(time.time())
+    payload = email_payload()
+    payload["user"].pop("mq-uuid-btag")
+    with service.client() as client:
+        first = client.post("/v1/notifications", json=payload, headers={"Idempotency-Key": key})
+        again = client.post("/v1/notifications", json=payload, headers={"Idempotency-Key": key})
+        assert (first.status_code, again.status_code) == (202, 200), (first.text, again.text)
+        assert again.json()["details"]["tag"] == first.json()["details"]["tag"]
+        by_btag = client.post("/v1/notifications", json=email_payload(btag=key))
+        assert by_btag.status_code == 200  # the same key, given the other way
+        assert by_btag.json()["details"]["tag"] == first.json()["details"]["tag"]
+        both = client.post("/v1/notifications", json=email_payload(btag="another"),
+                           headers={"Idempotency-Key": key})
+        assert both.status_code == 422 and both.json()["error"]["field"] == "Idempotency-Key"
 
 
 def test_tenants_never_see_each_other(service: Service) -> None:
@@ -104,6 +145,8 @@ def test_tenants_never_see_each_other(service: Service) -> None:
         (lambda p: p["details"].update(content="{nope}"), "details.content"),
         (lambda p: p["details"].update(content="{message|explode}"), "details.content"),
         (lambda p: p["requester"].update(priority=12), "requester.priority"),
+        (lambda p: p["details"].update(send_at="2026-12-24T18:00:00"), "details.send_at"),
+        (lambda p: p["details"].update(send_at=time.time() + 400 * 86400), "details.send_at"),
     ],
 )
 def test_bad_input_is_a_422_naming_the_field(service: Service, mutate, field: str) -> None:
