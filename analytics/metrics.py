@@ -28,6 +28,8 @@ from herald.status import Status
 CHANNELS = tuple(channel.key for channel in CLIENT_CHANNELS)
 FINAL_STATES = tuple(status.value for status in Status if status.final)
 SUCCESS = (Status.SENT.value, Status.DELIVERED.value)
+#: Final states that say nothing of delivery (never attempted): out of the success rate.
+NOT_ATTEMPTED = (Status.SUPPRESSED.value,)
 #: A notification accepted in the window that has no final state by its end.
 PENDING = "pending"
 #: The label of a missing provider or requester service.
@@ -42,8 +44,9 @@ DEFINITIONS = {
                      "once, with what else happened to it inside the window",
     "state": "a notification's last 'final' event in the window (by 'at', then event id); "
              "'pending' when it has none yet",
-    "success_rate": "(sent + delivered) / notifications with a final state; pending ones are "
-                    "left out, null when there are none",
+    "success_rate": "(sent + delivered) / notifications with a final state; pending ones and "
+                    "suppressed ones (never attempted: the recipient opted out or cannot take "
+                    "it) are left out, null when there are none",
     "latency_ms": "milliseconds from acceptance to the first 'final' event with status sent "
                   "or delivered (accept_to_sent / accept_to_delivered: to the first of that "
                   "status); p50/p95/p99 are exact, linear interpolation",
@@ -183,7 +186,7 @@ def _labels(column: pd.Series, missing: str) -> pd.Series:
 def _outcome_counts(cube: pd.DataFrame) -> dict[str, Any]:
     by_status = cube.groupby("status")["n"].sum()
     counts = {status: int(by_status.get(status, 0)) for status in (*FINAL_STATES, PENDING)}
-    final = sum(counts[status] for status in FINAL_STATES)
+    final = sum(counts[status] for status in FINAL_STATES if status not in NOT_ATTEMPTED)
     success = sum(counts[status] for status in SUCCESS)
     return {"notifications": int(cube["n"].sum()), **counts,
             "success_rate": success / final if final else None}

@@ -89,7 +89,8 @@ def success_rates(breakdown: Mapping[str, Mapping[str, Any]]) -> bytes | None:
         ax.barh(positions, np.ones(len(rows)), color=GRID, height=0.62)
         ax.barh(positions, rates, color=shades, height=0.62)
         for y, rate, (_, entry) in zip(positions, rates, rows, strict=True):
-            final = sum(entry[s] for s in ("sent", "delivered", "failed", "dead", "cancelled"))
+            final = sum(entry.get(s, 0) for s in ("sent", "delivered", "failed", "dead",
+                                                   "cancelled", "suppressed", "bounced"))
             ax.text(1.01, y, f"{rate:.1%} of {final:,}", va="center", color=INK, fontsize=9)
         ax.set_yticks(positions, names)
         ax.set_xlim(0, 1.2)

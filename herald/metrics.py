@@ -42,6 +42,8 @@ COUNTER_HELP: Mapping[str, str] = {
     "retried": "Delivery attempts that failed transiently and were scheduled again.",
     "cancelled": "Notifications cancelled by their sender before they left.",
     "expired": "Notifications that reached their ttl before being delivered.",
+    "suppressed": "Notifications never sent: a preference, an unsubscribe or a suppressed contact.",
+    "bounced": "Emails sent whose delivery status notification said they failed for good.",
     "stale_acks": "Delivery outcomes ignored because their lease had expired or been replaced.",
     "duplicates_refused": "Enqueues answered with an existing notification (same tag or key).",
     "store_commits": "Transactions the shards committed to their store (group commits).",

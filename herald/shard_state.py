@@ -38,6 +38,7 @@ from herald.status import FINAL, WAITING, Status
 from herald.storage import Storage
 
 COUNTERS = ("accepted", "sent", "delivered", "failed", "dead", "retried", "cancelled", "expired",
+            "suppressed", "bounced",
             "stale_acks", "duplicates_refused", "lease_expired", "duplicate_sends",
             "write_failures")
 

@@ -24,6 +24,11 @@ class Status(str, enum.Enum):
     DEAD = "dead"
     #: Cancelled by its sender before it left.
     CANCELLED = "cancelled"
+    #: Never sent: its recipient does not want it (a preference, an unsubscribe) or cannot take
+    #: it (a bounced address, a complaint, an SMS STOP); ``reason`` in its status says which.
+    SUPPRESSED = "suppressed"
+    #: Sent, then its mail came back: a delivery status notification said it failed for good.
+    BOUNCED = "bounced"
 
     def __str__(self) -> str:
         return self.value
@@ -34,6 +39,7 @@ class Status(str, enum.Enum):
 
 
 #: States in which the queue is done with a notification (``sent`` may still get a receipt).
-FINAL = frozenset({Status.SENT, Status.DELIVERED, Status.FAILED, Status.DEAD, Status.CANCELLED})
+FINAL = frozenset({Status.SENT, Status.DELIVERED, Status.FAILED, Status.DEAD, Status.CANCELLED,
+                   Status.SUPPRESSED, Status.BOUNCED})
 #: States from which the queue hands a notification out (``retrying`` once ``not_before`` passed).
 WAITING = frozenset({Status.QUEUED, Status.RETRYING})
