@@ -23,6 +23,7 @@ from herald.notification import Accepted, Notification
 from herald.outcome import Outcome
 from herald.overview import ShardFigures
 from herald.pool_views import ChannelPing, SupervisorView
+from herald.recipients import Recipient
 from herald.search import SearchPage, SearchQuery
 from herald.shard_health import ShardHealth
 
@@ -99,6 +100,12 @@ class ShardClient:
 
     def claim(self, entries: list[tuple[str, str, str]]) -> Call[list[str]]:
         return Call(self.handle.claim.remote(entries))
+
+    def recipient(self, tenant: str, uid: str) -> Call[Recipient | None]:
+        return Call(self.handle.recipient.remote(tenant, uid))
+
+    def set_recipient(self, tenant: str, uid: str, recipient: Recipient | None) -> Call[None]:
+        return Call(self.handle.set_recipient.remote(tenant, uid, recipient))
 
     def unpark(self, tenant: str, uid: str) -> Call[list[str]]:
         return Call(self.handle.unpark.remote(tenant, uid))

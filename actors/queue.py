@@ -37,6 +37,7 @@ from herald.notification import Accepted, Notification
 from herald.outcome import Outcome
 from herald.overview import ShardFigures
 from herald.queue import LeaseRenewal, QueueShard
+from herald.recipients import Recipient
 from herald.record import Record
 from herald.search import SearchPage, SearchQuery
 from herald.shard_health import ShardHealth
@@ -252,6 +253,19 @@ class QueueActor:
         each key. Durable before this returns."""
         shard = await self._ready()
         return shard.claim(entries, time.time())
+
+    async def recipient(self, tenant: str, uid: str) -> Recipient | None:
+        """The user's settings (``herald.recipients``), if they have any."""
+        shard = await self._ready()
+        return shard.recipients.get(tenant, uid)
+
+    async def set_recipient(self, tenant: str, uid: str, recipient: Recipient | None) -> None:
+        """Keep the user's settings (None: forget them); on disk before this returns."""
+        shard = await self._ready()
+        if recipient is None:
+            shard.recipients.forget(tenant, uid, time.time())
+        else:
+            shard.recipients.put(tenant, uid, recipient, time.time())
 
     async def unpark(self, tenant: str, uid: str) -> list[str]:
         """A browser user connected: their parked notifications become ready, in order (their

@@ -26,6 +26,7 @@ from herald.channels import Channel
 from herald.config import Settings
 from herald.errors import Fenced, Unavailable
 from herald.queue import QueueShard
+from herald.recipient_book import categories
 from herald.shard_health import ShardCondition, ShardHealth, start_delay
 from herald.storage import Storage
 
@@ -114,7 +115,8 @@ class ServedShard:
             policies = {c: settings.retry_policy(c) for c in Channel}
             shard = QueueShard(storage, policies, time.time(),
                                gateways=settings.pools.get(Channel.BROWSER.key, 1),
-                               hot_limit=settings.memory_window)
+                               hot_limit=settings.memory_window,
+                               required_categories=categories(settings.required_categories))
             shard.open_admin()  # here, off the event loop: an old big file gets its indexes once
         except BaseException:
             storage.close()  # the next try opens its own connection

@@ -169,6 +169,8 @@ class Settings(BaseSettings):
     webhook_secrets: Mapping[str, str] = Field(default_factory=dict, repr=False)
     #: Callback hosts and networks allowed although not public (``127.0.0.1/32,hooks.internal``).
     callback_allow: CallbackAllow = CallbackAllow()
+    #: Categories (``OTP`` of ``OTP_SMS``) sent whatever users' preferences say (comma list).
+    required_categories: str = "OTP"
     breaker_threshold: Count = 5
     breaker_cooldown: Backoff = 30.0
     #: Delivery-log segments close after these seconds or rows; rolled-up ones are deleted after

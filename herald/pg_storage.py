@@ -44,7 +44,9 @@ from herald.errors import Fenced, StoreInDoubt, StoreUnavailable
 from herald.outcome import Outcome
 from herald.pg_admin_queries import Cursor, PostgresAdminQueries
 from herald.pg_connect import connect
+from herald.pg_recipient_store import PostgresRecipientStore
 from herald.pg_schema import migrate
+from herald.recipient_store import RecipientStore
 from herald.record import Record
 from herald.record_rows import (
     COLUMNS,
@@ -373,6 +375,9 @@ class PostgresStorage(Storage):
         self.transaction(work)
 
     # -- the rest --------------------------------------------------------------------------------
+    def recipients(self) -> RecipientStore:
+        return PostgresRecipientStore(self)
+
     def admin(self) -> AdminQueries:
         if self._admin is None:
             self._admin = PostgresAdminQueries(self, self._url)

@@ -92,18 +92,18 @@ class QueueShard(ReceiptHandling, WaitingWork):
             taken.add(tag)
             if key:
                 self._idempotency[(record.tenant, key)] = tag
-            if record.not_before > now:
-                self._schedule(record, now)  # sent later: waits outside the line until then
-            elif self._backlog.stays_on_disk(channel, priority, record.seq, self.memory_full):
-                self._backlog.add(channel, priority)  # written below; counted, not kept
+            refused = self.recipients.refusal(record)
+            if refused is None:
+                self._place(record, now)
             else:
-                self._live[tag] = record
-                self._backlog.took(channel, priority, record.seq)
-                self._push_ready(record)
+                self._live[tag] = record  # finished below, as a live one
             self._pending.insert(record)
             self._track(record)
             self._log(record, ACCEPTED, Status.QUEUED.value, None, now)
             self._count("accepted", record.tenant)
+            if refused is not None:
+                self._suppress(record, refused, now)
+                pos = 0
             results.append(Accepted(tag, pos))
         return results
 

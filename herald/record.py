@@ -80,6 +80,9 @@ class Record:
             "not_before": self.not_before if self.status is Status.RETRYING or (
                 self.status is Status.QUEUED and self.not_before > self.updated_at) else None,
             "provider_id": self.provider_id,
+            # Why it was never sent (``suppressed``) or came back (``bounced``).
+            "reason": self.history[-1].code if self.history and self.status in (
+                Status.SUPPRESSED, Status.BOUNCED) else None,
             "bill_to": details.get("bill_to"),
             "history": [entry.to_dict() for entry in self.history],
         }

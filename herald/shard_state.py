@@ -12,7 +12,7 @@ import heapq
 import itertools
 import random
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from herald.admin_queries import AdminQueries
 from herald.attempt import Attempt
@@ -31,6 +31,7 @@ from herald.pauses import Pauses
 from herald.pending import PendingWrite
 from herald.priority import MAX_PRIORITY
 from herald.ready import ReadyQueues
+from herald.recipient_book import DEFAULT_REQUIRED, RecipientBook
 from herald.record import Record
 from herald.retry import RetryPolicy
 from herald.search import Scanned, SearchQuery
@@ -53,8 +54,11 @@ class ShardState:
         gateways: int = 1,
         hot_limit: int = 20_000,
         keep_unpacked: int | None = None,
+        required_categories: Collection[str] = DEFAULT_REQUIRED,
     ) -> None:
         self._storage = storage
+        #: The shard's users' settings: preferences and quiet hours (``herald.recipients``).
+        self.recipients = RecipientBook(storage.recipients(), required_categories)
         self._gateways = gateways
         #: Live notifications kept in memory at most; beyond, waiting ones stay on disk only.
         self._hot_limit = hot_limit

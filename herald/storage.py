@@ -19,6 +19,7 @@ from herald.admin_queries import AdminQueries, SQLiteAdminQueries
 from herald.channels import Channel
 from herald.delivery_log import LogEvent
 from herald.outcome import Outcome
+from herald.recipient_store import RecipientStore, SQLiteRecipientStore
 from herald.record import Record
 from herald.record_rows import (
     COLUMNS,
@@ -143,6 +144,11 @@ class Storage(abc.ABC):
     def admin(self) -> AdminQueries:
         """The admin console's queries over this backend (``herald.admin_queries``)."""
         return AdminQueries()
+
+    def recipients(self) -> RecipientStore:
+        """Where this shard keeps its users' settings (``herald.recipient_store``); this base
+        keeps them in memory only."""
+        return RecipientStore()
 
 
 class SQLiteStorage(Storage):
@@ -391,6 +397,9 @@ class SQLiteStorage(Storage):
 
     def close(self) -> None:
         self._db.close()
+
+    def recipients(self) -> RecipientStore:
+        return SQLiteRecipientStore(self._db, self._committed)
 
     def admin(self) -> AdminQueries:
         return SQLiteAdminQueries(self._db, COLUMNS, decode_record,

@@ -13,6 +13,7 @@ from herald.attempt import Attempt
 from herald.backlog import SPILLABLE
 from herald.held import BATCH as HELD_BATCH
 from herald.held import DEFERRED, PARKED
+from herald.recipient_book import PREFERENCE
 from herald.record import Record
 from herald.requester_callbacks import defer_seconds, deferral_budget_spent
 from herald.shard_state import ShardState
@@ -21,6 +22,8 @@ from herald.status import WAITING, Status
 #: How many expired notifications one sweep finishes at most, and how often the timer sweeps.
 EXPIRE_BATCH = 500
 EXPIRE_EVERY_SECONDS = 5.0
+#: What a suppressed notification's history says, by reason.
+SUPPRESSED_BECAUSE = {PREFERENCE: "its recipient turned this category off for this channel"}
 #: A notification sent later waits in memory when due within this many seconds, else on disk.
 SCHEDULED_IN_MEMORY = 60.0
 
@@ -75,6 +78,28 @@ class WaitingWork(ShardState):
             self._hold(record, DEFERRED)
         else:
             heapq.heappush(self._delayed, (record.not_before, record.seq, record.tag))
+
+    def _place(self, record: Record, now: float) -> None:
+        """A new notification into line; or, to be sent later (``details.send_at``, or its
+        user's quiet hours), out of line until then; or on disk only when memory is full."""
+        quiet = self.recipients.quiet_until(record, now)
+        if quiet is not None and quiet > record.not_before:
+            record.not_before = quiet
+        channel, priority = record.channel, record.priority
+        if record.not_before > now:
+            self._schedule(record, now)
+        elif self._backlog.stays_on_disk(channel, priority, record.seq, self.memory_full):
+            self._backlog.add(channel, priority)  # written by the caller; counted, not kept
+        else:
+            self._live[record.tag] = record
+            self._backlog.took(channel, priority, record.seq)
+            self._push_ready(record)
+
+    def _suppress(self, record: Record, reason: str, now: float) -> None:
+        """Never sent: its recipient does not want it, or cannot take it (``reason``)."""
+        entry = Attempt(at=now, outcome="suppressed", error=SUPPRESSED_BECAUSE.get(reason, reason),
+                        code=reason)
+        self._finish(record, Status.SUPPRESSED, now, entry)
 
     def _schedule(self, record: Record, now: float) -> None:
         """A new notification sent later (``details.send_at``): it waits outside the line

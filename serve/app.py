@@ -61,6 +61,7 @@ from serve.batcher import ShardBatcher
 from serve.callback_guard import CallbackGuard
 from serve.enqueue import ShardRouter
 from serve.openapi import describe
+from serve.users import attach_users, users_router
 
 MAX_WAIT_SECONDS = 60.0
 #: Receipts gather this long before they go to their shard together: a provider waits seconds
@@ -85,6 +86,7 @@ app = FastAPI(title="Herald", version="0.1.0", docs_url="/docs", redoc_url=None)
 describe(app)
 install_error_handlers(app)
 app.include_router(admin_router)
+app.include_router(users_router)
 
 
 @serve.deployment(
@@ -113,6 +115,7 @@ class Intake:
         #: Wrong operator/admin keys per client address, on every endpoint that takes one.
         self.throttle = LoginThrottle()
         attach_admin(self)
+        attach_users(self)
 
     # -- helpers --------------------------------------------------------------------------
     def _tenant(self, request: Request) -> str:

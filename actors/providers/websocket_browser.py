@@ -397,20 +397,14 @@ class WebSocketGateway(Provider):
         deadline = time.monotonic() + PARK_SETTLE_SECONDS
         while settle and (tenant, uid) in self._parking.values() and time.monotonic() < deadline:  # noqa: ASYNC110 - parks come and go in two places; a short bounded poll
             await asyncio.sleep(0.01)
-        answered = False
         try:
             async with asyncio.timeout(CATCH_UP_SECONDS):
-                released = await self._notify_connect(tenant, uid)
-                answered = True
-                catch_up.released(released or ())
+                catch_up.released(await self._notify_connect(tenant, uid) or ())
                 await catch_up.wait_over()
         except TimeoutError:
             log.warning("browser catch-up cut short", extra={"tenant": tenant, "uid": uid})
         finally:
-            if not answered:
-                catch_up.released(())
-            if not catch_up.over:  # timed out, or cancelled (the gateway closes)
-                catch_up.finish()
+            catch_up.finish()  # over already, unless timed out or cancelled (the gateway closes)
             if user.catch_up is catch_up:
                 user.catch_up = None
 

@@ -490,7 +490,8 @@ def test_counters(storage: Storage) -> None:
     shard.flush()
     assert shard.counters == {
         "accepted": 4, "sent": 1, "delivered": 1, "failed": 1, "dead": 1, "retried": 0,
-        "cancelled": 0, "expired": 0, "stale_acks": 1, "duplicates_refused": 1,
+        "cancelled": 0, "expired": 0, "suppressed": 0, "bounced": 0, "stale_acks": 1,
+        "duplicates_refused": 1,
         "lease_expired": 0, "duplicate_sends": 0, "write_failures": 0,
     }
     assert stored_status(storage, d.tag) == "sending"
@@ -779,7 +780,7 @@ def test_a_failed_flush_is_written_by_the_next_one(storage: Storage) -> None:
 
 
 def test_final_states_are_in_final() -> None:
-    assert {"sent", "delivered", "failed", "dead", "cancelled"} == FINAL
+    assert {"sent", "delivered", "failed", "dead", "cancelled", "suppressed", "bounced"} == FINAL
 
 
 # -- dead letters ---------------------------------------------------------------------------

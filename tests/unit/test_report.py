@@ -33,12 +33,13 @@ HOSTILE = "<script>alert(1)</script>"
 SERVICES = ["billing", "auth", "marketing", None, HOSTILE, "$ledger_{x"]
 PROVIDERS = {"email": "smtp", "sms": "twilio", "fax": "telnyx", "browser": "websocket"}
 SCENARIOS = {
-    "email": ["sent", "sent", "failed", "dead", "cancelled", "pending", "revived"],
-    "sms": ["sent", "receipt_delivered", "receipt_failed", "tie", "dead", "failed"],
+    "email": ["sent", "sent", "failed", "dead", "cancelled", "pending", "revived", "suppressed",
+              "bounced"],
+    "sms": ["sent", "receipt_delivered", "receipt_failed", "tie", "dead", "failed", "suppressed"],
     "fax": ["sent", "receipt_delivered", "dead", "cancelled", "revived"],
     "browser": ["delivered", "delivered", "dead", "pending", "cancelled"],
 }
-STATES = ("sent", "delivered", "failed", "dead", "cancelled", "pending")
+STATES = ("sent", "delivered", "failed", "dead", "cancelled", "suppressed", "bounced", "pending")
 
 
 @dataclass
@@ -120,6 +121,12 @@ def _play(log: Log, n: dict[str, Any], scenario: str, rng: random.Random) -> Non
         final("failed", "550")
     if scenario == "cancelled":
         final("cancelled", who=None)
+    if scenario == "suppressed":
+        final("suppressed", "preference", who=None)
+    if scenario == "bounced":
+        attempt_row("sent")
+        final("sent")
+        log.add(n, "final", "bounced", step(60, 600), attempt=attempt, provider=provider, code="5.1.1")
     if scenario == "pending" and rng.random() < 0.5:
         attempt_row("retry", "timeout")
 
@@ -199,7 +206,7 @@ def expected(rows: list[dict[str, Any]], since: date | None = None,
 
 
 def outcome(counts: Counter[str]) -> dict[str, Any]:
-    final = sum(counts[s] for s in STATES[:-1])
+    final = sum(counts[s] for s in STATES[:-1] if s != "suppressed")  # never attempted
     return {"notifications": sum(counts.values()), **{s: counts[s] for s in STATES},
             "success_rate": (counts["sent"] + counts["delivered"]) / final if final else None}
 
