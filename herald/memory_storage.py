@@ -10,8 +10,8 @@ import orjson
 from herald.admin_queries import AdminQueries, MemoryAdminQueries
 from herald.channels import Channel
 from herald.delivery_log import LogEvent
+from herald.documents import Documents
 from herald.outcome import Outcome
-from herald.recipient_store import RecipientStore
 from herald.record import Record
 from herald.record_rows import MUTABLE, history_json
 from herald.status import FINAL, WAITING, Status
@@ -29,7 +29,7 @@ class MemoryStorage(Storage):
         self._receipts: dict[str, Outcome] = {}
         self._claims: dict[tuple[str, str], tuple[str, float]] = {}
         self._pauses: dict[str, float] = {}
-        self._recipients = RecipientStore(on_commit=self._committed)
+        self._documents = Documents(on_commit=self._committed)
 
     def claim(self, entries: Sequence[tuple[str, str, str]], now: float) -> list[str]:
         for tenant, key, tag in entries:
@@ -147,8 +147,8 @@ class MemoryStorage(Storage):
             del self._events[i]
         self.commits += 1
 
-    def recipients(self) -> RecipientStore:
-        return self._recipients
+    def documents(self) -> Documents:
+        return self._documents
 
     def admin(self) -> AdminQueries:
         return MemoryAdminQueries(self._rows, self._pauses, on_commit=self._committed)

@@ -2,11 +2,11 @@
 
 Every shard's state lives in one database, each row naming its shard: the notifications, the
 delivery-log events not yet rolled up, receipts held for notifications still being sent,
-idempotency claims, pauses, users' settings (``herald_recipients``). ``herald_rollup_steps`` holds
-the file steps a rollup committed (``jobs.file_steps``). ``herald_leases`` holds the owners (the
-active deployment, and one owner per shard, each with an epoch that fences the one before);
-``herald_settings`` holds what every deployment on the database must share (the shard layout, the
-secrets).
+idempotency claims, pauses, users' settings and suppressions (``herald_documents``).
+``herald_rollup_steps`` holds the file steps a rollup committed (``jobs.file_steps``).
+``herald_leases`` holds the owners (the active deployment, and one owner per shard, each with an
+epoch that fences the one before); ``herald_settings`` holds what every deployment on the database
+must share (the shard layout, the secrets).
 
 ``MIGRATIONS[i]`` brings the schema from version ``i`` to ``i + 1``; they run in one
 transaction under an advisory lock, so two Heralds starting together migrate once. A database
@@ -81,10 +81,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE herald_rollup_steps (destination TEXT NOT NULL, source TEXT NOT NULL,"
         " target TEXT, PRIMARY KEY (destination, source))",
     ),
-    (  # 1 → 2: users' settings (herald.recipients), with the user's shard
-        "CREATE TABLE herald_recipients (shard INTEGER NOT NULL, tenant TEXT NOT NULL,"
-        " uid TEXT NOT NULL, settings TEXT NOT NULL, updated_at DOUBLE PRECISION NOT NULL,"
-        " PRIMARY KEY (shard, tenant, uid))",
+    (  # 1 → 2: a shard's small documents (herald.documents): users' settings, suppressions
+        "CREATE TABLE herald_documents (shard INTEGER NOT NULL, kind TEXT NOT NULL,"
+        " tenant TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,"
+        " updated_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (shard, kind, tenant, key))",
     ),
 )
 VERSION = len(MIGRATIONS)

@@ -40,13 +40,13 @@ from herald import pg_leases
 from herald.admin_queries import AdminQueries
 from herald.channels import Channel
 from herald.delivery_log import LogEvent
+from herald.documents import Documents
 from herald.errors import Fenced, StoreInDoubt, StoreUnavailable
 from herald.outcome import Outcome
 from herald.pg_admin_queries import Cursor, PostgresAdminQueries
 from herald.pg_connect import connect
-from herald.pg_recipient_store import PostgresRecipientStore
+from herald.pg_documents import PostgresDocuments
 from herald.pg_schema import migrate
-from herald.recipient_store import RecipientStore
 from herald.record import Record
 from herald.record_rows import (
     COLUMNS,
@@ -375,8 +375,8 @@ class PostgresStorage(Storage):
         self.transaction(work)
 
     # -- the rest --------------------------------------------------------------------------------
-    def recipients(self) -> RecipientStore:
-        return PostgresRecipientStore(self)
+    def documents(self) -> Documents:
+        return PostgresDocuments(self)
 
     def admin(self) -> AdminQueries:
         if self._admin is None:

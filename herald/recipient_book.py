@@ -1,7 +1,8 @@
-"""A shard's users' settings at hand: every one it keeps, in memory, written through to its store.
+"""A shard's users' settings at hand: every one it keeps, in memory, written through to its
+documents (``herald.documents``, kind ``recipient``, keyed by uid).
 
 What the shard asks when it accepts a notification (``refusal``, ``quiet_until``) is answered
-from memory; ``put``/``forget`` are written to the store before memory changes, so a user's
+from memory; ``put``/``forget`` are written to storage before memory changes, so a user's
 settings that were answered as saved are on disk.
 """
 
@@ -9,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from herald.recipient_store import RecipientStore
+from herald.documents import Documents
 from herald.recipients import Recipient
 from herald.record import Record
 
+KIND = "recipient"
 #: ``reason`` of a notification suppressed by its user's preferences.
 PREFERENCE = "preference"
 #: Categories whose notifications ignore preferences unless configured otherwise.
@@ -25,10 +27,11 @@ def categories(text: str) -> frozenset[str]:
 
 
 class RecipientBook:
-    def __init__(self, store: RecipientStore, required: Collection[str] = DEFAULT_REQUIRED) -> None:
-        self._store = store
+    def __init__(self, documents: Documents, required: Collection[str] = DEFAULT_REQUIRED) -> None:
+        self._documents = documents
         self._required = frozenset(required)
-        self._kept = store.load_all()
+        self._kept = {user: Recipient.from_json(text)
+                      for user, text in documents.load_all(KIND).items()}
 
     def __len__(self) -> int:
         return len(self._kept)
@@ -37,14 +40,14 @@ class RecipientBook:
         return self._kept.get((tenant, uid))
 
     def put(self, tenant: str, uid: str, recipient: Recipient, now: float) -> None:
-        self._store.save(tenant, uid, recipient, now)
+        self._documents.save(KIND, tenant, uid, recipient.to_json(), now)
         self._kept[(tenant, uid)] = recipient
 
     def forget(self, tenant: str, uid: str, now: float) -> bool:
         """Drop the user's settings; whether there were any."""
         if (tenant, uid) not in self._kept:
             return False
-        self._store.save(tenant, uid, None, now)
+        self._documents.save(KIND, tenant, uid, None, now)
         del self._kept[(tenant, uid)]
         return True
 

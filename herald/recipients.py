@@ -1,7 +1,7 @@
 """What a recipient wants: their time zone, quiet hours and per-category channel preferences.
 
 A tenant sets them with ``PUT /v1/users/{uid}``; the user's shard keeps them (``herald.
-recipient_store``) and consults them when it accepts a notification for that user:
+recipient_book``) and consults them when it accepts a notification for that user:
 
 - a category turned off for the channel ends the notification at once, ``suppressed`` with the
   reason ``preference`` (unless the category is required: ``HERALD_REQUIRED_CATEGORIES``);

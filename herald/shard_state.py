@@ -58,7 +58,7 @@ class ShardState:
     ) -> None:
         self._storage = storage
         #: The shard's users' settings: preferences and quiet hours (``herald.recipients``).
-        self.recipients = RecipientBook(storage.recipients(), required_categories)
+        self.recipients = RecipientBook(storage.documents(), required_categories)
         self._gateways = gateways
         #: Live notifications kept in memory at most; beyond, waiting ones stay on disk only.
         self._hot_limit = hot_limit

@@ -18,8 +18,8 @@ import orjson
 from herald.admin_queries import AdminQueries, SQLiteAdminQueries
 from herald.channels import Channel
 from herald.delivery_log import LogEvent
+from herald.documents import Documents, SQLiteDocuments
 from herald.outcome import Outcome
-from herald.recipient_store import RecipientStore, SQLiteRecipientStore
 from herald.record import Record
 from herald.record_rows import (
     COLUMNS,
@@ -145,10 +145,10 @@ class Storage(abc.ABC):
         """The admin console's queries over this backend (``herald.admin_queries``)."""
         return AdminQueries()
 
-    def recipients(self) -> RecipientStore:
-        """Where this shard keeps its users' settings (``herald.recipient_store``); this base
-        keeps them in memory only."""
-        return RecipientStore()
+    def documents(self) -> Documents:
+        """Where this shard keeps its small documents (``herald.documents``); this base keeps
+        them in memory only."""
+        return Documents()
 
 
 class SQLiteStorage(Storage):
@@ -398,8 +398,8 @@ class SQLiteStorage(Storage):
     def close(self) -> None:
         self._db.close()
 
-    def recipients(self) -> RecipientStore:
-        return SQLiteRecipientStore(self._db, self._committed)
+    def documents(self) -> Documents:
+        return SQLiteDocuments(self._db, self._committed)
 
     def admin(self) -> AdminQueries:
         return SQLiteAdminQueries(self._db, COLUMNS, decode_record,
