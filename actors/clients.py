@@ -26,6 +26,7 @@ from herald.pool_views import ChannelPing, SupervisorView
 from herald.recipients import Recipient
 from herald.search import SearchPage, SearchQuery
 from herald.shard_health import ShardHealth
+from herald.suppressions import Suppression
 
 __all__ = ["Call", "ChannelClient", "ShardClient", "SupervisorClient", "shard_clients"]
 
@@ -106,6 +107,13 @@ class ShardClient:
 
     def set_recipient(self, tenant: str, uid: str, recipient: Recipient | None) -> Call[None]:
         return Call(self.handle.set_recipient.remote(tenant, uid, recipient))
+
+    def suppressions(self, tenant: str) -> Call[list[Suppression]]:
+        return Call(self.handle.suppressions.remote(tenant))
+
+    def suppress(self, tenant: str, entry: Suppression | None, contact: str = "",
+                 sender: str | None = None) -> Call[int]:
+        return Call(self.handle.suppress.remote(tenant, entry, contact, sender))
 
     def unpark(self, tenant: str, uid: str) -> Call[list[str]]:
         return Call(self.handle.unpark.remote(tenant, uid))

@@ -42,6 +42,7 @@ from herald.record import Record
 from herald.search import SearchPage, SearchQuery
 from herald.shard_health import ShardHealth
 from herald.status import FINAL
+from herald.suppressions import Suppression
 
 log = logging.getLogger("herald.queue")
 RETENTION_EVERY_SECONDS = 60.0
@@ -266,6 +267,20 @@ class QueueActor:
             shard.recipients.forget(tenant, uid, time.time())
         else:
             shard.recipients.put(tenant, uid, recipient, time.time())
+
+    async def suppressions(self, tenant: str) -> list[Suppression]:
+        """The tenant's suppressed contacts (every shard keeps them all), newest first."""
+        return list((await self._ready()).suppressions.of(tenant))
+
+    async def suppress(self, tenant: str, entry: Suppression | None, contact: str = "",
+                       sender: str | None = None) -> int:
+        """Add ``entry``, or (None) lift ``contact``'s suppressions (those for ``sender`` only,
+        if given); how many changed. On disk before this returns."""
+        shard, now = await self._ready(), time.time()
+        if entry is not None:
+            shard.suppressions.add(tenant, entry, now)
+            return 1
+        return shard.suppressions.remove(tenant, contact, now, sender)
 
     async def unpark(self, tenant: str, uid: str) -> list[str]:
         """A browser user connected: their parked notifications become ready, in order (their

@@ -116,7 +116,8 @@ class ServedShard:
             shard = QueueShard(storage, policies, time.time(),
                                gateways=settings.pools.get(Channel.BROWSER.key, 1),
                                hot_limit=settings.memory_window,
-                               required_categories=categories(settings.required_categories))
+                               required_categories=categories(settings.required_categories),
+                               sms_sender=settings.twilio_from)
             shard.open_admin()  # here, off the event loop: an old big file gets its indexes once
         except BaseException:
             storage.close()  # the next try opens its own connection

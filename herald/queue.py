@@ -92,7 +92,7 @@ class QueueShard(ReceiptHandling, WaitingWork):
             taken.add(tag)
             if key:
                 self._idempotency[(record.tenant, key)] = tag
-            refused = self.recipients.refusal(record)
+            refused = self._refusal(record)
             if refused is None:
                 self._place(record, now)
             else:

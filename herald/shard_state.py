@@ -37,6 +37,7 @@ from herald.retry import RetryPolicy
 from herald.search import Scanned, SearchQuery
 from herald.status import FINAL, WAITING, Status
 from herald.storage import Storage
+from herald.suppressions import SuppressionList
 
 COUNTERS = ("accepted", "sent", "delivered", "failed", "dead", "retried", "cancelled", "expired",
             "suppressed", "bounced",
@@ -55,10 +56,15 @@ class ShardState:
         hot_limit: int = 20_000,
         keep_unpacked: int | None = None,
         required_categories: Collection[str] = DEFAULT_REQUIRED,
+        sms_sender: str | None = None,
     ) -> None:
         self._storage = storage
         #: The shard's users' settings: preferences and quiet hours (``herald.recipients``).
         self.recipients = RecipientBook(storage.documents(), required_categories)
+        #: Every tenant's suppressed contacts (``herald.suppressions``); ``sms_sender``: the
+        #: number an SMS without ``details.from`` is sent from (a STOP holds for one sender).
+        self.suppressions = SuppressionList(storage.documents())
+        self._sms_sender = sms_sender
         self._gateways = gateways
         #: Live notifications kept in memory at most; beyond, waiting ones stay on disk only.
         self._hot_limit = hot_limit

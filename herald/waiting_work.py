@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 
 from herald.attempt import Attempt
 from herald.backlog import SPILLABLE
+from herald.channels import Channel
 from herald.held import BATCH as HELD_BATCH
 from herald.held import DEFERRED, PARKED
 from herald.recipient_book import PREFERENCE
@@ -18,12 +19,19 @@ from herald.record import Record
 from herald.requester_callbacks import defer_seconds, deferral_budget_spent
 from herald.shard_state import ShardState
 from herald.status import WAITING, Status
+from herald.suppressions import BOUNCED, COMPLAINED, MANUAL, STOP
 
 #: How many expired notifications one sweep finishes at most, and how often the timer sweeps.
 EXPIRE_BATCH = 500
 EXPIRE_EVERY_SECONDS = 5.0
 #: What a suppressed notification's history says, by reason.
-SUPPRESSED_BECAUSE = {PREFERENCE: "its recipient turned this category off for this channel"}
+SUPPRESSED_BECAUSE = {
+    PREFERENCE: "its recipient turned this category off for this channel",
+    BOUNCED: "its address is suppressed: mail to it bounced",
+    COMPLAINED: "its address is suppressed: its recipient reported a message as spam",
+    STOP: "its number is suppressed: it texted STOP to this sender",
+    MANUAL: "its contact is on the tenant's suppression list",
+}
 #: A notification sent later waits in memory when due within this many seconds, else on disk.
 SCHEDULED_IN_MEMORY = 60.0
 
@@ -94,6 +102,15 @@ class WaitingWork(ShardState):
             self._live[record.tag] = record
             self._backlog.took(channel, priority, record.seq)
             self._push_ready(record)
+
+    def _refusal(self, record: Record) -> str | None:
+        """Why a new notification must never be sent (a suppressed contact, then its user's
+        preference), or None."""
+        sender = None
+        if record.channel is Channel.SMS:
+            sender = record.payload.get("details", {}).get("from") or self._sms_sender
+        return (self.suppressions.refusal(record.tenant, record.recipient, sender)
+                or self.recipients.refusal(record))
 
     def _suppress(self, record: Record, reason: str, now: float) -> None:
         """Never sent: its recipient does not want it, or cannot take it (``reason``)."""

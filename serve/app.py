@@ -61,6 +61,7 @@ from serve.batcher import ShardBatcher
 from serve.callback_guard import CallbackGuard
 from serve.enqueue import ShardRouter
 from serve.openapi import describe
+from serve.suppressions import attach_suppressions, suppressions_router
 from serve.users import attach_users, users_router
 
 MAX_WAIT_SECONDS = 60.0
@@ -87,6 +88,7 @@ describe(app)
 install_error_handlers(app)
 app.include_router(admin_router)
 app.include_router(users_router)
+app.include_router(suppressions_router)
 
 
 @serve.deployment(
@@ -116,6 +118,7 @@ class Intake:
         self.throttle = LoginThrottle()
         attach_admin(self)
         attach_users(self)
+        attach_suppressions(self)
 
     # -- helpers --------------------------------------------------------------------------
     def _tenant(self, request: Request) -> str:
