@@ -38,6 +38,8 @@ from herald.priority import ASAP_PRIORITY
 from herald.queue import LeaseRenewal
 from herald.render import render_message
 from herald.sharding import shard_for_uid
+from herald.sms_keywords import TWILIO_UNSUBSCRIBED
+from herald.suppressions import EVERY_TENANT, STOP, Suppression, contact_key
 
 log = logging.getLogger("herald.channels")
 #: How long an outcome may wait to ride back with a lease before it goes in a call of its own:
@@ -109,6 +111,7 @@ class ChannelActor:
         self._settings = settings
         self._links: list[_ShardLink] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
         self._chain: ProviderChain | None = None
         self._stopping = False
         self._started_at = time.time()
@@ -280,14 +283,16 @@ class ChannelActor:
         assert self._chain is not None
         link.sending[delivery.tag] = delivery.lease
         self._holding[delivery.tag] = (link, express)
+        message = None
         try:
             if time.time() >= delivery.expires_at:
                 outcome = Outcome(delivery.tag, "failed", "herald", error="expired")
             else:
+                message = render_message(delivery)
                 # One deadline per attempt, whatever the provider does (a send waiting for a
                 # pooled connection included); the heartbeat keeps the lease meanwhile.
                 async with asyncio.timeout(self._settings.attempt_timeout):
-                    outcome = await self._chain.send(render_message(delivery))
+                    outcome = await self._chain.send(message)
         except TimeoutError:
             outcome = Outcome(delivery.tag, "retry", "herald", code="deadline",
                               error=f"no answer within {self._settings.attempt_timeout:g}s")
@@ -299,10 +304,26 @@ class ChannelActor:
         finally:
             link.sending.pop(delivery.tag, None)
         self.counters[outcome.kind] += 1
+        if outcome.code == TWILIO_UNSUBSCRIBED and message is not None and message.to:
+            self._opted_out(message.to, message.sender or self._settings.twilio_from or "")
         link.acks.append(dataclasses.replace(outcome, lease=delivery.lease))
         link.acks_ready.set()
         if self._holding.pop(delivery.tag, None) is not None:
             self._free_slot(link, express)
+
+    def _opted_out(self, number: str, sender: str) -> None:
+        """Twilio says the number opted out of ``sender`` (a STOP we never saw): every shard
+        suppresses it as if the STOP had come (``serve/suppressions.py``), in the background."""
+        entry = Suppression(contact_key(number), STOP, time.time(), sender)
+        task = asyncio.get_running_loop().create_task(self._suppress_everywhere(entry))
+        self._background.add(task)  # held until done: the loop keeps only a weak reference
+        task.add_done_callback(self._background.discard)
+
+    async def _suppress_everywhere(self, entry: Suppression) -> None:
+        answers = await asyncio.gather(*(shard.suppress(EVERY_TENANT, entry)
+                                         for shard in self._shards), return_exceptions=True)
+        if any(isinstance(answer, BaseException) for answer in answers):
+            log.warning("an opt-out did not reach every shard", extra={"sender": entry.sender})
 
     async def _flusher(self, link: _ShardLink) -> None:
         """Outcomes the pullers did not carry go back in a call of their own: after

@@ -14,6 +14,8 @@ from twilio.request_validator import RequestValidator
 
 from herald.errors import AuthError, ValidationError
 
+#: Twilio's error for a send to a number that opted out of the sender ("unsubscribed recipient").
+TWILIO_UNSUBSCRIBED = "21610"
 STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
 START_WORDS = frozenset({"START", "UNSTOP"})
 

@@ -66,6 +66,17 @@ def test_unsubscribed_number_fails_with_twilio_code(service: Service) -> None:
         status = wait_status(client, tag, {"failed"})
     assert status["status"] == "failed"
     assert status["attempts"] == 1 and status["history"][0]["code"] == "21610"
+    # Twilio's 21610 is a STOP Herald never saw: the number is suppressed for that sender now
+    # (issue 20, 4), on every shard, and the next message to it is never sent.
+    with service.client() as client:
+        deadline = time.monotonic() + 10
+        while "+14155550199" not in [e["contact"] for e in
+                                     client.get("/v1/suppressions").json()["items"]]:
+            assert time.monotonic() < deadline, "21610 did not suppress the number"
+            time.sleep(0.05)
+        again = client.post("/v1/notifications", json=sms("+14155550199")).json()
+        status = wait_status(client, again["details"]["tag"], {"suppressed"})
+    assert (status["status"], status["reason"]) == ("suppressed", "stop")
 
 
 def test_long_sms_reports_segments(service: Service) -> None:
