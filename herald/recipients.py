@@ -101,7 +101,7 @@ class Recipient:
         return parse_recipient(orjson.loads(text))
 
 
-class _QuietHoursIn(BaseModel):
+class QuietHoursIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     end: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
@@ -112,7 +112,7 @@ class RecipientIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     timezone: str | None = Field(default=None, max_length=64)
-    quiet_hours: _QuietHoursIn | None = None
+    quiet_hours: QuietHoursIn | None = None
     preferences: dict[str, dict[str, StrictBool]] = Field(default_factory=dict)
 
     @field_validator("timezone")

@@ -15,12 +15,14 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict, Field
 
 from herald.models import NotificationIn
+from herald.recipients import RecipientIn
 
 BEARER = "bearerAuth"
 #: Routes that need no key.
 PUBLIC = {("/healthz", "get"), ("/static/herald.js", "get"), ("/demo", "get")}
 #: Authenticated otherwise: provider receipts by their signature, the browser by its token.
 SIGNED = {("/v1/providers/twilio/status", "post"), ("/v1/providers/fax/status", "post"),
+          ("/v1/providers/twilio/inbound", "post"),
           ("/v1/browser-endpoint", "get")}  # the browser token in ?token= is the credential
 
 
@@ -63,6 +65,32 @@ class TwilioStatusForm(BaseModel):
     ErrorCode: str | None = None
 
 
+class TwilioInboundForm(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    From: str = Field(description="the number that texted")
+    To: str = Field(description="the sending number it texted")
+    Body: str = Field(description="STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT; START, UNSTOP")
+
+
+class SuppressionIn(BaseModel):
+    contact: str = Field(description="an email address or an E.164 number")
+
+
+class Suppression(BaseModel):
+    contact: str
+    reason: str = Field(description="bounced, complained, stop or manual")
+    at: float
+    sender: str | None = Field(default=None, description="a STOP's sending number")
+
+
+class Suppressions(BaseModel):
+    items: list[Suppression]
+
+
+class UserAnswer(RecipientIn):
+    uid: str
+
+
 class FaxEvent(BaseModel):
     model_config = ConfigDict(extra="allow")
     data: dict[str, Any] = Field(description="a Telnyx-shaped event: event_type, payload")
@@ -83,17 +111,27 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("/v1/providers/twilio/status", "post"): {"required": True, "content": {
         "application/x-www-form-urlencoded": {"schema": _ref(TwilioStatusForm)}}},
     ("/v1/providers/fax/status", "post"): _json_body(FaxEvent),
+    ("/v1/providers/twilio/inbound", "post"): {"required": True, "content": {
+        "application/x-www-form-urlencoded": {"schema": _ref(TwilioInboundForm)}}},
+    ("/v1/users/{uid}", "put"): _json_body(RecipientIn),
+    ("/v1/suppressions", "post"): _json_body(SuppressionIn),
 }
 ANSWERS: dict[tuple[str, str], dict[str, Any]] = {
     ("/v1/notifications", "post"): {"202": _ref(AcceptedAnswer), "200": _ref(AcceptedAnswer)},
     ("/v1/notifications/batch", "post"): {"202": _ref(BatchAnswer)},
+    ("/v1/users/{uid}", "put"): {"200": _ref(UserAnswer)},
+    ("/v1/users/{uid}", "get"): {"200": _ref(UserAnswer)},
+    ("/v1/users/{uid}", "delete"): {"200": _ref(UserAnswer)},
+    ("/v1/suppressions", "get"): {"200": _ref(Suppressions)},
+    ("/v1/suppressions", "post"): {"201": _ref(Suppression)},
 }
 ERRORS = {"401": "no or wrong key", "404": "not found (or not this tenant's)",
           "409": "not in a state that allows it", "413": "body too large",
           "422": "invalid; `field` names where", "429": "queue full: retry after Retry-After",
           "503": "unavailable: retry after Retry-After"}
 MODELS = (NotificationIn, Batch, BrowserTokenRequest, AcceptedAnswer, ErrorAnswer, BatchAnswer,
-          TwilioStatusForm, FaxEvent)
+          TwilioStatusForm, FaxEvent, TwilioInboundForm, RecipientIn, UserAnswer, SuppressionIn,
+          Suppression, Suppressions)
 
 
 def _schemas() -> dict[str, Any]:
@@ -128,7 +166,7 @@ def describe(app: FastAPI) -> None:
                 responses = operation.setdefault("responses", {})
                 responses.pop("422", None)  # FastAPI's own shape; ours is ErrorAnswer
                 for status, schema in ANSWERS.get(key, {}).items():
-                    responses[status] = {"description": "accepted",
+                    responses[status] = {"description": "the answer",
                                          "content": {"application/json": {"schema": schema}}}
                 if key not in PUBLIC:
                     for status, text in ERRORS.items():
