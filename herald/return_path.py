@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["LOCAL_PREFIX", "bounce_address", "is_tag", "tag_from_address"]
+__all__ = ["LOCAL_PREFIX", "bounce_address", "domain_name", "is_tag", "tag_from_address"]
 
 #: What every return path's local part starts with (before the tag).
 LOCAL_PREFIX = "bounce+"
@@ -27,14 +27,20 @@ def is_tag(tag: str) -> bool:
     return _TAG.fullmatch(tag) is not None
 
 
+def domain_name(domain: str) -> str:
+    """``domain`` when it is a domain name a return path can end with, else ``ValueError``
+    (``HERALD_BOUNCE_DOMAIN`` is checked with it)."""
+    if not _DOMAIN.fullmatch(domain):
+        raise ValueError("must be a domain name, e.g. bounces.example.org")
+    return domain
+
+
 def bounce_address(tag: str, domain: str) -> str:
     """``bounce+{tag}@{domain}``; a ``tag`` or ``domain`` that could not be read back is refused
     with ``ValueError`` (it would bring no bounce home)."""
     if not is_tag(tag):
         raise ValueError("not a Herald tag")
-    if not _DOMAIN.fullmatch(domain):
-        raise ValueError("not a domain name")
-    return f"{LOCAL_PREFIX}{tag}@{domain}"
+    return f"{LOCAL_PREFIX}{tag}@{domain_name(domain)}"
 
 
 def tag_from_address(address: str, domain: str) -> str | None:
