@@ -61,9 +61,7 @@ class Settings(BaseSettings):
     """Everything Herald can be told; ``Settings(port=…)`` takes only what it is given."""
 
     # case_sensitive=False: the env source then matches HERALD_PORT to ``port``.
-    model_config = SettingsConfigDict(
-        frozen=True, extra="forbid", env_prefix="HERALD_", case_sensitive=False
-    )
+    model_config = SettingsConfigDict(frozen=True, extra="forbid", env_prefix="HERALD_", case_sensitive=False)
 
     host: str = "127.0.0.1"
     port: Port = 8000
