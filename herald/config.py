@@ -31,6 +31,7 @@ from herald.config_types import (
     Backoff,
     BrowserUrlTemplate,
     Count,
+    DomainName,
     HttpUrl,
     Port,
     Seconds,
@@ -60,9 +61,7 @@ class Settings(BaseSettings):
     """Everything Herald can be told; ``Settings(port=…)`` takes only what it is given."""
 
     # case_sensitive=False: the env source then matches HERALD_PORT to ``port``.
-    model_config = SettingsConfigDict(
-        frozen=True, extra="forbid", env_prefix="HERALD_", case_sensitive=False
-    )
+    model_config = SettingsConfigDict(frozen=True, extra="forbid", env_prefix="HERALD_", case_sensitive=False)
 
     host: str = "127.0.0.1"
     port: Port = 8000
@@ -137,6 +136,10 @@ class Settings(BaseSettings):
     smtp_from: str = "herald@localhost"
     smtp_pool_size: Count = 8
     smtp_timeout: Seconds = 30.0
+    #: Emails go out with the return path ``bounce+{tag}@`` this domain, whose MX is Herald's bounce
+    #: listener (``bounce_port``, on ``host``); unset: no VERP, the envelope sender is ``smtp_from``.
+    bounce_domain: DomainName | None = None
+    bounce_port: Port = 2525
     #: Where providers post receipts (Twilio StatusCallback, fax webhook): Herald's public URL.
     public_url: HttpUrl | None = None
     twilio_account_sid: str | None = None
@@ -193,11 +196,8 @@ class Settings(BaseSettings):
 
     def retry_policy_for(self, lane: str) -> RetryPolicy:
         """Retry policy of a channel or internal lane (``WEBHOOK``)."""
-        return RetryPolicy(
-            base_seconds=self.retry_base_seconds,
-            cap_seconds=self.retry_cap_seconds,
-            max_attempts=self.max_attempts.get(lane.lower(), 5),
-        )
+        return RetryPolicy(base_seconds=self.retry_base_seconds, cap_seconds=self.retry_cap_seconds,
+                           max_attempts=self.max_attempts.get(lane.lower(), 5))
 
     def base_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"
@@ -339,9 +339,7 @@ def _add_layer(
             raise ConfigError(f"{origin[0]}: {exc}") from None
 
 
-def load_settings(
-    env: Mapping[str, str] | None = None, config_file: Path | None = None
-) -> Settings:
+def load_settings(env: Mapping[str, str] | None = None, config_file: Path | None = None) -> Settings:
     """Build Settings from defaults, the optional TOML file and ``HERALD_*`` variables.
 
     The TOML file uses the same names in lower case (``port = 8000``, ``[pools] email = 4``;

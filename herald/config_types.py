@@ -14,6 +14,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydantic import AfterValidator, Field
 
+from herald.return_path import domain_name
+
 SYNC_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
@@ -157,6 +159,7 @@ Backoff = Annotated[float, Field(ge=0)]  # RetryPolicy accepts 0: retry at once
 HttpUrl = Annotated[str, AfterValidator(http_url)]
 SmtpUrl = Annotated[str, AfterValidator(smtp_url)]
 BrowserUrlTemplate = Annotated[str, AfterValidator(browser_url_template)]
+DomainName = Annotated[str, AfterValidator(domain_name)]
 
 
 def secret(default: Any = None) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import datetime
 import functools
 import random
@@ -25,6 +26,7 @@ from aiosmtplib.email import parse_address
 
 from herald.errors import PermanentProviderError
 from herald.render import Message
+from herald.return_path import bounce_address
 
 __all__ = ["Email", "build_email"]
 
@@ -53,7 +55,8 @@ class Email:
     """A message as it goes on the wire: its SMTP envelope and its bytes, written once."""
 
     message_id: str
-    #: The envelope (MAIL FROM, RCPT TO): the addresses in the From and To headers.
+    #: The envelope (MAIL FROM, RCPT TO): the return path ``bounce+{tag}@{bounce_domain}`` or
+    #: else the address in the From header, and the addresses in the To header.
     sender: str
     recipients: tuple[str, ...]
     #: An address is not ASCII: the server must offer SMTPUTF8, and headers are raw UTF-8.
@@ -64,8 +67,13 @@ class Email:
     data_7bit: bytes
 
 
-def build_email(message: Message, default_sender: str) -> Email:
+def build_email(message: Message, default_sender: str, bounce_domain: str | None = None) -> Email:
     """The MIME message for ``message``: text part, HTML alternative, Herald's headers.
+
+    With a ``bounce_domain`` the envelope sender is the VERP return path of the tag
+    (``herald.return_path``), so bounces come back to Herald's listener naming the notification;
+    the From header stays as it is. A tag that makes no return path (never one of ``make_tag``'s)
+    keeps the From address as envelope sender.
 
     The Message-ID is derived from the tag so that every attempt of one notification carries
     the same id (receivers can de-duplicate a retry). Header values with CR or LF are refused
@@ -101,6 +109,9 @@ def build_email(message: Message, default_sender: str) -> Email:
             except ValueError as exc:  # its text names the address: keep it out
                 raise PermanentProviderError("invalid sender or recipient address") from exc
     smtputf8 = not all(addr_spec.isascii() for addr_spec in envelope)
+    if bounce_domain is not None:
+        with contextlib.suppress(ValueError):
+            envelope[0] = bounce_address(message.tag, bounce_domain)
 
     fold_policy = policy.SMTPUTF8 if smtputf8 else policy.SMTP
     lines = [_fold(name, header, fold_policy) for name, header in headers.items()]

@@ -53,7 +53,7 @@ def build_providers(
         if target is None:
             raise ValueError("no SMTP server configured (HERALD_SMTP_URL)")
         return [SmtpProvider(target, settings.smtp_from, settings.smtp_pool_size,
-                             settings.smtp_timeout)]
+                             settings.smtp_timeout, bounce_domain=settings.bounce_domain)]
     if channel is Channel.SMS:
         return _sms(settings)
     if channel is Channel.FAX:

@@ -49,7 +49,8 @@ class SmtpProvider(Provider):
     """Deliver email through one SMTP server (``SmtpTarget``) with pooled connections.
 
     ``tls_context`` (optional) replaces the default certificate checks for STARTTLS and
-    implicit TLS, e.g. to trust a private CA.
+    implicit TLS, e.g. to trust a private CA. ``bounce_domain`` (``HERALD_BOUNCE_DOMAIN``) makes
+    each message's envelope sender its return path ``bounce+{tag}@{bounce_domain}``.
     """
 
     name = "smtp"
@@ -62,6 +63,7 @@ class SmtpProvider(Provider):
         timeout: float = 30.0,
         *,
         tls_context: ssl.SSLContext | None = None,
+        bounce_domain: str | None = None,
     ) -> None:
         if pool_size < 1:
             raise ValueError("pool_size must be >= 1")
@@ -69,6 +71,7 @@ class SmtpProvider(Provider):
         self._sender = sender
         self._timeout = timeout
         self._tls_context = tls_context
+        self._bounce_domain = bounce_domain
         self.sizer = ConnectionSizer(pool_size)
         # A send holds a slot for its whole transaction, so open connections (idle + busy)
         # never outnumber the slots: a connection is only created when no idle one is left.
@@ -98,7 +101,7 @@ class SmtpProvider(Provider):
 
     async def send(self, message: Message) -> Outcome:
         try:
-            email = build_email(message, self._sender)
+            email = build_email(message, self._sender, self._bounce_domain)
             await self._transmit(email, message.priority)
         except Exception as exc:
             error = _error_to_provider_error(exc)
