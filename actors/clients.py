@@ -15,6 +15,7 @@ from typing import Any, Generic, TypeVar, cast
 import ray
 from ray.exceptions import RayTaskError
 
+from herald.bounce_reports import BounceReport
 from herald.channels import Channel
 from herald.errors import HeraldError, QueueFull
 from herald.exchange import Exchange, ExchangeAnswer
@@ -107,6 +108,9 @@ class ShardClient:
 
     def set_recipient(self, tenant: str, uid: str, recipient: Recipient | None) -> Call[None]:
         return Call(self.handle.set_recipient.remote(tenant, uid, recipient))
+
+    def bounce(self, report: BounceReport) -> Call[tuple[str, Suppression] | None]:
+        return Call(self.handle.bounce.remote(report))
 
     def suppressions(self, tenant: str) -> Call[list[Suppression]]:
         return Call(self.handle.suppressions.remote(tenant))

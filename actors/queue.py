@@ -27,6 +27,7 @@ from actors.group_commit import GroupCommit
 from actors.ray_metrics import RayMetricsExporter
 from actors.served_shard import ServedShard
 from herald.admin_views import detail, summary
+from herald.bounce_reports import BounceReport
 from herald.channels import Channel, Lane
 from herald.config import Settings
 from herald.delivery import Delivery
@@ -267,6 +268,13 @@ class QueueActor:
             shard.recipients.forget(tenant, uid, time.time())
         else:
             shard.recipients.put(tenant, uid, recipient, time.time())
+
+    async def bounce(self, report: BounceReport) -> tuple[str, Suppression] | None:
+        """A hard bounce or complaint for one of this shard's emails: whom to suppress."""
+        shard = await self._ready()
+        found = shard.bounce(report, time.time())
+        await self._group.commit(shard)
+        return found
 
     async def suppressions(self, tenant: str) -> list[Suppression]:
         """The tenant's suppressed contacts (every shard keeps them all), newest first."""

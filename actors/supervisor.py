@@ -27,6 +27,7 @@ from typing import Any
 
 import ray
 
+from actors.bounce_desk import BounceDesk
 from actors.channels import ChannelActor
 from actors.clients import ChannelClient, ShardClient, shard_clients
 from actors.deployment_lease import DeploymentLease
@@ -89,6 +90,9 @@ class Supervisor:
                 i, settings)
             for i in range(settings.shards)
         ])
+        #: Bounces and complaints by SMTP, with HERALD_BOUNCE_DOMAIN (actors/bounce_desk.py).
+        self.bounces = BounceDesk(settings, self.shards)
+        self._bouncing = asyncio.get_running_loop().create_task(self.bounces.start())
         # Only where limits are set: otherwise nothing would ever ask it (a process saved).
         self.limiter = RateLimiter.options(name=RATE_LIMITER_NAME, **owned).remote(  # type: ignore[attr-defined]
             settings.rate_limits, settings.recipient_limits,
@@ -216,6 +220,7 @@ class Supervisor:
     async def start(self) -> SupervisorView:
         """Wait until every actor answers once; start the health loop."""
         await self._check_all(timeout=120.0, wait_for_new=True)
+        await self._bouncing  # a bounce port that is taken stops the start, naming the cause
         if self._loop is None or self._loop.done():
             self._loop = asyncio.get_running_loop().create_task(self._health_loop())
         return await self.describe()
@@ -311,6 +316,7 @@ class Supervisor:
         """Kill every actor this Supervisor runs (they are detached: nothing else will)."""
         if self._loop is not None:
             self._loop.cancel()
+        await self.bounces.close()
         closing = asyncio.gather(*(s.close() for s in self.shards), return_exceptions=True)
         with contextlib.suppress(TimeoutError):  # a stuck shard must not keep the rest alive
             await asyncio.wait_for(closing, 10)

@@ -2,18 +2,24 @@
 
 A receipt for a ``sent`` notification moves it on; one that overtook our own ``sent`` ack is
 held, durably, until that ack; one for a notification waiting to be sent again after an
-attempt (``retrying``) is that attempt's final state. A part of ``herald.queue.QueueShard``.
+attempt (``retrying``) is that attempt's final state. A bounce (an RFC 3464 report that the
+mail failed for good) turns a ``sent`` email ``bounced``; a complaint (RFC 5965) turns its
+category off for email for its user. A part of ``herald.queue.QueueShard``.
 """
 
 from __future__ import annotations
 
 from herald.attempt import Attempt
+from herald.bounce_reports import BounceKind, BounceReport
+from herald.channels import Channel
 from herald.delivery_log import FINAL
 from herald.outcome import Outcome
+from herald.recipients import Recipient
 from herald.reconcile import apply_receipt
 from herald.record import Record
 from herald.shard_state import ShardState
 from herald.status import WAITING, Status
+from herald.suppressions import BOUNCED, COMPLAINED, Suppression, contact_key
 
 _RECEIPT_STATUS = {"delivered": Status.DELIVERED, "failed": Status.FAILED}
 
@@ -60,6 +66,38 @@ class ReceiptHandling(ShardState):
         self._ready.remove(record.tag)
         self._finish(record, _RECEIPT_STATUS[outcome.kind], now, entry)
         return True
+
+    def bounce(self, report: BounceReport, now: float) -> tuple[str, Suppression] | None:
+        """A hard bounce or a complaint for one of this shard's emails (by ``report.tag``):
+        who must be suppressed — (tenant, the suppression) — or None (not ours, or nothing
+        to suppress). Applying one twice changes nothing more (a sender may resend it)."""
+        record = self._live.get(report.tag) if report.tag else None
+        record = record or (self._stored(report.tag) if report.tag else None)
+        if record is None or record.channel is not Channel.EMAIL:
+            return None
+        contact = report.recipient or record.recipient
+        if report.kind is BounceKind.COMPLAINT:
+            category = record.type.rsplit("_", 1)[0]
+            current = self.recipients.get(record.tenant, record.uid) or Recipient()
+            if current.allows(category, Channel.EMAIL.key):
+                self.recipients.put(record.tenant, record.uid,
+                                    current.with_preference(category, Channel.EMAIL.key, False), now)
+        elif report.kind is BounceKind.HARD and record.status is Status.SENT:
+            record.status = Status.BOUNCED  # final to final: no live count moves
+            record.updated_at = now
+            record.history.append(Attempt(at=now, outcome="bounced", attempt=record.attempts,
+                                          error=report.diagnostic, code=report.status,
+                                          receipt=True))
+            self._count(Status.BOUNCED.value, record.tenant)
+            self._pending.update(record)
+            self._log(record, FINAL, Status.BOUNCED.value, record.history[-1], now)
+            self._finished.append(record.tag)
+            self._queue_callback(record, now)
+        elif report.kind is not BounceKind.HARD:
+            return None
+        reason = COMPLAINED if report.kind is BounceKind.COMPLAINT else BOUNCED
+        return None if contact is None else (
+            record.tenant, Suppression(contact_key(contact), reason, now))
 
     def _let_go_receipt(self, tag: str) -> None:
         if self._early_receipts.pop(tag, None) is not None:

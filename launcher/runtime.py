@@ -275,6 +275,8 @@ def check_ports_free(settings: Settings) -> None:
     wanted = [("HERALD_PORT", settings.host, settings.port)]
     wanted += [("HERALD_BROWSER_PORT", settings.host, settings.browser_port + i)
                for i in range(settings.pools.get("browser", 1))]
+    if settings.bounce_domain:  # the bounce listener (actors/bounce_desk.py)
+        wanted.append(("HERALD_BOUNCE_PORT", settings.host, settings.bounce_port))
     if settings.dashboard_port:  # the local Ray's dashboard, on loopback
         wanted.append(("HERALD_DASHBOARD_PORT", "127.0.0.1", settings.dashboard_port))
     for name, host, port in wanted:

@@ -32,6 +32,7 @@ FAX_KEY = "fax-key-" + "f" * 16
 METRICS_TOKEN = "operator-" + "o" * 24
 MAX_WAITS = 8  # ?wait holds per tenant: small, so the bound is tested
 ADMIN_KEY = "admin-" + "z" * 26
+BOUNCE_DOMAIN = "bounces.example.org"  # the return paths' (HERALD_BOUNCE_DOMAIN)
 
 
 @dataclass
@@ -94,6 +95,7 @@ def service(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iter
         breaker_threshold=3, breaker_cooldown=2.0, callback_allow="127.0.0.1/32",
         metrics_token=METRICS_TOKEN, max_waits_per_tenant=MAX_WAITS, admin_key=ADMIN_KEY,
         recipient_limits={"sms": "3/60"},
+        bounce_domain=BOUNCE_DOMAIN, bounce_port=free_port(),
         max_attempts={"email": 6, "sms": 10, "browser": 3, "fax": 4, "webhook": 8},
     )
     herald = Herald(settings).start()
