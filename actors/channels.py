@@ -25,6 +25,7 @@ from ray.exceptions import RayActorError
 from actors.clients import ShardClient
 from actors.provider_chain import ProviderChain
 from actors.providers.registry import build_providers
+from actors.providers.smtp_email import RCPT_REFUSED
 from actors.ratelimiter import RateLimitClient
 from actors.ray_metrics import RayMetricsExporter
 from herald.channels import Channel, Lane
@@ -39,7 +40,7 @@ from herald.queue import LeaseRenewal
 from herald.render import render_message
 from herald.sharding import shard_for_uid
 from herald.sms_keywords import TWILIO_UNSUBSCRIBED
-from herald.suppressions import EVERY_TENANT, STOP, Suppression, contact_key
+from herald.suppressions import BOUNCED, EVERY_TENANT, STOP, Suppression, contact_key
 
 log = logging.getLogger("herald.channels")
 #: How long an outcome may wait to ride back with a lease before it goes in a call of its own:
@@ -304,26 +305,30 @@ class ChannelActor:
         finally:
             link.sending.pop(delivery.tag, None)
         self.counters[outcome.kind] += 1
-        if outcome.code == TWILIO_UNSUBSCRIBED and message is not None and message.to:
-            self._opted_out(message.to, message.sender or self._settings.twilio_from or "")
+        if message is not None and message.to and outcome.kind == "failed":
+            if outcome.code == TWILIO_UNSUBSCRIBED:  # a STOP Herald never saw
+                self._suppress(EVERY_TENANT, Suppression(contact_key(message.to), STOP, time.time(),
+                                                         message.sender or self._settings.twilio_from or ""))
+            elif (outcome.error or "").startswith(RCPT_REFUSED):  # a hard bounce at RCPT
+                self._suppress(delivery.tenant, Suppression(contact_key(message.to), BOUNCED,
+                                                            time.time()))
         link.acks.append(dataclasses.replace(outcome, lease=delivery.lease))
         link.acks_ready.set()
         if self._holding.pop(delivery.tag, None) is not None:
             self._free_slot(link, express)
 
-    def _opted_out(self, number: str, sender: str) -> None:
-        """Twilio says the number opted out of ``sender`` (a STOP we never saw): every shard
-        suppresses it as if the STOP had come (``serve/suppressions.py``), in the background."""
-        entry = Suppression(contact_key(number), STOP, time.time(), sender)
-        task = asyncio.get_running_loop().create_task(self._suppress_everywhere(entry))
+    def _suppress(self, tenant: str, entry: Suppression) -> None:
+        """A send's answer says its contact takes nothing more (Twilio's 21610, an SMTP 5xx at
+        RCPT): every shard suppresses it (``herald.suppressions``), in the background."""
+        task = asyncio.get_running_loop().create_task(self._suppress_everywhere(tenant, entry))
         self._background.add(task)  # held until done: the loop keeps only a weak reference
         task.add_done_callback(self._background.discard)
 
-    async def _suppress_everywhere(self, entry: Suppression) -> None:
-        answers = await asyncio.gather(*(shard.suppress(EVERY_TENANT, entry)
+    async def _suppress_everywhere(self, tenant: str, entry: Suppression) -> None:
+        answers = await asyncio.gather(*(shard.suppress(tenant, entry)
                                          for shard in self._shards), return_exceptions=True)
         if any(isinstance(answer, BaseException) for answer in answers):
-            log.warning("an opt-out did not reach every shard", extra={"sender": entry.sender})
+            log.warning("a suppression did not reach every shard", extra={"reason": entry.reason})
 
     async def _flusher(self, link: _ShardLink) -> None:
         """Outcomes the pullers did not carry go back in a call of their own: after

@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 
 #: Longest server reply kept in an outcome's ``error``.
 _MAX_REPLY = 200
+#: How the error of an address the server refused at RCPT starts: a hard bounce in the session
+#: (5xx), after which the address is suppressed (``actors/channels.py``).
+RCPT_REFUSED = "RCPT refused: "
 #: A polite QUIT on close must not hold an actor's shutdown for the full command timeout.
 _QUIT_TIMEOUT = 5.0
 
@@ -226,13 +229,14 @@ def _error_to_provider_error(exc: BaseException, *, connecting: bool = False) ->
     if isinstance(exc, ProviderError):
         return exc
     reply: aiosmtplib.SMTPResponseException | None = None
+    prefix = ""
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
-        reply = exc.recipients[0]
+        reply, prefix = exc.recipients[0], RCPT_REFUSED  # a bounce during the session
     elif isinstance(exc, aiosmtplib.SMTPResponseException):
         reply = exc
     if reply is not None:
         code = str(reply.code)
-        text = f"SMTP {code} {reply.message}"[:_MAX_REPLY]
+        text = f"{prefix}SMTP {code} {reply.message}"[:_MAX_REPLY]
         if 500 <= reply.code < 600 and not connecting:
             return PermanentProviderError(text, provider_code=code)
         return TransientProviderError(text, provider_code=code)

@@ -219,6 +219,18 @@ def test_permanent_smtp_error_fails_without_retry(service: Service) -> None:
         status = client.get(f"/v1/notifications/{tag}", params={"wait": 20}).json()
     assert status["status"] == "failed"
     assert status["attempts"] == 1 and status["history"][0]["code"] == "550"
+    # A 5xx at RCPT is a hard bounce in the session: the address is suppressed (issue 20, 4).
+    with service.client() as client:
+        deadline = time.monotonic() + 10
+        while "nobody@example.com" not in {e["contact"] for e in
+                                           client.get("/v1/suppressions").json()["items"]}:
+            assert time.monotonic() < deadline, "the refused address was not suppressed"
+            time.sleep(0.05)
+        again = client.post("/v1/notifications", json=email_payload(to="nobody@example.com"))
+        final = client.get(f"/v1/notifications/{again.json()['details']['tag']}",
+                           params={"wait": 10}).json()
+        assert (final["status"], final["reason"]) == ("suppressed", "bounced")
+        assert client.delete("/v1/suppressions/nobody@example.com").status_code == 200
 
 
 def test_queue_and_metrics_for_the_operator(service: Service) -> None:
