@@ -1,4 +1,5 @@
-"""The queue as a state machine: enqueue / lease / ack / receipt / cancel / park / time / crash.
+"""The queue as a state machine: enqueue / lease / ack / receipt / cancel / park / time / crash,
+with notifications sent later (``send_at``) and contacts suppressed and lifted.
 
 The model is what a client was told, checked against what storage holds: the shell answers only
 after ``flush()``, so storage is the truth a client can rely on. A crash drops the shard's memory
@@ -32,6 +33,7 @@ from herald.outcome import Outcome, OutcomeKind
 from herald.record import FINAL, Record
 from herald.retry import RetryPolicy
 from herald.storage import SQLiteStorage, Storage
+from herald.suppressions import MANUAL, Suppression
 from tests.support.pg_shards import ShardDatabases, owned_storage
 from tests.unit.conftest import T0, lane, make_notification, make_shard
 
@@ -44,7 +46,8 @@ POLICIES = {
 LIVE = frozenset({"queued", "retrying", "sending"})
 WAITS = (0.0, 0.5, 3.0, 11.0, 31.0, 120.0)
 
-NotificationSpec = tuple[str, int | None, str, int, str | None, int | None]
+NotificationSpec = tuple[str, int | None, str, int, str | None, int | None, float | None]
+SMS_TO = "+14155550100"  # every SMS of make_notification goes there
 notification_specs = st.tuples(
     st.sampled_from(CHANNELS),
     st.one_of(st.none(), st.integers(0, 9)),  # requester.priority (None: the default 4)
@@ -52,6 +55,8 @@ notification_specs = st.tuples(
     st.sampled_from((1, 2)),  # user.uid: parking is per recipient
     st.one_of(st.none(), st.sampled_from(("k1", "k2", "k3"))),  # mq-uuid-btag
     st.sampled_from((None, None, 40, 200)),  # ttl in seconds
+    # send_at, seconds ahead: due soon (kept in memory), or later (kept on disk only)
+    st.sampled_from((None, None, None, 5.0, 100.0)),
 )
 
 
@@ -84,6 +89,7 @@ class QueueMachine(RuleBasedStateMachine):
         self.finals: dict[str, str] = {}
         self.pending_receipts: dict[str, str] = {}  # receipts that overtook the sent ack
         self.parked: set[str] = set()  # waiting for their recipient; kept in memory only
+        self.suppressed: set[str] = set()  # tenants whose list has SMS_TO on it
 
     def teardown(self) -> None:
         self.storage.close()
@@ -115,8 +121,9 @@ class QueueMachine(RuleBasedStateMachine):
     def enqueue(self, specs: list[NotificationSpec]) -> None:
         batch = [
             make_notification(channel, tenant=tenant, now=self.now, priority=priority,
-                              uid=uid, btag=btag, ttl=ttl)
-            for channel, priority, tenant, uid, btag, ttl in specs
+                              uid=uid, btag=btag, ttl=ttl,
+                              **({} if ahead is None else {"send_at": self.now + ahead}))
+            for channel, priority, tenant, uid, btag, ttl, ahead in specs
         ]
         expected: list[tuple[str, bool]] = []
         first_for = dict(self.first_for)
@@ -133,8 +140,16 @@ class QueueMachine(RuleBasedStateMachine):
         assert [(r.tag, r.duplicate) for r in results] == expected
         for notification, result in zip(batch, results, strict=True):
             if not result.duplicate:
-                assert result.pos >= 1
+                suppressed = notification.channel == "SMS" and notification.tenant in self.suppressed
+                assert (result.pos == 0) if suppressed else (result.pos >= 1)
                 self.accepted[notification.tag] = notification
+                record = self.stored(notification.tag)
+                if suppressed:
+                    event("enqueue: suppressed")
+                    assert record.status == "suppressed" and not record.attempts
+                elif notification.not_before:
+                    event("enqueue: sent later")
+                    assert (record.status, record.not_before) == ("queued", notification.not_before)
         self.first_for = first_for
 
     @precondition(lambda self: self.accepted)
@@ -286,6 +301,16 @@ class QueueMachine(RuleBasedStateMachine):
         self.shard.flush()
         assert self.stored(tag).status == ("cancelled" if own_tenant and before.status in (
             "queued", "retrying") else before.status)
+
+    @rule(tenant=st.sampled_from(TENANTS), lift=st.booleans())
+    def suppress(self, tenant: str, lift: bool) -> None:
+        """The tenant's list gains or loses SMS_TO (a bounce, a STOP, an operator)."""
+        if lift:
+            self.shard.suppressions.remove(tenant, SMS_TO, self.now)
+            self.suppressed.discard(tenant)
+        else:
+            self.shard.suppressions.add(tenant, Suppression(SMS_TO, MANUAL, self.now), self.now)
+            self.suppressed.add(tenant)
 
     @rule(seconds=st.sampled_from(WAITS[1:]))
     def advance_time(self, seconds: float) -> None:
