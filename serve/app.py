@@ -286,16 +286,23 @@ class Intake:
         backup = request.query_params.get("account") == "backup"
         token = (self.settings.twilio_backup_auth_token if backup else None) or \
             self.settings.twilio_auth_token
-        if not token:  # never verify against an empty secret: anyone could sign
+        url, form, token = await self.twilio_form(request, token)
+        outcome = twilio_receipt(url, form, request.headers.get("x-twilio-signature"),
+                                        token, provider="twilio-backup" if backup else "twilio")
+        return await self._receipt(outcome)
+
+    async def twilio_form(self, request: Request,
+                          token: str | None) -> tuple[str, dict[str, str], str]:
+        """A Twilio webhook's URL as Twilio signed it, its form fields, and ``token`` once it
+        is known to be set (never verify against an empty secret: anyone could sign)."""
+        if not token:
             raise NotFound("no Twilio account is configured")
         url = self.settings.base_url() + request.url.path
         if request.url.query:
             url += "?" + request.url.query
         body = await self._body(request, UNAUTHENTICATED_BODY_LIMIT)
         form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-        outcome = twilio_receipt(url, form, request.headers.get("x-twilio-signature"),
-                                        token, provider="twilio-backup" if backup else "twilio")
-        return await self._receipt(outcome)
+        return url, form, token
 
     @app.post("/v1/providers/fax/status")
     async def fax_status(self, request: Request) -> Response:

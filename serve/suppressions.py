@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import time
 from typing import Any
-from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -25,7 +24,6 @@ from herald.errors import NotFound, Unavailable, ValidationError
 from herald.sms_keywords import Keyword, inbound_opt_out
 from herald.suppressions import EVERY_TENANT, MANUAL, STOP, Suppression, contact_key
 from serve.answers import JsonBody
-from serve.auth import UNAUTHENTICATED_BODY_LIMIT
 
 suppressions_router = APIRouter()
 _intake: Any = None
@@ -92,14 +90,7 @@ async def lift_suppression(contact: str, request: Request) -> Response:
 async def twilio_inbound(request: Request) -> Response:
     """Twilio's inbound-message webhook for the sending numbers (configure it on each number)."""
     intake = _replica()
-    token = intake.settings.twilio_auth_token
-    if not token:  # never verify against an empty secret: anyone could sign
-        raise NotFound("no Twilio account is configured")
-    url = intake.settings.base_url() + request.url.path
-    if request.url.query:
-        url += "?" + request.url.query
-    body = await intake._body(request, UNAUTHENTICATED_BODY_LIMIT)
-    form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    url, form, token = await intake.twilio_form(request, intake.settings.twilio_auth_token)
     found = inbound_opt_out(url, form, request.headers.get("x-twilio-signature"), token)
     if found is not None:
         word, texter, texted = found
