@@ -172,10 +172,15 @@ def _b64encode(data: bytes) -> str:
 
 
 def _b64decode(text: str) -> bytes:
-    """Strict base64url without padding: the stdlib decoder would skip stray characters."""
+    """Strict, canonical base64url without padding: the stdlib decoder would skip stray
+    characters, and ignores the spare low bits of the last one (``...Y`` and ``...Z`` would
+    both pass), so what it decoded must encode back to ``text`` exactly."""
     if not _B64URL.fullmatch(text) or len(text) % 4 == 1:
         raise InvalidToken(_MALFORMED)
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError) as exc:
         raise InvalidToken(_MALFORMED) from exc
+    if _b64encode(data) != text:
+        raise InvalidToken(_MALFORMED)
+    return data
