@@ -41,6 +41,7 @@ from herald.render import render_message
 from herald.sharding import shard_for_uid
 from herald.sms_keywords import TWILIO_UNSUBSCRIBED
 from herald.suppressions import BOUNCED, EVERY_TENANT, STOP, Suppression, contact_key
+from herald.unsubscribe_tokens import UnsubscribeLinks
 
 log = logging.getLogger("herald.channels")
 #: How long an outcome may wait to ride back with a lease before it goes in a call of its own:
@@ -110,6 +111,9 @@ class ChannelActor:
         self._index = index
         self._shards = list(shards)
         self._settings = settings
+        #: Every email's List-Unsubscribe link (RFC 8058) is signed here.
+        self._unsubscribe = UnsubscribeLinks.of(settings.unsubscribe_secret, settings.base_url()) \
+            if channel is Channel.EMAIL else None
         self._links: list[_ShardLink] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
@@ -289,7 +293,7 @@ class ChannelActor:
             if time.time() >= delivery.expires_at:
                 outcome = Outcome(delivery.tag, "failed", "herald", error="expired")
             else:
-                message = render_message(delivery)
+                message = render_message(delivery, self._unsubscribe)
                 # One deadline per attempt, whatever the provider does (a send waiting for a
                 # pooled connection included); the heartbeat keeps the lease meanwhile.
                 async with asyncio.timeout(self._settings.attempt_timeout):

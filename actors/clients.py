@@ -158,6 +158,10 @@ class ShardClient:
     def resume(self, channel: Channel) -> Call[dict[str, float]]:
         return Call(self.handle.resume.remote(channel))
 
+    def set_preference(self, tenant: str, uid: str, category: str, channel_key: str,
+                       on: bool) -> Call[Recipient]:
+        return Call(self.handle.set_preference.remote(tenant, uid, category, channel_key, on))
+
 
 class ChannelClient:
     """One channel actor (``actors.channels.ChannelActor``)."""

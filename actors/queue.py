@@ -413,3 +413,8 @@ class QueueActor:
         shard.resume(channel)
         self._notify({lane for lane in self._wakeups if lane.channel is channel})
         return shard.pauses.since()
+
+    async def set_preference(self, tenant: str, uid: str, category: str, channel_key: str,
+                             on: bool) -> Recipient:
+        shard = await self._ready()  # herald.recipient_book: one read-modify-write, on disk
+        return shard.recipients.set_preference(tenant, uid, category, channel_key, on, time.time())

@@ -17,12 +17,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, ValidationError
 from pydantic.fields import FieldInfo
-from pydantic_settings import (
-    BaseSettings,
-    EnvSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from herald.callback_policy import CallbackAllow
 from herald.channels import Channel
@@ -163,6 +158,10 @@ class Settings(BaseSettings):
     #: ``{port}`` filled in per gateway. Unset: ``ws://<address it binds, or its node's IP when
     #: it binds every interface>:<port>/ws``.
     browser_public_url: BrowserUrlTemplate | None = None
+    #: Signs one-click unsubscribe links (``herald.unsubscribe_tokens``); made once like the
+    #: browser secret, but its own: a link in a mail must keep working for weeks, so rotating
+    #: the browser secret (its tokens live minutes) must not break every link ever sent.
+    unsubscribe_secret: str | None = secret()
     #: Messages per second per provider name (``twilio=50,smtp=500``); absent = unlimited.
     rate_limits: Mapping[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
     #: Per recipient per channel: ``sms=5/60`` = at most 5 SMS per number per 60 s.

@@ -48,6 +48,10 @@ _PLAIN_VALUE = {
     "X-Herald-Tag": _PLAIN_TEXT,
     "Message-ID": re.compile(rf"<{_DOT_ATOM}@{_DOT_ATOM}>"),
 }
+#: An unsubscribe URL: printable ASCII but "<" and ">", no space (RFC 2369 puts it in <>).
+_UNSUBSCRIBE_URL = re.compile(r"https?://[!-;=?-~]+")
+#: RFC 5322's limit on a line, CRLF excluded.
+_MAX_LINE_HARD = 998
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +72,8 @@ class Email:
 
 
 def build_email(message: Message, default_sender: str, bounce_domain: str | None = None) -> Email:
-    """The MIME message for ``message``: text part, HTML alternative, Herald's headers.
+    """The MIME message for ``message``: text part, HTML alternative, Herald's headers (and
+    RFC 8058's ``List-Unsubscribe`` pair when it carries an unsubscribe URL).
 
     With a ``bounce_domain`` the envelope sender is the VERP return path of the tag
     (``herald.return_path``), so bounces come back to Herald's listener naming the notification;
@@ -115,6 +120,8 @@ def build_email(message: Message, default_sender: str, bounce_domain: str | None
 
     fold_policy = policy.SMTPUTF8 if smtputf8 else policy.SMTP
     lines = [_fold(name, header, fold_policy) for name, header in headers.items()]
+    if message.unsubscribe_url is not None:
+        lines.append(_list_unsubscribe(message.unsubscribe_url))
     lines.append(f"Date: {format_datetime(datetime.datetime.now(datetime.UTC))}\r\n")
     head = "".join(lines).encode("utf-8" if smtputf8 else "ascii", "surrogateescape")
 
@@ -155,6 +162,15 @@ def _header(name: str, value: str) -> str:
     except (ValueError, TypeError) as exc:  # other line breaks, unparsable values
         raise PermanentProviderError(f"invalid {name} header") from exc
     return header
+
+
+def _list_unsubscribe(url: str) -> str:
+    """RFC 8058's two headers: the link, and that one POST to it unsubscribes. The URL is never
+    folded nor encoded (a receiver would not take it apart again): one line, up to 998."""
+    line = f"List-Unsubscribe: <{url}>"
+    if not _UNSUBSCRIBE_URL.fullmatch(url) or len(line) > _MAX_LINE_HARD:
+        raise PermanentProviderError("invalid List-Unsubscribe header")
+    return f"{line}\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
 
 
 def _fold(name: str, header: str, fold_policy: policy.Policy) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from herald.documents import Documents
-from herald.recipients import Recipient
+from herald.recipients import Recipient, parse_recipient
 from herald.record import Record
 
 KIND = "recipient"
@@ -42,6 +42,20 @@ class RecipientBook:
     def put(self, tenant: str, uid: str, recipient: Recipient, now: float) -> None:
         self._documents.save(KIND, tenant, uid, recipient.to_json(), now)
         self._kept[(tenant, uid)] = recipient
+
+    def set_preference(self, tenant: str, uid: str, category: str, channel_key: str, on: bool,
+                       now: float) -> Recipient:
+        """The user's settings with one preference changed and the rest kept (a one-click
+        unsubscribe), on disk before this returns: read and written in one call, so no other
+        change to the user falls between. What a ``PUT /v1/users`` body could not say (a
+        category over 64 characters, too many) is a ``ValidationError``: what is kept must
+        load again (``Recipient.from_json``)."""
+        current = self._kept.get((tenant, uid)) or Recipient()
+        if current.preferences.get(category, {}).get(channel_key) is on:
+            return current  # already so: nothing to write
+        changed = parse_recipient(current.with_preference(category, channel_key, on).public())
+        self.put(tenant, uid, changed, now)
+        return changed
 
     def forget(self, tenant: str, uid: str, now: float) -> bool:
         """Drop the user's settings; whether there were any."""

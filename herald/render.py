@@ -12,10 +12,11 @@ from typing import Any
 
 import orjson
 
-from herald.channels import Channel
+from herald.channels import Channel, parse_type
 from herald.delivery import Delivery
 from herald.errors import TemplateError
 from herald.templates import compile_template
+from herald.unsubscribe_tokens import UnsubscribeLinks
 
 #: The most characters each template field may render to. A template cannot grow past these
 #: (rendering stops at the cap), so ``details.vars`` repeated by many placeholders stays small.
@@ -44,6 +45,8 @@ class Message:
     bill_to: str | None
     expires_at: float
     priority: int = 4
+    #: Email only: the one-click unsubscribe URL (``herald.unsubscribe_tokens``) it carries.
+    unsubscribe_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +108,10 @@ def render_fields(channel: Channel, details: dict[str, Any], context: dict[str, 
     return RenderedFields(title, subject, text, _render(channel, "html", details, context))
 
 
-def render_message(delivery: Delivery) -> Message:
-    """From a leased delivery to a ``Message``: templates rendered, fields chosen."""
+def render_message(delivery: Delivery, unsubscribe: UnsubscribeLinks | None = None) -> Message:
+    """From a leased delivery to a ``Message``: templates rendered, fields chosen; an email
+    gets its unsubscribe link from ``unsubscribe``, issued at the time it was accepted (every
+    attempt carries the same one)."""
     payload = delivery.payload
     if delivery.channel is Channel.WEBHOOK:  # a requester callback: the body is JSON, not a template
         return Message(
@@ -125,4 +130,7 @@ def render_message(delivery: Delivery) -> Message:
         title=fields.title, text=fields.text, html=fields.html,
         media_url=details.get("media_url"), bill_to=details.get("bill_to"),
         expires_at=delivery.expires_at, priority=delivery.priority,
+        unsubscribe_url=unsubscribe.url(delivery.tenant, delivery.uid,
+                                        parse_type(delivery.type)[0], delivery.created_at)
+        if unsubscribe is not None and delivery.channel is Channel.EMAIL else None,
     )

@@ -45,7 +45,12 @@ from herald.errors import ConfigError
 from herald.layout import check_layout, shards_in_files
 from herald.open_store import open_store
 from herald.webhook_secrets import WebhookSecrets
-from launcher.stored_secrets import browser_secret, dev_admin_key, dev_api_key
+from launcher.stored_secrets import (
+    browser_secret,
+    dev_admin_key,
+    dev_api_key,
+    unsubscribe_secret,
+)
 
 log = logging.getLogger("herald.builder")
 #: Herald's Serve application: the only one stop() deletes.
@@ -96,7 +101,8 @@ def herald_app(settings: Settings, supervisor: SupervisorClient) -> Any:
 def prepare_data_dir(settings: Settings) -> tuple[Settings, str | None]:
     """What ``herald up`` does in its own process before starting the actors, for Serve: record
     the shard count, and without ``HERALD_API_KEYS`` make (once) a dev API key and admin key;
-    without ``HERALD_BROWSER_SECRET`` the browser-token secret; the tenants' webhook secrets.
+    without ``HERALD_BROWSER_SECRET`` the browser-token secret (``HERALD_UNSUBSCRIBE_SECRET``:
+    the unsubscribe-link one); the tenants' webhook secrets.
     All of it is kept in the deployment's store (``open_store``): the data dir, or with
     ``HERALD_DATABASE_URL`` the database, where every deployment on it finds the same values.
     Returns the completed settings and the dev key if one is in use. Runs where the shards
@@ -114,6 +120,8 @@ def prepare_data_dir(settings: Settings) -> tuple[Settings, str | None]:
                 settings = settings.with_overrides(admin_key=dev_admin_key(store))
         if not settings.browser_secret:
             settings = settings.with_overrides(browser_secret=browser_secret(store))
+        if not settings.unsubscribe_secret:
+            settings = settings.with_overrides(unsubscribe_secret=unsubscribe_secret(store))
         ensure_webhook_secrets(settings, store)
     if settings.database_url is not None and settings.deployment_id is None:
         # Who this deployment is among those on the database: its leases carry it.

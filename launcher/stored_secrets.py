@@ -1,7 +1,8 @@
 """Secrets Herald makes once and keeps for the deployment (``herald.deployment_store``: the data
 dir, mode 0600, or the database every deployment on it shares): the dev API key, the admin key,
-the browser-token secret. Keys given by the environment (``HERALD_API_KEYS``, ``HERALD_ADMIN_KEY``,
-``HERALD_BROWSER_SECRET``) are used instead, and these are then not made at all."""
+the browser-token secret, the unsubscribe-link secret. Keys given by the environment
+(``HERALD_API_KEYS``, ``HERALD_ADMIN_KEY``, ``HERALD_BROWSER_SECRET``,
+``HERALD_UNSUBSCRIBE_SECRET``) are used instead, and these are then not made at all."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from herald.deployment_store import DeploymentStore
 DEV_API_KEY = "dev-api-key"
 ADMIN_KEY = "admin-key"
 BROWSER_SECRET = "browser-secret"
+UNSUBSCRIBE_SECRET = "unsubscribe-secret"
 
 
 def stored_secret(store: DeploymentStore, name: str, prefix: str = "") -> str:
@@ -33,3 +35,8 @@ def dev_admin_key(store: DeploymentStore) -> str:
 def browser_secret(store: DeploymentStore) -> str:
     """The browser-token secret when ``HERALD_BROWSER_SECRET`` is unset."""
     return stored_secret(store, BROWSER_SECRET)
+
+
+def unsubscribe_secret(store: DeploymentStore) -> str:
+    """The unsubscribe-link secret when ``HERALD_UNSUBSCRIBE_SECRET`` is unset."""
+    return stored_secret(store, UNSUBSCRIBE_SECRET)

@@ -62,6 +62,7 @@ from serve.callback_guard import CallbackGuard
 from serve.enqueue import ShardRouter
 from serve.openapi import describe
 from serve.suppressions import attach_suppressions, suppressions_router
+from serve.unsubscribe import attach_unsubscribe, unsubscribe_router
 from serve.users import attach_users, users_router
 
 MAX_WAIT_SECONDS = 60.0
@@ -89,6 +90,7 @@ install_error_handlers(app)
 app.include_router(admin_router)
 app.include_router(users_router)
 app.include_router(suppressions_router)
+app.include_router(unsubscribe_router)
 
 
 @serve.deployment(
@@ -119,6 +121,7 @@ class Intake:
         attach_admin(self)
         attach_users(self)
         attach_suppressions(self)
+        attach_unsubscribe(self)
 
     # -- helpers --------------------------------------------------------------------------
     def _tenant(self, request: Request) -> str:

@@ -8,7 +8,7 @@ can be generated and a schema-driven fuzzer reaches past the first field.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
@@ -23,7 +23,9 @@ PUBLIC = {("/healthz", "get"), ("/static/herald.js", "get"), ("/demo", "get")}
 #: Authenticated otherwise: provider receipts by their signature, the browser by its token.
 SIGNED = {("/v1/providers/twilio/status", "post"), ("/v1/providers/fax/status", "post"),
           ("/v1/providers/twilio/inbound", "post"),
-          ("/v1/browser-endpoint", "get")}  # the browser token in ?token= is the credential
+          ("/v1/browser-endpoint", "get"),  # the browser token in ?token= is the credential
+          # the signed token in the path is the credential (RFC 8058 one-click unsubscribe)
+          ("/v1/unsubscribe/{token}", "get"), ("/v1/unsubscribe/{token}", "post")}
 
 
 class Batch(BaseModel):
@@ -91,6 +93,10 @@ class UserAnswer(RecipientIn):
     uid: str
 
 
+class OneClickForm(BaseModel):
+    list_unsubscribe: Literal["One-Click"] = Field(alias="List-Unsubscribe")
+
+
 class FaxEvent(BaseModel):
     model_config = ConfigDict(extra="allow")
     data: dict[str, Any] = Field(description="a Telnyx-shaped event: event_type, payload")
@@ -115,6 +121,9 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "application/x-www-form-urlencoded": {"schema": _ref(TwilioInboundForm)}}},
     ("/v1/users/{uid}", "put"): _json_body(RecipientIn),
     ("/v1/suppressions", "post"): _json_body(SuppressionIn),
+    ("/v1/unsubscribe/{token}", "post"): {"required": True, "content": {
+        "application/x-www-form-urlencoded": {"schema": _ref(OneClickForm)},
+        "multipart/form-data": {"schema": _ref(OneClickForm)}}},
 }
 ANSWERS: dict[tuple[str, str], dict[str, Any]] = {
     ("/v1/notifications", "post"): {"202": _ref(AcceptedAnswer), "200": _ref(AcceptedAnswer)},
@@ -131,7 +140,7 @@ ERRORS = {"401": "no or wrong key", "404": "not found (or not this tenant's)",
           "503": "unavailable: retry after Retry-After"}
 MODELS = (NotificationIn, Batch, BrowserTokenRequest, AcceptedAnswer, ErrorAnswer, BatchAnswer,
           TwilioStatusForm, FaxEvent, TwilioInboundForm, RecipientIn, UserAnswer, SuppressionIn,
-          Suppression, Suppressions)
+          Suppression, Suppressions, OneClickForm)
 
 
 def _schemas() -> dict[str, Any]:

@@ -21,7 +21,13 @@ from herald.open_store import open_store
 from herald.webhook_secrets import RELOAD_SECONDS, WebhookSecrets
 from launcher.builder import prepare_data_dir
 from launcher.cli import main
-from launcher.stored_secrets import ADMIN_KEY, BROWSER_SECRET, DEV_API_KEY, dev_api_key
+from launcher.stored_secrets import (
+    ADMIN_KEY,
+    BROWSER_SECRET,
+    DEV_API_KEY,
+    UNSUBSCRIBE_SECRET,
+    dev_api_key,
+)
 from tests.support.postgres import PostgresServer, free_port
 
 _databases = itertools.count()
@@ -111,10 +117,13 @@ def test_writers_at_once_agree_and_keep_each_others_tenants(
 
 def test_the_data_dir_keeps_each_value_in_its_file_0600(tmp_path: Path) -> None:
     settings, _ = prepare_data_dir(Settings(data_dir=tmp_path, shards=2))
-    names = {DEV_API_KEY, ADMIN_KEY, BROWSER_SECRET, "webhook-secrets.json", "queue/layout.json"}
+    names = {DEV_API_KEY, ADMIN_KEY, BROWSER_SECRET, UNSUBSCRIBE_SECRET, "webhook-secrets.json",
+             "queue/layout.json"}
     assert {p.relative_to(tmp_path).as_posix() for p in files_in(tmp_path)} == names
     assert all(stat.S_IMODE(os.stat(p).st_mode) == 0o600 for p in files_in(tmp_path))
     assert (tmp_path / BROWSER_SECRET).read_text() == f"{settings.browser_secret}\n"
+    assert (tmp_path / UNSUBSCRIBE_SECRET).read_text() == f"{settings.unsubscribe_secret}\n"
+    assert settings.unsubscribe_secret != settings.browser_secret
 
 
 # ---- two deployments on one database ---------------------------------------------------------
@@ -128,6 +137,7 @@ def test_two_deployments_on_one_database_share_every_secret_and_write_none_to_a_
     assert first.api_keys == second.api_keys == {first_key: "dev"}
     assert first.admin_key and first.admin_key == second.admin_key
     assert first.browser_secret and first.browser_secret == second.browser_secret
+    assert first.unsubscribe_secret and first.unsubscribe_secret == second.unsubscribe_secret
     with open_store(first) as a, open_store(second) as b:
         (secret,) = WebhookSecrets(a).signing("dev")
         assert WebhookSecrets(b).signing("dev") == [secret] and secret.startswith("whsec_")
@@ -139,12 +149,14 @@ def test_two_deployments_on_one_database_share_every_secret_and_write_none_to_a_
 
 def test_keys_from_the_environment_win_and_are_never_stored(tmp_path: Path, url: str) -> None:
     given = {"api_keys": {"hk_acme_" + "a" * 20: "acme"}, "admin_key": "admin-" + "x" * 20,
-             "browser_secret": "browser-" + "y" * 24}
+             "browser_secret": "browser-" + "y" * 24, "unsubscribe_secret": "unsub-" + "u" * 24}
     settings, dev_key = prepare_data_dir(deployment(tmp_path, "a", url, **given))
     assert dev_key is None
-    assert (settings.api_keys, settings.admin_key, settings.browser_secret) == tuple(given.values())
+    assert (settings.api_keys, settings.admin_key, settings.browser_secret,
+            settings.unsubscribe_secret) == tuple(given.values())
     with open_store(settings) as store:
-        assert [store.get(name) for name in (DEV_API_KEY, ADMIN_KEY, BROWSER_SECRET)] == [None] * 3
+        names = (DEV_API_KEY, ADMIN_KEY, BROWSER_SECRET, UNSUBSCRIBE_SECRET)
+        assert [store.get(name) for name in names] == [None] * 4
 
 
 def test_a_rotation_by_one_deployment_reaches_the_others_readers_without_a_restart(
