@@ -87,10 +87,11 @@ def _static(name: str) -> bytes:
 app = FastAPI(title="Herald", version="0.1.0", docs_url="/docs", redoc_url=None)
 describe(app)
 install_error_handlers(app)
-app.include_router(admin_router)
-app.include_router(users_router)
-app.include_router(suppressions_router)
-app.include_router(unsubscribe_router)
+# Routes outside ``Intake`` (each module's ``attach_*`` hands it the replica's ``Intake``).
+ROUTERS = ((admin_router, attach_admin), (users_router, attach_users),
+           (suppressions_router, attach_suppressions), (unsubscribe_router, attach_unsubscribe))
+for router, _ in ROUTERS:
+    app.include_router(router)
 
 
 @serve.deployment(
@@ -118,10 +119,8 @@ class Intake:
         self._operator = KeyRing({k: OPERATOR for k in (settings.metrics_token, settings.admin_key) if k})
         #: Wrong operator/admin keys per client address, on every endpoint that takes one.
         self.throttle = LoginThrottle()
-        attach_admin(self)
-        attach_users(self)
-        attach_suppressions(self)
-        attach_unsubscribe(self)
+        for _, attach in ROUTERS:
+            attach(self)
 
     # -- helpers --------------------------------------------------------------------------
     def _tenant(self, request: Request) -> str:
