@@ -9,12 +9,14 @@ category off for email for its user. A part of ``herald.queue.QueueShard``.
 
 from __future__ import annotations
 
+import contextlib
+
 from herald.attempt import Attempt
 from herald.bounce_reports import BounceKind, BounceReport
 from herald.channels import Channel
 from herald.delivery_log import FINAL
+from herald.errors import ValidationError
 from herald.outcome import Outcome
-from herald.recipients import Recipient
 from herald.reconcile import apply_receipt
 from herald.record import Record
 from herald.shard_state import ShardState
@@ -78,10 +80,9 @@ class ReceiptHandling(ShardState):
         contact = report.recipient or record.recipient
         if report.kind is BounceKind.COMPLAINT:
             category = record.type.rsplit("_", 1)[0]
-            current = self.recipients.get(record.tenant, record.uid) or Recipient()
-            if current.allows(category, Channel.EMAIL.key):
-                self.recipients.put(record.tenant, record.uid,
-                                    current.with_preference(category, Channel.EMAIL.key, False), now)
+            with contextlib.suppress(ValidationError):  # a category no preference can name
+                self.recipients.set_preference(record.tenant, record.uid, category,
+                                               Channel.EMAIL.key, False, now)
         elif report.kind is BounceKind.HARD and record.status is Status.SENT:
             record.status = Status.BOUNCED  # final to final: no live count moves
             record.updated_at = now
