@@ -68,7 +68,7 @@ def test_segments_to_parquet_to_report_equal_what_happened(ray_session: None,
     numbers = compute(tmp_path)
     assert numbers["notifications"] == 70
     assert numbers["outcomes"] == {"sent": 30, "delivered": 20, "failed": 5, "dead": 10,
-                                   "cancelled": 5, "pending": 0}
+                                   "cancelled": 5, "suppressed": 0, "bounced": 0, "pending": 0}
     email, sms, fax = (numbers["by_channel"][c] for c in ("email", "sms", "fax"))
     assert (email["notifications"], email["sent"], email["cancelled"]) == (35, 30, 5)
     assert (sms["delivered"], sms["success_rate"]) == (20, 1.0)
