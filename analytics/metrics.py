@@ -2,7 +2,8 @@
 
 :class:`Tally` takes the notifications of one channel at a time (see ``analytics.scan``), keeps
 small aggregates of them (counts by channel, type, service, provider, last final state and
-retries; counts by accepted hour; latency values) and turns them into the JSON-ready numbers.
+retries; counts by accepted hour; suppressed ones by reason; latency values) and turns them into
+the JSON-ready numbers.
 What each number means is in :data:`DEFINITIONS`, which every report carries.
 
 Latency percentiles are exact (``numpy.percentile``, linear interpolation) over float64 arrays
@@ -55,6 +56,11 @@ DEFINITIONS = {
                   "attempt once)",
     "volume_per_hour": "notifications accepted per UTC hour and channel",
     "duplicate_rows": "rows seen twice (same shard and event id) and counted once",
+    "suppressed_by_reason": "notifications whose state is suppressed, by the reason their final "
+                            "event gives (its error code: preference, manual, bounced, "
+                            "complained, stop), overall and by channel",
+    "bounced": "notifications whose state is bounced: sent, then a delivery status "
+               "notification said the mail failed for good",
 }
 
 
@@ -68,6 +74,7 @@ class Tally:
         self.last_at: datetime | None = None
         self._outcomes: list[pd.Series] = []
         self._hourly: list[pd.Series] = []
+        self._reasons: list[pd.Series] = []
         self._errors: Counter[str] = Counter()
         self._latency: dict[tuple[str, str], list[np.ndarray]] = {}
 
@@ -85,7 +92,7 @@ class Tally:
 
     def add_notifications(self, frame: pd.DataFrame) -> None:
         """Columns: channel, type, service, accepted_at, retries, final_status, final_provider,
-        sent_ms, delivered_ms (the shape of ``analytics.scan.notifications``)."""
+        final_code, sent_ms, delivered_ms (the shape of ``analytics.scan.notifications``)."""
         if frame.empty:
             return
         keys = pd.DataFrame({
@@ -97,6 +104,11 @@ class Tally:
             "retries": np.minimum(frame["retries"].to_numpy(), len(RETRY_BUCKETS) - 1),
         })
         self._outcomes.append(keys.groupby(_DIMENSIONS, observed=True).size())
+        suppressed = (keys["status"] == Status.SUPPRESSED.value).to_numpy()
+        if suppressed.any():
+            reasons = pd.DataFrame({"channel": keys["channel"][suppressed],
+                                    "reason": _labels(frame["final_code"][suppressed], NONE)})
+            self._reasons.append(reasons.groupby(["reason", "channel"], observed=True).size())
         hour = frame["accepted_at"].dt.floor("h")
         self._hourly.append(pd.DataFrame({"channel": keys["channel"], "hour": hour})
                             .groupby(["channel", "hour"], observed=True).size())
@@ -143,6 +155,7 @@ class Tally:
             "top_errors": [{"code": code, "count": count} for code, count in
                            sorted(self._errors.items(), key=lambda item: (-item[1], item[0]))[:TOP]],
             "top_requester_services": _top_services(cube),
+            "suppressed_by_reason": self._suppressed_by_reason(),
             "definitions": DEFINITIONS,
         }
 
@@ -168,6 +181,19 @@ class Tally:
             str(c) for c in table.columns if c not in CHANNELS)
         return {"hours": [_iso(hour) for hour in hours],
                 "by_channel": {str(c): [int(v) for v in table[c]] for c in ordered}}
+
+    def _suppressed_by_reason(self) -> list[dict[str, Any]]:
+        """``[{"reason", "count", "by_channel": {channel: count}}]``, the most first."""
+        if not self._reasons:
+            return []
+        counts = pd.concat(self._reasons).groupby(level=[0, 1], observed=True).sum()
+        by_reason: dict[str, dict[str, int]] = {}
+        for (reason, channel), count in counts.items():
+            if count:
+                by_reason.setdefault(str(reason), {})[str(channel)] = int(count)
+        return [{"reason": reason, "count": sum(channels.values()), "by_channel": channels}
+                for reason, channels in sorted(by_reason.items(),
+                                               key=lambda item: (-sum(item[1].values()), item[0]))]
 
     def _values(self, channel: str | None, kind: str) -> np.ndarray:
         parts = [array for (name, what), arrays in self._latency.items()

@@ -116,6 +116,9 @@ def _cards(numbers: Mapping[str, Any]) -> str:
         ("Latency p95", _ms(latency["p95"]), "", f"p99 {_ms(latency['p99'])}"),
         ("Failed or dead", f"{lost:,}", "poor" if lost else "", f"{outcomes['cancelled']:,} cancelled"),
         ("Pending", f"{outcomes[PENDING]:,}", "", "no final state yet"),
+        ("Suppressed", f"{outcomes['suppressed']:,}", "", _top_reason(numbers)),
+        ("Bounced", f"{outcomes['bounced']:,}", "poor" if outcomes["bounced"] else "",
+         "sent, then came back"),
     ]
     return '<div class="cards">' + "".join(
         f'<div class="card"><div class="label">{label}</div>'
@@ -168,7 +171,31 @@ def _sections(numbers: Mapping[str, Any], charts: Charts) -> list[str]:
                  _table(["service", "notifications", "success rate"],
                         [[s["service"], s["notifications"], _percent(s["success_rate"])]
                          for s in numbers["top_requester_services"]])),
+        _suppressed(numbers),
     ]
+
+
+def _suppressed(numbers: Mapping[str, Any]) -> str:
+    """Suppressed notifications by reason, then the bounced ones, by channel: no chart."""
+    reasons = numbers.get("suppressed_by_reason", [])
+    by_channel = numbers["by_channel"]
+    rows = [(f"suppressed: {entry['reason']}", entry["by_channel"], entry["count"])
+            for entry in reasons]
+    bounced = {c: entry["bounced"] for c, entry in by_channel.items() if entry["bounced"]}
+    if bounced:
+        rows.append(("bounced", bounced, sum(bounced.values())))
+    channels = [c for c in by_channel if any(counts.get(c) for _, counts, _ in rows)]
+    return _section(
+        "Suppressed and bounced", "Suppressed: never sent, by the reason of their final state "
+        "(preference, manual, bounced, complained, stop). Bounced: sent, then a delivery status "
+        "notification said it failed for good.", "",
+        _table(["state", *channels, "total"],
+               [[name, *(counts.get(c, 0) for c in channels), total] for name, counts, total in rows]))
+
+
+def _top_reason(numbers: Mapping[str, Any]) -> str:
+    reasons = numbers.get("suppressed_by_reason", [])
+    return f"most: {reasons[0]['reason']} ({reasons[0]['count']:,})" if reasons else "never sent"
 
 
 def _section(title: str, about: str, chart: str, table: str) -> str:

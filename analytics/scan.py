@@ -242,6 +242,7 @@ def _facts(table: pa.Table) -> pa.Table:
         "final_event_id": _only(final, table["event_id"]),
         "final_status": _only(final, status),
         "final_provider": _only(final, table["provider"]),
+        "final_code": _only(final, table["error_code"]),
         "sent_ms": _only(pc.and_(final, _is(status, "sent")), latency),
         "delivered_ms": _only(pc.and_(final, _is(status, "delivered")), latency),
     })
@@ -285,6 +286,7 @@ def reduce_by_tag(facts: pa.Table) -> pa.Table:
         "final_event_id": facts["final_event_id"].take(last),
         "final_status": facts["final_status"].take(last),
         "final_provider": facts["final_provider"].take(last),
+        "final_code": facts["final_code"].take(last),
         "sent_ms": grouped["sent_ms_min"],
         "delivered_ms": grouped["delivered_ms_min"],
     })

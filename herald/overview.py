@@ -27,6 +27,8 @@ __all__ = ["RATES", "RateTracker", "ShardFigures", "build_overview", "notable"]
 RATES: dict[str, tuple[str, ...]] = {
     "incoming": ("accepted",), "sent": ("sent",), "delivered": ("delivered",),
     "failed": ("failed", "dead"), "retried": ("retried",),
+    # Final too: never sent (the recipient opted out, the contact is suppressed), or came back.
+    "suppressed": ("suppressed",), "bounced": ("bounced",),
 }
 WAITING_STATES = ("queued", "retrying", "sending")
 

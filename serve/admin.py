@@ -7,7 +7,8 @@ builds this replica's ``AdminConsole`` (``serve/admin_console.py``) over the int
 Supervisor, settings and tenant keys. Each Serve replica is a process of its own, so the
 module-level console is that replica's; a route gets it from ``console()``. Like every route,
 these only parse, authenticate and call: the rules are the core's (``herald.search``,
-``herald.pauses``, ``herald.overview``, ``herald.admin_views``) and the shards'.
+``herald.pauses``, ``herald.overview``, ``herald.admin_views``, ``herald.suppression_views``)
+and the shards'.
 
 Credentials (``herald.admin_session``): ``Authorization: Bearer <admin key>`` for scripts, or
 the HttpOnly, SameSite=Strict session cookie the page's login form gets. No credential is a
@@ -30,18 +31,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from actors.clients import ShardClient
 from herald.admin_session import SESSION_SECONDS, csrf_token, mint_session, verify_session
 from herald.errors import AuthError, NotFound, Unavailable, ValidationError
+from herald.masking import mask_contact
 from herald.outbox import OUTBOX_CHANNELS, newest
 from herald.pauses import pausable
 from herald.search import MAX_LIMIT, merge_pages, parse_query
+from herald.suppression_views import Listed, TenantList, entry_id, tenant_name
+from herald.suppressions import EVERY_TENANT, MANUAL, Suppression, contact_key
 from serve.admin_console import COOKIE, AdminAct, AdminConsole
 from serve.answers import JsonBody
 from serve.auth import UNAUTHENTICATED_BODY_LIMIT
+from serve.suppressions import _contact as suppressible_contact
 
 MAX_TAGS = 1000
 STATIC = Path(__file__).parent / "static" / "admin"
@@ -236,6 +241,74 @@ async def pause(channel: str, request: Request) -> Response:
 @admin_router.post("/v1/admin/channels/{channel}/resume")
 async def resume(channel: str, request: Request) -> Response:
     return await _pause(request, channel, False)
+
+
+# -- suppressed contacts ------------------------------------------------------------------
+async def _listed(admin: AdminConsole, tenant: str) -> TenantList:
+    """The tenant's list as shard 0 has it (every shard keeps the whole list)."""
+    shard = admin.shards[0]
+    listed, every = await asyncio.gather(shard.suppressions(tenant),
+                                         shard.suppressions(EVERY_TENANT))
+    return TenantList(admin.admin_key, tenant, listed, every)
+
+
+@admin_router.get("/v1/admin/suppressions")
+async def suppressions(request: Request, tenant: str = "", contact: str = "",
+                       limit: int = 100) -> Response:
+    """A tenant's suppressed contacts and every tenant's SMS STOPs (``every_tenant``), newest
+    first, contacts masked; each row's ``id`` is what lifts it. ``contact`` finds one."""
+    admin = console()
+    await admin.authorize(request)
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValidationError(f"limit: must be 1 to {MAX_LIMIT}", "limit")
+    listed = await _listed(admin, tenant_name(tenant))
+    return JsonBody(listed.page(contact.strip() or None, limit), headers=API_HEADERS)
+
+
+@admin_router.post("/v1/admin/suppressions")
+async def suppress(request: Request) -> Response:
+    """``{"tenant", "contact"}``: the tenant sends nothing more to ``contact`` (``manual``);
+    200 with the entry there is if it is suppressed already."""
+    admin = console()
+    await admin.authorize(request, changes=True)
+    raw = await admin.intake._json(request)
+    raw = raw if isinstance(raw, dict) else {}
+    tenant = tenant_name(raw.get("tenant"))
+    if tenant not in admin.settings.api_keys.values():
+        raise ValidationError(f"tenant: no API key is {tenant[:80]}'s", "tenant")
+    contact = suppressible_contact(raw.get("contact"))
+    kept = (await _listed(admin, tenant)).own(contact)
+    if kept is not None:  # already suppressed: its reason (a bounce, a complaint) stays
+        return JsonBody(kept.row(), headers=API_HEADERS)
+    entry = Suppression(contact, MANUAL, time.time())
+    await admin.every_shard(lambda s: s.suppress(tenant, entry))
+    admin.feed.note("info", f"operator suppressed {mask_contact(contact)} for {tenant}")
+    added = Listed(tenant, entry, entry_id(admin.admin_key, tenant, entry))
+    return JsonBody(added.row(), status_code=201, headers=API_HEADERS)
+
+
+@admin_router.delete("/v1/admin/suppressions")
+async def lift(request: Request, tenant: str = "", contact: str = "",
+               entry: str = Query("", alias="id")) -> Response:
+    """Lift one entry by the ``id`` the list gave (a STOP for every tenant included), or the
+    tenant's own entries of ``contact``; 404 when nothing was lifted."""
+    admin = console()
+    await admin.authorize(request, changes=True)
+    tenant = tenant_name(tenant)
+    if bool(entry) == bool(contact.strip()):
+        raise ValidationError("id or contact: one of them is required", "id")
+    scope, key, sender = tenant, contact_key(contact), None
+    if entry:
+        found = (await _listed(admin, tenant)).find(entry)
+        if found is None:
+            raise NotFound(f"no suppression {entry[:40]} for {tenant[:80]}")
+        scope, key, sender = found.scope, found.entry.contact, found.entry.sender
+    lifted = max(await admin.every_shard(lambda s: s.suppress(scope, None, key, sender)))
+    if not lifted:
+        raise NotFound(f"{mask_contact(key)} is not suppressed for {tenant[:80]}")
+    where = "every tenant" if scope == EVERY_TENANT else tenant
+    admin.feed.note("info", f"operator lifted the suppression of {mask_contact(key)} for {where}")
+    return JsonBody({"lifted": lifted, "every_tenant": scope == EVERY_TENANT}, headers=API_HEADERS)
 
 
 # -- outbox and analytics -----------------------------------------------------------------

@@ -39,6 +39,9 @@ SCENARIOS = {
     "fax": ["sent", "receipt_delivered", "dead", "cancelled", "revived"],
     "browser": ["delivered", "delivered", "dead", "pending", "cancelled"],
 }
+#: Why a suppressed notification was never sent (its final event's error code); None: not said.
+REASONS = {"email": ["preference", "manual", "bounced", "complained", None],
+           "sms": ["preference", "stop", "stop", "manual"]}
 STATES = ("sent", "delivered", "failed", "dead", "cancelled", "suppressed", "bounced", "pending")
 
 
@@ -122,7 +125,7 @@ def _play(log: Log, n: dict[str, Any], scenario: str, rng: random.Random) -> Non
     if scenario == "cancelled":
         final("cancelled", who=None)
     if scenario == "suppressed":
-        final("suppressed", "preference", who=None)
+        final("suppressed", rng.choice(REASONS[n["channel"]]), who=None)
     if scenario == "bounced":
         attempt_row("sent")
         final("sent")
@@ -184,9 +187,13 @@ def expected(rows: list[dict[str, Any]], since: date | None = None,
     buckets: dict[str, Counter[str]] = {}
     latencies: dict[str, dict[str, list[float]]] = {}
     hourly: Counter[tuple[str, str]] = Counter()
+    reasons: dict[str, Counter[str]] = {}
     for tag, acc in accepted.items():
         final = last.get(tag)
         state = final["status"] if final else "pending"
+        if state == "suppressed":
+            reason = (final or {}).get("error_code") or "(none)"
+            reasons.setdefault(reason, Counter())[acc["channel"]] += 1
         labels = {"channel": acc["channel"], "type": acc["type"],
                   "provider": (final or {}).get("provider") or "(none)",
                   "service": acc["requester_service"] or "(none)"}
@@ -202,7 +209,8 @@ def expected(rows: list[dict[str, Any]], since: date | None = None,
             lat["first"].append(min(values.values()))
         hourly[(acc["channel"], acc["at"].strftime("%Y-%m-%dT%H:00:00Z"))] += 1
     return {"by": by, "retries": buckets, "latency": latencies, "errors": errors,
-            "hourly": hourly, "notifications": len(accepted), "rows": len(kept)}
+            "hourly": hourly, "notifications": len(accepted), "rows": len(kept),
+            "reasons": reasons}
 
 
 def outcome(counts: Counter[str]) -> dict[str, Any]:
@@ -243,6 +251,10 @@ def assert_numbers_match(numbers: dict[str, Any], truth: dict[str, Any]) -> None
     assert numbers["top_requester_services"] == [
         {"service": s, "notifications": sum(c.values()), "success_rate": outcome(c)["success_rate"]}
         for s, c in services]
+    assert numbers["suppressed_by_reason"] == [
+        {"reason": reason, "count": sum(channels.values()), "by_channel": dict(channels)}
+        for reason, channels in sorted(truth["reasons"].items(),
+                                       key=lambda i: (-sum(i[1].values()), i[0]))]
     volume = numbers["volume_per_hour"]
     got = Counter({(ch, hour): n for ch, counts in volume["by_channel"].items()
                    for hour, n in zip(volume["hours"], counts, strict=True) if n})
@@ -271,6 +283,10 @@ def test_the_oracle_agrees_with_the_scenarios_played(log: Log) -> None:
     assert states["sent"] == plays["sent"] + plays["revived"]
     assert states["failed"] == plays["failed"] + plays["receipt_failed"]
     assert states["cancelled"] == plays["cancelled"] and states["pending"] == plays["pending"]
+    assert states["suppressed"] == plays["suppressed"] == sum(
+        sum(channels.values()) for channels in truth["reasons"].values())
+    assert states["bounced"] == plays["bounced"]
+    assert {"stop", "preference", "bounced", "(none)"} <= set(truth["reasons"])
     assert plays["tie"] and plays["revived"] and log.duplicates
 
 
@@ -342,4 +358,20 @@ def test_html_is_one_file_with_every_chart_and_escaped_data(
     assert HOSTILE not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "<script" not in page and "http://" not in page and "https://" not in page
     assert "<style>" in page and "<link" not in page
+    assert "Suppressed and bounced" in page and "suppressed: stop" in page
     assert list(tmp_path.iterdir()) == [out]
+
+
+def test_the_json_only_gains_keys(data_dir: Path) -> None:
+    """Scripts read ``herald report --format json``: keys are added, never taken away."""
+    numbers = compute(data_dir)
+    assert set(numbers) == {
+        "schema_version", "since", "until", "first_event_at", "last_event_at", "rows",
+        "duplicate_rows", "notifications", "success_rate", "outcomes", "by_channel",
+        "by_provider", "by_type", "volume_per_hour", "latency_ms", "latency_by_channel",
+        "retries_per_notification", "top_errors", "top_requester_services", "definitions",
+        "data_dir", "generated_at",
+        "suppressed_by_reason",  # issue 20
+    }
+    assert set(numbers["outcomes"]) == {*STATES}
+    assert {"suppressed_by_reason", "bounced"} <= set(numbers["definitions"])

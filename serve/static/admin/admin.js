@@ -12,13 +12,15 @@
 
 (() => {
   const $ = (id) => document.getElementById(id);
-  const FINAL = new Set(["sent", "delivered", "failed", "dead", "cancelled"]);
+  const FINAL = new Set(["sent", "delivered", "failed", "dead", "cancelled", "suppressed", "bounced"]);
   const PAUSABLE = new Set(["email", "sms", "fax", "browser"]);
   const RATE_SERIES = [
     { key: "incoming", label: "incoming", color: "#2f6fb3", cls: "c0" },
     { key: "sent", label: "sent", color: "#2f855a", cls: "c1" },
     { key: "delivered", label: "delivered", color: "#38a3a5", cls: "c2" },
     { key: "failed", label: "failed", color: "#c53030", cls: "c3" },
+    { key: "suppressed", label: "suppressed", color: "#b7791f", cls: "c4" },
+    { key: "bounced", label: "bounced", color: "#822727", cls: "c6" },
   ];
   const DEPTH_SERIES = [{ key: "depth", label: "waiting", color: "#6b46c1", cls: "c5" }];
   const HISTORY_SECONDS = 600;
@@ -35,6 +37,7 @@
             failed: null },
     detail: { tag: null, item: null, loading: false, loadedAt: 0, counters: "" },
     outboxLoadedAt: 0,
+    suppressions: { tenant: "", contact: "", items: [], loading: 0 },
   };
 
   // -- small DOM helpers (text only) --------------------------------------------------------
@@ -163,6 +166,7 @@
     $("logout").addEventListener("click", logout);
     wireNotifications();
     wireDetail();
+    wireSuppressions();
     $("outbox-refresh").addEventListener("click", loadOutbox);
     $("outbox-channel").addEventListener("change", loadOutbox);
     window.addEventListener("hashchange", route);
@@ -260,6 +264,10 @@
       state.view = "notifications";
       $("view-notifications").hidden = false;
       openList(new URLSearchParams(query || ""));
+    } else if (view === "suppressions") {
+      state.view = "suppressions";
+      $("view-suppressions").hidden = false;
+      openSuppressions(new URLSearchParams(query || ""));
     } else if (view === "outbox") {
       state.view = "outbox";
       $("view-outbox").hidden = false;
@@ -287,6 +295,11 @@
     setText("m-waiting", fmtInt(o.depth.queued + o.depth.retrying + o.depth.sending));
     setText("m-waiting-hint", `${fmtInt(o.depth.queued)} queued · ${fmtInt(o.depth.sending)} sending`);
     setText("m-retrying", fmtInt(o.retries_pending));
+    setText("m-suppressed", fmtRate(o.rates.suppressed));
+    setText("m-suppressed-hint", `per second · ${fmtInt(o.counters.suppressed || 0)} since the shards started`);
+    setText("m-bounced", fmtRate(o.rates.bounced));
+    setText("m-bounced-hint", `per second · ${fmtInt(o.counters.bounced || 0)} since the shards started`);
+    $("m-bounced").className = o.rates.bounced > 0 ? "value warn" : "value";
     setText("m-dead", fmtInt(o.dead_letters));
     $("m-dead").className = o.dead_letters > 0 ? "value bad" : "value";
     setText("m-oldest", fmtAge(o.oldest_queued_age));
@@ -675,6 +688,126 @@
       ...field("text", r.text), ...(r.html ? field("html (source)", r.html) : []),
     ]));
     setText("d-payload", JSON.stringify(item.payload, null, 2));
+  }
+
+  // -- suppressed contacts ----------------------------------------------------------------------
+  // Contacts come masked; a row is lifted by the id the server gave it, never by what is shown.
+  function wireSuppressions() {
+    $("sup-find").addEventListener("submit", (event) => {
+      event.preventDefault();
+      const params = new URLSearchParams();
+      const tenant = $("sup-tenant").value.trim();
+      const contact = $("sup-contact").value.trim();
+      if (tenant) params.set("tenant", tenant);
+      if (contact) params.set("contact", contact);
+      const hash = `#/suppressions${params.toString() ? "?" + params : ""}`;
+      if (location.hash === hash) loadSuppressions(); else location.hash = hash;
+    });
+    $("sup-add").addEventListener("submit", (event) => {
+      event.preventDefault();
+      addSuppression();
+    });
+  }
+
+  function openSuppressions(params) {
+    const sup = state.suppressions;
+    sup.tenant = (params.get("tenant") || "").trim();
+    sup.contact = (params.get("contact") || "").trim();
+    $("sup-tenant").value = sup.tenant;
+    $("sup-contact").value = sup.contact;
+    $("sup-add-contact").disabled = !sup.tenant;
+    $("sup-add-submit").disabled = !sup.tenant;
+    if (!sup.tenant) {
+      sup.items = [];
+      renderSuppressions(null);
+      $("sup-tenant").focus();
+      return;
+    }
+    loadSuppressions();
+  }
+
+  async function loadSuppressions() {
+    const sup = state.suppressions;
+    if (!sup.tenant) return;
+    const ticket = ++sup.loading;  // only the latest answer is shown
+    const params = new URLSearchParams({ tenant: sup.tenant, limit: "500" });
+    if (sup.contact) params.set("contact", sup.contact);
+    try {
+      const page = await api("GET", `/v1/admin/suppressions?${params}`);
+      if (ticket !== sup.loading) return;
+      sup.items = page.items;
+      renderSuppressions(page);
+    } catch (error) {
+      if (ticket === sup.loading) toast(`Could not load suppressions: ${error.message}`, true);
+    }
+  }
+
+  function renderSuppressions(page) {
+    const sup = state.suppressions;
+    const rows = sup.items.map((item) => el("tr", { dataset: { id: item.id, reason: item.reason } },
+      el("td", { className: "t mono" }, item.contact),
+      el("td", { className: "t" }, badge(item.reason === "bounced" ? "bounced" : "suppressed", item.reason)),
+      el("td", { className: "t", title: new Date(item.at * 1000).toISOString() }, fmtTime(item.at)),
+      el("td", { className: "t" }, item.sender || "any"),
+      el("td", { className: "t" }, item.every_tenant
+        ? el("span", { className: "badge every", title: "an SMS STOP: it holds for every tenant sending from that number" }, "every tenant")
+        : sup.tenant),
+      liftCell(item)));
+    $("sup-rows").replaceChildren(...rows);
+    $("sup-empty").hidden = !page || rows.length > 0;
+    if (!page) setText("sup-meta", "pick a tenant");
+    else {
+      const shown = page.items.length < page.total ? `${page.items.length} of ${fmtInt(page.total)}` : fmtInt(page.total);
+      setText("sup-meta", `${shown} for ${page.tenant}${sup.contact ? " matching the contact" : ""}`);
+    }
+  }
+
+  // Destructive: a first click asks, a second one (within a few seconds) does it.
+  function liftCell(item) {
+    const cell = el("td", { className: "actions" });
+    const ask = () => {
+      const timer = setTimeout(idle, 6000);
+      const confirm = el("button", { type: "button", className: "danger", dataset: { action: "confirm-lift" },
+                                     onclick: () => { clearTimeout(timer); liftSuppression(item, cell); } },
+                         item.every_tenant ? "Lift for every tenant" : "Confirm lift");
+      const keep = el("button", { type: "button", className: "ghost", dataset: { action: "keep" },
+                                  onclick: () => { clearTimeout(timer); idle(); } }, "Keep");
+      cell.replaceChildren(confirm, keep);
+      confirm.focus();
+    };
+    const idle = () => cell.replaceChildren(
+      el("button", { type: "button", dataset: { action: "lift" }, onclick: ask }, "Lift"));
+    idle();
+    return cell;
+  }
+
+  async function liftSuppression(item, cell) {
+    for (const button of cell.querySelectorAll("button")) button.disabled = true;
+    const params = new URLSearchParams({ tenant: state.suppressions.tenant, id: item.id });
+    try {
+      await api("DELETE", `/v1/admin/suppressions?${params}`);
+      toast(`${item.contact} lifted${item.every_tenant ? " for every tenant" : ""}`);
+    } catch (error) {
+      toast(`Could not lift ${item.contact}: ${error.message}`, true);
+    }
+    loadSuppressions();
+  }
+
+  async function addSuppression() {
+    const tenant = state.suppressions.tenant;
+    const contact = $("sup-add-contact").value.trim();
+    if (!tenant || !contact) return;
+    $("sup-add-submit").disabled = true;
+    try {
+      const entry = await api("POST", "/v1/admin/suppressions", { tenant, contact });
+      $("sup-add-contact").value = "";
+      toast(`${entry.contact} suppressed for ${tenant} (${entry.reason})`);
+    } catch (error) {
+      toast(`Could not suppress: ${error.message}`, true);
+    } finally {
+      $("sup-add-submit").disabled = false;
+    }
+    loadSuppressions();
   }
 
   // -- outbox and analytics ---------------------------------------------------------------------
