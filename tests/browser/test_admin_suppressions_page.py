@@ -9,6 +9,7 @@ The page must not show a contact in full, nor raise a console error, a page erro
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import httpx
 from playwright.sync_api import expect
@@ -29,7 +30,7 @@ def listed(service: Service, tenant: str, contact: str) -> list[dict[str, object
 
 
 def test_see_an_entry_added_through_the_api_lift_it_and_see_it_gone(
-        service: Service, console: Console) -> None:
+        service: Service, console: Console, tmp_path: Path) -> None:
     page = console.page
     domain = f"{uuid.uuid4().hex[:8]}.example.org"
     address = f"lift-me@{domain}"
@@ -47,11 +48,13 @@ def test_see_an_entry_added_through_the_api_lift_it_and_see_it_gone(
     expect(row).to_contain_text(f"l…@{domain}")
     expect(row).to_contain_text("manual")
     expect(page.locator("#view-suppressions")).not_to_contain_text(address)
+    page.screenshot(path=str(tmp_path / "suppressions.png"), full_page=True)
     row.locator('button[data-action="lift"]').click()
     row.locator('button[data-action="keep"]').click()  # changed their mind: nothing happens
     expect(row.locator('button[data-action="lift"]')).to_be_visible()
     assert listed(service, "tenant-a", address)
     row.locator('button[data-action="lift"]').click()
+    page.screenshot(path=str(tmp_path / "confirm.png"), full_page=True)
     row.locator('button[data-action="confirm-lift"]').click()
     expect(page.locator("#toast")).to_contain_text(f"l…@{domain} lifted", timeout=TIMEOUT_MS)
     expect(page.locator(f'#sup-rows tr[data-id="{entry["id"]}"]')).to_have_count(0)

@@ -296,9 +296,9 @@
     setText("m-waiting-hint", `${fmtInt(o.depth.queued)} queued · ${fmtInt(o.depth.sending)} sending`);
     setText("m-retrying", fmtInt(o.retries_pending));
     setText("m-suppressed", fmtRate(o.rates.suppressed));
-    setText("m-suppressed-hint", `per second · ${fmtInt(o.counters.suppressed || 0)} since the shards started`);
+    setText("m-suppressed-hint", `per second, never sent · ${fmtInt(o.counters.suppressed || 0)} since the shards started`);
     setText("m-bounced", fmtRate(o.rates.bounced));
-    setText("m-bounced-hint", `per second · ${fmtInt(o.counters.bounced || 0)} since the shards started`);
+    setText("m-bounced-hint", `per second, sent then came back · ${fmtInt(o.counters.bounced || 0)} since the shards started`);
     $("m-bounced").className = o.rates.bounced > 0 ? "value warn" : "value";
     setText("m-dead", fmtInt(o.dead_letters));
     $("m-dead").className = o.dead_letters > 0 ? "value bad" : "value";
