@@ -46,7 +46,7 @@ from herald.suppressions import EVERY_TENANT, MANUAL, Suppression, contact_key
 from serve.admin_console import COOKIE, AdminAct, AdminConsole
 from serve.answers import JsonBody
 from serve.auth import UNAUTHENTICATED_BODY_LIMIT
-from serve.suppressions import _contact as suppressible_contact
+from serve.suppressions import suppressible_contact
 
 MAX_TAGS = 1000
 STATIC = Path(__file__).parent / "static" / "admin"

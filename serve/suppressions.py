@@ -42,7 +42,7 @@ def _replica() -> Any:
     return _intake
 
 
-def _contact(raw: Any) -> str:
+def suppressible_contact(raw: Any) -> str:
     if not isinstance(raw, str) or not raw.strip():
         raise ValidationError("contact: an email address or an E.164 phone number", "contact")
     text = raw.strip()
@@ -71,7 +71,7 @@ async def add_suppression(request: Request) -> Response:
     intake = _replica()
     tenant = intake._tenant(request)
     raw = await intake._json(request)
-    contact = _contact(raw.get("contact") if isinstance(raw, dict) else None)
+    contact = suppressible_contact(raw.get("contact") if isinstance(raw, dict) else None)
     entry = Suppression(contact, MANUAL, time.time())
     await _everywhere(tenant, entry)
     return JsonBody(entry.public(), status_code=201)
