@@ -43,6 +43,8 @@ def _replica() -> Any:
 
 
 def suppressible_contact(raw: Any) -> str:
+    """A contact as the list keeps it (an email address lower-cased, an E.164 number), or a 422
+    naming ``contact``."""
     if not isinstance(raw, str) or not raw.strip():
         raise ValidationError("contact: an email address or an E.164 phone number", "contact")
     text = raw.strip()
