@@ -13,11 +13,10 @@ changes nothing more. One listener per deployment: the Supervisor runs one.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from actors.bounce_listener import BounceListener
-from actors.clients import ShardClient
+from actors.clients import ShardClient, on_every_shard
 from herald.bounce_reports import BounceKind, BounceReport
 from herald.config import Settings
 from herald.sharding import shard_of_tag
@@ -50,7 +49,7 @@ class BounceDesk:
         found = await self._shards[index].bounce(report)
         if found is not None:
             tenant, entry = found
-            await asyncio.gather(*(shard.suppress(tenant, entry) for shard in self._shards))
+            await on_every_shard(self._shards, lambda shard: shard.suppress(tenant, entry))
 
     async def close(self) -> None:
         if self.listener is not None:

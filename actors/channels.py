@@ -22,7 +22,7 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError
 
-from actors.clients import ShardClient
+from actors.clients import ShardClient, on_every_shard
 from actors.provider_chain import ProviderChain
 from actors.providers.registry import build_providers
 from actors.providers.smtp_email import RCPT_REFUSED
@@ -329,9 +329,9 @@ class ChannelActor:
         task.add_done_callback(self._background.discard)
 
     async def _suppress_everywhere(self, tenant: str, entry: Suppression) -> None:
-        answers = await asyncio.gather(*(shard.suppress(tenant, entry)
-                                         for shard in self._shards), return_exceptions=True)
-        if any(isinstance(answer, BaseException) for answer in answers):
+        try:
+            await on_every_shard(self._shards, lambda shard: shard.suppress(tenant, entry))
+        except Exception:  # noqa: BLE001 - logged; the next such answer suppresses it again
             log.warning("a suppression did not reach every shard", extra={"reason": entry.reason})
 
     async def _flusher(self, link: _ShardLink) -> None:

@@ -9,7 +9,8 @@ hold only a handle), so they cross Ray like handles do.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+import asyncio
+from collections.abc import Callable, Generator, Sequence
 from typing import Any, Generic, TypeVar, cast
 
 import ray
@@ -202,6 +203,17 @@ class SupervisorClient:
 
     def drain(self, timeout: float = 30.0) -> Call[int]:
         return Call(self.handle.drain.remote(timeout))
+
+
+async def on_every_shard(shards: Sequence[ShardClient],
+                         ask: Callable[[ShardClient], Call[T]]) -> list[T]:
+    """Ask every shard at once; their answers in shard order. Waits for all of them, then raises
+    the first failure (what every shard keeps, like suppressions, changes on all or is retried)."""
+    answers = await asyncio.gather(*(ask(shard) for shard in shards), return_exceptions=True)
+    for answer in answers:
+        if isinstance(answer, BaseException):
+            raise answer
+    return cast(list[T], answers)
 
 
 def shard_clients(handles: list[Any]) -> list[ShardClient]:

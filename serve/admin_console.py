@@ -23,7 +23,7 @@ import orjson
 from fastapi import Request
 
 from actors.admin_sessions import SessionRevocations
-from actors.clients import Call, ShardClient
+from actors.clients import Call, ShardClient, on_every_shard
 from herald.admin_session import Forbidden, check_csrf, is_admin_key, verify_session
 from herald.errors import AuthError, HeraldError, NotFound
 from herald.overview import RateTracker, ShardFigures, build_overview, notable
@@ -161,13 +161,10 @@ class AdminConsole:
 
     async def every_shard(self, ask: Callable[[ShardClient], Call[T]]) -> list[T]:
         """Ask every shard; any failure is the answer (a 503 while one restarts)."""
-        answers = await asyncio.gather(*(ask(s) for s in self.shards), return_exceptions=True)
-        out: list[T] = []
-        for answer in answers:
-            if isinstance(answer, BaseException):
-                raise as_herald_error(answer)
-            out.append(answer)
-        return out
+        try:
+            return await on_every_shard(self.shards, ask)
+        except Exception as exc:  # noqa: BLE001 - any failure is the answer (503 while one restarts)
+            raise as_herald_error(exc) from None
 
     async def each_tag(self, act: AdminAct, tags: list[str]) -> list[dict[str, Any]]:
         """``act`` on each tag's shard (one call per shard); one result per tag, in order."""

@@ -12,13 +12,13 @@ reach the replica through ``attach_suppressions``, as ``serve/users.py`` does.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from actors.clients import on_every_shard
 from herald.contacts import email_address, phone_number
 from herald.errors import NotFound, Unavailable, ValidationError
 from herald.sms_keywords import Keyword, inbound_opt_out
@@ -55,8 +55,8 @@ def suppressible_contact(raw: Any) -> str:
 async def _everywhere(tenant: str, entry: Suppression | None, contact: str = "",
                       sender: str | None = None) -> int:
     """The change on every shard; how many entries one shard changed."""
-    changed = await asyncio.gather(*(shard.suppress(tenant, entry, contact, sender)
-                                     for shard in _replica().shards))
+    changed = await on_every_shard(_replica().shards,
+                                   lambda shard: shard.suppress(tenant, entry, contact, sender))
     return max(changed, default=0)
 
 
