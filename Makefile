@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: pg-deps test-long run test test-unit test-integration test-e2e test-browser lint bench clean venv browser-deps redis-deps chaos
+.PHONY: docs pg-deps test-long run test test-unit test-integration test-e2e test-browser lint bench clean venv browser-deps redis-deps chaos
 
 venv: $(STAMP)
 
@@ -48,6 +48,11 @@ redis-deps:
 $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install -q -e ".[test,bench]"
 	touch $(BENCH_STAMP)
+
+# docs/configuration.md is generated from the settings' docs (herald/settings.py); a unit test
+# fails when it is stale.
+docs: venv
+	$(PY) -m herald.config_docs > docs/configuration.md
 
 lint: venv
 	$(VENV)/bin/ruff check herald actors serve capture launcher jobs analytics tests bench
