@@ -81,7 +81,7 @@ bench: venv redis-deps pg-deps $(BENCH_STAMP)
 	$(PY) -m bench.run
 
 # Fault tests, long version (~10 min): kills, a whole restart, outages, overload, a full disk,
-# fuzzing; prints the table the README quotes. The short version runs inside `make test`.
+# fuzzing; prints the table docs/performance.md quotes. The short version runs inside `make test`.
 chaos: venv
 	$(PY) -m tests.chaos.run
 

@@ -43,7 +43,7 @@ examples:
   herald report --out report.html  delivery report from the rolled-up log (--format json)
   herald webhook-secret rotate T   a new webhook secret for tenant T (old one signs 24 h more)
 
-Configuration: herald.toml and HERALD_* environment variables (see README.md).
+Configuration: herald.toml and HERALD_* environment variables (see docs/configuration.md).
 Exit status: 0 success; 1 Herald answered with an error or could not be reached;
 2 bad usage, unreadable input file or configuration error."""
 
