@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import signal
@@ -268,10 +269,19 @@ def cmd_outbox(settings: Settings, args: argparse.Namespace) -> int:
 Command = Callable[[Settings, argparse.Namespace], int]
 
 
+def version() -> str:
+    """The installed Herald's version (pyproject.toml's, as pip recorded it)."""
+    try:
+        return importlib.metadata.version("herald")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout never installed
+        return "unknown (not installed)"
+
+
 def _parser() -> argparse.ArgumentParser:
     plain = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(prog="herald", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=plain)
+    parser.add_argument("--version", action="version", version=f"herald {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, run: Command, summary: str, about: str,
