@@ -24,6 +24,7 @@ PUBLIC = {("/healthz", "get"), ("/static/herald.js", "get"), ("/demo", "get")}
 SIGNED = {("/v1/providers/twilio/status", "post"), ("/v1/providers/fax/status", "post"),
           ("/v1/providers/twilio/inbound", "post"),
           ("/v1/browser-endpoint", "get"),  # the browser token in ?token= is the credential
+          ("/v1/browser/notifications", "get"), ("/v1/browser/notifications/read", "post"),
           # the signed token in the path is the credential (RFC 8058 one-click unsubscribe)
           ("/v1/unsubscribe/{token}", "get"), ("/v1/unsubscribe/{token}", "post")}
 
@@ -93,6 +94,35 @@ class UserAnswer(RecipientIn):
     uid: str
 
 
+class FeedItem(BaseModel):
+    tag: str
+    type: str
+    channel: str
+    status: str
+    priority: int
+    title: str | None
+    content: str | None
+    created_at: float
+    read: bool
+    read_at: float | None
+
+
+class FeedAnswer(BaseModel):
+    items: list[FeedItem] = Field(description="newest first")
+    unread: int = Field(description="the user's unread items, on every page")
+    next: str | None = Field(description="the cursor of the next page; null on the last")
+
+
+class ReadIn(BaseModel):
+    tags: list[str] | None = Field(default=None, min_length=1, max_length=1000)
+    all: Literal[True] | None = Field(default=None, description="every item (instead of tags)")
+
+
+class ReadAnswer(BaseModel):
+    read: int = Field(description="items that became read now")
+    unread: int
+
+
 class OneClickForm(BaseModel):
     list_unsubscribe: Literal["One-Click"] = Field(alias="List-Unsubscribe")
 
@@ -121,6 +151,8 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "application/x-www-form-urlencoded": {"schema": _ref(TwilioInboundForm)}}},
     ("/v1/users/{uid}", "put"): _json_body(RecipientIn),
     ("/v1/suppressions", "post"): _json_body(SuppressionIn),
+    ("/v1/users/{uid}/notifications/read", "post"): _json_body(ReadIn),
+    ("/v1/browser/notifications/read", "post"): _json_body(ReadIn),
     ("/v1/unsubscribe/{token}", "post"): {"required": True, "content": {
         "application/x-www-form-urlencoded": {"schema": _ref(OneClickForm)},
         "multipart/form-data": {"schema": _ref(OneClickForm)}}},
@@ -133,6 +165,10 @@ ANSWERS: dict[tuple[str, str], dict[str, Any]] = {
     ("/v1/users/{uid}", "delete"): {"200": _ref(UserAnswer)},
     ("/v1/suppressions", "get"): {"200": _ref(Suppressions)},
     ("/v1/suppressions", "post"): {"201": _ref(Suppression)},
+    ("/v1/users/{uid}/notifications", "get"): {"200": _ref(FeedAnswer)},
+    ("/v1/users/{uid}/notifications/read", "post"): {"200": _ref(ReadAnswer)},
+    ("/v1/browser/notifications", "get"): {"200": _ref(FeedAnswer)},
+    ("/v1/browser/notifications/read", "post"): {"200": _ref(ReadAnswer)},
 }
 ERRORS = {"401": "no or wrong key", "404": "not found (or not this tenant's)",
           "409": "not in a state that allows it", "413": "body too large",
@@ -140,7 +176,7 @@ ERRORS = {"401": "no or wrong key", "404": "not found (or not this tenant's)",
           "503": "unavailable: retry after Retry-After"}
 MODELS = (NotificationIn, Batch, BrowserTokenRequest, AcceptedAnswer, ErrorAnswer, BatchAnswer,
           TwilioStatusForm, FaxEvent, TwilioInboundForm, RecipientIn, UserAnswer, SuppressionIn,
-          Suppression, Suppressions, OneClickForm)
+          Suppression, Suppressions, OneClickForm, FeedItem, FeedAnswer, ReadIn, ReadAnswer)
 
 
 def _schemas() -> dict[str, Any]:
