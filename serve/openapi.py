@@ -37,13 +37,13 @@ class BrowserTokenRequest(BaseModel):
     uid: int | str = Field(description="the user the browser connects as")
 
 
-class Details(BaseModel):
+class AcceptedDetails(BaseModel):  # not "Details": that is the request's (herald.models)
     tag: str
     pos: int = Field(description="notifications ahead of this one in its lane, this one included")
 
 
 class AcceptedAnswer(BaseModel):
-    details: Details
+    details: AcceptedDetails
     duplicate: bool | None = Field(default=None, description="already accepted: nothing queued")
 
 
@@ -123,6 +123,18 @@ class ReadAnswer(BaseModel):
     unread: int
 
 
+class AdminLogin(BaseModel):
+    key: str = Field(description="the admin key (HERALD_ADMIN_KEY)")
+
+
+class AdminTags(BaseModel):
+    tags: list[str] = Field(min_length=1, description="notification tags, of any tenant")
+
+
+class AdminSuppressionIn(SuppressionIn):
+    tenant: str = Field(description="the tenant that sends nothing more to the contact")
+
+
 class OneClickForm(BaseModel):
     list_unsubscribe: Literal["One-Click"] = Field(alias="List-Unsubscribe")
 
@@ -153,6 +165,10 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("/v1/suppressions", "post"): _json_body(SuppressionIn),
     ("/v1/users/{uid}/notifications/read", "post"): _json_body(ReadIn),
     ("/v1/browser/notifications/read", "post"): _json_body(ReadIn),
+    ("/v1/admin/session", "post"): _json_body(AdminLogin),
+    ("/v1/admin/notifications/retry", "post"): _json_body(AdminTags),
+    ("/v1/admin/notifications/cancel", "post"): _json_body(AdminTags),
+    ("/v1/admin/suppressions", "post"): _json_body(AdminSuppressionIn),
     ("/v1/unsubscribe/{token}", "post"): {"required": True, "content": {
         "application/x-www-form-urlencoded": {"schema": _ref(OneClickForm)},
         "multipart/form-data": {"schema": _ref(OneClickForm)}}},
@@ -176,7 +192,8 @@ ERRORS = {"401": "no or wrong key", "404": "not found (or not this tenant's)",
           "503": "unavailable: retry after Retry-After"}
 MODELS = (NotificationIn, Batch, BrowserTokenRequest, AcceptedAnswer, ErrorAnswer, BatchAnswer,
           TwilioStatusForm, FaxEvent, TwilioInboundForm, RecipientIn, UserAnswer, SuppressionIn,
-          Suppression, Suppressions, OneClickForm, FeedItem, FeedAnswer, ReadIn, ReadAnswer)
+          Suppression, Suppressions, OneClickForm, FeedItem, FeedAnswer, ReadIn, ReadAnswer,
+          AdminLogin, AdminTags, AdminSuppressionIn)
 
 
 def _schemas() -> dict[str, Any]:
@@ -184,8 +201,9 @@ def _schemas() -> dict[str, Any]:
     for model in MODELS:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}",
                                          mode="validation")
-        schemas.update(schema.pop("$defs", {}))
-        schemas[model.__name__] = schema
+        for name, described in [*schema.pop("$defs", {}).items(), (model.__name__, schema)]:
+            if schemas.setdefault(name, described) != described:  # two models of one name
+                raise TypeError(f"OpenAPI: two different schemas are named {name}")
     return schemas
 
 
