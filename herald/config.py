@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     port: Port = 8000
     data_dir: Path = Path(".herald")
     shards: Count = 4
+    #: Shards one queue process hosts (``actors.queue``): each Ray worker process costs ~80 MiB
+    #: at rest, and one core serves every shard's calls on a small box; 1 where each shard
+    #: should fail and move alone.
+    shards_per_process: Count = 4
     #: API key → tenant. Empty means "make a dev key" (``herald up``).
     api_keys: Mapping[str, str] = Field(default_factory=dict, repr=False)
     pools: Mapping[str, Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: dict(DEFAULT_POOLS))
