@@ -37,6 +37,7 @@ from herald.channels import Channel, actor_name
 from herald.config import Settings
 from herald.pool_sizing import PoolSizer, drain_seconds
 from herald.pool_views import ChannelPing, SupervisorView
+from herald.sharding import host_name, shard_hosts
 
 log = logging.getLogger("herald.supervisor")
 SUPERVISOR_NAME = "herald-supervisor"
@@ -83,13 +84,15 @@ class Supervisor:
         if _exists("herald-shard-0"):
             self.restarts["supervisor"] = 1  # a previous life started these pools
         placement = queue_placement(settings)  # decided once: a restarted shard keeps its options
-        self.shards = shard_clients([
+        hosted = shard_hosts(settings.shards, settings.shards_per_process)
+        #: The queue processes, each hosting a run of shards (``actors.queue``).
+        self._queues = [
             QueueActor.options(  # type: ignore[attr-defined]
-                name=f"herald-shard-{i}", num_cpus=settings.shard_cpus, **owned, **placement
-            ).remote(  # type: ignore[attr-defined]
-                i, settings)
-            for i in range(settings.shards)
-        ])
+                name=host_name(shards.start, settings.shards_per_process),
+                num_cpus=settings.shard_cpus, **owned, **placement,
+            ).remote(list(shards), settings)  # type: ignore[attr-defined]
+            for shards in hosted]
+        self.shards = shard_clients(self._queues, hosted)
         #: Bounces and complaints by SMTP, with HERALD_BOUNCE_DOMAIN (actors/bounce_desk.py).
         self.bounces = BounceDesk(settings, self.shards)
         self._bouncing = asyncio.get_running_loop().create_task(self.bounces.start())
@@ -208,7 +211,8 @@ class Supervisor:
             self._draining.pop(name, None)
 
     def _members(self) -> list[tuple[str, str, Any]]:
-        out = [("queue", f"shard-{i}", s.handle) for i, s in enumerate(self.shards)]
+        out = [("queue", f"shard-{s.index}", s.handle) for s in self.shards
+               if s.index % self._settings.shards_per_process == 0]  # one per process
         for channel, actors in self.pools.items():
             out += [(channel.key, f"{channel.key}-{i}", h) for i, h in enumerate(actors)]
         return out
@@ -234,6 +238,7 @@ class Supervisor:
 
     @staticmethod
     def _ask(pool: str, handle: Any) -> Awaitable[int | ChannelPing]:
+        # A queue process answers for all its shards (which one is asked does not matter).
         return ShardClient(handle, 0).pid() if pool == "queue" else ChannelClient(handle).ping()
 
     def _replace(self, pool: str, name: str, handle: Any, waited: float) -> None:

@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     """Queue shards; a notification's shard follows from ``user.uid``. Recorded in the data dir
     (or database) on first start: another count is refused, as it would orphan stored
     notifications."""
+    shards_per_process: Count = 4
+    """Shards one queue process hosts (``actors.queue``): each Ray worker process costs ~80 MiB
+    at rest, and on a small box one core serves every shard's calls with room to spare. 1 where
+    each shard should fail and move alone (a cluster's queue nodes)."""
     shard_cpus: Annotated[float, Field(ge=0)] = 0.0
     """CPU each queue shard asks of its node (0: anywhere, even a node that offers none). With
     PostgreSQL, more than 0 keeps shards off a head that offers no CPU."""

@@ -11,6 +11,19 @@ import uuid
 import zlib
 
 
+def shard_hosts(shards: int, per_process: int) -> list[range]:
+    """Which shards each queue process hosts: runs of ``per_process`` in order (the last may
+    hold fewer)."""
+    return [range(first, min(first + per_process, shards))
+            for first in range(0, shards, max(1, per_process))]
+
+
+def host_name(shard: int, per_process: int) -> str:
+    """The Ray actor name of the process that hosts ``shard``: named after its first shard, so
+    with one shard per process each is ``herald-shard-<index>`` as it always was."""
+    return f"herald-shard-{shard - shard % max(1, per_process)}"
+
+
 def shard_for_uid(uid: str, shards: int) -> int:
     """Stable across processes and restarts (unlike ``hash()``)."""
     return zlib.crc32(uid.encode()) % shards

@@ -16,11 +16,15 @@ import pytest
 import ray
 
 from actors.clients import ChannelClient, ShardClient
+from herald.config import Settings
+from herald.sharding import host_name
 from tests.conftest import METRICS_TOKEN, Service
 from tests.support.payloads import email_payload
 
 pytestmark = pytest.mark.ray
 TOTAL = 2000
+#: The process that hosts shard 1 (with the default HERALD_SHARDS_PER_PROCESS, every shard).
+SHARD_1 = host_name(1, Settings().shards_per_process)
 
 
 def _pid_of(name: str) -> int:
@@ -52,7 +56,7 @@ def test_sigkill_of_queue_and_channel_actors_loses_nothing(service: Service) -> 
             assert response.status_code == 202
             tags += [r["details"]["tag"] for r in response.json()["results"]]
             if start == 500:
-                old_shard = _kill("herald-shard-1")
+                old_shard = _kill(SHARD_1)
             if start == 1000:
                 old_channel = _kill("herald-email-0")
             if start == 1500:
@@ -70,7 +74,7 @@ def test_sigkill_of_queue_and_channel_actors_loses_nothing(service: Service) -> 
                     assert status.get("status") in ("queued", "sending", "retrying"), status["history"]
             time.sleep(0.2)
     assert not pending, f"{len(pending)} of {TOTAL} never reached sent"
-    assert _pid_of("herald-shard-1") != old_shard
+    assert _pid_of(SHARD_1) != old_shard
     assert _pid_of("herald-email-0") != old_channel
 
     with service.client() as client:
