@@ -9,10 +9,11 @@ BENCH_STAMP := $(VENV)/.bench-installed
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Herald and its Python client (clients/python, which the `herald` commands use) together.
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ./clients/python -e ".[test]"
 	touch $(STAMP)
 
 run: venv
@@ -46,11 +47,11 @@ redis-deps:
 	  (systemctl disable --now redis-server || service redis-server stop) >/dev/null 2>&1 || true; }
 
 $(BENCH_STAMP): $(STAMP)
-	$(PY) -m pip install -q -e ".[test,bench]"
+	$(PY) -m pip install -q -e ./clients/python -e ".[test,bench]"
 	touch $(BENCH_STAMP)
 
 lint: venv
-	$(VENV)/bin/ruff check herald actors serve capture launcher jobs analytics tests bench
+	$(VENV)/bin/ruff check herald actors serve capture launcher jobs analytics tests bench clients/python
 	$(VENV)/bin/mypy
 
 test-unit: venv

@@ -104,6 +104,8 @@ class Settings(BaseSettings):
     #: The admin console's credential (``/admin``, ``/v1/admin/…``); it also acts as the operator
     #: credential. Unset: ``herald up`` in dev mode makes one in the data dir; else no console.
     admin_key: str | None = secret()
+    url: HttpUrl | None = None  #: Where ``herald send/status/cancel/retry/queue`` go; unset: here.
+    key: str | None = secret()  #: Their API key; unset: the first of ``api_keys``, else the dev key.
     #: ``?wait`` requests one tenant may hold open at once (per intake replica).
     max_waits_per_tenant: Count = 100
     #: One delivery attempt may take this long (a slow provider); the lease is renewed meanwhile.
