@@ -1,15 +1,44 @@
 """The Python client's shape, without a Herald: its public names, the two clients kept alike,
-and what it raises when nothing answers. Its calls are tested against a running Herald in
-``tests/integration/test_python_client.py``."""
+what it raises when nothing answers, and that it reads Herald's answers as Herald's own code
+writes them (the client cannot import Herald; this test can). Its calls are tested against a
+running Herald in ``tests/integration/test_python_client.py``."""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import socket
+from typing import Any, TypeVar
 
 import herald_client
+import orjson
 import pytest
-from herald_client import AsyncHerald, ConnectError, Herald, HeraldError, TransportError
+from herald_client import (
+    AsyncHerald,
+    Attempt,
+    ConnectError,
+    Herald,
+    HeraldError,
+    Notification,
+    QuietHours,
+    Status,
+    Suppression,
+    TransportError,
+    UserSettings,
+    calls,
+)
+from herald_client.calls import Call
+from herald_client.models import FINAL
+
+from herald.attempt import Attempt as ServerAttempt
+from herald.recipients import parse_recipient
+from herald.record import Record
+from herald.status import FINAL as SERVER_FINAL
+from herald.status import Status as ServerStatus
+from herald.suppressions import Suppression as ServerSuppression
+from tests.unit.conftest import T0, make_notification
+
+T = TypeVar("T")
 
 #: The public API changes only on purpose (httpx pins its own the same way).
 PUBLIC = [
@@ -65,3 +94,41 @@ def test_a_url_that_is_not_http_is_refused_at_once(url: str) -> None:
 def test_a_timeout_must_be_positive() -> None:
     with pytest.raises(ValueError, match="timeout"):
         Herald("http://127.0.0.1:1", "key", timeout=0)
+
+
+# -- the client reads what Herald writes ---------------------------------------------------------
+def _read(call: Call[T], answer: Any) -> T:
+    return calls.answer(call, 200, {}, orjson.dumps(answer))
+
+
+def test_the_statuses_are_heralds() -> None:
+    assert {s.value for s in Status} == {s.value for s in ServerStatus}
+    assert {s.value for s in FINAL} == {s.value for s in SERVER_FINAL}
+
+
+def test_a_status_view_is_read_field_for_field() -> None:
+    record = Record.new(make_notification("EMAIL", bill_to="dept-7"), seq=1)
+    record.status, record.attempts, record.provider_id = ServerStatus.SENT, 1, "<id@x>"
+    record.history = [ServerAttempt(at=T0 + 1, outcome="sent", provider="smtp", attempt=1,
+                                    provider_id="<id@x>", info={"segments": 1}, receipt=True)]
+    view = record.public()
+    assert {f.name for f in dataclasses.fields(Notification)} == set(view)  # none left behind
+    read = _read(calls.status(record.tag), view)
+    assert (read.tag, read.status, read.channel, read.bill_to) == (
+        record.tag, Status.SENT, "EMAIL", "dept-7")
+    (attempt,) = read.history
+    assert {f.name for f in dataclasses.fields(Attempt)} == set(view["history"][0])
+    assert (attempt.provider_id, attempt.info, attempt.receipt) == ("<id@x>", {"segments": 1}, True)
+
+
+def test_user_settings_and_suppressions_are_read_as_herald_writes_them() -> None:
+    recipient = parse_recipient({"timezone": "Europe/Berlin",
+                                 "quiet_hours": {"start": "22:00", "end": "07:00"},
+                                 "preferences": {"CM": {"email": False}}})
+    settings = _read(calls.get_user("u1"), {"uid": "u1", **recipient.public()})
+    assert settings == UserSettings("Europe/Berlin", QuietHours("22:00", "07:00"),
+                                    {"CM": {"email": False}})
+    assert calls.put_user("u1", settings).body == recipient.public()  # what PUT takes back
+    stop = ServerSuppression("+14155550100", "stop", T0, sender="+15005550006")
+    assert _read(calls.list_suppressions(), {"items": [stop.public()]}) == [
+        Suppression("+14155550100", "stop", T0, "+15005550006")]
