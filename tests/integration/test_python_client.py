@@ -169,6 +169,43 @@ def test_suppressions_add_list_and_lift(herald: Herald) -> None:
     assert isinstance(added, Suppression)
 
 
+def _browser(herald: Herald, uid: str, content: str) -> str:
+    return herald.send({"type": "CM_BROWSER", "user": {"uid": uid},
+                        "details": {"title": "T", "content": content}}).tag
+
+
+def test_the_inbox_feed_pages_and_marks_read(service: Service, herald: Herald) -> None:
+    uid = _unique("client-feed")
+    tags = [_browser(herald, uid, f"message {i}") for i in range(3)]
+    page = herald.feed(uid, limit=2)
+    assert [item.tag for item in page.items] == tags[:0:-1]  # newest first
+    assert (page.unread, page.items[0].content, page.items[0].read) == (3, "message 2", False)
+    assert page.items[0].channel == "BROWSER" and isinstance(page.items[0].status, Status)
+    rest = herald.feed(uid, limit=2, cursor=page.next)
+    assert [item.tag for item in rest.items] == tags[:1] and rest.next is None
+    token = herald.browser_token(uid).token
+    with Herald(service.base_url) as browser:  # the user's page: its token, no key
+        assert browser.browser_feed(token) == herald.feed(uid)
+        marked = browser.browser_mark_read(token, [tags[0]])
+        assert (marked.read, marked.unread) == (1, 2)
+        assert [item.tag for item in browser.browser_feed(token, unread=True).items] == \
+            tags[:0:-1]
+        assert browser.browser_mark_all_read(token).unread == 0
+        with pytest.raises(AuthError):
+            browser.browser_feed("forged")
+    assert herald.mark_read(uid, tags).read == 0  # already read
+    read = herald.feed(uid).items[-1]
+    assert read.read and read.read_at is not None
+    _browser(herald, uid, "one more")
+    assert herald.mark_all_read(uid).read == 1
+    with pytest.raises(InvalidRequest) as bad:
+        herald.feed(uid, limit=0)
+    assert bad.value.field == "limit"
+    with pytest.raises(InvalidRequest) as empty:
+        herald.mark_read(uid, [])
+    assert empty.value.field == "tags"
+
+
 def test_queue_depth_per_shard(herald: Herald) -> None:
     shards = herald.queue()
     assert [s.shard for s in shards] == [0, 1, 2, 3]

@@ -17,10 +17,13 @@ from herald_client import (
     AsyncHerald,
     Attempt,
     ConnectError,
+    FeedItem,
+    FeedPage,
     Herald,
     HeraldError,
     Notification,
     QuietHours,
+    ReadCount,
     Status,
     Suppression,
     TransportError,
@@ -31,6 +34,9 @@ from herald_client.calls import Call
 from herald_client.models import FINAL
 
 from herald.attempt import Attempt as ServerAttempt
+from herald.inbox import FeedItem as ServerFeedItem
+from herald.inbox import FeedPage as ServerFeedPage
+from herald.inbox import ReadAnswer as ServerReadAnswer
 from herald.recipients import parse_recipient
 from herald.record import Record
 from herald.status import FINAL as SERVER_FINAL
@@ -132,3 +138,16 @@ def test_user_settings_and_suppressions_are_read_as_herald_writes_them() -> None
     stop = ServerSuppression("+14155550100", "stop", T0, sender="+15005550006")
     assert _read(calls.list_suppressions(), {"items": [stop.public()]}) == [
         Suppression("+14155550100", "stop", T0, "+15005550006")]
+
+
+def test_a_feed_page_is_read_field_for_field() -> None:
+    item = ServerFeedItem(tag="t1", type="CM_BROWSER", channel="BROWSER", status="delivered",
+                          priority=5, title="T", content="hi", created_at=T0, read_at=T0 + 1)
+    view = ServerFeedPage((item,), unread=0, next_before=7).public()
+    assert {f.name for f in dataclasses.fields(FeedItem)} == set(view["items"][0])
+    assert {f.name for f in dataclasses.fields(FeedPage)} == set(view)
+    page = _read(calls.feed("u1"), view)
+    assert page == FeedPage((FeedItem("t1", "CM_BROWSER", "BROWSER", Status.DELIVERED, 5, "T",
+                                      "hi", T0, True, T0 + 1),), 0, view["next"])
+    assert _read(calls.mark_read("u1", ["t1"]), ServerReadAnswer(1, 0).public()) == \
+        ReadCount(1, 0)
