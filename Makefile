@@ -9,10 +9,11 @@ BENCH_STAMP := $(VENV)/.bench-installed
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Herald and its Python client (clients/python, which the `herald` commands use) together.
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ./clients/python -e ".[test]"
 	touch $(STAMP)
 
 run: venv
@@ -46,7 +47,7 @@ redis-deps:
 	  (systemctl disable --now redis-server || service redis-server stop) >/dev/null 2>&1 || true; }
 
 $(BENCH_STAMP): $(STAMP)
-	$(PY) -m pip install -q -e ".[test,bench]"
+	$(PY) -m pip install -q -e ./clients/python -e ".[test,bench]"
 	touch $(BENCH_STAMP)
 
 # docs/configuration.md is generated from the settings' docs (herald/settings.py); a unit test
@@ -55,7 +56,7 @@ docs: venv
 	$(PY) -m herald.config_docs > docs/configuration.md
 
 lint: venv
-	$(VENV)/bin/ruff check herald actors serve capture launcher jobs analytics tests bench
+	$(VENV)/bin/ruff check herald actors serve capture launcher jobs analytics tests bench clients/python
 	$(VENV)/bin/mypy
 
 test-unit: venv

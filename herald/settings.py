@@ -282,6 +282,11 @@ class Settings(BaseSettings):
     """The admin console's credential (``/admin``, ``/v1/admin/…``; a tenant key there is a
     403); also an operator credential for ``/metrics`` and ``/v1/queue``. Unset in dev mode
     (no ``api_keys``): made once and kept in ``DATA_DIR/admin-key``; else no console."""
+    url: HttpUrl | None = None
+    """Where ``herald send/status/cancel/retry/queue`` go (another Herald); unset: this one,
+    at ``http://HERALD_HOST:HERALD_PORT``."""
+    key: str | None = secret()
+    """The API key those commands use; unset: the first of ``api_keys``, else the dev key."""
     admin_search_scan: Count = SCAN_ROWS
     """Records one shard looks at, at most, for one page of an admin search (in a thread, on a
     read-only connection); a search that finds too few in them answers a shorter page and a

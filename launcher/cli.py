@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.metadata
 import json
 import os
@@ -13,9 +14,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-import httpx
+from herald_client import (
+    Accepted,
+    ApiError,
+    ConnectError,
+    Herald,
+    Refused,
+    Timeout,
+    TransportError,
+    UnexpectedAnswer,
+)
 
 from herald.config import Settings, load_settings
 from herald.errors import Unavailable
@@ -27,15 +36,18 @@ from launcher.stored_secrets import DEV_API_KEY
 DESCRIPTION = """\
 Herald delivers email, SMS, fax and in-browser notifications.
 
-"herald up" runs the service in the foreground. The other commands talk to a running
-Herald at http://HERALD_HOST:HERALD_PORT (127.0.0.1:8000 by default) with the first key
-of HERALD_API_KEYS, or with the dev key that "herald up" keeps in the data directory."""
+"herald up" runs the service in the foreground. send, status, cancel, retry and queue
+talk to a running Herald through its Python client: the one at --url or HERALD_URL, else
+this one at http://HERALD_HOST:HERALD_PORT (127.0.0.1:8000 by default), with the key of
+--key or HERALD_KEY, else the first of HERALD_API_KEYS, else the dev key that "herald up"
+keeps in the data directory."""
 
 EPILOG = """\
 examples:
   herald up                        run Herald here; Ctrl-C stops it cleanly
   herald send notification.json    queue one notification, or {"notifications": [...]}
   herald status TAG --wait 30      its status, waiting up to 30 s for a final state
+  herald status TAG --url https://herald.example.org --key KEY    ask another Herald
   herald cancel TAG                cancel it while it is still queued or retrying
   herald retry TAG                 send a dead notification again
   herald queue                     queue depth per shard and channel
@@ -63,6 +75,8 @@ def _http_url(host: str, port: int) -> str:
 
 
 def _api_key(settings: Settings) -> str:
+    if settings.key:
+        return settings.key
     if settings.api_keys:
         return next(iter(settings.api_keys))
     try:
@@ -71,70 +85,65 @@ def _api_key(settings: Settings) -> str:
     except (OSError, Unavailable) as exc:
         raise CliError(f"cannot read the dev API key: {exc}", 2) from None
     if key is None:
-        raise CliError("no API key: set HERALD_API_KEYS, or run `herald up` once to make a dev "
-                       f"key in {store.where}", 2)
+        raise CliError("no API key: give --key or set HERALD_KEY or HERALD_API_KEYS, or run "
+                       f"`herald up` once to make a dev key in {store.where}", 2)
     return key
 
 
-def _request(settings: Settings, method: str, path: str, *, wait: float = 0.0,
-             **kwargs: Any) -> int:
-    """Send one request to Herald and show the answer; connection trouble is a CliError."""
-    base = _base_url(settings)
-    headers = {"Authorization": f"Bearer {_api_key(settings)}"}
-    timeout = httpx.Timeout(REQUEST_SECONDS + wait, connect=5.0)
+def _remote(settings: Settings, args: argparse.Namespace,
+            ask: Callable[[Herald], object], wait: float = 0.0) -> int:
+    """Ask Herald (``--url``, ``HERALD_URL`` or the local one) through the Python client and
+    show the answer; no answer at all is a CliError, an error answer exit status 1."""
+    url = args.url or settings.url or _base_url(settings)
     try:
-        with httpx.Client(base_url=base, headers=headers, timeout=timeout) as client:
-            response = client.request(method, path, **kwargs)
-    except httpx.ConnectError:
-        raise CliError(f"cannot reach Herald at {base} (is `herald up` running?)") from None
-    except httpx.TimeoutException:
-        raise CliError(f"Herald at {base} did not answer within {timeout.read:.0f} s") from None
-    except httpx.HTTPError as exc:
-        raise CliError(f"request to {base}{path} failed: {exc or type(exc).__name__}") from None
-    return _show(response)
-
-
-def _show(response: httpx.Response) -> int:
-    """The answer as pretty JSON on stdout; an error status also gets one line on stderr."""
+        herald = Herald(url, args.key or _api_key(settings), timeout=REQUEST_SECONDS)
+    except ValueError as exc:  # --url is not an http(s) URL (HERALD_URL is checked by Settings)
+        raise CliError(f"--url: {exc}", 2) from None
     try:
-        body: Any = response.json()
-    except ValueError:  # not JSON: Serve's own 404/503 while the app is (re)starting
-        body = None
-    if body is not None:
-        print(json.dumps(body, indent=2, ensure_ascii=False))
-    elif response.text and response.is_success:
-        print(response.text)
-    if response.is_success:
-        _note_refused(body)
-        return 0
-    print(f"herald: {_error_line(response, body)}", file=sys.stderr)
-    return 1
+        with herald:
+            result = ask(herald)
+    except ConnectError:
+        local = "" if args.url or settings.url else " (is `herald up` running?)"
+        raise CliError(f"cannot reach Herald at {herald.target.url}{local}") from None
+    except Timeout:
+        raise CliError(f"Herald at {herald.target.url} did not answer within "
+                       f"{REQUEST_SECONDS + wait:.0f} s") from None
+    except (TransportError, UnexpectedAnswer) as exc:
+        raise CliError(str(exc)) from None
+    except ApiError as exc:
+        _show_error(exc)
+        return 1
+    print(json.dumps(_plain(result), indent=2, ensure_ascii=False))
+    return 0
 
 
-def _error_line(response: httpx.Response, body: Any) -> str:
-    status = f"HTTP {response.status_code}"
-    error = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(error, dict):
-        text = " ".join(response.text.split())[:200]
-        return f"{status} {response.reason_phrase}" + (f": {text}" if text else "")
-    line = f"{status} {error.get('code', 'error')}: {error.get('message', '')}"
-    if error.get("field"):
-        line += f" (field: {error['field']})"
-    if "retry-after" in response.headers:
-        line += f" (retry after {response.headers['retry-after']} s)"
-    if response.status_code == 401:
-        line += " (check HERALD_API_KEYS)"
-    return line
+def _plain(result: object) -> Any:
+    """A client answer as JSON-ready values (its dataclasses as objects)."""
+    if isinstance(result, list):
+        return [_plain(item) for item in result]
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
+        return dataclasses.asdict(result)
+    return result
 
 
-def _note_refused(body: Any) -> None:
+def _show_error(error: ApiError) -> None:
+    """Herald's JSON error on stdout (as it came) and one line on stderr."""
+    if error.body is not None:
+        print(json.dumps(error.body, indent=2, ensure_ascii=False))
+    line = str(error)
+    if error.retry_after is not None:
+        line += f" (retry after {error.retry_after:g} s)"
+    if error.status == 401:
+        line += " (check --key, HERALD_KEY or HERALD_API_KEYS)"
+    print(f"herald: {line}", file=sys.stderr)
+
+
+def _note_refused(results: list[Accepted | Refused]) -> None:
     """A batch is accepted as a whole (2xx) even when some items are not: say how many."""
-    results = body.get("results") if isinstance(body, dict) else None
-    if isinstance(results, list):
-        refused = sum(1 for r in results if isinstance(r, dict) and "error" in r)
-        if refused:
-            print(f"herald: {refused} of {len(results)} notifications were refused "
-                  "(see their \"error\")", file=sys.stderr)
+    refused = sum(isinstance(result, Refused) for result in results)
+    if refused:
+        print(f"herald: {refused} of {len(results)} notifications were refused "
+              "(see their \"code\" and \"message\")", file=sys.stderr)
 
 
 def _read_json(name: str) -> Any:
@@ -232,30 +241,36 @@ def cmd_up(settings: Settings, _: argparse.Namespace) -> int:
 
 def cmd_send(settings: Settings, args: argparse.Namespace) -> int:
     payload = _read_json(args.file)
-    batch = isinstance(payload, dict) and "notifications" in payload
-    path = "/v1/notifications/batch" if batch else "/v1/notifications"
-    return _request(settings, "POST", path, json=payload)
+    if isinstance(payload, dict) and "notifications" in payload:
+        if not isinstance(payload["notifications"], list):
+            raise CliError(f'{args.file}: "notifications" must be a list', 2)
 
-
-def _tag_path(tag: str, suffix: str = "") -> str:
-    return f"/v1/notifications/{quote(tag, safe='')}{suffix}"
+        def batch(herald: Herald) -> list[Accepted | Refused]:
+            results = herald.send_batch(payload["notifications"])
+            _note_refused(results)
+            return results
+        return _remote(settings, args, batch)
+    if not isinstance(payload, dict):
+        raise CliError(f"{args.file}: a notification is a JSON object", 2)
+    return _remote(settings, args,
+                   lambda herald: herald.send(payload, idempotency_key=args.idempotency_key))
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
-    return _request(settings, "GET", _tag_path(args.tag), wait=max(args.wait, 0.0),
-                    params={"wait": args.wait})
+    return _remote(settings, args, lambda herald: herald.status(args.tag, wait=args.wait),
+                   wait=max(args.wait, 0.0))
 
 
 def cmd_cancel(settings: Settings, args: argparse.Namespace) -> int:
-    return _request(settings, "DELETE", _tag_path(args.tag))
+    return _remote(settings, args, lambda herald: herald.cancel(args.tag))
 
 
 def cmd_retry(settings: Settings, args: argparse.Namespace) -> int:
-    return _request(settings, "POST", _tag_path(args.tag, "/retry"))
+    return _remote(settings, args, lambda herald: herald.retry(args.tag))
 
 
-def cmd_queue(settings: Settings, _: argparse.Namespace) -> int:
-    return _request(settings, "GET", "/v1/queue")
+def cmd_queue(settings: Settings, args: argparse.Namespace) -> int:
+    return _remote(settings, args, lambda herald: {"shards": _plain(herald.queue())})
 
 
 def cmd_outbox(settings: Settings, args: argparse.Namespace) -> int:
@@ -284,10 +299,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"herald {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    remote = argparse.ArgumentParser(add_help=False)
+    remote.add_argument("--url", metavar="URL", help="the Herald to talk to (default: "
+                        "HERALD_URL, else http://HERALD_HOST:HERALD_PORT)")
+    remote.add_argument("--key", metavar="KEY", help="its API key (default: HERALD_KEY, else "
+                        "the first of HERALD_API_KEYS, else the dev key)")
+
     def command(name: str, run: Command, summary: str, about: str,
-                example: str) -> argparse.ArgumentParser:
+                example: str, talks: bool = False) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=summary, description=about, formatter_class=plain,
-                           epilog=f"example:\n  {example}")
+                           epilog=f"example:\n  {example}", parents=[remote] if talks else [])
         p.set_defaults(run=run)
         return p
 
@@ -298,26 +319,29 @@ def _parser() -> argparse.ArgumentParser:
     send = command("send", cmd_send, "queue the notification(s) in a JSON file",
                    "Queue the notification in FILE: one payload, or a batch\n"
                    '{"notifications": [...]}. Prints the tag to ask "herald status" about.',
-                   "herald send notification.json")
+                   "herald send notification.json", talks=True)
     send.add_argument("file", metavar="FILE", help="a JSON file, or - for standard input")
+    send.add_argument("--idempotency-key", metavar="KEY",
+                      help="sent as Idempotency-Key: the same key again is answered with the "
+                      "first tag, never sent twice (one notification only)")
     status = command("status", cmd_status, "show a notification's status",
                      "Show a notification's status, timestamps and delivery attempts.",
-                     "herald status 0002c0de-… --wait 30")
+                     "herald status 0002c0de-… --wait 30", talks=True)
     status.add_argument("tag", metavar="TAG", help='the tag that "herald send" printed')
     status.add_argument("--wait", type=float, default=0.0, metavar="S",
                         help="wait up to S seconds (at most 60) for a final state")
     cancel = command("cancel", cmd_cancel, "cancel a queued notification",
                      "Cancel a notification that is still queued or retrying\n"
                      "(HTTP 409 once it is being sent or done).",
-                     "herald cancel 0002c0de-…")
+                     "herald cancel 0002c0de-…", talks=True)
     cancel.add_argument("tag", metavar="TAG")
     retry = command("retry", cmd_retry, "send a dead notification again",
                     "Send a dead notification again with a fresh attempt budget; its\n"
                     "history is kept (HTTP 409 unless it is dead).",
-                    "herald retry 0002c0de-…")
+                    "herald retry 0002c0de-…", talks=True)
     retry.add_argument("tag", metavar="TAG")
     command("queue", cmd_queue, "show the queue depth",
-            "Show the queue depth per shard and channel.", "herald queue")
+            "Show the queue depth per shard and channel.", "herald queue", talks=True)
     outbox = command("outbox", cmd_outbox, "list what the capture providers received",
                      "List what the local capture providers received (dev mode, when no\n"
                      "provider is configured), oldest first, one JSON object a line.",

@@ -83,7 +83,7 @@ def test_cli_send_and_status(herald_up, tmp_path: Path) -> None:
     sent = subprocess.run([sys.executable, "-m", "launcher.cli", "send", str(payload_file)],
                           env=env, capture_output=True, text=True, timeout=60)
     assert sent.returncode == 0, sent.stderr
-    tag = json.loads(sent.stdout)["details"]["tag"]
+    tag = json.loads(sent.stdout)["tag"]
     status = subprocess.run([sys.executable, "-m", "launcher.cli", "status", tag, "--wait", "30"],
                             env=env, capture_output=True, text=True, timeout=60)
     assert status.returncode == 0, status.stderr

@@ -31,6 +31,7 @@ class Seen:
     path: str
     authorization: str | None
     body: Any = None
+    idempotency_key: str | None = None
 
 
 @dataclass
@@ -42,15 +43,24 @@ class FakeHerald:
     requests: list[Seen] = field(default_factory=list)
 
 
+def _status(tag: str, status: str) -> dict[str, Any]:
+    """A status answer as Herald gives it (``herald.record.Record.public``)."""
+    return {"tag": tag, "status": status, "type": "CM_EMAIL", "channel": "EMAIL", "priority": 5,
+            "attempts": 1, "created_at": 1.0, "updated_at": 2.0, "expires_at": 3.0,
+            "not_before": None, "provider_id": None, "reason": None, "bill_to": None,
+            "history": [{"attempt": 1, "at": 1.5, "provider": "smtp", "outcome": "sent",
+                         "error": None, "code": None}]}
+
+
 def _answer(method: str, path: str, body: Any) -> tuple[int, Any]:
     error = {"code": "conflict", "message": "cancelled too late: it is sent", "field": None}
     routes: dict[tuple[str, str], tuple[int, Any]] = {
-        ("GET", f"/v1/notifications/{SENT_TAG}"): (200, {"tag": SENT_TAG, "status": "sent"}),
+        ("GET", f"/v1/notifications/{SENT_TAG}"): (200, _status(SENT_TAG, "sent")),
         ("DELETE", f"/v1/notifications/{SENT_TAG}"): (409, {"error": error}),
-        ("DELETE", f"/v1/notifications/{DEAD_TAG}"): (200, {"tag": DEAD_TAG,
-                                                             "status": "cancelled"}),
-        ("POST", f"/v1/notifications/{DEAD_TAG}/retry"): (202, {"tag": DEAD_TAG,
-                                                               "status": "queued"}),
+        ("DELETE", f"/v1/notifications/{DEAD_TAG}"): (200, _status(DEAD_TAG, "cancelled")),
+        ("POST", f"/v1/notifications/{DEAD_TAG}/retry"): (202, _status(DEAD_TAG, "queued")),
+        ("GET", "/v1/notifications/busy"): (429, {"error": {
+            "code": "too_many_requests", "message": "at most 8 waiting", "field": None}}),
         ("GET", "/v1/queue"): (200, {"shards": [{"shard": 0, "depth": {"EMAIL": {"queued": 2}}}]}),
         ("POST", "/v1/notifications"): (202, {"details": {"tag": SENT_TAG, "pos": 1}}),
     }
@@ -73,7 +83,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(raw) if raw else None
         path = self.path.split("?", 1)[0]
         self.server.fake.requests.append(
-            Seen(self.command, self.path, self.headers.get("Authorization"), body))
+            Seen(self.command, self.path, self.headers.get("Authorization"), body,
+                 self.headers.get("Idempotency-Key")))
         if self.headers.get("Authorization") != f"Bearer {KEY}":
             status, answer = 401, {"error": {"code": "unauthorized",
                                              "message": "invalid API key", "field": None}}
@@ -85,6 +96,8 @@ class _Handler(BaseHTTPRequestHandler):
         kind = "text/plain" if isinstance(answer, str) else "application/json"
         self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(data)))
+        if status == 429:
+            self.send_header("Retry-After", "2")
         self.end_headers()
         self.wfile.write(data)
 
@@ -161,7 +174,9 @@ def test_status_prints_pretty_json_with_the_key(
 ) -> None:
     assert main(["status", SENT_TAG, "--wait", "5"]) == 0
     out, err = capsys.readouterr()
-    assert json.loads(out) == {"tag": SENT_TAG, "status": "sent"}
+    shown = json.loads(out)
+    assert (shown["tag"], shown["status"], shown["history"][0]["provider"]) == (
+        SENT_TAG, "sent", "smtp")
     assert out.startswith("{\n  ")  # indented, not one line
     assert err == ""
     (seen,) = fake.requests
@@ -245,10 +260,11 @@ def test_send_posts_the_file(
     (env / "n.json").write_text(json.dumps(payload))
     assert main(["send", str(env / "n.json")]) == 0
     out, err = capsys.readouterr()
-    assert json.loads(out) == {"details": {"tag": SENT_TAG, "pos": 1}}
+    assert json.loads(out) == {"tag": SENT_TAG, "pos": 1, "duplicate": False}
     assert err == ""
     (seen,) = fake.requests
     assert (seen.method, seen.path, seen.body) == ("POST", "/v1/notifications", payload)
+    assert seen.idempotency_key is None
 
 
 def test_send_a_batch_says_how_many_were_refused(
@@ -257,9 +273,11 @@ def test_send_a_batch_says_how_many_were_refused(
     (env / "batch.json").write_text(json.dumps({"notifications": [{}, {}]}))
     assert main(["send", str(env / "batch.json")]) == 0  # accepted as a whole: 202
     out, err = capsys.readouterr()
-    assert len(json.loads(out)["results"]) == 2
+    accepted, refused = json.loads(out)
+    assert accepted["tag"] == SENT_TAG
+    assert (refused["index"], refused["field"]) == (1, "type")
     assert _one_error_line(err) == ('herald: 1 of 2 notifications were refused '
-                                    '(see their "error")')
+                                    '(see their "code" and "message")')
     assert fake.requests[0].path == "/v1/notifications/batch"
 
 
@@ -331,3 +349,74 @@ def test_the_top_help_lists_every_command(capsys: pytest.CaptureFixture[str]) ->
     out = capsys.readouterr().out
     for command in ("up", "send", "status", "cancel", "retry", "queue", "outbox"):
         assert f"\n    {command} " in out
+
+
+def test_send_with_an_idempotency_key(
+    fake: FakeHerald, env: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    (env / "n.json").write_text(json.dumps({"type": "CM_EMAIL"}))
+    assert main(["send", "n.json", "--idempotency-key", "order-17"]) == 0
+    assert fake.requests[0].idempotency_key == "order-17"
+
+
+def test_a_429_says_when_to_try_again(
+    fake: FakeHerald, capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["status", "busy"]) == 1
+    assert _one_error_line(capsys.readouterr().err) == (
+        "herald: HTTP 429 too_many_requests: at most 8 waiting (retry after 2 s)")
+
+
+# -- another Herald: --url and --key, HERALD_URL and HERALD_KEY ----------------------------------
+@pytest.fixture
+def elsewhere(fake: FakeHerald, monkeypatch: pytest.MonkeyPatch) -> FakeHerald:
+    """The fake is not the local Herald: that one is a closed port with a wrong key."""
+    monkeypatch.setenv("HERALD_PORT", str(_closed_port()))
+    monkeypatch.setenv("HERALD_API_KEYS", "acme:not-the-key")
+    return fake
+
+
+def test_url_and_key_options_reach_another_herald(
+    elsewhere: FakeHerald, capsys: pytest.CaptureFixture[str],
+) -> None:
+    for argv in (["status", SENT_TAG], ["cancel", DEAD_TAG], ["retry", DEAD_TAG], ["queue"]):
+        assert main([*argv, "--url", elsewhere.url + "/", "--key", KEY]) == 0, argv
+    assert len(elsewhere.requests) == 4
+    assert {s.authorization for s in elsewhere.requests} == {f"Bearer {KEY}"}
+
+
+def test_herald_url_and_key_variables_reach_another_herald(
+    elsewhere: FakeHerald, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("HERALD_URL", elsewhere.url)
+    monkeypatch.setenv("HERALD_KEY", KEY)
+    assert main(["status", SENT_TAG]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "sent"
+    assert main(["cancel", DEAD_TAG, "--key", "wrong"]) == 1  # the option wins
+    assert "(check --key, HERALD_KEY or HERALD_API_KEYS)" in _one_error_line(
+        capsys.readouterr().err)
+
+
+def test_another_herald_that_is_down_is_one_line(
+    env: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = f"http://127.0.0.1:{_closed_port()}"
+    assert main(["status", SENT_TAG, "--url", url]) == 1
+    assert _one_error_line(capsys.readouterr().err) == f"herald: cannot reach Herald at {url}"
+
+
+@pytest.mark.parametrize("url", ["herald.example.org", "ftp://herald.example.org"])
+def test_a_url_that_is_not_http_is_a_usage_error(
+    url: str, env: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["queue", "--url", url]) == 2
+    assert _one_error_line(capsys.readouterr().err).startswith("herald: --url: ")
+
+
+def test_a_bad_herald_url_is_a_configuration_error(
+    env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("HERALD_URL", "herald.example.org")
+    assert main(["queue"]) == 2
+    assert _one_error_line(capsys.readouterr().err).startswith(
+        "herald: configuration error: HERALD_URL: ")

@@ -3,7 +3,8 @@
 ``herald/`` is the pure core and imports nothing of ours outside it; providers depend on the
 core only; ``serve/`` is the HTTP layer and knows actors only through their typed clients, never the
 composition root;
-the local peers (``capture/``) and the benchmarks never reach into adapters or tests.
+the local peers (``capture/``) and the benchmarks never reach into adapters or tests; the Python
+client (``clients/python``) imports nothing of Herald's.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ ALLOWED = {
     "analytics": {"herald", "analytics"},
     "launcher": {"herald", "actors", "serve", "capture", "launcher", "jobs", "analytics"},
     "bench": {"herald", "actors", "serve", "capture", "launcher", "jobs", "analytics", "bench"},
+    # The Python client is a package of its own (``pip install ./clients/python``): nothing of ours.
+    "clients/python": set(),
 }
 MAX_LINES = 420
 
