@@ -129,7 +129,7 @@ def _direct_url(app: str, path: str) -> str:
 def _redeploy(herald: Any, options: Mapping[str, Any]) -> None:
     """Herald's intake again with other deployment options (e.g. ``max_ongoing_requests``)."""
 
-    from launcher.runtime import APP_NAME
+    from launcher.deployment import APP_NAME
     from serve.app import Intake
 
     shards = herald.supervisor.shard_handles().get()

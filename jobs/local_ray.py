@@ -1,5 +1,5 @@
 """How a process on this box reaches the Ray that `herald up` started: its address, recorded
-in the data dir, and Ray's loopback switch.
+in the data dir, and joining it over loopback (Ray's switch for that: ``jobs.ray_private``).
 
 `herald up` starts a Ray of one box that listens on 127.0.0.1 only, and writes its GCS address
 to ``DATA_DIR/ray-address.json`` (with its own pid) while it runs. `herald rollup` and
@@ -17,6 +17,8 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+
+from jobs.ray_private import enable_token_auth_if_token_exists, stay_on_loopback
 
 #: The record `herald up` keeps in its data dir while its local Ray runs (removed on stop).
 RAY_RECORD = "ray-address.json"
@@ -113,20 +115,5 @@ def join_locally() -> None:
     """Join a Ray of this box as Ray joins one it finds itself (``address="auto"``): over
     loopback, and with token authentication if a token exists (``ray.init`` of a new local Ray,
     as `herald up` does, turns it on and makes a token; an explicit address never does)."""
-    from ray._private.authentication.authentication_token_setup import (
-        maybe_enable_token_auth_if_token_available,
-    )
-
     stay_on_loopback()
-    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
-
-
-def stay_on_loopback() -> None:
-    """A Ray of one box talks over loopback only. Ray otherwise names the node by the machine's
-    own address (``services.get_node_ip_address``, also for ``127.0.0.1`` given as an address)
-    unless this switch, read when Ray is imported, is off: set it for this process and for what
-    Ray starts from it."""
-    from ray._private import ray_constants
-
-    switch = os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    ray_constants.ENABLE_RAY_CLUSTER = switch.lower() not in ("0", "false")
+    enable_token_auth_if_token_exists()

@@ -1,18 +1,18 @@
-"""Herald as a Ray Serve application: what ``serve deploy serve_config.yaml`` builds, and ``herald up``.
+"""Herald as a Ray Serve application: what ``serve deploy serve_config.yaml`` builds, and its stop.
 
 ``serve_config.yaml`` names ``launcher.builder:build_app``. Serve calls it in a build task on the
 cluster, with the application's ``runtime_env``: its ``env_vars`` carry the same ``HERALD_*``
 names as ``herald up`` (``herald.config.load_settings``). The builder finds or starts the
 Supervisor (named ``herald-supervisor``, detached, namespace ``herald``), which finds or starts
 the shards, the rate limiter and the channel pools, and returns the Intake bound to their
-handles. ``herald up`` binds the same application (``start_supervisor``, ``herald_app``).
+handles: ``launcher.deployment.start``, as ``herald up`` does.
 
 Under Serve the data dir must be absolute: a relative one would resolve against whatever
 directory each worker process runs in, node by node. What ``herald up`` keeps for the deployment
 (the dev API key, the browser-token secret, the tenants' webhook secrets, the recorded shard
-count: ``prepare_data_dir``) is made by a task on the node that holds the shards (``herald_queue``,
-see ``actors.supervisor.queue_placement``), in its data dir; with ``HERALD_DATABASE_URL``, in the
-database, where every deployment on it finds the same values.
+count: ``launcher.deployment.prepare_data_dir``) is made by a task on the node that holds the
+shards (``herald_queue``, see ``actors.supervisor.queue_placement``), in its data dir; with
+``HERALD_DATABASE_URL``, in the database, where every deployment on it finds the same values.
 
 Builder arguments (``args:`` of the application in the Serve config):
 
@@ -23,7 +23,8 @@ Builder arguments (``args:`` of the application in the Serve config):
 
 ``serve delete herald`` stops the HTTP application only: the Supervisor, shards and pools are
 detached and keep delivering what is queued. ``python -m launcher.builder stop`` (on a node of
-the cluster, or as a Ray job) drains and stops them too.
+the cluster, or as a Ray job) drains and stops them too, as ``herald up``'s stop does
+(``launcher.deployment.stop``).
 """
 
 from __future__ import annotations
@@ -32,108 +33,20 @@ import argparse
 import logging
 import sys
 import time
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
 import ray
 
-from actors.clients import SupervisorClient
 from herald.config import Settings, load_settings
-from herald.deployment_store import DeploymentStore
 from herald.errors import ConfigError
-from herald.layout import check_layout, shards_in_files
-from herald.open_store import open_store
-from herald.webhook_secrets import WebhookSecrets
-from launcher.stored_secrets import (
-    browser_secret,
-    dev_admin_key,
-    dev_api_key,
-    unsubscribe_secret,
-)
+from jobs.ray_private import serve_http_address
+from launcher import deployment
 
 log = logging.getLogger("herald.builder")
-#: Herald's Serve application: the only one stop() deletes.
-APP_NAME = "herald"
-#: How long a stopping intake replica lets in-flight HTTP requests finish; only ``?wait``
-#: long polls last longer, and their clients may ask again.
-HTTP_GRACE_SECONDS = 5.0
 #: How long ``queue_nodes: required`` waits for a queue node by default.
 QUEUE_WAIT_SECONDS = 600.0
 _ARGS = {"queue_nodes", "queue_wait_s"}
-
-
-def _absolute(settings: Settings) -> Settings:
-    # Actors may run on any node: a relative path would resolve against each one's cwd.
-    return settings.with_overrides(data_dir=settings.data_dir.absolute())
-
-
-def start_supervisor(settings: Settings) -> SupervisorClient:
-    """The Supervisor: the running one, or a new one told ``settings``.
-
-    A Supervisor already running keeps the settings it was started with: changing what the
-    actors were told (shards, pools, providers) takes ``python -m launcher.builder stop`` first.
-    """
-    from actors.supervisor import NAMESPACE, SUPERVISOR_NAME, Supervisor
-
-    return SupervisorClient(Supervisor.options(  # type: ignore[attr-defined]
-        name=SUPERVISOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
-    ).remote(_absolute(settings), settings.channels_configured()))
-
-
-def herald_app(settings: Settings, supervisor: SupervisorClient) -> Any:
-    """Wait until the Supervisor's shards and pools answer; Herald's Serve application (the
-    Intake bound to their handles), for ``serve.run`` or a Serve config."""
-    from serve.app import Intake
-
-    supervisor.start().get()
-    shards = supervisor.shard_handles().get()
-    intake = Intake.options(  # type: ignore[attr-defined]
-        num_replicas=settings.intake_replicas,
-        # Serve's defaults (check every 2 s, wait up to 20 s) made even an idle stop take
-        # seconds; an idle replica now goes at once and a busy one waits at most
-        # HTTP_GRACE_SECONDS for its requests (a POST takes milliseconds).
-        graceful_shutdown_wait_loop_s=0.1, graceful_shutdown_timeout_s=HTTP_GRACE_SECONDS,
-    )
-    return intake.bind(_absolute(settings), shards, supervisor)
-
-
-def prepare_data_dir(settings: Settings) -> tuple[Settings, str | None]:
-    """What ``herald up`` does in its own process before starting the actors, for Serve: record
-    the shard count, and without ``HERALD_API_KEYS`` make (once) a dev API key and admin key;
-    without ``HERALD_BROWSER_SECRET`` the browser-token secret (``HERALD_UNSUBSCRIBE_SECRET``:
-    the unsubscribe-link one); the tenants' webhook secrets.
-    All of it is kept in the deployment's store (``open_store``): the data dir, or with
-    ``HERALD_DATABASE_URL`` the database, where every deployment on it finds the same values.
-    Returns the completed settings and the dev key if one is in use. Runs where the shards
-    keep their files."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    dev_key = None
-    with open_store(settings) as store:
-        # SQLite shard files from before the layout record say how many shards wrote them.
-        found = None if settings.database_url else shards_in_files(settings.data_dir)
-        check_layout(store, settings.shards, found)
-        if not settings.api_keys:
-            dev_key = dev_api_key(store)
-            settings = settings.with_overrides(api_keys={dev_key: "dev"})
-            if not settings.admin_key:
-                settings = settings.with_overrides(admin_key=dev_admin_key(store))
-        if not settings.browser_secret:
-            settings = settings.with_overrides(browser_secret=browser_secret(store))
-        if not settings.unsubscribe_secret:
-            settings = settings.with_overrides(unsubscribe_secret=unsubscribe_secret(store))
-        ensure_webhook_secrets(settings, store)
-    if settings.database_url is not None and settings.deployment_id is None:
-        # Who this deployment is among those on the database: its leases carry it.
-        settings = settings.with_overrides(deployment_id=uuid.uuid4().hex[:12])
-    return settings, dev_key
-
-
-def ensure_webhook_secrets(settings: Settings, store: DeploymentStore) -> list[str]:
-    """Make (once, in ``store``) a random ``whsec_`` webhook secret for each tenant with an API
-    key and no ``HERALD_WEBHOOK_SECRETS`` entry; the tenants given one now."""
-    tenants = set(settings.api_keys.values()) - set(settings.webhook_secrets)
-    return WebhookSecrets(store).ensure(tenants)
 
 
 def wait_for_queue_nodes(timeout: float) -> None:
@@ -178,12 +91,12 @@ def build_app(args: dict[str, Any] | None = None) -> Any:
     if unreachable:  # the local capture peers are herald up's; under Serve, providers only
         log.warning("no provider configured for %s: such notifications are refused (422); "
                     "the capture peers run under `herald up` only", ", ".join(sorted(unreachable)))
-    prepare = ray.remote(num_cpus=0)(prepare_data_dir).options(**queue_placement(settings))
+    prepare = ray.remote(num_cpus=0)(deployment.prepare_data_dir).options(**queue_placement(settings))
     settings, dev_key = ray.get(prepare.remote(settings))
     if dev_key:
         where = "the database" if settings.database_url else f"{settings.data_dir} on the queue node"
         log.warning("no HERALD_API_KEYS: using the dev API key kept in %s (tenant 'dev')", where)
-    return herald_app(settings, start_supervisor(settings))
+    return deployment.start(settings).app
 
 
 # ---- stopping what Serve does not stop ----------------------------------------------------------
@@ -191,24 +104,9 @@ def build_app(args: dict[str, Any] | None = None) -> Any:
 def stop_herald(timeout: float = 30.0) -> bool:
     """Delete Herald's Serve application (only it), then drain and stop the Supervisor, its
     shards and pools. Returns False if no Supervisor was running. Needs ``ray.init`` done."""
-    from ray import serve
-
-    from actors.supervisor import NAMESPACE, SUPERVISOR_NAME
-
-    try:
-        serve.delete(APP_NAME)
-    except Exception as exc:  # noqa: BLE001 - no Serve running: nothing to delete
-        log.info("no Serve application deleted: %s", exc)
-    try:
-        supervisor = SupervisorClient(ray.get_actor(SUPERVISOR_NAME, namespace=NAMESPACE))
-    except ValueError:
-        return False
-    left = supervisor.drain(timeout).get(timeout=timeout + 10)
-    if left:
-        log.warning("%d deliveries still in flight; their leases will expire", left)
-    supervisor.shutdown().get(timeout=30)
-    ray.kill(supervisor.handle, no_restart=True)
-    return True
+    supervisor = deployment.running_supervisor()
+    deployment.stop(supervisor, delete_app=serve_http_address() is not None, timeout=timeout)
+    return supervisor is not None
 
 
 def main(argv: list[str] | None = None) -> int:

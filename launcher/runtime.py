@@ -9,7 +9,6 @@ import secrets
 import signal
 import socket
 import threading
-import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,16 +18,19 @@ import ray
 
 from actors.clients import SupervisorClient
 from herald.config import Settings
-from jobs.local_ray import remove_record, stay_on_loopback, write_record
-from launcher.builder import APP_NAME, herald_app, prepare_data_dir, start_supervisor
+from jobs.local_ray import remove_record, write_record
+from jobs.ray_private import (
+    kill_local_ray,
+    local_ray_gone,
+    serve_http_address,
+    shorten_shutdown_flush,
+    stay_on_loopback,
+)
+from launcher import deployment
+from launcher.deployment import APP_NAME, guarded, prepare_data_dir
 from serve.starting import PROXY_CALLBACK, PROXY_CALLBACK_VARIABLE
 
 log = logging.getLogger("herald.runtime")
-#: The longest stop waits for Serve to take Herald's HTTP app down (a Serve that answers takes
-#: well under a second; one that is gone is not waited for at all, see ``_bounded``).
-APP_DELETE_SECONDS = 15.0
-#: How often a stop step that waits on Ray checks that the local Ray it waits on still runs.
-RAY_WATCH_SECONDS = 0.05
 #: Hears one line per start step, e.g. ``herald up`` printing "starting Ray…".
 Progress = Callable[[str], None]
 
@@ -114,15 +116,15 @@ class Herald:
         say("starting the Supervisor, shards and channel pools…")
         from ray import serve
 
-        # The same application `serve deploy serve_config.yaml` builds (launcher/builder.py).
-        self.supervisor = start_supervisor(settings)
-        app = herald_app(settings, self.supervisor)
+        # The same start as `serve deploy serve_config.yaml` (launcher/builder.py).
+        started = deployment.start(settings)
+        self.supervisor = started.supervisor
         say("starting the HTTP API…")
         serve.start(http_options={"host": settings.host, "port": settings.port},
                     logging_config={"log_level": "WARNING", "enable_access_log": False})
         self._serving = True
         self.http_address = serve_http_address() or (settings.host, settings.port)
-        serve.run(app, name=APP_NAME, route_prefix="/")
+        serve.run(started.app, name=APP_NAME, route_prefix="/")
         from jobs.scheduler import RollupScheduler
 
         self._rollup = RollupScheduler.from_settings(settings).start()
@@ -138,9 +140,7 @@ class Herald:
             # Serve's proxy (started by this Ray) answers 503 + Retry-After, not its own 404,
             # for a path it has no app for yet: it listens before Herald's app is deployed.
             os.environ.setdefault(PROXY_CALLBACK_VARIABLE, PROXY_CALLBACK)
-            # ray.shutdown waits up to this long (default 5 s) to flush task events to a GCS
-            # that, after a SIGTERM to the whole process group, is gone.
-            os.environ.setdefault("RAY_task_events_shutdown_flush_timeout_ms", "1000")
+            shorten_shutdown_flush()
         ray.init(
             address=settings.ray_address, namespace="herald",
             # A local Ray gets its dashboard on loopback (`serve status`, `ray job submit`).
@@ -212,58 +212,29 @@ class Herald:
         stop``) is not waited for: what it ran is stopped already; the data is on disk.
         """
         if self._owns_ray:  # a rollup started from now on must not join a Ray going away
-            _guarded("removing the Ray record", lambda: remove_record(self.settings.data_dir))
+            guarded("removing the Ray record", lambda: remove_record(self.settings.data_dir))
         rollup, self._rollup = self._rollup, None
         if rollup is not None:
-            _guarded("stopping the rollup", rollup.stop)
+            guarded("stopping the rollup", rollup.stop)
         supervisor, self.supervisor = self.supervisor, None
-        drained = None
-        if supervisor is not None and not _local_ray_gone():
-            # Channel actors stop leasing and finish what they hold while the HTTP app goes:
-            # the two waits overlap instead of adding up.
-            drained = _guarded("drain", lambda: supervisor.drain(timeout))
-        if self._serving:
-            from ray import serve
-
-            self._serving = False
-            # serve.delete waits on the Serve controller without a timeout; a controller that
-            # does not answer (an overloaded box) must not keep Herald from stopping.
-            _bounded("deleting the HTTP app", lambda: serve.delete(APP_NAME), APP_DELETE_SECONDS)
-        if drained is not None:
-            left = _bounded("drain", lambda: drained.get(), timeout + 10)
-            if left:
-                log.warning("%d deliveries still in flight; their leases will expire", left)
-        if supervisor is not None and not _local_ray_gone():
-            _bounded("supervisor shutdown", lambda: supervisor.shutdown().get(), 30)
-            _bounded("killing the supervisor", lambda: ray.kill(supervisor.handle, no_restart=True), 5)
+        serving, self._serving = self._serving, False
+        # The same stop as `python -m launcher.builder stop` (launcher/builder.py).
+        deployment.stop(supervisor, delete_app=serving, timeout=timeout)
         if self._owns_ray:
             self._owns_ray = False
-            if _local_ray_gone():  # its other processes got the signal too and are ending
-                _guarded("ending the local Ray", _kill_local_ray)
+            if local_ray_gone():  # its other processes got the signal too and are ending
+                guarded("ending the local Ray", kill_local_ray)
             # Stops the local Ray we started (or leaves the cluster we joined).
-            _guarded("ray shutdown", ray.shutdown)
+            guarded("ray shutdown", ray.shutdown)
         for peer in self.peers:
-            _guarded("stopping a capture peer", peer.stop)
+            guarded("stopping a capture peer", peer.stop)
         self.peers.clear()
         if self._loop is not None:
             loop, self._loop = self._loop, None
             for async_peer in self._async_peers:
-                _guarded("stopping a capture peer", _stopper(loop, async_peer))
+                guarded("stopping a capture peer", _stopper(loop, async_peer))
             self._async_peers.clear()
             loop.stop()
-
-
-def serve_http_address() -> tuple[str, int] | None:
-    """Host and port of the HTTP proxies of the Serve running on the connected Ray, as its
-    controller holds them; None if no Serve runs there. ``serve.start`` on a running Serve
-    ignores the options it is given (with a warning), so these are the ones that count."""
-    # serve.status() has no HTTP options; the controller's client holds them.
-    from ray.serve.context import _get_global_client
-
-    client = _get_global_client(raise_if_no_controller_running=False)
-    if client is None:
-        return None
-    return str(client.http_config.host), int(client.http_config.port)
 
 
 def check_ports_free(settings: Settings) -> None:
@@ -292,58 +263,3 @@ def check_ports_free(settings: Settings) -> None:
 
 def _stopper(loop: LoopThread, peer: Any) -> Callable[[], Any]:
     return lambda: loop.run(peer.stop())
-
-
-def _guarded(what: str, step: Callable[[], Any]) -> Any:
-    """Run one stop step; a failure is logged and the next steps still run."""
-    try:
-        return step()
-    except Exception:
-        log.exception("%s failed", what)
-        return None
-
-
-def _local_ray_gone() -> bool:
-    """Whether a process of the local Ray this process started has exited (a SIGTERM to the
-    whole process group reaches Ray's processes too). False for a Ray joined, not started."""
-    from ray._private import worker
-
-    node = worker._global_node
-    return node is not None and not node.remaining_processes_alive()
-
-
-def _kill_local_ray() -> None:
-    """SIGKILL what is left of a local Ray that is going anyway: ray.shutdown would give each
-    of its processes a second of SIGTERM in turn."""
-    from ray._private import worker
-
-    node = worker._global_node
-    if node is None:
-        return
-    live = [process for _, process in node.live_processes()]
-    for process in live:
-        process.kill()
-    for process in live:
-        process.wait(timeout=1)
-
-
-def _bounded(what: str, step: Callable[[], Any], seconds: float) -> Any:
-    """Run one stop step that waits on Ray, for at most ``seconds``, and not at all once the
-    local Ray is gone (it would wait for a controller or an actor that no longer exists).
-    A failure is logged and the next steps still run; a step given up on returns None."""
-    if _local_ray_gone():
-        return None
-    result: list[Any] = []
-    thread = threading.Thread(target=lambda: result.append(_guarded(what, step)), daemon=True,
-                              name=f"herald-stop-{what.replace(' ', '-')}")
-    thread.start()
-    deadline = time.monotonic() + seconds
-    while thread.is_alive():
-        thread.join(RAY_WATCH_SECONDS)
-        if _local_ray_gone():
-            log.warning("%s: the local Ray is gone; going on", what)
-            return None
-        if time.monotonic() > deadline:
-            log.warning("%s did not finish within %.0f s; going on", what, seconds)
-            return None
-    return result[0] if result else None

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jobs.ray_private import LOOPBACK_SWITCH  # imports no Ray
+
 # Every Ray a test starts stays on loopback: otherwise Ray names a node by the machine's own
 # address (services.resolve_ip_for_localhost) and its daemons talk over that. Set before any
 # test module imports Ray (it is read when Ray is imported, and inherited by what Ray starts).
-os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault(LOOPBACK_SWITCH, "0")
 
 import httpx
 import pytest

@@ -1,7 +1,7 @@
 """SIGKILL Herald's processes by kind: queue shard, channel actor, Supervisor, Serve replica and proxy.
 
 Pids come from the GCS actor table of the Ray this process is connected to
-(``ray._private.state.actors()``: no dashboard needed), so only that Ray's actors are ever
+(``jobs.ray_private.actor_table``: no dashboard needed), so only that Ray's actors are ever
 candidates, never another Ray on the same machine; a pid is also checked to still be a
 ``ray::`` process before it is killed.
 """
@@ -15,6 +15,8 @@ import signal
 from typing import Any
 
 import ray
+
+from jobs.ray_private import actor_table
 
 KINDS = ("queue", "channel", "supervisor", "replica", "proxy")
 
@@ -37,10 +39,8 @@ def kind_of(actor: dict[str, Any]) -> str | None:
 
 def live_pids() -> dict[str, list[tuple[str, int]]]:
     """Kind → [(actor name, pid)] of the live actors of each kind."""
-    from ray._private import state
-
     found: dict[str, list[tuple[str, int]]] = collections.defaultdict(list)
-    for actor in state.actors().values():
+    for actor in actor_table().values():
         kind = kind_of(actor)
         pid = int(actor.get("Pid") or 0)
         if kind and actor.get("State") == "ALIVE" and pid > 0:

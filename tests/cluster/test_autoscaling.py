@@ -44,6 +44,7 @@ import httpx
 import pytest
 
 from capture.smtp_sink import RecordingHandler, SmtpSink
+from jobs.ray_private import LOOPBACK_SWITCH
 from tests.cluster.ray_nodes import BIN, OBJECT_STORE_BYTES, RAY, RayNode, _node_ports, free_ports
 from tests.support.payloads import email_payload
 
@@ -118,7 +119,7 @@ def cluster() -> Iterator[RayNode]:
                RAY_FAKE_CLUSTER="1", AUTOSCALER_UPDATE_INTERVAL_S="1",
                AUTOSCALER_METRIC_PORT=str(autoscaler_metrics),
                # The autoscaler starts its nodes with no IP given: loopback, not this host's IP.
-               RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
+               **{LOOPBACK_SWITCH: "0"},
                PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     env.pop("RAY_ADDRESS", None)
     argv = [str(RAY), "start", "--head", f"--autoscaling-config={config}",
@@ -212,7 +213,7 @@ def herald(cluster: RayNode, tmp_path: Path) -> Iterator[tuple[RunningHerald, Sm
         HERALD_SQLITE_SYNCHRONOUS="NORMAL", HERALD_ROLLUP_SECONDS="0", HERALD_DASHBOARD_PORT="0",
         RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0", RAY_DEDUP_LOGS="0",
         # Else ray.init turns 127.0.0.1 into this host's address, where the head does not listen.
-        RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+        **{LOOPBACK_SWITCH: "0"})
     log = tmp_path / "herald.log"
     with log.open("w") as out:
         process = subprocess.Popen([sys.executable, "-c", _RUN_HERALD], env=env, cwd=ROOT,

@@ -18,16 +18,17 @@ import httpx
 import pytest
 
 from capture.net import free_port
+from jobs.ray_private import LOOPBACK_SWITCH
 
 ROOT = Path(__file__).resolve().parents[2]
-#: Set by tests/conftest.py for the test process; a user's shell has it not, and `herald up`
-#: and the CLI must work without it, so subprocesses are started without it.
-RAY_LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 def user_env(**values: str) -> dict[str, str]:
-    """The environment of a user's shell: ours minus what the test session adds for Ray."""
-    env = {k: v for k, v in os.environ.items() if k != RAY_LOOPBACK_SWITCH}
+    """The environment of a user's shell: ours minus what the test session adds for Ray.
+
+    tests/conftest.py sets Ray's loopback switch for the test process; a user's shell has it
+    not, and `herald up` and the CLI must work without it."""
+    env = {k: v for k, v in os.environ.items() if k != LOOPBACK_SWITCH}
     env.update(values)
     return env
 

@@ -28,7 +28,8 @@ from actors.supervisor import QUEUE_RESOURCE, queue_placement
 from herald.config import Settings, load_settings
 from herald.errors import ConfigError
 from launcher import builder
-from launcher.runtime import APP_NAME, check_ports_free
+from launcher.deployment import APP_NAME, prepare_data_dir
+from launcher.runtime import check_ports_free
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTERS = ["cluster.yaml", "cluster.gcp.yaml"]
@@ -247,15 +248,15 @@ def test_serve_builder_refuses_a_relative_data_dir_and_unknown_args(
 
 def test_prepare_data_dir_keeps_what_herald_up_keeps(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data", shards=2)
-    first, dev_key = builder.prepare_data_dir(settings)
-    again, same_key = builder.prepare_data_dir(settings)
+    first, dev_key = prepare_data_dir(settings)
+    again, same_key = prepare_data_dir(settings)
     assert dev_key and dev_key == same_key and first.api_keys == {dev_key: "dev"}
     assert first.browser_secret and first.browser_secret == again.browser_secret
     assert json.loads((tmp_path / "data" / "queue" / "layout.json").read_text()) == {"shards": 2}
     with pytest.raises(ConfigError, match="HERALD_SHARDS"):
-        builder.prepare_data_dir(Settings(data_dir=tmp_path / "data", shards=3))
-    keyed, none = builder.prepare_data_dir(Settings(data_dir=tmp_path / "data", shards=2,
-                                                    api_keys={"k" * 24: "acme"}))
+        prepare_data_dir(Settings(data_dir=tmp_path / "data", shards=3))
+    keyed, none = prepare_data_dir(Settings(data_dir=tmp_path / "data", shards=2,
+                                    api_keys={"k" * 24: "acme"}))
     assert none is None and keyed.api_keys == {"k" * 24: "acme"}
 
 

@@ -19,8 +19,8 @@ from herald.deployment_store import DataDirStore, DeploymentStore
 from herald.errors import ConfigError, DatabaseUnavailable
 from herald.open_store import open_store
 from herald.webhook_secrets import RELOAD_SECONDS, WebhookSecrets
-from launcher.builder import prepare_data_dir
 from launcher.cli import main
+from launcher.deployment import prepare_data_dir
 from launcher.stored_secrets import (
     ADMIN_KEY,
     BROWSER_SECRET,

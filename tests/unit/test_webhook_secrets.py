@@ -19,8 +19,8 @@ from herald.webhook_secrets import (
     secret_view,
     standard_webhooks_secret,
 )
-from launcher.builder import ensure_webhook_secrets, prepare_data_dir
 from launcher.cli import main
+from launcher.deployment import ensure_webhook_secrets, prepare_data_dir
 
 API_KEY = "hk_acme_0123456789abcdef"
 
