@@ -20,6 +20,7 @@ from herald.bounce_reports import BounceReport
 from herald.channels import Channel
 from herald.errors import HeraldError, QueueFull
 from herald.exchange import Exchange, ExchangeAnswer
+from herald.inbox import FeedPage, FeedQuery, ReadAnswer, ReadMarks
 from herald.metrics import ShardStats
 from herald.notification import Accepted, Notification
 from herald.outcome import Outcome
@@ -109,6 +110,12 @@ class ShardClient:
 
     def set_recipient(self, tenant: str, uid: str, recipient: Recipient | None) -> Call[None]:
         return Call(self.handle.set_recipient.remote(tenant, uid, recipient))
+
+    def feed(self, query: FeedQuery) -> Call[FeedPage]:
+        return Call(self.handle.feed.remote(query))
+
+    def mark_read(self, tenant: str, uid: str, marks: ReadMarks) -> Call[ReadAnswer]:
+        return Call(self.handle.mark_read.remote(tenant, uid, marks))
 
     def bounce(self, report: BounceReport) -> Call[tuple[str, Suppression] | None]:
         return Call(self.handle.bounce.remote(report))

@@ -33,11 +33,12 @@ from herald.config import Settings
 from herald.delivery import Delivery
 from herald.errors import HeraldError, QueueFull, Unavailable
 from herald.exchange import Exchange, ExchangeAnswer
+from herald.inbox import FeedPage, FeedQuery, ReadAnswer, ReadMarks
 from herald.metrics import Histogram, ShardStats
 from herald.notification import Accepted, Notification
 from herald.outcome import Outcome
 from herald.overview import ShardFigures
-from herald.queue import LeaseRenewal, QueueShard
+from herald.queue import QueueShard
 from herald.recipients import Recipient
 from herald.record import Record
 from herald.search import SearchPage, SearchQuery
@@ -203,13 +204,6 @@ class QueueActor:
             await self._group.commit(shard)
         return ExchangeAnswer(leased, renewed, len(finished))
 
-    async def lease(self, lane: Lane, limit: int, wait: float = 1.0,
-                    min_priority: int = 0) -> list[Delivery]:
-        """Up to ``limit`` deliveries of a lane (of ``min_priority`` or higher); waits up to
-        ``wait`` s for the first one (a long poll, so idle pools cost nothing)."""
-        shard = await self._ready()
-        return await self._lease(shard, lane, limit, wait, min_priority)
-
     async def _lease(self, shard: QueueShard, lane: Lane, limit: int, wait: float,
                      min_priority: int) -> list[Delivery]:
         """Lease and commit (with whatever else this round changed); long-poll while empty."""
@@ -230,13 +224,6 @@ class QueueActor:
             except TimeoutError:
                 return []
         return []  # the shard was lost (fenced, or its store): nothing more from this one
-
-    async def renew(self, renewals: list[LeaseRenewal]) -> int:
-        """Keep leases whose sends are still in flight."""
-        shard = await self._ready()
-        renewed = shard.renew(renewals, time.time(), self._settings.lease_seconds)
-        await self._group.commit(shard)
-        return renewed
 
     async def ack(self, outcomes: list[Outcome]) -> int:
         """Apply outcomes; durable before this returns. Returns how many reached a final state."""
@@ -268,6 +255,18 @@ class QueueActor:
             shard.recipients.forget(tenant, uid, time.time())
         else:
             shard.recipients.put(tenant, uid, recipient, time.time())
+
+    async def feed(self, query: FeedQuery) -> FeedPage:
+        """A page of a user's inbox feed (``herald.inbox``), from committed state."""
+        shard = await self._ready()
+        await self._group.settled()
+        return shard.feed(query, time.time())
+
+    async def mark_read(self, tenant: str, uid: str, marks: ReadMarks) -> ReadAnswer:
+        """Mark a user's feed items read; on disk before this returns."""
+        shard = await self._ready()
+        await self._group.settled()
+        return shard.mark_read(tenant, uid, marks, time.time())
 
     async def bounce(self, report: BounceReport) -> tuple[str, Suppression] | None:
         """A hard bounce or complaint for one of this shard's emails: whom to suppress."""

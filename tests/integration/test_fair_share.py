@@ -20,6 +20,7 @@ from actors.queue import QueueActor
 from herald.channels import Channel, Lane
 from herald.config import Settings
 from herald.errors import QueueFull
+from herald.exchange import Exchange
 from herald.notification import Accepted
 from herald.outcome import Outcome
 from serve.enqueue import ShardRouter
@@ -54,9 +55,9 @@ async def _scenario(shards: list[ray.actor.ActorHandle]) -> None:
     # The email pool sends them all; each final state queues a callback to the dead endpoint,
     # which the webhook pool defers (its breaker is open): A's work now waits, and counts.
     for shard in shards:
-        while leased := await shard.lease.remote(Lane(Channel.EMAIL), 100, 0.0):
+        while leased := (await shard.exchange.remote(Exchange(Lane(Channel.EMAIL), want=100))).leased:
             await shard.ack.remote([Outcome(d.tag, "sent", "smtp", lease=d.lease) for d in leased])
-        hooks = await shard.lease.remote(Lane(Channel.WEBHOOK), 500, 0.0)
+        hooks = (await shard.exchange.remote(Exchange(Lane(Channel.WEBHOOK), want=500))).leased
         await shard.ack.remote([Outcome(d.tag, "defer", "none", lease=d.lease, retry_after=60.0,
                                         error="every provider's circuit is open") for d in hooks])
     stats = [await shard.stats.remote("a") for shard in shards]
