@@ -213,6 +213,7 @@
       clearTimeout(pongTimer);
     }
 
+    // How to send one feed request, given the token to send it with.
     function feedRequest(method, suffix, query, body) {
       var url = new URL(options.feedUrl || FEED_URL, global.location.href);
       url.pathname = url.pathname.replace(/\/$/, "") + suffix;
