@@ -55,6 +55,7 @@ from bench.procinfo import children_of, load_average
 from capture.net import free_port
 from capture.postgres import running_postgres
 from capture.smtp_sink import SmtpSink
+from herald.actor_names import NAMESPACE, SHARD_POOL, actor_name
 from herald.config import Settings
 from herald.sharding import shard_for_uid
 from launcher.runtime import Herald
@@ -167,7 +168,7 @@ class BacklogRun:
         return [] if root is None else [root, *descendants(root)]
 
     def shard(self, index: int) -> Any:
-        return ray.get_actor(f"herald-shard-{index}", namespace="herald")
+        return ray.get_actor(actor_name(SHARD_POOL, index), namespace=NAMESPACE)
 
     def shard_pids(self) -> list[int]:
         return list(ray.get([self.shard(i).pid.remote() for i in range(SHARDS)]))

@@ -18,6 +18,7 @@ from typing import Any
 import ray
 
 from actors.clients import SupervisorClient
+from herald.actor_names import NAMESPACE
 from herald.config import Settings
 from jobs.local_ray import remove_record, stay_on_loopback, write_record
 from launcher.builder import APP_NAME, herald_app, prepare_data_dir, start_supervisor
@@ -142,7 +143,7 @@ class Herald:
             # that, after a SIGTERM to the whole process group, is gone.
             os.environ.setdefault("RAY_task_events_shutdown_flush_timeout_ms", "1000")
         ray.init(
-            address=settings.ray_address, namespace="herald",
+            address=settings.ray_address, namespace=NAMESPACE,
             # A local Ray gets its dashboard on loopback (`serve status`, `ray job submit`).
             include_dashboard=settings.dashboard_port > 0, dashboard_host="127.0.0.1",
             dashboard_port=settings.dashboard_port or None,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import ray
 
+from herald.actor_names import NAMESPACE, SHARD_POOL, actor_name
 from tests.chaos.browser import BrowserFleet
 from tests.chaos.kills import KINDS, Killer
 from tests.chaos.load import LoadClient, Offer
@@ -250,7 +251,7 @@ async def locked_shard(base_url: str, key: str, peers: Peers, *, data_dir: Path,
                              timeout=60, check_same_thread=False)
         try:
             await asyncio.to_thread(db.execute, "BEGIN IMMEDIATE")
-            handle = await asyncio.to_thread(ray.get_actor, f"herald-shard-{shard}", "herald")
+            handle = await asyncio.to_thread(ray.get_actor, actor_name(SHARD_POOL, shard), NAMESPACE)
             ray.kill(handle, no_restart=False)  # Ray starts it again: that start meets the lock
             ends = time.monotonic() + lock_for
             while time.monotonic() < ends:

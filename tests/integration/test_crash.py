@@ -16,6 +16,8 @@ import pytest
 import ray
 
 from actors.clients import ChannelClient, ShardClient
+from herald.actor_names import NAMESPACE, SHARD_POOL, SUPERVISOR_NAME, Pool, actor_name
+from herald.channels import Channel
 from tests.conftest import METRICS_TOKEN, Service
 from tests.support.payloads import email_payload
 
@@ -23,21 +25,25 @@ pytestmark = pytest.mark.ray
 TOTAL = 2000
 
 
-def _pid_of(name: str) -> int:
-    handle = ray.get_actor(name, namespace="herald")
-    if name.startswith("herald-shard"):
-        return ShardClient(handle, 0).pid().get(timeout=30)
+SHARD_1, EMAIL_0 = (SHARD_POOL, 1), (Channel.EMAIL, 0)
+
+
+def _pid_of(member: tuple[Pool, int]) -> int:
+    pool, index = member
+    handle = ray.get_actor(actor_name(pool, index), namespace=NAMESPACE)
+    if pool == SHARD_POOL:
+        return ShardClient(handle, index).pid().get(timeout=30)
     return ChannelClient(handle).ping().get(timeout=30).pid
 
 
-def _kill(name: str) -> int:
-    pid = _pid_of(name)
+def _kill(member: tuple[Pool, int]) -> int:
+    pid = _pid_of(member)
     os.kill(pid, signal.SIGKILL)
     return pid
 
 
 def _kill_supervisor() -> None:
-    handle = ray.get_actor("herald-supervisor", namespace="herald")
+    handle = ray.get_actor(SUPERVISOR_NAME, namespace=NAMESPACE)
     pid = ray.get(handle.pid.remote(), timeout=30)
     os.kill(pid, signal.SIGKILL)
 
@@ -52,9 +58,9 @@ def test_sigkill_of_queue_and_channel_actors_loses_nothing(service: Service) -> 
             assert response.status_code == 202
             tags += [r["details"]["tag"] for r in response.json()["results"]]
             if start == 500:
-                old_shard = _kill("herald-shard-1")
+                old_shard = _kill(SHARD_1)
             if start == 1000:
-                old_channel = _kill("herald-email-0")
+                old_channel = _kill(EMAIL_0)
             if start == 1500:
                 _kill_supervisor()
         assert len(set(tags)) == TOTAL
@@ -70,8 +76,8 @@ def test_sigkill_of_queue_and_channel_actors_loses_nothing(service: Service) -> 
                     assert status.get("status") in ("queued", "sending", "retrying"), status["history"]
             time.sleep(0.2)
     assert not pending, f"{len(pending)} of {TOTAL} never reached sent"
-    assert _pid_of("herald-shard-1") != old_shard
-    assert _pid_of("herald-email-0") != old_channel
+    assert _pid_of(SHARD_1) != old_shard
+    assert _pid_of(EMAIL_0) != old_channel
 
     with service.client() as client:
         metrics = client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).text
