@@ -15,36 +15,34 @@ import time
 import pytest
 import ray
 
-from actors.clients import ChannelClient, ShardClient
-from herald.actor_names import NAMESPACE, SHARD_POOL, SUPERVISOR_NAME, Pool, actor_name
+from actors.clients import ChannelClient, ShardClient, SupervisorClient
+from herald.actor_names import NAMESPACE, SHARD_POOL, SUPERVISOR_NAME
 from herald.channels import Channel
+from herald.supervision import MemberId
 from tests.conftest import METRICS_TOKEN, Service
 from tests.support.payloads import email_payload
 
 pytestmark = pytest.mark.ray
 TOTAL = 2000
+SHARD_1, EMAIL_0 = MemberId(SHARD_POOL, 1), MemberId(Channel.EMAIL, 0)
 
 
-SHARD_1, EMAIL_0 = (SHARD_POOL, 1), (Channel.EMAIL, 0)
-
-
-def _pid_of(member: tuple[Pool, int]) -> int:
-    pool, index = member
-    handle = ray.get_actor(actor_name(pool, index), namespace=NAMESPACE)
-    if pool == SHARD_POOL:
-        return ShardClient(handle, index).pid().get(timeout=30)
+def _pid_of(member: MemberId) -> int:
+    handle = ray.get_actor(member.actor, namespace=NAMESPACE)
+    if member.channel is None:
+        return ShardClient(handle, member.index).pid().get(timeout=30)
     return ChannelClient(handle).ping().get(timeout=30).pid
 
 
-def _kill(member: tuple[Pool, int]) -> int:
+def _kill(member: MemberId) -> int:
     pid = _pid_of(member)
     os.kill(pid, signal.SIGKILL)
     return pid
 
 
 def _kill_supervisor() -> None:
-    handle = ray.get_actor(SUPERVISOR_NAME, namespace=NAMESPACE)
-    pid = ray.get(handle.pid.remote(), timeout=30)
+    supervisor = SupervisorClient(ray.get_actor(SUPERVISOR_NAME, namespace=NAMESPACE))
+    pid = supervisor.pid().get(timeout=30)
     os.kill(pid, signal.SIGKILL)
 
 
