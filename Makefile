@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: pg-deps test-long run test test-unit test-integration test-e2e test-browser lint bench clean venv browser-deps redis-deps chaos
+.PHONY: docs pg-deps test-long run test test-unit test-integration test-e2e test-browser lint bench clean venv browser-deps redis-deps chaos
 
 venv: $(STAMP)
 
@@ -49,6 +49,11 @@ $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install -q -e ".[test,bench]"
 	touch $(BENCH_STAMP)
 
+# docs/configuration.md is generated from the settings' docs (herald/settings.py); a unit test
+# fails when it is stale.
+docs: venv
+	$(PY) -m herald.config_docs > docs/configuration.md
+
 lint: venv
 	$(VENV)/bin/ruff check herald actors serve capture launcher jobs analytics tests bench
 	$(VENV)/bin/mypy
@@ -76,7 +81,7 @@ bench: venv redis-deps pg-deps $(BENCH_STAMP)
 	$(PY) -m bench.run
 
 # Fault tests, long version (~10 min): kills, a whole restart, outages, overload, a full disk,
-# fuzzing; prints the table the README quotes. The short version runs inside `make test`.
+# fuzzing; prints the table docs/performance.md quotes. The short version runs inside `make test`.
 chaos: venv
 	$(PY) -m tests.chaos.run
 

@@ -20,6 +20,7 @@ from herald.bounce_reports import BounceReport
 from herald.channels import Channel
 from herald.errors import HeraldError, QueueFull
 from herald.exchange import Exchange, ExchangeAnswer
+from herald.inbox import FeedPage, FeedQuery, ReadAnswer, ReadMarks
 from herald.metrics import ShardStats
 from herald.notification import Accepted, Notification
 from herald.outcome import Outcome
@@ -68,7 +69,7 @@ def _core_error(exc: RayTaskError) -> BaseException:
 
 
 class ShardClient:
-    """One queue shard (``actors.queue.QueueActor``)."""
+    """One queue shard: ``index`` of those its ``handle`` hosts (``actors.queue.QueueActor``)."""
 
     def __init__(self, handle: Any, index: int) -> None:
         self.handle = handle
@@ -78,90 +79,96 @@ class ShardClient:
         return f"ShardClient({self.index})"
 
     def pid(self) -> Call[int]:
-        return Call(self.handle.pid.remote())
+        return Call(self.handle.pid.remote(self.index))
 
     def health(self) -> Call[ShardHealth]:
-        return Call(self.handle.health.remote())
+        return Call(self.handle.health.remote(self.index))
 
     def close(self) -> Call[None]:
-        return Call(self.handle.close.remote())
+        return Call(self.handle.close.remote(self.index))
 
     def ready(self) -> Call[bool]:
-        return Call(self.handle.ready.remote())
+        return Call(self.handle.ready.remote(self.index))
 
     def enqueue(self, notifications: list[Notification]) -> Call[list[Accepted | QueueFull]]:
-        return Call(self.handle.enqueue.remote(notifications))
+        return Call(self.handle.enqueue.remote(self.index, notifications))
 
     def exchange(self, request: Exchange) -> Call[ExchangeAnswer]:
-        return Call(self.handle.exchange.remote(request))
+        return Call(self.handle.exchange.remote(self.index, request))
 
     def ack(self, outcomes: list[Outcome]) -> Call[int]:
-        return Call(self.handle.ack.remote(outcomes))
+        return Call(self.handle.ack.remote(self.index, outcomes))
 
     def claimed(self, keys: list[tuple[str, str]]) -> Call[dict[tuple[str, str], str]]:
-        return Call(self.handle.claimed.remote(keys))
+        return Call(self.handle.claimed.remote(self.index, keys))
 
     def claim(self, entries: list[tuple[str, str, str]]) -> Call[list[str]]:
-        return Call(self.handle.claim.remote(entries))
+        return Call(self.handle.claim.remote(self.index, entries))
 
     def recipient(self, tenant: str, uid: str) -> Call[Recipient | None]:
-        return Call(self.handle.recipient.remote(tenant, uid))
+        return Call(self.handle.recipient.remote(self.index, tenant, uid))
 
     def set_recipient(self, tenant: str, uid: str, recipient: Recipient | None) -> Call[None]:
-        return Call(self.handle.set_recipient.remote(tenant, uid, recipient))
+        return Call(self.handle.set_recipient.remote(self.index, tenant, uid, recipient))
+
+    def feed(self, query: FeedQuery) -> Call[FeedPage]:
+        return Call(self.handle.feed.remote(self.index, query))
+
+    def mark_read(self, tenant: str, uid: str, marks: ReadMarks) -> Call[ReadAnswer]:
+        return Call(self.handle.mark_read.remote(self.index, tenant, uid, marks))
 
     def bounce(self, report: BounceReport) -> Call[tuple[str, Suppression] | None]:
-        return Call(self.handle.bounce.remote(report))
+        return Call(self.handle.bounce.remote(self.index, report))
 
     def suppressions(self, tenant: str) -> Call[list[Suppression]]:
-        return Call(self.handle.suppressions.remote(tenant))
+        return Call(self.handle.suppressions.remote(self.index, tenant))
 
     def suppress(self, tenant: str, entry: Suppression | None, contact: str = "",
                  sender: str | None = None) -> Call[int]:
-        return Call(self.handle.suppress.remote(tenant, entry, contact, sender))
+        return Call(self.handle.suppress.remote(self.index, tenant, entry, contact, sender))
 
     def unpark(self, tenant: str, uid: str) -> Call[list[str]]:
-        return Call(self.handle.unpark.remote(tenant, uid))
+        return Call(self.handle.unpark.remote(self.index, tenant, uid))
 
     def receipts(self, outcomes: list[Outcome]) -> Call[list[bool]]:
-        return Call(self.handle.receipts.remote(outcomes))
+        return Call(self.handle.receipts.remote(self.index, outcomes))
 
     def get(self, tag: str, tenant: str, wait: float = 0.0) -> Call[dict[str, Any]]:
-        return Call(self.handle.get.remote(tag, tenant, wait))
+        return Call(self.handle.get.remote(self.index, tag, tenant, wait))
 
     def cancel(self, tag: str, tenant: str) -> Call[dict[str, Any]]:
-        return Call(self.handle.cancel.remote(tag, tenant))
+        return Call(self.handle.cancel.remote(self.index, tag, tenant))
 
     def revive(self, tag: str, tenant: str) -> Call[dict[str, Any]]:
-        return Call(self.handle.revive.remote(tag, tenant))
+        return Call(self.handle.revive.remote(self.index, tag, tenant))
 
     def stats(self, tenant: str | None = None) -> Call[ShardStats]:
-        return Call(self.handle.stats.remote(tenant))
+        return Call(self.handle.stats.remote(self.index, tenant))
 
     def admin_stats(self) -> Call[ShardFigures]:
-        return Call(self.handle.admin_stats.remote())
+        return Call(self.handle.admin_stats.remote(self.index))
 
     def admin_search(self, query: SearchQuery) -> Call[SearchPage]:
-        return Call(self.handle.admin_search.remote(query))
+        return Call(self.handle.admin_search.remote(self.index, query))
 
     def admin_get(self, tag: str) -> Call[dict[str, Any]]:
-        return Call(self.handle.admin_get.remote(tag))
+        return Call(self.handle.admin_get.remote(self.index, tag))
 
     def admin_retry(self, tags: list[str]) -> Call[list[dict[str, Any] | HeraldError]]:
-        return Call(self.handle.admin_retry.remote(tags))
+        return Call(self.handle.admin_retry.remote(self.index, tags))
 
     def admin_cancel(self, tags: list[str]) -> Call[list[dict[str, Any] | HeraldError]]:
-        return Call(self.handle.admin_cancel.remote(tags))
+        return Call(self.handle.admin_cancel.remote(self.index, tags))
 
     def pause(self, channel: Channel) -> Call[dict[str, float]]:
-        return Call(self.handle.pause.remote(channel))
+        return Call(self.handle.pause.remote(self.index, channel))
 
     def resume(self, channel: Channel) -> Call[dict[str, float]]:
-        return Call(self.handle.resume.remote(channel))
+        return Call(self.handle.resume.remote(self.index, channel))
 
     def set_preference(self, tenant: str, uid: str, category: str, channel_key: str,
                        on: bool) -> Call[Recipient]:
-        return Call(self.handle.set_preference.remote(tenant, uid, category, channel_key, on))
+        return Call(self.handle.set_preference.remote(self.index, tenant, uid, category, channel_key, on))
 
 
 class ChannelClient:
@@ -216,6 +223,9 @@ async def on_every_shard(shards: Sequence[ShardClient],
     return cast(list[T], answers)
 
 
-def shard_clients(handles: list[Any]) -> list[ShardClient]:
-    """A client for each shard handle, in shard order."""
-    return [ShardClient(handle, i) for i, handle in enumerate(handles)]
+def shard_clients(handles: list[Any], hosted: Sequence[range] | None = None) -> list[ShardClient]:
+    """A client for each shard, in shard order: ``hosted[n]`` are the shards ``handles[n]``
+    hosts (``herald.sharding.shard_hosts``; None: one each)."""
+    ranges = hosted if hosted is not None else [range(i, i + 1) for i in range(len(handles))]
+    return [ShardClient(handle, i) for handle, shards in zip(handles, ranges, strict=True)
+            for i in shards]

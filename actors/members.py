@@ -22,15 +22,9 @@ from actors.ratelimiter import RATE_LIMITER_NAME, RateLimiter
 from herald.actor_names import NAMESPACE
 from herald.config import Settings
 from herald.pool_views import ChannelPing
-from herald.supervision import (
-    HEALTH_TIMEOUT,
-    Answered,
-    Drained,
-    Failed,
-    Measured,
-    MemberId,
-    TimedOut,
-)
+from herald.sharding import shard_hosts
+from herald.supervision import HEALTH_TIMEOUT
+from herald.supervision_events import Answered, Drained, Failed, Measured, MemberId, TimedOut
 
 log = logging.getLogger("herald.supervisor")
 #: The custom resource of the nodes that keep the shards' disks (the queue nodes of cluster.yaml).
@@ -70,8 +64,10 @@ class Members:
             settings.rate_limits, settings.recipient_limits,
         ) if settings.rate_limits or settings.recipient_limits else None
         self._placement = queue_placement(settings)  # decided once: a restarted shard keeps it
+        #: A queue process (by its first shard) → the shards it hosts.
+        self._hosted = {r.start: r for r in shard_hosts(settings.shards, settings.shards_per_process)}
         self.handles: dict[MemberId, Any] = {}
-        #: The shards in order (they are started first, and never again).
+        #: The shards in order (their processes are started first, and never again).
         self.shards: list[ShardClient] = []
 
     def start(self, member: MemberId) -> None:
@@ -79,10 +75,11 @@ class Members:
         cluster, actors that do not fit are demand the autoscaler sees."""
         settings, named = self._settings, {"name": member.actor, **self.OWNED}
         if member.channel is None:
+            hosted = self._hosted[member.index]
             handle = QueueActor.options(  # type: ignore[attr-defined]
                 num_cpus=settings.shard_cpus, **named, **self._placement,
-            ).remote(member.index, settings)
-            self.shards.append(ShardClient(handle, member.index))
+            ).remote(list(hosted), settings)
+            self.shards += [ShardClient(handle, index) for index in hosted]
         else:
             handle = ChannelActor.options(  # type: ignore[attr-defined]
                 num_cpus=settings.channel_cpus, **named,
@@ -101,7 +98,7 @@ class Members:
 
     async def _pid(self, member: MemberId) -> int:
         handle = self.handles[member]
-        if member.channel is None:
+        if member.channel is None:  # a queue process answers for every shard it hosts
             return await ShardClient(handle, member.index).pid()
         return (await ChannelClient(handle).ping()).pid
 

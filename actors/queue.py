@@ -1,420 +1,145 @@
-"""QueueActor: one shard of the durable queue, a thin Ray shell around ``herald.queue.QueueShard``.
+"""QueueActor: a process of the durable queue, hosting one or several shards (``actors.
+shard_service.ShardService`` each, a thin shell around ``herald.queue.QueueShard``).
+
+Each call names its shard (``actors.clients.ShardClient`` adds it) and goes to that shard's
+service; the shards of one process share nothing but the process and its event loop.
+``HERALD_SHARDS_PER_PROCESS`` says how many one process hosts: several on one box, where each
+Ray worker process costs ~80 MiB at rest and one core serves every shard's calls with room to
+spare; one where shards should fail and move alone (a cluster's queue nodes).
 
 Every method that changes state returns only once its change is committed to the shard's store
-(``actors.group_commit``: the changes of every call in one round of the event loop share one
-transaction), so a caller that got an answer can rely on it. Values crossing Ray are the core's
-typed values (``Notification`` in, ``Accepted`` / ``Delivery`` out, ``Outcome`` /
-``LeaseRenewal`` back), and failures are the core's errors (``NotFound``, ``Conflict``,
-``QueueFull``, ``Unavailable``), raised: Ray carries them to the caller.
-
-How the shard comes to be served — a start in the background, retried while it fails, a
-standby while another deployment owns it (PostgreSQL), given up when fenced — is
-``actors.served_shard``; the health check (``pid``) is answered throughout.
+(``actors.group_commit``), so a caller that got an answer can rely on it. Values crossing Ray
+are the core's typed values, and failures the core's errors, raised: Ray carries them to the
+caller.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
+import functools
 import os
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import ray
 
-from actors.group_commit import GroupCommit
-from actors.ray_metrics import RayMetricsExporter
-from actors.served_shard import ServedShard
-from herald.admin_views import detail, summary
+from actors.ray_metrics import RayMetricsExporter, ray_counter, ray_gauge
+from actors.shard_service import ShardService
 from herald.bounce_reports import BounceReport
-from herald.channels import Channel, Lane
+from herald.channels import Channel
 from herald.config import Settings
-from herald.delivery import Delivery
-from herald.errors import HeraldError, QueueFull, Unavailable
+from herald.errors import HeraldError, QueueFull
 from herald.exchange import Exchange, ExchangeAnswer
-from herald.metrics import Histogram, ShardStats
+from herald.inbox import FeedPage, FeedQuery, ReadAnswer, ReadMarks
+from herald.metrics import ShardStats
 from herald.notification import Accepted, Notification
 from herald.outcome import Outcome
 from herald.overview import ShardFigures
-from herald.queue import LeaseRenewal, QueueShard
 from herald.recipients import Recipient
-from herald.record import Record
 from herald.search import SearchPage, SearchQuery
 from herald.shard_health import ShardHealth
-from herald.status import FINAL
 from herald.suppressions import Suppression
-
-log = logging.getLogger("herald.queue")
-RETENTION_EVERY_SECONDS = 60.0
-RETENTION_BATCH = 500
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=10_000)  # type: ignore[call-overload]
 class QueueActor:
-    def __init__(self, shard: int, settings: Settings) -> None:
-        self._shard_id = shard
-        self._settings = settings
-        self._wakeups: dict[Lane, asyncio.Event] = {}
-        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
-        self._timer: asyncio.Task[None] | None = None
-        self._metrics = RayMetricsExporter.for_shard()
-        self._retention_at = 0.0
-        self._ship_at = 0.0
-        self._calls = 0  # API calls answered (``herald_shard_calls_total``)
-        #: The shard, once started or taken over (``actors.served_shard``), and its health.
-        self._served = ServedShard(shard, settings, on_up=self._ensure_timer)
-        #: Every change is answered after its group commit (``actors.group_commit``).
-        self._group = GroupCommit(shard, reload_on_failure=settings.database_url is not None,
-                                  lose=self._served.lose, committed=self._committed,
-                                  window_seconds=settings.commit_window_ms / 1000)
+    def __init__(self, shards: Sequence[int], settings: Settings) -> None:
+        # Ray registers a metric once per process: the hosted shards share each one (their
+        # series differ by the ``shard`` tag).
+        counter, gauge = functools.cache(ray_counter), functools.cache(ray_gauge)
+        self._shards = {index: ShardService(index, settings, RayMetricsExporter.for_shard(
+            counter_factory=counter, gauge_factory=gauge)) for index in shards}
 
-    async def _ready(self, counted: bool = True) -> QueueShard:
-        """The shard, once served. Every call that moves or reads notifications starts here and
-        is counted (``herald_shard_calls_total``); reads of figures (``stats``, the health
-        checks) are not: they follow who is watching, not the work."""
-        self._calls += counted
-        return await self._served.ready()
-
-    # -- plumbing -------------------------------------------------------------------------
-    def _event(self, lane: Lane) -> asyncio.Event:
-        event = self._wakeups.get(lane)
-        if event is None:
-            event = self._wakeups[lane] = asyncio.Event()
-        return event
-
-    def _ensure_timer(self) -> None:
-        if self._served.shard is not None and (self._timer is None or self._timer.done()):
-            self._timer = asyncio.get_running_loop().create_task(self._tick())
-
-    async def _tick(self) -> None:
-        """Let time pass: expired leases, due retries and expired notifications (written), old
-        records deleted. One failing round (a locked or full disk) is logged and the next one
-        tries again: the timer never stops."""
-        shard = await self._served.ready()  # not a call: not counted
-        while self._served.shard is shard:  # a lost shard's timer ends; the next start makes its own
-            due = shard.next_wakeup()
-            delay = 1.0 if due is None else min(1.0, max(0.01, due - time.time()))
-            await asyncio.sleep(delay)
-            try:
-                self._served.renew(shard)
-                if self._tick_once(shard, due):
-                    await self._group.commit(shard)
-                    for event in self._wakeups.values():
-                        event.set()
-                await self._retention(shard)
-            except Unavailable:
-                pass  # counted by _flush; callers see it, the timer tries again
-            except Exception:
-                log.exception("shard timer round failed", extra={"shard": self._shard_id})
-
-    def _tick_once(self, shard: QueueShard, due: float | None) -> bool:
-        """One round of the timer; True when time changed the shard (to be committed)."""
-        now = time.time()
-        shipper = self._served.shipper
-        if shipper is not None and now >= self._ship_at:
-            self._ship_at = now + 1.0  # the delivery log, once a second whatever woke us
-            shipper.ship(now)
-        if self._metrics.due():  # Ray's metrics, every few seconds, never per message
-            self._metrics.publish(shard.counters, shard.depth(), tags={"shard": self._shard_id})
-        if due is not None and due <= now:
-            shard.tick(now)
-            return True
-        return False
-
-    async def _retention(self, shard: QueueShard) -> None:
-        """Once a minute, delete final records older than ``retention_days`` (and claims past
-        the longest TTL), a small batch at a time."""
-        now = time.time()
-        if now < self._retention_at:
-            return
-        self._retention_at = now + RETENTION_EVERY_SECONDS
-        keep = self._settings.retention_days * 86400
-        # On the loop, not a thread: one SQLite connection, used by one thread at a time.
-        for _ in range(100):  # at most 50,000 a minute, in small batches with calls in between
-            if shard.delete_final(now, keep, RETENTION_BATCH) < RETENTION_BATCH:
-                return
-            await asyncio.sleep(0)
-
-    def _committed(self, shard: QueueShard) -> None:
-        """After each group commit: the lease was renewed by it; wake ``?wait`` callers."""
-        self._served.committed()
-        self._finished(shard.take_finished())
-
-    def _notify(self, lanes: set[Lane]) -> None:
-        for lane in lanes:
-            self._event(lane).set()
-
-    def _finished(self, tags: Sequence[str]) -> None:
-        for tag in tags:
-            for future in self._waiters.pop(tag, ()):
-                if not future.done():
-                    future.set_result(None)
-        if tags:
-            self._notify({Lane(Channel.WEBHOOK)})  # final states may have queued callbacks
-
-    # -- API ------------------------------------------------------------------------------
-    async def pid(self) -> int:
-        """Health: answered at once, even while the shard is still recovering."""
-        self._ensure_timer()
+    async def pid(self, shard: int) -> int:
+        """Health: this process, answered at once (each shard it hosts checks its timer)."""
+        for hosted in self._shards.values():
+            await hosted.pid()
         return os.getpid()
 
-    async def health(self) -> ShardHealth:
-        """Starting, up, or down and why (``/healthz``, the admin overview); answered at once."""
-        return self._served.health
+    async def health(self, shard: int) -> ShardHealth:
+        return await self._shards[shard].health()
 
-    async def close(self) -> None:
-        """Before the actor goes: the last delivery-log events shipped (SQLite), or the lease
-        given up (PostgreSQL). A standby or a shard that is down has neither."""
-        await self._ready()
-        self._served.close()
+    async def close(self, shard: int) -> None:
+        return await self._shards[shard].close()
 
-    async def ready(self) -> bool:
-        await self._ready()
-        return True
+    async def ready(self, shard: int) -> bool:
+        return await self._shards[shard].ready()
 
-    async def enqueue(self, notifications: list[Notification]) -> list[Accepted | QueueFull]:
-        """Accept validated notifications; durable before this returns. Each one over the
-        limit (by count or by bytes, each tenant within its fair share: ``herald.fair_share``)
-        is answered ``QueueFull`` in its place; a batch mixes tenants."""
-        shard = await self._ready()
-        shards = self._settings.shards
-        refused = shard.refusals(notifications, self._settings.queue_limit // shards,
-                                 self._settings.queue_limit_bytes // shards)
-        admitted = [n for n, why in zip(notifications, refused, strict=True) if why is None]
-        accepted = iter(shard.enqueue(admitted, time.time()) if admitted else ())
-        await self._group.commit(shard)
-        self._notify({shard.lane_of(n.channel, n.tenant, n.uid) for n in admitted})
-        return [why if why is not None else next(accepted) for why in refused]
+    async def enqueue(self, shard: int, notifications: list[Notification]) -> list[Accepted | QueueFull]:
+        return await self._shards[shard].enqueue(notifications)
 
-    async def exchange(self, request: Exchange) -> ExchangeAnswer:
-        """A channel actor's one call per tick (``herald.exchange``): its outcomes applied, its
-        renewals kept, then up to ``want`` deliveries of its lane, all in one commit; with
-        ``wait``, holds up to that long for the first delivery (a long poll: an idle pool
-        costs nothing)."""
-        shard = await self._ready()
-        now = time.time()
-        finished = shard.ack(request.outcomes, now) if request.outcomes else []
-        renewed = (shard.renew(request.renewals, now, self._settings.lease_seconds)
-                   if request.renewals else 0)
-        leased = await self._lease(shard, request.lane, request.want, request.wait,
-                                   request.min_priority) if request.want else []
-        if not request.want:
-            await self._group.commit(shard)
-        return ExchangeAnswer(leased, renewed, len(finished))
+    async def exchange(self, shard: int, request: Exchange) -> ExchangeAnswer:
+        return await self._shards[shard].exchange(request)
 
-    async def lease(self, lane: Lane, limit: int, wait: float = 1.0,
-                    min_priority: int = 0) -> list[Delivery]:
-        """Up to ``limit`` deliveries of a lane (of ``min_priority`` or higher); waits up to
-        ``wait`` s for the first one (a long poll, so idle pools cost nothing)."""
-        shard = await self._ready()
-        return await self._lease(shard, lane, limit, wait, min_priority)
+    async def ack(self, shard: int, outcomes: list[Outcome]) -> int:
+        return await self._shards[shard].ack(outcomes)
 
-    async def _lease(self, shard: QueueShard, lane: Lane, limit: int, wait: float,
-                     min_priority: int) -> list[Delivery]:
-        """Lease and commit (with whatever else this round changed); long-poll while empty."""
-        deadline = time.monotonic() + wait
-        event = self._event(lane)
-        while self._served.shard is shard:
-            event.clear()
-            leased = shard.lease(lane, limit, time.time(), self._settings.lease_seconds,
-                                 min_priority)
-            await self._group.commit(shard)
-            if leased:
-                return leased
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return []
-            try:
-                await asyncio.wait_for(event.wait(), remaining)
-            except TimeoutError:
-                return []
-        return []  # the shard was lost (fenced, or its store): nothing more from this one
+    async def claimed(self, shard: int, keys: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        return await self._shards[shard].claimed(keys)
 
-    async def renew(self, renewals: list[LeaseRenewal]) -> int:
-        """Keep leases whose sends are still in flight."""
-        shard = await self._ready()
-        renewed = shard.renew(renewals, time.time(), self._settings.lease_seconds)
-        await self._group.commit(shard)
-        return renewed
+    async def claim(self, shard: int, entries: list[tuple[str, str, str]]) -> list[str]:
+        return await self._shards[shard].claim(entries)
 
-    async def ack(self, outcomes: list[Outcome]) -> int:
-        """Apply outcomes; durable before this returns. Returns how many reached a final state."""
-        shard = await self._ready()
-        finished = shard.ack(outcomes, time.time())
-        await self._group.commit(shard)
-        return len(finished)
+    async def recipient(self, shard: int, tenant: str, uid: str) -> Recipient | None:
+        return await self._shards[shard].recipient(tenant, uid)
 
-    async def claimed(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
-        """Idempotency keys (tenant, key) taken here, with the tag that holds each."""
-        shard = await self._ready()
-        return shard.claimed(keys)
+    async def set_recipient(self, shard: int, tenant: str, uid: str, recipient: Recipient | None) -> None:
+        return await self._shards[shard].set_recipient(tenant, uid, recipient)
 
-    async def claim(self, entries: list[tuple[str, str, str]]) -> list[str]:
-        """Claim (tenant, key, tag) for notifications accepted on other shards; the holder of
-        each key. Durable before this returns."""
-        shard = await self._ready()
-        return shard.claim(entries, time.time())
+    async def feed(self, shard: int, query: FeedQuery) -> FeedPage:
+        return await self._shards[shard].feed(query)
 
-    async def recipient(self, tenant: str, uid: str) -> Recipient | None:
-        """The user's settings (``herald.recipients``), if they have any."""
-        shard = await self._ready()
-        return shard.recipients.get(tenant, uid)
+    async def mark_read(self, shard: int, tenant: str, uid: str, marks: ReadMarks) -> ReadAnswer:
+        return await self._shards[shard].mark_read(tenant, uid, marks)
 
-    async def set_recipient(self, tenant: str, uid: str, recipient: Recipient | None) -> None:
-        """Keep the user's settings (None: forget them); on disk before this returns."""
-        shard = await self._ready()
-        if recipient is None:
-            shard.recipients.forget(tenant, uid, time.time())
-        else:
-            shard.recipients.put(tenant, uid, recipient, time.time())
+    async def bounce(self, shard: int, report: BounceReport) -> tuple[str, Suppression] | None:
+        return await self._shards[shard].bounce(report)
 
-    async def bounce(self, report: BounceReport) -> tuple[str, Suppression] | None:
-        """A hard bounce or complaint for one of this shard's emails: whom to suppress."""
-        shard = await self._ready()
-        found = shard.bounce(report, time.time())
-        await self._group.commit(shard)
-        return found
+    async def suppressions(self, shard: int, tenant: str) -> list[Suppression]:
+        return await self._shards[shard].suppressions(tenant)
 
-    async def suppressions(self, tenant: str) -> list[Suppression]:
-        """The tenant's suppressed contacts (every shard keeps them all), newest first."""
-        return list((await self._ready()).suppressions.of(tenant))
+    async def suppress(self, shard: int, tenant: str, entry: Suppression | None,
+                       contact: str = "", sender: str | None = None) -> int:
+        return await self._shards[shard].suppress(tenant, entry, contact, sender)
 
-    async def suppress(self, tenant: str, entry: Suppression | None, contact: str = "",
-                       sender: str | None = None) -> int:
-        """Add ``entry``, or (None) lift ``contact``'s suppressions (those for ``sender`` only,
-        if given); how many changed. On disk before this returns."""
-        shard, now = await self._ready(), time.time()
-        if entry is not None:
-            shard.suppressions.add(tenant, entry, now)
-            return 1
-        return shard.suppressions.remove(tenant, contact, now, sender)
+    async def unpark(self, shard: int, tenant: str, uid: str) -> list[str]:
+        return await self._shards[shard].unpark(tenant, uid)
 
-    async def unpark(self, tenant: str, uid: str) -> list[str]:
-        """A browser user connected: their parked notifications become ready, in order (their
-        tags: the gateway sends them before anything newer of the user's)."""
-        shard = await self._ready()
-        released = shard.unpark(tenant, uid, time.time())
-        if released:
-            self._notify({shard.lane_of(Channel.BROWSER, tenant, uid)})
-        return released
+    async def receipts(self, shard: int, outcomes: list[Outcome]) -> list[bool]:
+        return await self._shards[shard].receipts(outcomes)
 
-    async def receipts(self, outcomes: list[Outcome]) -> list[bool]:
-        """Provider receipts (delivered/failed), in one commit: True = applied or held
-        (durably) for a notification still being sent; False = not ours."""
-        shard = await self._ready()
-        now = time.time()
-        applied = [shard.receipt(outcome, now) for outcome in outcomes]
-        await self._group.commit(shard)
-        return applied
+    async def get(self, shard: int, tag: str, tenant: str, wait: float = 0.0) -> dict[str, Any]:
+        return await self._shards[shard].get(tag, tenant, wait)
 
-    async def get(self, tag: str, tenant: str, wait: float = 0.0) -> dict[str, Any]:
-        """The status view of a notification (``NotFound`` if it is not this tenant's); with
-        ``wait``, hold up to that many seconds for a final state."""
-        shard = await self._ready()
-        await self._group.settled()  # answer from committed state only
-        record = shard.get(tag, tenant)
-        if wait > 0 and record.status not in FINAL:
-            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            waiters = self._waiters.setdefault(tag, [])
-            waiters.append(future)
-            try:
-                await asyncio.wait_for(future, wait)
-            except TimeoutError:
-                pass
-            finally:  # a timed-out wait must not stay registered until the tag is final
-                if future in waiters:
-                    waiters.remove(future)
-                if not waiters:
-                    self._waiters.pop(tag, None)
-            record = shard.get(tag, tenant)
-        return record.public()
+    async def cancel(self, shard: int, tag: str, tenant: str) -> dict[str, Any]:
+        return await self._shards[shard].cancel(tag, tenant)
 
-    async def cancel(self, tag: str, tenant: str) -> dict[str, Any]:
-        shard = await self._ready()
-        record = shard.cancel(tag, tenant, time.time())
-        await self._group.commit(shard)
-        return record.public()
+    async def revive(self, shard: int, tag: str, tenant: str) -> dict[str, Any]:
+        return await self._shards[shard].revive(tag, tenant)
 
-    async def revive(self, tag: str, tenant: str) -> dict[str, Any]:
-        """Retry a dead-lettered notification (``Conflict`` unless it is dead)."""
-        shard = await self._ready()
-        record = shard.revive(tag, tenant, time.time())
-        await self._group.commit(shard)
-        self._notify({shard.lane_of(record.channel, record.tenant, record.uid)})
-        return record.public()
+    async def stats(self, shard: int, tenant: str | None = None) -> ShardStats:
+        return await self._shards[shard].stats(tenant)
 
-    async def stats(self, tenant: str | None = None) -> ShardStats:
-        """This shard's figures: service-wide, or only ``tenant``'s (no latency histogram)."""
-        shard = await self._ready(counted=False)
-        if tenant is None:
-            counters = dict(shard.counters)
-            counters["store_commits"] = self._served.commits
-            counters["shard_calls"] = self._calls
-            return ShardStats(self._shard_id, shard.depth(), counters, shard.latency)
-        return ShardStats(self._shard_id, shard.depth(tenant), shard.tenant_counters(tenant),
-                          Histogram())
+    async def admin_stats(self, shard: int) -> ShardFigures:
+        return await self._shards[shard].admin_stats()
 
-    # -- the admin console (serve/admin.py): every tenant's notifications -----------------
-    async def admin_stats(self) -> ShardFigures:
-        shard = await self._ready(counted=False)
-        return ShardFigures(self._shard_id, shard.depth(), dict(shard.counters),
-                            shard.oldest_waiting(), shard.dead_letters(), shard.pauses.since())
+    async def admin_search(self, shard: int, query: SearchQuery) -> SearchPage:
+        return await self._shards[shard].admin_search(query)
 
-    async def admin_search(self, query: SearchQuery) -> SearchPage:
-        """Rows of the admin list: up to ``query.limit`` matches, newest first, among at most
-        ``admin_search_scan`` records. In a thread, over a read-only connection of its own: a
-        long search holds up no other call of this shard."""
-        shard = await self._ready()
-        found = await asyncio.to_thread(shard.scan, query, self._settings.admin_search_scan)
-        return SearchPage([summary(record) for record in found.records], found.scanned_to)
+    async def admin_get(self, shard: int, tag: str) -> dict[str, Any]:
+        return await self._shards[shard].admin_get(tag)
 
-    async def admin_get(self, tag: str) -> dict[str, Any]:
-        """A notification's admin page (any tenant's; ``NotFound`` if there is none)."""
-        shard = await self._ready()
-        return detail(shard.find(tag))
+    async def admin_retry(self, shard: int, tags: list[str]) -> list[dict[str, Any] | HeraldError]:
+        return await self._shards[shard].admin_retry(tags)
 
-    async def admin_retry(self, tags: list[str]) -> list[dict[str, Any] | HeraldError]:
-        """Send dead or failed notifications again: each one's new row, or why not."""
-        return await self._admin_each(tags, QueueShard.revive_any)
+    async def admin_cancel(self, shard: int, tags: list[str]) -> list[dict[str, Any] | HeraldError]:
+        return await self._shards[shard].admin_cancel(tags)
 
-    async def admin_cancel(self, tags: list[str]) -> list[dict[str, Any] | HeraldError]:
-        """Cancel queued or retrying notifications: each one's new row, or why not."""
-        return await self._admin_each(tags, QueueShard.cancel_any)
+    async def pause(self, shard: int, channel: Channel) -> dict[str, float]:
+        return await self._shards[shard].pause(channel)
 
-    async def _admin_each(self, tags: list[str], change: Callable[[QueueShard, str, float], Record]
-                          ) -> list[dict[str, Any] | HeraldError]:
-        """Apply ``change`` to each tag, then write them all in one commit."""
-        shard = await self._ready()
-        now = time.time()
-        results: list[dict[str, Any] | HeraldError] = []
-        lanes: set[Lane] = set()
-        for tag in tags:
-            try:
-                record = change(shard, tag, now)
-            except HeraldError as exc:
-                results.append(exc)
-                continue
-            results.append(summary(record))
-            lanes.add(shard.lane_of(record.channel, record.tenant, record.uid))
-        await self._group.commit(shard)
-        self._notify(lanes)
-        return results
+    async def resume(self, shard: int, channel: Channel) -> dict[str, float]:
+        return await self._shards[shard].resume(channel)
 
-    async def pause(self, channel: Channel) -> dict[str, float]:
-        """Lease nothing of ``channel`` until ``resume``, restarts included; the paused ones."""
-        shard = await self._ready()
-        shard.pause(channel, time.time())
-        return shard.pauses.since()
-
-    async def resume(self, channel: Channel) -> dict[str, float]:
-        """Deliver ``channel`` again (its waiting work leaves in order); the paused ones."""
-        shard = await self._ready()
-        shard.resume(channel)
-        self._notify({lane for lane in self._wakeups if lane.channel is channel})
-        return shard.pauses.since()
-
-    async def set_preference(self, tenant: str, uid: str, category: str, channel_key: str,
-                             on: bool) -> Recipient:
-        shard = await self._ready()  # herald.recipient_book: one read-modify-write, on disk
-        return shard.recipients.set_preference(tenant, uid, category, channel_key, on, time.time())
+    async def set_preference(self, shard: int, tenant: str, uid: str, category: str,
+                             channel_key: str, on: bool) -> Recipient:
+        return await self._shards[shard].set_preference(tenant, uid, category, channel_key, on)

@@ -21,10 +21,11 @@ from actors.bounce_desk import BounceDesk
 from actors.clients import ChannelClient, ShardClient
 from actors.deployment_lease import DeploymentLease
 from actors.members import Members, running
-from herald import supervision as sv
+from herald import supervision_events as sv
 from herald.channels import Channel
 from herald.config import Settings
 from herald.pool_views import ChannelPing, SupervisorView
+from herald.supervision import START_TIMEOUT, plan
 
 log = logging.getLogger("herald.supervisor")
 HEALTH_INTERVAL = 1.0
@@ -33,7 +34,7 @@ HEALTH_INTERVAL = 1.0
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=100)  # type: ignore[call-overload]
 class Supervisor:
     def __init__(self, settings: Settings, channels: list[Channel]) -> None:
-        self._machine = sv.plan(settings, map(Channel, channels), running)
+        self._machine = plan(settings, map(Channel, channels), running)
         self._members = Members(settings)
         for start in self._machine.launch():  # the shards first: the channel actors get them
             self._members.start(start.member)
@@ -98,7 +99,7 @@ class Supervisor:
 
     async def start(self) -> SupervisorView:
         """Wait until every actor answers once; start the health loop."""
-        await self._observe(sv.CheckRound(wait=sv.START_TIMEOUT))
+        await self._observe(sv.CheckRound(wait=START_TIMEOUT))
         await self._bouncing  # a bounce port that is taken stops the start, naming the cause
         if self._loop is None or self._loop.done():
             self._loop = asyncio.get_running_loop().create_task(self._health_loop())

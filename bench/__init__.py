@@ -1,1 +1,1 @@
-"""Benchmarks: the figures the README quotes (`make bench`)."""
+"""Benchmarks: the figures docs/performance.md quotes (`make bench`)."""

@@ -55,9 +55,9 @@ from bench.procinfo import children_of, load_average
 from capture.net import free_port
 from capture.postgres import running_postgres
 from capture.smtp_sink import SmtpSink
-from herald.actor_names import NAMESPACE, SHARD_POOL, actor_name
+from herald.actor_names import NAMESPACE
 from herald.config import Settings
-from herald.sharding import shard_for_uid
+from herald.sharding import host_name, shard_for_uid
 from launcher.runtime import Herald
 
 KEY, ADMIN = "bench-key-" + "b" * 20, "bench-admin-" + "a" * 20
@@ -168,10 +168,10 @@ class BacklogRun:
         return [] if root is None else [root, *descendants(root)]
 
     def shard(self, index: int) -> Any:
-        return ray.get_actor(actor_name(SHARD_POOL, index), namespace=NAMESPACE)
+        return ray.get_actor(host_name(index, Settings().shards_per_process), namespace=NAMESPACE)
 
     def shard_pids(self) -> list[int]:
-        return list(ray.get([self.shard(i).pid.remote() for i in range(SHARDS)]))
+        return list(ray.get([self.shard(i).pid.remote(i) for i in range(SHARDS)]))
 
     def counter(self, name: str) -> int:
         return int(counters(self.http.get("/metrics").text).get(name, 0))
@@ -232,19 +232,20 @@ class BacklogRun:
         return IntakeFigure(statistics.median(rates), rates, rest / max(1e-9, spent), cpu_ms, load)
 
     def shard_restart(self, index: int = 0) -> RestartFigure:
-        """SIGKILL shard ``index``; a POST routed to it is sent at once and retried until 202."""
+        """SIGKILL the process hosting shard ``index`` (with the default HERALD_SHARDS_PER_PROCESS,
+        every shard); a POST routed to it is sent at once and retried until 202."""
         handle = self.shard(index)
-        old, queued = ray.get(handle.pid.remote()), self.queued_now()
+        old, queued = ray.get(handle.pid.remote(index)), self.queued_now()
         with ThreadPoolExecutor(1) as probe:
             start = time.perf_counter()
             os.kill(old, signal.SIGKILL)
             serving = probe.submit(self.post_until_accepted, index)
-            while ray.get(handle.pid.remote(), timeout=120) == old:
+            while ray.get(handle.pid.remote(index), timeout=120) == old:
                 time.sleep(0.02)
             process = time.perf_counter() - start
-            ray.get(handle.ready.remote(), timeout=120)
+            ray.get(handle.ready.remote(index), timeout=120)
             ready = time.perf_counter() - start
-            return RestartFigure("one shard", queued, process, ready, serving.result(), load_average())
+            return RestartFigure("a queue process", queued, process, ready, serving.result(), load_average())
 
     def whole_restart(self) -> RestartFigure:
         """Pause SMS (kept on disk), stop Herald, start it with delivering pools: until every
@@ -254,7 +255,7 @@ class BacklogRun:
         self.herald.stop(timeout=10)
         start = time.perf_counter()
         started = self.start_herald(DELIVERING)
-        ray.get([self.shard(i).ready.remote() for i in range(SHARDS)], timeout=300)
+        ray.get([self.shard(i).ready.remote(i) for i in range(SHARDS)], timeout=300)
         ready = time.perf_counter() - start
         for index in range(SHARDS):
             self.post_until_accepted(index)

@@ -155,7 +155,7 @@ def evaluate(figures: Figures, targets: tuple[Target, ...] = TARGETS) -> list[Ve
 
 
 def table(verdicts: list[Verdict]) -> str:
-    """Markdown, as the README quotes it."""
+    """Markdown, as docs/performance.md quotes it."""
     return markdown([("figure", "measured", "target", "met"),
                      *((v.figure, v.measured, v.target, v.status) for v in verdicts)])
 

@@ -27,7 +27,12 @@ def pool_key(pool: Pool) -> str:
     return pool.key if isinstance(pool, Channel) else pool
 
 
+def actor_prefix(pool: Pool) -> str:
+    """What the names of ``pool``'s actors start with (``herald-email-``)."""
+    return f"herald-{pool_key(pool)}-"
+
+
 def actor_name(pool: Pool, index: int) -> str:
     """The Ray name of actor ``index`` of ``pool``: ``herald-shard-0``, ``herald-email-1``
     (browser actor ``i`` is gateway ``i``)."""
-    return f"herald-{pool_key(pool)}-{index}"
+    return f"{actor_prefix(pool)}{index}"

@@ -150,8 +150,16 @@ def analytics_location(value: str) -> str:
     return value
 
 
-#: The description doubles as the error text ("must be an integer from 1 to 65535").
-Port = Annotated[int, Field(ge=1, le=65535, description="an integer from 1 to 65535")]
+@dataclass(frozen=True, slots=True)
+class MustBe:
+    """What a setting must be, said whole when any check of its type fails (``HERALD_PORT: must
+    be an integer from 1 to 65535``) instead of pydantic's message for that one check."""
+
+    text: str
+
+
+Port = Annotated[int, Field(ge=1, le=65535), MustBe("an integer from 1 to 65535")]
+DashboardPort = Annotated[int, Field(ge=0, le=65535), MustBe("an integer from 0 (off) to 65535")]
 #: Sizes and counts where zero would leave Herald unable to do anything.
 Count = Annotated[int, Field(ge=1)]
 Seconds = Annotated[float, Field(gt=0)]

@@ -11,6 +11,7 @@ from herald.admin_queries import AdminQueries, MemoryAdminQueries
 from herald.channels import Channel
 from herald.delivery_log import LogEvent
 from herald.documents import Documents
+from herald.inbox_store import InboxStore, MemoryInboxStore
 from herald.outcome import Outcome
 from herald.record import Record
 from herald.record_rows import MUTABLE, history_json
@@ -30,6 +31,7 @@ class MemoryStorage(Storage):
         self._claims: dict[tuple[str, str], tuple[str, float]] = {}
         self._pauses: dict[str, float] = {}
         self._documents = Documents(on_commit=self._committed)
+        self._inbox = MemoryInboxStore(self._rows, self._committed)
 
     def claim(self, entries: Sequence[tuple[str, str, str]], now: float) -> list[str]:
         for tenant, key, tag in entries:
@@ -149,6 +151,9 @@ class MemoryStorage(Storage):
 
     def documents(self) -> Documents:
         return self._documents
+
+    def inbox(self) -> InboxStore:
+        return self._inbox
 
     def admin(self) -> AdminQueries:
         return MemoryAdminQueries(self._rows, self._pauses, on_commit=self._committed)

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from herald.channels import Channel, parse_type
 from herald.contacts import email_address, phone_number, sms_sender
@@ -98,6 +98,8 @@ class Details(_Open):
     ttl: int | None = Field(default=None, gt=0, le=MAX_TTL_SECONDS)
     #: Send later: ISO 8601 with an offset, or epoch seconds (``send_at_epoch``).
     send_at: str | float | None = None
+    #: Also list it in the user's inbox feed (``herald.inbox``; browser notifications always are).
+    inbox: StrictBool | None = None
     vars: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("send_at", mode="before")

@@ -86,6 +86,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         " tenant TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,"
         " updated_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (shard, kind, tenant, key))",
     ),
+    (  # 2 → 3: users' inbox feeds (herald.inbox): which records are in one, and when read
+        "ALTER TABLE herald_notifications ADD COLUMN inbox BOOLEAN NOT NULL DEFAULT false,"
+        " ADD COLUMN read_at DOUBLE PRECISION",
+        "CREATE INDEX herald_notifications_inbox ON herald_notifications (shard, tenant, uid, seq)"
+        " WHERE inbox",
+    ),
 )
 VERSION = len(MIGRATIONS)
 

@@ -42,19 +42,22 @@ from herald.channels import Channel
 from herald.delivery_log import LogEvent
 from herald.documents import Documents
 from herald.errors import Fenced, StoreInDoubt, StoreUnavailable
+from herald.inbox_store import InboxStore
 from herald.outcome import Outcome
 from herald.pg_admin_queries import Cursor, PostgresAdminQueries
 from herald.pg_connect import connect
 from herald.pg_documents import PostgresDocuments
+from herald.pg_inbox_store import PostgresInboxStore
 from herald.pg_schema import migrate
 from herald.record import Record
 from herald.record_rows import (
     COLUMNS,
     FINAL_SQL,
+    INSERTED,
     MUTABLE,
     WAITING_SQL,
     decode_record,
-    encode_record,
+    encode_insert,
     encode_update,
 )
 from herald.status import Status
@@ -67,7 +70,7 @@ T = TypeVar("T")
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM herald_notifications WHERE shard = %s"
 #: Each column's type, for the arrays a batch is sent in (one statement per batch).
 _TYPES = {"priority": "integer", "seq": "bigint", "attempts": "integer", "deferrals": "integer",
-          "payload": "bytea", "history": "bytea",
+          "payload": "bytea", "history": "bytea", "inbox": "boolean",
           **{c: "double precision" for c in ("created_at", "expires_at", "not_before",
                                              "lease_until", "updated_at", "lease_token")}}
 
@@ -83,8 +86,8 @@ def _columns(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
     return [list(column) for column in zip(*rows, strict=True)]
 
 
-_INSERT = (f"INSERT INTO herald_notifications (shard, {', '.join(COLUMNS)})"
-           f" SELECT %s, {', '.join(COLUMNS)} FROM {_arrays(COLUMNS)} ON CONFLICT DO NOTHING")
+_INSERT = (f"INSERT INTO herald_notifications (shard, {', '.join(INSERTED)})"
+           f" SELECT %s, {', '.join(INSERTED)} FROM {_arrays(INSERTED)} ON CONFLICT DO NOTHING")
 _UPDATE = (f"UPDATE herald_notifications AS n SET {', '.join(f'{c} = batch.{c}' for c in MUTABLE)}"
            f" FROM {_arrays((*MUTABLE, 'tag'))} WHERE n.tag = batch.tag AND n.shard = %s")
 _COUNTS = ("SELECT channel, priority, tenant, status, COUNT(*), SUM(octet_length(payload))"
@@ -309,7 +312,7 @@ class PostgresStorage(Storage):
         # Encode everything before the transaction: a value that cannot be stored fails here,
         # with nothing begun.
         shard = self.shard
-        insert_columns = _columns([encode_record(r) for r in inserts])
+        insert_columns = _columns([encode_insert(r) for r in inserts])
         # One row per tag (the last change wins, as row-by-row updates would have it).
         update_columns = _columns([encode_update(r) for r in {r.tag: r for r in updates}.values()])
         event_rows = [orjson.dumps(e) for e in events]
@@ -377,6 +380,9 @@ class PostgresStorage(Storage):
     # -- the rest --------------------------------------------------------------------------------
     def documents(self) -> Documents:
         return PostgresDocuments(self)
+
+    def inbox(self) -> InboxStore:
+        return PostgresInboxStore(self)
 
     def admin(self) -> AdminQueries:
         if self._admin is None:

@@ -24,6 +24,7 @@ from herald.channels import Lane
 from herald.delivery import Delivery
 from herald.delivery_log import ACCEPTED, ATTEMPT, FINAL
 from herald.errors import Conflict
+from herald.inbox import FeedPage, FeedQuery, ReadAnswer, ReadMarks
 from herald.models import MAX_LIVE_SECONDS
 from herald.notification import Accepted, Notification
 from herald.outcome import Outcome
@@ -332,6 +333,16 @@ class QueueShard(ReceiptHandling, WaitingWork):
         longer)."""
         claims_before = now - max(retention_seconds, MAX_LIVE_SECONDS)
         return self._storage.delete_final(now - retention_seconds, limit, claims_before)
+
+    # -- users' inbox feeds (herald.inbox): read from what is stored ------------------------
+    def feed(self, query: FeedQuery, now: float) -> FeedPage:
+        return self._storage.inbox().page(query, now)
+
+    def mark_read(self, tenant: str, uid: str, marks: ReadMarks, now: float) -> ReadAnswer:
+        """Mark the user's items read (durable when this returns)."""
+        inbox = self._storage.inbox()
+        read = inbox.mark_read(tenant, uid, marks, now)
+        return ReadAnswer(read, inbox.page(FeedQuery(tenant, uid, limit=1), now).unread)
 
     _sweep_at: float | None = None
 

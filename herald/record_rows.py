@@ -10,11 +10,12 @@ import orjson
 
 from herald.attempt import Attempt
 from herald.channels import Channel
+from herald.inbox import in_inbox
 from herald.record import Record
 from herald.status import FINAL, WAITING, Status
 
-__all__ = ["COLUMNS", "FINAL_SQL", "MUTABLE", "WAITING_SQL", "decode_record", "encode_record",
-           "encode_update", "history_json"]
+__all__ = ["COLUMNS", "FINAL_SQL", "INSERTED", "MUTABLE", "WAITING_SQL", "decode_record",
+           "encode_insert", "encode_record", "encode_update", "history_json"]
 
 #: A record's stored columns, in the order of ``encode_record``.
 COLUMNS = (
@@ -22,6 +23,9 @@ COLUMNS = (
     "created_at", "expires_at", "payload", "status", "attempts", "not_before", "lease_until",
     "updated_at", "provider_id", "history", "lease_token", "deferrals", "held",
 )
+#: The columns an insert writes: the record's, then whether it is in its user's inbox feed
+#: (``herald.inbox``; decided once, and only feed queries read it).
+INSERTED = (*COLUMNS, "inbox")
 #: The columns an update writes (``encode_update``); the rest never change once inserted.
 MUTABLE = ("status", "attempts", "not_before", "lease_until", "updated_at", "provider_id",
            "history", "lease_token", "deferrals", "held")
@@ -42,6 +46,11 @@ def encode_record(record: Record) -> tuple[Any, ...]:
     values[COLUMNS.index("payload")] = orjson.dumps(record.payload)
     values[COLUMNS.index("history")] = history_json(record.history)
     return tuple(values)
+
+
+def encode_insert(record: Record) -> tuple[Any, ...]:
+    """``record`` as a row of ``INSERTED``."""
+    return (*encode_record(record), in_inbox(record))
 
 
 def encode_update(record: Record) -> tuple[Any, ...]:

@@ -19,15 +19,17 @@ from herald.admin_queries import AdminQueries, SQLiteAdminQueries
 from herald.channels import Channel
 from herald.delivery_log import LogEvent
 from herald.documents import Documents, SQLiteDocuments
+from herald.inbox_store import InboxStore, SQLiteInboxStore, prepare_sqlite
 from herald.outcome import Outcome
 from herald.record import Record
 from herald.record_rows import (
     COLUMNS,
     FINAL_SQL,
+    INSERTED,
     MUTABLE,
     WAITING_SQL,
     decode_record,
-    encode_record,
+    encode_insert,
     encode_update,
 )
 from herald.status import Status
@@ -145,6 +147,10 @@ class Storage(abc.ABC):
         """The admin console's queries over this backend (``herald.admin_queries``)."""
         return AdminQueries()
 
+    @abc.abstractmethod
+    def inbox(self) -> InboxStore:
+        """Its users' feeds (``herald.inbox``)."""
+
     def documents(self) -> Documents:
         """Where this shard keeps its small documents (``herald.documents``); this base keeps
         them in memory only."""
@@ -221,10 +227,9 @@ class SQLiteStorage(Storage):
             f" WHERE status IN ({WAITING_SQL})")
         self._db.execute("CREATE INDEX IF NOT EXISTS notifications_sending ON notifications (seq)"
                          " WHERE status = 'sending'")
-        self._insert_sql = (
-            f"INSERT OR IGNORE INTO notifications ({', '.join(COLUMNS)})"
-            f" VALUES ({', '.join('?' for _ in COLUMNS)})"
-        )
+        prepare_sqlite(self._db)  # users' feeds: herald.inbox_store
+        self._insert_sql = (f"INSERT OR IGNORE INTO notifications ({', '.join(INSERTED)})"
+                            f" VALUES ({', '.join('?' for _ in INSERTED)})")
         self._update_sql = (
             f"UPDATE notifications SET {', '.join(f'{c} = ?' for c in MUTABLE)} WHERE tag = ?"
         )
@@ -376,7 +381,7 @@ class SQLiteStorage(Storage):
             return
         # Encode everything before the transaction: a value that cannot be stored fails here,
         # with nothing begun.
-        insert_rows = [encode_record(r) for r in inserts]
+        insert_rows = [encode_insert(r) for r in inserts]
         update_rows = [encode_update(r) for r in updates]
         event_rows = [(orjson.dumps(e),) for e in events]
         held = [(t, orjson.dumps(o)) for t, o in (receipts or {}).items() if o is not None]
@@ -400,6 +405,9 @@ class SQLiteStorage(Storage):
 
     def documents(self) -> Documents:
         return SQLiteDocuments(self._db, self._committed)
+
+    def inbox(self) -> InboxStore:
+        return SQLiteInboxStore(self._db, self._committed)
 
     def admin(self) -> AdminQueries:
         return SQLiteAdminQueries(self._db, COLUMNS, decode_record,

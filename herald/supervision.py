@@ -1,10 +1,12 @@
 """What the Supervisor decides, as a plain state machine: ``observe(event, now) -> actions``.
 
 The Supervisor actor (``actors/supervisor.py``) keeps the Ray handles and carries out the actions
-(start, ping, replace, drain, kill an actor); what comes of them comes back here as events. No
-Ray and no clock: every ``observe`` is told the time, so the tests drive it with a fake one.
+(start, ping, replace, drain, kill an actor); what comes of them comes back here as events (both
+typed in ``herald.supervision_events``). No Ray and no clock: every ``observe`` is told the
+time, so the tests drive it with a fake one.
 
-Each member (a queue shard or a channel actor, ``MemberId``) moves through ``MemberState``:
+Each member (a queue process, hosting a run of shards, or a channel actor: ``MemberId``) moves
+through ``MemberState``:
 
 - STARTING: created, or replaced before it ever answered; asked on the next round.
 - PLACING: its first ping is out and has not come back. On a cluster, an actor a grown pool asked
@@ -25,17 +27,38 @@ sized from the shards' backlog and its actors' own figures every ``SIZE_INTERVAL
 
 from __future__ import annotations
 
-import enum
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from herald.actor_names import SHARD_POOL, Pool, actor_name, pool_key
+from herald.actor_names import SHARD_POOL, actor_name
 from herald.channels import Channel
 from herald.config import Settings
 from herald.metrics import ShardStats
 from herald.pool_sizing import PoolSizer, drain_seconds
 from herald.pool_views import ChannelPing, SupervisorView
+from herald.sharding import shard_hosts
+from herald.supervision_events import (
+    Action,
+    Answered,
+    CheckRound,
+    Drain,
+    Drained,
+    Event,
+    Failed,
+    Kill,
+    Measure,
+    Measured,
+    MemberId,
+    MemberState,
+    Ping,
+    Replace,
+    RoundDone,
+    Shutdown,
+    Start,
+    TimedOut,
+    Watch,
+)
 
 log = logging.getLogger("herald.supervisor")
 #: A READY member that does not answer a ping within this is taken for hung and replaced.
@@ -47,49 +70,12 @@ PLACEMENT_TIMEOUT = 600.0
 START_TIMEOUT = 120.0
 #: Pools are sized from the shards' backlog this often.
 SIZE_INTERVAL = 2.0
-#: The shards' pool in ``restarts`` (and the ``herald_actor_restarts`` metric).
-QUEUE_LABEL = "queue"
-
-
-class MemberState(str, enum.Enum):
-    """Where a member is in its life (see the module docstring)."""
-
-    STARTING = "starting"
-    PLACING = "placing"
-    READY = "ready"
-    DRAINING = "draining"
-    DEAD = "dead"
-
-
-@dataclass(frozen=True, slots=True)
-class MemberId:
-    """One actor the Supervisor keeps: actor ``index`` of ``pool``."""
-
-    pool: Pool
-    index: int
-
-    @property
-    def channel(self) -> Channel | None:
-        return self.pool if isinstance(self.pool, Channel) else None
-
-    @property
-    def name(self) -> str:
-        """``shard-0``, ``email-1``: its key in ``SupervisorView.pids``."""
-        return f"{pool_key(self.pool)}-{self.index}"
-
-    @property
-    def actor(self) -> str:
-        """Its Ray name (``herald-email-1``)."""
-        return actor_name(self.pool, self.index)
-
-    @property
-    def label(self) -> str:
-        """Its pool in ``restarts``: ``queue`` or the channel's key."""
-        return QUEUE_LABEL if self.channel is None else pool_key(self.pool)
 
 
 @dataclass(slots=True)
 class Member:
+    """What the Supervision knows of one member."""
+
     state: MemberState = MemberState.STARTING
     #: The pid of the incarnation that answered last (None: not since it started or was replaced).
     pid: int | None = None
@@ -97,128 +83,19 @@ class Member:
     asked_at: float = 0.0
 
 
-# ---- events: what happened ---------------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class CheckRound:
-    """A health round starts. ``wait``: also wait this long for the first answer of members that
-    never answered (``start``), instead of leaving their first ping running."""
-
-    wait: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Answered:
-    member: MemberId
-    pid: int
-
-
-@dataclass(frozen=True, slots=True)
-class Failed:
-    """A ping raised: the actor died and Ray is restarting it."""
-
-    member: MemberId
-
-
-@dataclass(frozen=True, slots=True)
-class TimedOut:
-    member: MemberId
-    waited: float
-
-
-@dataclass(frozen=True, slots=True)
-class RoundDone:
-    """Every ping of a round came back (or timed out): time to size the pools, if due."""
-
-
-@dataclass(frozen=True, slots=True)
-class Measured:
-    """The answer to ``Measure``: every shard's figures (None if one did not answer), and each
-    asked member's ping (None if it did not answer)."""
-
-    shards: Sequence[ShardStats] | None
-    held: Mapping[MemberId, ChannelPing | None]
-
-
-@dataclass(frozen=True, slots=True)
-class Drained:
-    member: MemberId
-
-
-@dataclass(frozen=True, slots=True)
-class Shutdown:
-    """Every actor goes; nothing is decided after it."""
-
-
-Event = CheckRound | Answered | Failed | TimedOut | RoundDone | Measured | Drained | Shutdown
-
-
-# ---- actions: what the actor is to do ----------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class Start:
-    member: MemberId
-
-
-@dataclass(frozen=True, slots=True)
-class Ping:
-    """Ask for its pid and wait up to ``timeout``: ``Answered``, ``Failed`` or ``TimedOut``."""
-
-    member: MemberId
-    timeout: float
-
-
-@dataclass(frozen=True, slots=True)
-class Watch:
-    """Ask for its pid without waiting: ``Answered`` or ``Failed`` whenever it comes; the call is
-    dropped if the member is replaced or killed meanwhile."""
-
-    member: MemberId
-
-
-@dataclass(frozen=True, slots=True)
-class Replace:
-    """Kill it so that Ray restarts it."""
-
-    member: MemberId
-    waited: float
-
-
-@dataclass(frozen=True, slots=True)
-class Measure:
-    """Ask the shards for their figures and ``members`` for their pings: ``Measured``."""
-
-    members: tuple[MemberId, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Drain:
-    """Let it finish what it leased, for up to ``seconds``, in the background: ``Drained``."""
-
-    member: MemberId
-    seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class Kill:
-    """Kill it for good (no restart)."""
-
-    member: MemberId
-
-
-Action = Start | Ping | Watch | Replace | Measure | Drain | Kill
 _IN_POOL = (MemberState.STARTING, MemberState.PLACING, MemberState.READY)
 
 
 class Supervision:
     """The shards and channel pools, their members' states, restarts seen and pool sizes."""
 
-    def __init__(self, shards: int, pools: Mapping[Channel, int], sizers: Mapping[Channel, PoolSizer],
-                 drain_for: float, previous_life: bool = False) -> None:
-        #: Pool → members in it (``0 .. size-1``); members past the size are draining or dead.
-        self._sizes: dict[Pool, int] = {SHARD_POOL: shards}
-        for channel, size in pools.items():
-            self._sizes[channel] = size
+    def __init__(self, queues: Sequence[int], pools: Mapping[Channel, int],
+                 sizers: Mapping[Channel, PoolSizer], drain_for: float,
+                 previous_life: bool = False) -> None:
+        #: The queue processes, by the first shard each hosts; they are neither grown nor shrunk.
+        self._queues = [MemberId(SHARD_POOL, first) for first in queues]
+        #: Channel → actors in its pool (``0 .. size-1``); those past the size drain or are dead.
+        self._sizes = dict(pools)
         self._sizers = dict(sizers)
         #: How long a member a shrink removed is drained before it is killed.
         self._drain_for = drain_for
@@ -229,7 +106,8 @@ class Supervision:
         self._stopped = False
 
     def launch(self) -> list[Start]:
-        """Start every member: the shards first (the channel actors are given them)."""
+        """Start every member: the queue processes first (the channel actors are given their
+        shards)."""
         self._members = {m: Member() for m in self._in_pools()}
         return [Start(m) for m in self._members]
 
@@ -277,13 +155,14 @@ class Supervision:
                 if r.state is MemberState.READY and r.pid is not None}
         draining = sorted(m.actor for m, r in self._members.items()
                           if r.state is MemberState.DRAINING)
-        pools = {pool_key(p): n for p, n in self._sizes.items() if isinstance(p, Channel)}
+        pools = {channel.key: n for channel, n in self._sizes.items()}
         return SupervisorView(pids, dict(self._restarts), pools, draining, self._rounds)
 
     # ---- decisions -----------------------------------------------------------------------------
 
     def _in_pools(self) -> list[MemberId]:
-        return [MemberId(pool, i) for pool, size in self._sizes.items() for i in range(size)]
+        return self._queues + [MemberId(channel, i) for channel, size in self._sizes.items()
+                               for i in range(size)]
 
     def _check(self, now: float, wait: float | None) -> list[Action]:
         actions: list[Action] = []
@@ -404,5 +283,6 @@ def plan(settings: Settings, channels: Iterable[Channel],
             while size < sizer.maximum and running(actor_name(channel, size)):
                 size += 1  # a previous life grew this pool: take those actors over too
         pools[channel] = size
-    return Supervision(settings.shards, pools, sizers, drain_seconds(settings.attempt_timeout),
+    queues = [hosted.start for hosted in shard_hosts(settings.shards, settings.shards_per_process)]
+    return Supervision(queues, pools, sizers, drain_seconds(settings.attempt_timeout),
                        previous_life=running(actor_name(SHARD_POOL, 0)))

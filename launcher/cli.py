@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import signal
@@ -43,7 +44,7 @@ examples:
   herald report --out report.html  delivery report from the rolled-up log (--format json)
   herald webhook-secret rotate T   a new webhook secret for tenant T (old one signs 24 h more)
 
-Configuration: herald.toml and HERALD_* environment variables (see README.md).
+Configuration: herald.toml and HERALD_* environment variables (see docs/configuration.md).
 Exit status: 0 success; 1 Herald answered with an error or could not be reached;
 2 bad usage, unreadable input file or configuration error."""
 
@@ -268,10 +269,19 @@ def cmd_outbox(settings: Settings, args: argparse.Namespace) -> int:
 Command = Callable[[Settings, argparse.Namespace], int]
 
 
+def version() -> str:
+    """The installed Herald's version (pyproject.toml's, as pip recorded it)."""
+    try:
+        return importlib.metadata.version("herald")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout never installed
+        return "unknown (not installed)"
+
+
 def _parser() -> argparse.ArgumentParser:
     plain = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(prog="herald", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=plain)
+    parser.add_argument("--version", action="version", version=f"herald {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, run: Command, summary: str, about: str,

@@ -21,9 +21,19 @@ def parse_day(text: str) -> date:
         raise argparse.ArgumentTypeError(f"not a day (YYYY-MM-DD): {text!r}") from None
 
 
+#: What ``herald report`` needs beyond Herald's own dependencies (the ``report`` extra).
+REPORT_EXTRA = ("pandas", "matplotlib")
+
+
 def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
-    from analytics.progress import Progress
-    from analytics.report import ReportError, build
+    try:
+        from analytics.progress import Progress
+        from analytics.report import ReportError, build
+    except ModuleNotFoundError as exc:
+        if exc.name not in REPORT_EXTRA:
+            raise
+        raise CliError(f"herald report needs {' and '.join(REPORT_EXTRA)}: "
+                       "pip install 'herald[report]'", 2) from None
 
     if args.since and args.until and args.since > args.until:
         raise CliError(f"--since {args.since} is after --until {args.until}", 2)

@@ -52,15 +52,12 @@ from herald.shard_health import ShardHealth, health_report
 from herald.sharding import shard_of_tag
 from herald.webhook_secrets import WebhookSecrets, secret_view
 from serve.admin import admin_router, attach_admin
-from serve.answers import (
-    JsonBody,
-    install_error_handlers,
-    item_error,
-)
+from serve.answers import JsonBody, install_error_handlers, item_error
 from serve.auth import UNAUTHENTICATED_BODY_LIMIT, KeyRing, client_of
 from serve.batcher import ShardBatcher
 from serve.callback_guard import CallbackGuard
 from serve.enqueue import ShardRouter
+from serve.inbox import attach_inbox, inbox_router
 from serve.openapi import describe
 from serve.suppressions import attach_suppressions, suppressions_router
 from serve.unsubscribe import attach_unsubscribe, unsubscribe_router
@@ -88,7 +85,8 @@ describe(app)
 install_error_handlers(app)
 # Routes outside ``Intake`` (each module's ``attach_*`` hands it the replica's ``Intake``).
 ROUTERS = ((admin_router, attach_admin), (users_router, attach_users),
-           (suppressions_router, attach_suppressions), (unsubscribe_router, attach_unsubscribe))
+           (suppressions_router, attach_suppressions), (unsubscribe_router, attach_unsubscribe),
+           (inbox_router, attach_inbox))
 for router, _ in ROUTERS:
     app.include_router(router)
 

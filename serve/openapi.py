@@ -24,6 +24,7 @@ PUBLIC = {("/healthz", "get"), ("/static/herald.js", "get"), ("/demo", "get")}
 SIGNED = {("/v1/providers/twilio/status", "post"), ("/v1/providers/fax/status", "post"),
           ("/v1/providers/twilio/inbound", "post"),
           ("/v1/browser-endpoint", "get"),  # the browser token in ?token= is the credential
+          ("/v1/browser/notifications", "get"), ("/v1/browser/notifications/read", "post"),
           # the signed token in the path is the credential (RFC 8058 one-click unsubscribe)
           ("/v1/unsubscribe/{token}", "get"), ("/v1/unsubscribe/{token}", "post")}
 
@@ -36,13 +37,13 @@ class BrowserTokenRequest(BaseModel):
     uid: int | str = Field(description="the user the browser connects as")
 
 
-class Details(BaseModel):
+class AcceptedDetails(BaseModel):  # not "Details": that is the request's (herald.models)
     tag: str
     pos: int = Field(description="notifications ahead of this one in its lane, this one included")
 
 
 class AcceptedAnswer(BaseModel):
-    details: Details
+    details: AcceptedDetails
     duplicate: bool | None = Field(default=None, description="already accepted: nothing queued")
 
 
@@ -93,6 +94,47 @@ class UserAnswer(RecipientIn):
     uid: str
 
 
+class FeedItem(BaseModel):
+    tag: str
+    type: str
+    channel: str
+    status: str
+    priority: int
+    title: str | None
+    content: str | None
+    created_at: float
+    read: bool
+    read_at: float | None
+
+
+class FeedAnswer(BaseModel):
+    items: list[FeedItem] = Field(description="newest first")
+    unread: int = Field(description="the user's unread items, on every page")
+    next: str | None = Field(description="the cursor of the next page; null on the last")
+
+
+class ReadIn(BaseModel):
+    tags: list[str] | None = Field(default=None, min_length=1, max_length=1000)
+    all: Literal[True] | None = Field(default=None, description="every item (instead of tags)")
+
+
+class ReadAnswer(BaseModel):
+    read: int = Field(description="items that became read now")
+    unread: int
+
+
+class AdminLogin(BaseModel):
+    key: str = Field(description="the admin key (HERALD_ADMIN_KEY)")
+
+
+class AdminTags(BaseModel):
+    tags: list[str] = Field(min_length=1, description="notification tags, of any tenant")
+
+
+class AdminSuppressionIn(SuppressionIn):
+    tenant: str = Field(description="the tenant that sends nothing more to the contact")
+
+
 class OneClickForm(BaseModel):
     list_unsubscribe: Literal["One-Click"] = Field(alias="List-Unsubscribe")
 
@@ -121,6 +163,12 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "application/x-www-form-urlencoded": {"schema": _ref(TwilioInboundForm)}}},
     ("/v1/users/{uid}", "put"): _json_body(RecipientIn),
     ("/v1/suppressions", "post"): _json_body(SuppressionIn),
+    ("/v1/users/{uid}/notifications/read", "post"): _json_body(ReadIn),
+    ("/v1/browser/notifications/read", "post"): _json_body(ReadIn),
+    ("/v1/admin/session", "post"): _json_body(AdminLogin),
+    ("/v1/admin/notifications/retry", "post"): _json_body(AdminTags),
+    ("/v1/admin/notifications/cancel", "post"): _json_body(AdminTags),
+    ("/v1/admin/suppressions", "post"): _json_body(AdminSuppressionIn),
     ("/v1/unsubscribe/{token}", "post"): {"required": True, "content": {
         "application/x-www-form-urlencoded": {"schema": _ref(OneClickForm)},
         "multipart/form-data": {"schema": _ref(OneClickForm)}}},
@@ -133,6 +181,10 @@ ANSWERS: dict[tuple[str, str], dict[str, Any]] = {
     ("/v1/users/{uid}", "delete"): {"200": _ref(UserAnswer)},
     ("/v1/suppressions", "get"): {"200": _ref(Suppressions)},
     ("/v1/suppressions", "post"): {"201": _ref(Suppression)},
+    ("/v1/users/{uid}/notifications", "get"): {"200": _ref(FeedAnswer)},
+    ("/v1/users/{uid}/notifications/read", "post"): {"200": _ref(ReadAnswer)},
+    ("/v1/browser/notifications", "get"): {"200": _ref(FeedAnswer)},
+    ("/v1/browser/notifications/read", "post"): {"200": _ref(ReadAnswer)},
 }
 ERRORS = {"401": "no or wrong key", "404": "not found (or not this tenant's)",
           "409": "not in a state that allows it", "413": "body too large",
@@ -140,7 +192,8 @@ ERRORS = {"401": "no or wrong key", "404": "not found (or not this tenant's)",
           "503": "unavailable: retry after Retry-After"}
 MODELS = (NotificationIn, Batch, BrowserTokenRequest, AcceptedAnswer, ErrorAnswer, BatchAnswer,
           TwilioStatusForm, FaxEvent, TwilioInboundForm, RecipientIn, UserAnswer, SuppressionIn,
-          Suppression, Suppressions, OneClickForm)
+          Suppression, Suppressions, OneClickForm, FeedItem, FeedAnswer, ReadIn, ReadAnswer,
+          AdminLogin, AdminTags, AdminSuppressionIn)
 
 
 def _schemas() -> dict[str, Any]:
@@ -148,8 +201,9 @@ def _schemas() -> dict[str, Any]:
     for model in MODELS:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}",
                                          mode="validation")
-        schemas.update(schema.pop("$defs", {}))
-        schemas[model.__name__] = schema
+        for name, described in [*schema.pop("$defs", {}).items(), (model.__name__, schema)]:
+            if schemas.setdefault(name, described) != described:  # two models of one name
+                raise TypeError(f"OpenAPI: two different schemas are named {name}")
     return schemas
 
 

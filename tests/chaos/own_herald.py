@@ -170,7 +170,7 @@ async def whole_restart(herald: HeraldProcess, key: str, peers: Peers, *, second
     if tally.herald["serve_404"]:
         tally.problems.append(
             f"{SERVE_404}: while Herald was starting again, Serve answered 404 to {client.serve_404} "
-            f"POSTs (a client takes that as final; README: 404 = unknown) and to {health_404} "
+            f"POSTs (a client takes that as final; docs/api.md: 404 = unknown) and to {health_404} "
             f"GET /healthz polled every 5 ms: {sorted(e for e in client.errors_seen if '404' in e)};"
             f" a probe POSTing every 0.1 s from the kill on saw {probed}")
     await asyncio.sleep(1.0)

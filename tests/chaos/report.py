@@ -1,4 +1,4 @@
-"""The chaos table: one row per scenario and a total, in Markdown (what the README quotes)."""
+"""The chaos table: one row per scenario and a total, in Markdown (what docs/performance.md quotes)."""
 
 from __future__ import annotations
 

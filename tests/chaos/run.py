@@ -1,4 +1,4 @@
-"""``make chaos``: the long fault tests, about ten minutes; prints the table the README quotes.
+"""``make chaos``: the long fault tests, about ten minutes; prints the table docs/performance.md quotes.
 
 Runs isolated (``tests.chaos.netns``: loopback only). First a Herald in this process, on a Ray
 of its own, takes steady mixed load while its processes are SIGKILLed at random (queue shards,

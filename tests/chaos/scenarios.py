@@ -17,7 +17,9 @@ from pathlib import Path
 
 import ray
 
-from herald.actor_names import NAMESPACE, SHARD_POOL, actor_name
+from herald.actor_names import NAMESPACE
+from herald.config import Settings
+from herald.sharding import host_name
 from tests.chaos.browser import BrowserFleet
 from tests.chaos.kills import KINDS, Killer
 from tests.chaos.load import LoadClient, Offer
@@ -251,7 +253,8 @@ async def locked_shard(base_url: str, key: str, peers: Peers, *, data_dir: Path,
                              timeout=60, check_same_thread=False)
         try:
             await asyncio.to_thread(db.execute, "BEGIN IMMEDIATE")
-            handle = await asyncio.to_thread(ray.get_actor, actor_name(SHARD_POOL, shard), NAMESPACE)
+            handle = await asyncio.to_thread(  # the process hosting it (with every other shard)
+                ray.get_actor, host_name(shard, Settings().shards_per_process), NAMESPACE)
             ray.kill(handle, no_restart=False)  # Ray starts it again: that start meets the lock
             ends = time.monotonic() + lock_for
             while time.monotonic() < ends:

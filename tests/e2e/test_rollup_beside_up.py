@@ -1,4 +1,4 @@
-"""The README's three ways of running the rollup, each beside a running `herald up`, as a user
+"""The rollup run the three ways docs/operations.md gives, each beside a running `herald up`, as a user
 runs them from another terminal: `herald rollup`, `python -m jobs.rollup --data-dir …`, and
 `ray job submit … -- python -m jobs.rollup …` against `herald up`'s dashboard. Each finishes
 (bounded) and the notifications just delivered appear in the Parquet. And `herald rollup` told
@@ -109,7 +109,7 @@ def test_herald_rollup_beside_herald_up(herald: HeraldUp) -> None:
 
 def test_python_m_jobs_rollup_beside_herald_up(herald: HeraldUp) -> None:
     tags = _deliver(herald, "for python -m jobs.rollup")
-    env = user_env()  # no HERALD_*: the data dir is given on the command line, as the README does
+    env = user_env()  # no HERALD_*: the data dir is given on the command line, as docs/operations.md does
     done = _run([sys.executable, "-m", "jobs.rollup", "--data-dir", str(herald.data_dir)], env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "rollup: " in done.stdout and " 0 rows" not in done.stdout, done.stdout

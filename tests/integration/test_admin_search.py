@@ -31,11 +31,11 @@ def test_a_long_search_does_not_hold_up_an_enqueue_on_its_shard(ray_session: Non
     settings = Settings(data_dir=tmp_path, shards=1, sqlite_synchronous="OFF",
                         admin_search_scan=10 * ROWS)
     _history(settings)
-    actor = QueueActor.options(name=f"search-{time.time()}").remote(0, settings)  # type: ignore[attr-defined]
+    actor = QueueActor.options(name=f"search-{time.time()}").remote([0], settings)  # type: ignore[attr-defined]
     try:
-        assert ray.get(actor.ready.remote(), timeout=300) is True
-        search = actor.admin_search.remote(SearchQuery(service="no-such-service", limit=10))
-        enqueue = actor.enqueue.remote([make_notification("EMAIL", now=time.time())])
+        assert ray.get(actor.ready.remote(0), timeout=300) is True
+        search = actor.admin_search.remote(0, SearchQuery(service="no-such-service", limit=10))
+        enqueue = actor.enqueue.remote(0, [make_notification("EMAIL", now=time.time())])
         done, _ = ray.wait([enqueue], timeout=120)
         assert done, "the enqueue never finished"
         searched, _ = ray.wait([search], timeout=0)

@@ -18,13 +18,17 @@ import ray
 from actors.clients import ChannelClient, ShardClient, SupervisorClient
 from herald.actor_names import NAMESPACE, SHARD_POOL, SUPERVISOR_NAME
 from herald.channels import Channel
-from herald.supervision import MemberId
+from herald.config import Settings
+from herald.sharding import host_of
+from herald.supervision_events import MemberId
 from tests.conftest import METRICS_TOKEN, Service
 from tests.support.payloads import email_payload
 
 pytestmark = pytest.mark.ray
 TOTAL = 2000
-SHARD_1, EMAIL_0 = MemberId(SHARD_POOL, 1), MemberId(Channel.EMAIL, 0)
+#: The process that hosts shard 1 (with the default HERALD_SHARDS_PER_PROCESS, every shard).
+SHARD_1 = MemberId(SHARD_POOL, host_of(1, Settings().shards_per_process))
+EMAIL_0 = MemberId(Channel.EMAIL, 0)
 
 
 def _pid_of(member: MemberId) -> int:

@@ -15,13 +15,15 @@ from pathlib import Path
 
 import ray
 
-from actors.clients import shard_clients
+from actors.clients import ShardClient, shard_clients
 from actors.queue import QueueActor
 from herald.channels import Channel, Lane
 from herald.config import Settings
 from herald.errors import QueueFull
+from herald.exchange import Exchange
 from herald.notification import Accepted
 from herald.outcome import Outcome
+from herald.sharding import shard_hosts
 from serve.enqueue import ShardRouter
 from tests.unit.conftest import make_notification
 
@@ -33,17 +35,17 @@ def test_a_tenant_whose_callbacks_all_wait_cannot_429_another_below_its_share(
         ray_session: None, tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, shards=SHARDS, queue_limit=LIMIT,
                         sqlite_synchronous="OFF", callback_allow="127.0.0.1/32")
-    shards = [QueueActor.options(name=f"fair-{time.time()}-{i}").remote(i, settings)  # type: ignore[attr-defined]
-              for i in range(SHARDS)]
+    # Every shard in one process, as on a small box (HERALD_SHARDS_PER_PROCESS).
+    host = QueueActor.options(name=f"fair-{time.time()}").remote(  # type: ignore[attr-defined]
+        list(range(SHARDS)), settings)
     try:
-        asyncio.run(_scenario(shards))
+        asyncio.run(_scenario(shard_clients([host], shard_hosts(SHARDS, SHARDS))))
     finally:
-        for shard in shards:
-            ray.kill(shard, no_restart=True)
+        ray.kill(host, no_restart=True)
 
 
-async def _scenario(shards: list[ray.actor.ActorHandle]) -> None:
-    router = ShardRouter(shard_clients(shards))
+async def _scenario(shards: list[ShardClient]) -> None:
+    router = ShardRouter(shards)
     now = time.time()
     pool = [make_notification("EMAIL", tenant="a", uid=i, now=now, callback_url=DEAD_HOOK,
                               shards=SHARDS) for i in range(3 * LIMIT)]
@@ -54,12 +56,12 @@ async def _scenario(shards: list[ray.actor.ActorHandle]) -> None:
     # The email pool sends them all; each final state queues a callback to the dead endpoint,
     # which the webhook pool defers (its breaker is open): A's work now waits, and counts.
     for shard in shards:
-        while leased := await shard.lease.remote(Lane(Channel.EMAIL), 100, 0.0):
-            await shard.ack.remote([Outcome(d.tag, "sent", "smtp", lease=d.lease) for d in leased])
-        hooks = await shard.lease.remote(Lane(Channel.WEBHOOK), 500, 0.0)
-        await shard.ack.remote([Outcome(d.tag, "defer", "none", lease=d.lease, retry_after=60.0,
+        while leased := (await shard.exchange(Exchange(Lane(Channel.EMAIL), want=100))).leased:
+            await shard.ack([Outcome(d.tag, "sent", "smtp", lease=d.lease) for d in leased])
+        hooks = (await shard.exchange(Exchange(Lane(Channel.WEBHOOK), want=500))).leased
+        await shard.ack([Outcome(d.tag, "defer", "none", lease=d.lease, retry_after=60.0,
                                         error="every provider's circuit is open") for d in hooks])
-    stats = [await shard.stats.remote("a") for shard in shards]
+    stats = [await shard.stats("a") for shard in shards]
     assert sum(s.depth["WEBHOOK"]["queued"] for s in stats) == LIMIT  # A holds the whole limit
 
     more_of_a = await router.enqueue([make_notification("EMAIL", tenant="a", uid=i, now=now, shards=SHARDS)

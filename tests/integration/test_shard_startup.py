@@ -32,16 +32,16 @@ def _backlog(settings: Settings) -> None:
 def test_health_is_answered_during_a_long_recovery(ray_session: None, tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, shards=1, sqlite_synchronous="OFF")
     _backlog(settings)
-    actor = QueueActor.options(name=f"startup-{time.time()}").remote(0, settings)  # type: ignore[attr-defined]
+    actor = QueueActor.options(name=f"startup-{time.time()}").remote([0], settings)  # type: ignore[attr-defined]
     try:
-        ready = actor.ready.remote()
+        ready = actor.ready.remote(0)
         started = time.monotonic()
-        ray.get(actor.pid.remote(), timeout=60)  # the Supervisor's health check
+        ray.get(actor.pid.remote(0), timeout=60)  # the Supervisor's health check
         answered = time.monotonic() - started
         done, _ = ray.wait([ready], timeout=0)
         assert not done, f"recovery finished before the check ({answered:.2f}s): make BACKLOG bigger"
         assert ray.get(ready, timeout=300) is True
-        assert ray.get(actor.stats.remote(), timeout=30).depth["EMAIL"]["queued"] == BACKLOG
+        assert ray.get(actor.stats.remote(0), timeout=30).depth["EMAIL"]["queued"] == BACKLOG
     finally:
         ray.kill(actor, no_restart=True)
 

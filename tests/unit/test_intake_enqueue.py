@@ -24,7 +24,7 @@ class _Method:
     def __init__(self, call: Any) -> None:
         self._call = call
 
-    def remote(self, *args: Any) -> Any:
+    def remote(self, shard: int, *args: Any) -> Any:  # ``shard``: which of a process's shards
         async def run() -> Any:
             await asyncio.sleep(0)
             return self._call(*args)

@@ -15,6 +15,7 @@ import pytest
 from herald.channels import Channel
 from herald.delivery_log import LogEvent
 from herald.errors import Conflict, NotFound
+from herald.inbox_store import InboxStore
 from herald.notification import Accepted, Notification
 from herald.outcome import Outcome, OutcomeKind
 from herald.queue import LeaseRenewal, QueueShard
@@ -733,6 +734,9 @@ class _FlakyStorage(Storage):
 
     def load_receipts(self) -> list[tuple[str, Outcome]]:
         return self.inner.load_receipts()
+
+    def inbox(self) -> InboxStore:
+        return self.inner.inbox()
 
     def claim(self, entries: Sequence[tuple[str, str, str]], now: float) -> list[str]:
         return self.inner.claim(entries, now)

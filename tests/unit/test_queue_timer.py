@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from actors.group_commit import GroupCommit
-from actors.queue import QueueActor
+from actors.shard_service import ShardService
 
 
 class _Metrics:
@@ -57,9 +57,8 @@ class _Served:
 
 
 def _bare_actor(shard: _Shard) -> Any:
-    """The actor's class without Ray, with just what its timer uses."""
-    cls = QueueActor.__ray_metadata__.modified_class  # type: ignore[attr-defined]
-    actor = cls.__new__(cls)
+    """A shard's service, with just what its timer uses."""
+    actor = ShardService.__new__(ShardService)
     actor._served, actor._shard_id, actor._ship_at = _Served(shard), 0, 0.0
     actor._wakeups, actor._waiters = {}, {}
     actor._group = GroupCommit(0, reload_on_failure=False, lose=lambda *_: None,

@@ -16,6 +16,10 @@ from herald.supervision import (
     PLACEMENT_TIMEOUT,
     SIZE_INTERVAL,
     START_TIMEOUT,
+    Supervision,
+    plan,
+)
+from herald.supervision_events import (
     Action,
     Answered,
     CheckRound,
@@ -33,10 +37,8 @@ from herald.supervision import (
     RoundDone,
     Shutdown,
     Start,
-    Supervision,
     TimedOut,
     Watch,
-    plan,
 )
 
 EMAIL = Channel.EMAIL
@@ -58,8 +60,8 @@ class Clock:
 
 
 def _started(email: int = 1, maximum: int = 3) -> Clock:
-    """One shard and an email pool of ``email`` actors (up to ``maximum``), all started."""
-    machine = Supervision(1, {EMAIL: email}, {EMAIL: PoolSizer(
+    """One queue process and an email pool of ``email`` actors (up to ``maximum``), all started."""
+    machine = Supervision([0], {EMAIL: email}, {EMAIL: PoolSizer(
         1, maximum, grow_backlog=10, idle_seconds=IDLE_SECONDS)}, DRAIN_FOR)
     machine.launch()
     return Clock(machine)
@@ -93,12 +95,15 @@ def _measured(clock: Clock, queued: int, after: float,
     return clock.observe(Measured(_stats(queued), held))
 
 
-def test_launch_starts_the_shards_first_then_the_pools() -> None:
-    machine = Supervision(2, {EMAIL: 2, Channel.BROWSER: 1}, {}, DRAIN_FOR)
+def test_launch_starts_the_queue_processes_first_then_the_pools() -> None:
+    settings = Settings(shards=6, shards_per_process=4, pools={"email": 2, "browser": 1, "webhook": 0})
+    machine = plan(settings, [EMAIL, Channel.BROWSER, Channel.WEBHOOK], lambda name: False)
     started = [a.member.actor for a in machine.launch()]
-    assert started == ["herald-shard-0", "herald-shard-1", "herald-email-0", "herald-email-1",
+    # Named after the first shard each hosts: shards 0-3, then 4-5.
+    assert started == ["herald-shard-0", "herald-shard-4", "herald-email-0", "herald-email-1",
                        "herald-browser-0"]
     assert machine.state(SHARD_0) is MemberState.STARTING
+    assert machine.view().pools == {"email": 2, "browser": 1, "webhook": 0}
 
 
 def test_a_new_actor_is_watched_not_waited_for_and_ready_once_it_answers() -> None:
@@ -251,7 +256,7 @@ def test_shutdown_kills_every_member_even_one_draining_and_then_decides_nothing(
 def test_a_restarted_supervisor_takes_over_the_pools_its_previous_life_grew() -> None:
     settings = Settings(shards=2, smtp_url="smtp://127.0.0.1:2525", pools={"email": 1, "browser": 2},
                         pool_max={"email": 4})
-    alive = {"herald-shard-0", "herald-shard-1", "herald-email-0", "herald-email-1",
+    alive = {"herald-shard-0", "herald-email-0", "herald-email-1",
              "herald-email-2", "herald-browser-0", "herald-browser-1"}
     machine = plan(settings, settings.channels_configured(), alive.__contains__)
     started = {a.member.actor for a in machine.launch()}
