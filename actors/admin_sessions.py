@@ -19,11 +19,11 @@ from typing import Any
 
 import ray
 
+from herald.actor_names import NAMESPACE
 from herald.admin_session import Revocations, session_nonce
 from herald.errors import AuthError, Unavailable
 
 NAME = "herald-admin-sessions"
-NAMESPACE = "herald"
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)

@@ -55,6 +55,7 @@ from bench.procinfo import children_of, load_average
 from capture.net import free_port
 from capture.postgres import running_postgres
 from capture.smtp_sink import SmtpSink
+from herald.actor_names import NAMESPACE
 from herald.config import Settings
 from herald.sharding import host_name, shard_for_uid
 from launcher.runtime import Herald
@@ -167,7 +168,7 @@ class BacklogRun:
         return [] if root is None else [root, *descendants(root)]
 
     def shard(self, index: int) -> Any:
-        return ray.get_actor(host_name(index, Settings().shards_per_process), namespace="herald")
+        return ray.get_actor(host_name(index, Settings().shards_per_process), namespace=NAMESPACE)
 
     def shard_pids(self) -> list[int]:
         return list(ray.get([self.shard(i).pid.remote(i) for i in range(SHARDS)]))

@@ -52,11 +52,6 @@ def parse_type(notification_type: str) -> tuple[str, Channel]:
     return match.group(1), Channel(match.group(2))
 
 
-def actor_name(channel: Channel, index: int) -> str:
-    """The Ray name of channel actor ``index`` of ``channel`` (browser actor ``i`` is gateway ``i``)."""
-    return f"herald-{channel.key}-{index}"
-
-
 def gateway_for(tenant: str, uid: str, gateways: int) -> int:
     """The browser gateway that owns a user's connections (and so their notifications)."""
     return zlib.crc32(f"{tenant}\x00{uid}".encode()) % max(1, gateways)

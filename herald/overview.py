@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from herald.actor_names import actor_prefix
 from herald.channels import Channel
 from herald.metrics import ChannelActorStats
 from herald.pool_views import SupervisorView
@@ -115,7 +116,7 @@ def _channel_rows(shards: Sequence[ShardFigures], pools: Mapping[str, int],
             "paused_shards": len(paused),
             # draining: actors a shrink took out of the pool, finishing their sends before they go.
             "pool": {"size": pools.get(key, 0), "running": len(mine),
-                     "draining": sum(name.startswith(f"herald-{key}-") for name in draining),
+                     "draining": sum(name.startswith(actor_prefix(channel)) for name in draining),
                      "restarts": restarts.get(key, 0), "open_circuits": circuits},
         })
     return rows

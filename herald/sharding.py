@@ -10,6 +10,8 @@ import os
 import uuid
 import zlib
 
+from herald.actor_names import SHARD_POOL, actor_name
+
 
 def shard_hosts(shards: int, per_process: int) -> list[range]:
     """Which shards each queue process hosts: runs of ``per_process`` in order (the last may
@@ -18,10 +20,15 @@ def shard_hosts(shards: int, per_process: int) -> list[range]:
             for first in range(0, shards, max(1, per_process))]
 
 
+def host_of(shard: int, per_process: int) -> int:
+    """The first shard of the queue process that hosts ``shard``: the process is named after it."""
+    return shard - shard % max(1, per_process)
+
+
 def host_name(shard: int, per_process: int) -> str:
     """The Ray actor name of the process that hosts ``shard``: named after its first shard, so
     with one shard per process each is ``herald-shard-<index>`` as it always was."""
-    return f"herald-shard-{shard - shard % max(1, per_process)}"
+    return actor_name(SHARD_POOL, host_of(shard, per_process))
 
 
 def shard_for_uid(uid: str, shards: int) -> int:

@@ -11,7 +11,7 @@ Under Serve the data dir must be absolute: a relative one would resolve against 
 directory each worker process runs in, node by node. What ``herald up`` keeps for the deployment
 (the dev API key, the browser-token secret, the tenants' webhook secrets, the recorded shard
 count: ``launcher.deployment.prepare_data_dir``) is made by a task on the node that holds the
-shards (``herald_queue``, see ``actors.supervisor.queue_placement``), in its data dir; with
+shards (``herald_queue``, see ``actors.members.queue_placement``), in its data dir; with
 ``HERALD_DATABASE_URL``, in the database, where every deployment on it finds the same values.
 
 Builder arguments (``args:`` of the application in the Serve config):
@@ -38,6 +38,7 @@ from typing import Any
 
 import ray
 
+from herald.actor_names import NAMESPACE
 from herald.config import Settings, load_settings
 from herald.errors import ConfigError
 from jobs.ray_private import serve_http_address
@@ -51,7 +52,7 @@ _ARGS = {"queue_nodes", "queue_wait_s"}
 
 def wait_for_queue_nodes(timeout: float) -> None:
     """Block until the cluster offers ``herald_queue``; ConfigError after ``timeout`` s."""
-    from actors.supervisor import QUEUE_RESOURCE
+    from actors.members import QUEUE_RESOURCE
 
     deadline = time.monotonic() + timeout
     while ray.cluster_resources().get(QUEUE_RESOURCE, 0) <= 0:
@@ -82,7 +83,7 @@ def settings_for_serve(args: Mapping[str, Any] | None = None) -> tuple[Settings,
 
 def build_app(args: dict[str, Any] | None = None) -> Any:
     """The application builder ``serve_config.yaml`` names (``launcher.builder:build_app``)."""
-    from actors.supervisor import queue_placement
+    from actors.members import queue_placement
 
     settings, options = settings_for_serve(args)
     if options["queue_nodes"] == "required":
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=30.0,
                         help="seconds in-flight deliveries may take to finish (default 30)")
     args = parser.parse_args(argv)
-    ray.init(address=args.address, namespace="herald", logging_level=logging.WARNING,
+    ray.init(address=args.address, namespace=NAMESPACE, logging_level=logging.WARNING,
              log_to_driver=False)
     logging.getLogger("ray.serve").setLevel(logging.WARNING)  # "Deleting app …"
     try:

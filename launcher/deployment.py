@@ -21,6 +21,7 @@ from typing import Any
 import ray
 
 from actors.clients import SupervisorClient
+from herald.actor_names import NAMESPACE, SUPERVISOR_NAME
 from herald.config import Settings
 from herald.deployment_store import DeploymentStore
 from herald.layout import check_layout, shards_in_files
@@ -94,7 +95,7 @@ def start(settings: Settings) -> Started:
     A Supervisor already running keeps the settings it was started with: changing what the
     actors were told (shards, pools, providers) takes ``python -m launcher.builder stop`` first.
     """
-    from actors.supervisor import NAMESPACE, SUPERVISOR_NAME, Supervisor
+    from actors.supervisor import Supervisor
     from serve.app import Intake
 
     # Actors may run on any node: a relative path would resolve against each one's cwd.
@@ -116,7 +117,6 @@ def start(settings: Settings) -> Started:
 
 def running_supervisor() -> SupervisorClient | None:
     """The Supervisor running on the connected Ray (a detached actor); None if there is none."""
-    from actors.supervisor import NAMESPACE, SUPERVISOR_NAME
 
     try:
         return SupervisorClient(ray.get_actor(SUPERVISOR_NAME, namespace=NAMESPACE))

@@ -17,6 +17,7 @@ from typing import Any
 import ray
 
 from actors.clients import SupervisorClient
+from herald.actor_names import NAMESPACE
 from herald.config import Settings
 from jobs.local_ray import remove_record, write_record
 from jobs.ray_private import (
@@ -142,7 +143,7 @@ class Herald:
             os.environ.setdefault(PROXY_CALLBACK_VARIABLE, PROXY_CALLBACK)
             shorten_shutdown_flush()
         ray.init(
-            address=settings.ray_address, namespace="herald",
+            address=settings.ray_address, namespace=NAMESPACE,
             # A local Ray gets its dashboard on loopback (`serve status`, `ray job submit`).
             include_dashboard=settings.dashboard_port > 0, dashboard_host="127.0.0.1",
             dashboard_port=settings.dashboard_port or None,

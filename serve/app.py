@@ -23,9 +23,10 @@ from ray import serve
 from ray.exceptions import RayError
 
 from actors.clients import ChannelClient, ShardClient, SupervisorClient
+from herald.actor_names import NAMESPACE, actor_name
 from herald.admin_session import LoginThrottle
 from herald.browser_tokens import mint_token, verify_token
-from herald.channels import Channel, actor_name, gateway_for
+from herald.channels import Channel, gateway_for
 from herald.config import Settings
 from herald.errors import (
     AuthError,
@@ -68,8 +69,6 @@ MAX_WAIT_SECONDS = 60.0
 RECEIPT_WINDOW_SECONDS = 0.05
 #: How long ``/v1/browser-endpoint`` waits for a gateway that is (re)starting, maybe elsewhere.
 GATEWAY_WAIT_SECONDS = 10.0
-#: Browser gateway ``i``'s actor, as the Supervisor names it (``actors/supervisor.py``).
-ACTOR_NAMESPACE = "herald"
 OPERATOR = "operator"
 #: ``/healthz`` takes a shard that does not answer within this for down.
 HEALTH_TIMEOUT = 2.0
@@ -364,7 +363,7 @@ class Intake:
         may have restarted it on another node."""
         try:
             gateway = self._gateways.get(index) or ChannelClient(ray.get_actor(
-                actor_name(Channel.BROWSER, index), namespace=ACTOR_NAMESPACE))
+                actor_name(Channel.BROWSER, index), namespace=NAMESPACE))
             async with asyncio.timeout(GATEWAY_WAIT_SECONDS):
                 answer = await gateway.ping()
         except (ValueError, TimeoutError, RayError) as exc:  # not there, restarting, failed

@@ -58,8 +58,10 @@ class Service:
 def ray_session() -> Iterator[None]:
     import ray
 
+    from herald.actor_names import NAMESPACE
+
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    ray.init(address="local", num_cpus=2, namespace="herald", include_dashboard=False)
+    ray.init(address="local", num_cpus=2, namespace=NAMESPACE, include_dashboard=False)
     yield
     ray.shutdown()
 

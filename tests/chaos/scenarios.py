@@ -17,6 +17,7 @@ from pathlib import Path
 
 import ray
 
+from herald.actor_names import NAMESPACE
 from herald.config import Settings
 from herald.sharding import host_name
 from tests.chaos.browser import BrowserFleet
@@ -253,7 +254,7 @@ async def locked_shard(base_url: str, key: str, peers: Peers, *, data_dir: Path,
         try:
             await asyncio.to_thread(db.execute, "BEGIN IMMEDIATE")
             handle = await asyncio.to_thread(  # the process hosting it (with every other shard)
-                ray.get_actor, host_name(shard, Settings().shards_per_process), "herald")
+                ray.get_actor, host_name(shard, Settings().shards_per_process), NAMESPACE)
             ray.kill(handle, no_restart=False)  # Ray starts it again: that start meets the lock
             ends = time.monotonic() + lock_for
             while time.monotonic() < ends:

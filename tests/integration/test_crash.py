@@ -15,34 +15,38 @@ import time
 import pytest
 import ray
 
-from actors.clients import ChannelClient, ShardClient
+from actors.clients import ChannelClient, ShardClient, SupervisorClient
+from herald.actor_names import NAMESPACE, SHARD_POOL, SUPERVISOR_NAME
+from herald.channels import Channel
 from herald.config import Settings
-from herald.sharding import host_name
+from herald.sharding import host_of
+from herald.supervision_events import MemberId
 from tests.conftest import METRICS_TOKEN, Service
 from tests.support.payloads import email_payload
 
 pytestmark = pytest.mark.ray
 TOTAL = 2000
 #: The process that hosts shard 1 (with the default HERALD_SHARDS_PER_PROCESS, every shard).
-SHARD_1 = host_name(1, Settings().shards_per_process)
+SHARD_1 = MemberId(SHARD_POOL, host_of(1, Settings().shards_per_process))
+EMAIL_0 = MemberId(Channel.EMAIL, 0)
 
 
-def _pid_of(name: str) -> int:
-    handle = ray.get_actor(name, namespace="herald")
-    if name.startswith("herald-shard"):
-        return ShardClient(handle, 0).pid().get(timeout=30)
+def _pid_of(member: MemberId) -> int:
+    handle = ray.get_actor(member.actor, namespace=NAMESPACE)
+    if member.channel is None:
+        return ShardClient(handle, member.index).pid().get(timeout=30)
     return ChannelClient(handle).ping().get(timeout=30).pid
 
 
-def _kill(name: str) -> int:
-    pid = _pid_of(name)
+def _kill(member: MemberId) -> int:
+    pid = _pid_of(member)
     os.kill(pid, signal.SIGKILL)
     return pid
 
 
 def _kill_supervisor() -> None:
-    handle = ray.get_actor("herald-supervisor", namespace="herald")
-    pid = ray.get(handle.pid.remote(), timeout=30)
+    supervisor = SupervisorClient(ray.get_actor(SUPERVISOR_NAME, namespace=NAMESPACE))
+    pid = supervisor.pid().get(timeout=30)
     os.kill(pid, signal.SIGKILL)
 
 
@@ -58,7 +62,7 @@ def test_sigkill_of_queue_and_channel_actors_loses_nothing(service: Service) -> 
             if start == 500:
                 old_shard = _kill(SHARD_1)
             if start == 1000:
-                old_channel = _kill("herald-email-0")
+                old_channel = _kill(EMAIL_0)
             if start == 1500:
                 _kill_supervisor()
         assert len(set(tags)) == TOTAL
@@ -75,7 +79,7 @@ def test_sigkill_of_queue_and_channel_actors_loses_nothing(service: Service) -> 
             time.sleep(0.2)
     assert not pending, f"{len(pending)} of {TOTAL} never reached sent"
     assert _pid_of(SHARD_1) != old_shard
-    assert _pid_of("herald-email-0") != old_channel
+    assert _pid_of(EMAIL_0) != old_channel
 
     with service.client() as client:
         metrics = client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).text

@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 import yaml
 
-from actors import supervisor
-from actors.supervisor import QUEUE_RESOURCE, queue_placement
+from actors import members
+from actors.members import QUEUE_RESOURCE, queue_placement
 from herald.config import Settings, load_settings
 from herald.errors import ConfigError
 from launcher import builder
@@ -264,9 +264,9 @@ def test_prepare_data_dir_keeps_what_herald_up_keeps(tmp_path: Path) -> None:
 
 def test_shards_ask_for_the_queue_resource_only_where_it_exists(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(supervisor.ray, "cluster_resources", lambda: {"CPU": 2.0})
+    monkeypatch.setattr(members.ray, "cluster_resources", lambda: {"CPU": 2.0})
     assert queue_placement(Settings()) == {}
-    monkeypatch.setattr(supervisor.ray, "cluster_resources",
+    monkeypatch.setattr(members.ray, "cluster_resources",
                         lambda: {"CPU": 4.0, QUEUE_RESOURCE: 1.0})
     # With PostgreSQL a shard keeps nothing on its node: anywhere, queue nodes or not.
     assert queue_placement(Settings(database_url="postgresql://h/db")) == {}
