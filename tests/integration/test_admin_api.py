@@ -18,6 +18,7 @@ import pytest
 from herald.sharding import shard_of_tag
 from tests.conftest import ADMIN_KEY, KEYS, METRICS_TOKEN, Service
 from tests.support.payloads import email_payload
+from tests.support.probes import sent_beside
 from tests.support.waiting import until
 
 pytestmark = pytest.mark.ray
@@ -55,22 +56,6 @@ def wait_status(client: httpx.Client, tag: str, wanted: set[str], timeout: float
             return dict(response.json())
         assert time.monotonic() < deadline, f"{tag} never reached {wanted}: {response.text[:300]}"
         time.sleep(0.2)
-
-
-def sent_beside(service: Service, client: httpx.Client, tag: str, number: str) -> None:
-    """Post an SMS to the user of the email ``tag`` (so it lands on the same shard) and wait
-    until it is sent: that shard has handed out work since ``tag`` was queued, so ``tag`` would
-    have been leased by now too had email not been paused. A bounded wait that ends on an event,
-    where a fixed sleep would only hope that enough time had passed."""
-    uid = client.get(f"/v1/admin/notifications/{tag}").json()["uid"]
-    sms = {"type": "OTP_SMS", "user": {"uid": uid}, "requester": {"service": "AUTH"},
-           "details": {"to": number, "content": "a probe beside a paused email"}}
-    with service.client() as tenant:
-        answer = tenant.post("/v1/notifications", json=sms)
-    assert answer.status_code == 202, answer.text
-    probe = answer.json()["details"]["tag"]
-    assert shard_of_tag(probe, 4) == shard_of_tag(tag, 4)
-    wait_status(client, probe, {"sent", "delivered"})
 
 
 @contextmanager
@@ -270,7 +255,7 @@ def test_pause_holds_email_until_resume_and_cancel_takes_a_queued_one(service: S
         overview = client.get("/v1/admin/overview").json()
         assert "email" in overview["paused"]
         waiting, doomed = post(service), post(service, "tenant-b")
-        sent_beside(service, client, waiting, "+14155553001")
+        sent_beside(service, waiting, "+14155553001")
         assert client.get(f"/v1/admin/notifications/{waiting}").json()["status"] == "queued"
         answer = client.post("/v1/admin/notifications/cancel", json={"tags": [doomed]})
         assert answer.json()["results"][0]["status"] == "cancelled"
@@ -303,7 +288,7 @@ def test_a_pause_survives_a_shard_restart(service: Service) -> None:
 
         until(restarted, f"shard {index} restarted", timeout=60, every=0.2)
         wait_status(client, tag, {"queued"}, 60)  # the shard is back, from its disk
-        sent_beside(service, client, tag, "+14155553002")
+        sent_beside(service, tag, "+14155553002")
         assert client.get(f"/v1/admin/notifications/{tag}").json()["status"] == "queued"
         assert "email" in client.get("/v1/admin/overview").json()["paused"]
     with admin(service) as client:
