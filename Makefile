@@ -23,7 +23,7 @@ run: venv
 browser-deps:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null \
-	  || echo "warning: could not install chromium; browser tests will be skipped"; }
+	  || echo "warning: could not install chromium; browser tests will be skipped (under CI=true: fail)"; }
 
 # PostgreSQL for the tests of HERALD_DATABASE_URL comes from Debian too; the tests start their own
 # servers (as the postgres user, on free loopback ports, in temp dirs), so the packaged cluster

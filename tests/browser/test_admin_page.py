@@ -20,6 +20,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page, expect
 
 from tests.conftest import ADMIN_KEY, Service
 from tests.support.payloads import email_payload
+from tests.support.probes import sent_beside
 
 pytestmark = pytest.mark.browser
 
@@ -180,8 +181,9 @@ def test_pause_email_see_one_wait_resume_see_it_sent(service: Service, console: 
         tag = post(service, subject="Held back")
         page.goto(f"{service.base_url}/admin#/n/{tag}")
         expect(page.locator("#d-status")).to_have_text("queued", timeout=TIMEOUT_MS)
-        page.wait_for_timeout(2500)
-        expect(page.locator("#d-status")).to_have_text("queued")
+        sent_beside(service, tag, "+14155553003")  # had email not been paused, it would be sent
+        page.reload()
+        expect(page.locator("#d-status")).to_have_text("queued", timeout=TIMEOUT_MS)
         expect(page.locator("#d-cancel")).to_be_enabled()
         page.click('#nav a[data-view="overview"]')
         expect(email.locator(".badge")).to_have_text("paused")

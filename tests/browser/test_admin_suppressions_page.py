@@ -12,12 +12,14 @@ import uuid
 from pathlib import Path
 
 import httpx
+import pytest
 from playwright.sync_api import expect
 
 from tests.browser.test_admin_page import ADMIN, TIMEOUT_MS, Console, console, log_in
 from tests.conftest import Service
 
 __all__ = ["console"]  # the fixture, shared with the console's other browser tests
+pytestmark = pytest.mark.browser
 PATH = "/v1/admin/suppressions"
 
 

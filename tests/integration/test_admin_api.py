@@ -18,6 +18,8 @@ import pytest
 from herald.sharding import shard_of_tag
 from tests.conftest import ADMIN_KEY, KEYS, METRICS_TOKEN, Service
 from tests.support.payloads import email_payload
+from tests.support.probes import sent_beside
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.ray
 
@@ -253,7 +255,7 @@ def test_pause_holds_email_until_resume_and_cancel_takes_a_queued_one(service: S
         overview = client.get("/v1/admin/overview").json()
         assert "email" in overview["paused"]
         waiting, doomed = post(service), post(service, "tenant-b")
-        time.sleep(2.5)
+        sent_beside(service, waiting, "+14155553001")
         assert client.get(f"/v1/admin/notifications/{waiting}").json()["status"] == "queued"
         answer = client.post("/v1/admin/notifications/cancel", json={"tags": [doomed]})
         assert answer.json()["results"][0]["status"] == "cancelled"
@@ -274,10 +276,19 @@ def test_a_pause_survives_a_shard_restart(service: Service) -> None:
         tag = post(service)
         index = shard_of_tag(tag, 4)
         assert index is not None
-        ray.kill(shards[index].handle, no_restart=False)
-        time.sleep(1.0)
+        shard = shards[index]
+        killed = shard.pid().get(timeout=30)
+        ray.kill(shard.handle, no_restart=False)
+
+        def restarted() -> bool:
+            try:
+                return shard.pid().get(timeout=10) != killed
+            except ray.exceptions.RayError:  # dying, or not back yet
+                return False
+
+        until(restarted, f"shard {index} restarted", timeout=60, every=0.2)
         wait_status(client, tag, {"queued"}, 60)  # the shard is back, from its disk
-        time.sleep(2.5)
+        sent_beside(service, tag, "+14155553002")
         assert client.get(f"/v1/admin/notifications/{tag}").json()["status"] == "queued"
         assert "email" in client.get("/v1/admin/overview").json()["paused"]
     with admin(service) as client:

@@ -10,9 +10,11 @@ from typing import Any
 import httpx
 import pytest
 import websockets
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import InvalidStatus
 
-from tests.conftest import Service
+from tests.conftest import METRICS_TOKEN, Service
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.ray
 
@@ -23,6 +25,15 @@ def notify(client: httpx.Client, uid: str, content: str, **details: Any) -> str:
     response = client.post("/v1/notifications", json=payload)
     assert response.status_code == 202, response.text
     return str(response.json()["details"]["tag"])
+
+
+def browser_parks(client: httpx.Client) -> float:
+    """How many browser sends the gateways have parked (their user not connected), service-wide."""
+    text = client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).text
+    return sum(sample.value for family in text_string_to_metric_families(text)
+               if family.name == "herald_channel_outcomes" for sample in family.samples
+               if sample.labels["channel"].startswith("browser")
+               and sample.labels["outcome"] == "park")
 
 
 def endpoint(client: httpx.Client, uid: str) -> str:
@@ -47,8 +58,10 @@ async def receive(url: str, count: int, ack: bool = True, timeout: float = 30) -
 def test_offline_user_gets_everything_in_order_on_connect(service: Service) -> None:
     uid = f"offline-{time.time()}"
     with service.client() as client:
+        parked_before = browser_parks(client)
         tags = [notify(client, uid, f"message {i}") for i in range(5)]
-        time.sleep(1.0)  # they are leased, find nobody, and wait (parked)
+        # They are leased, find nobody, and wait (parked): connect only once they have.
+        until(lambda: browser_parks(client) >= parked_before + 5, "the five parked")
         assert {client.get(f"/v1/notifications/{t}").json()["status"] for t in tags} == {"queued"}
         frames = asyncio.run(receive(endpoint(client, uid), 5))
         assert [f["tag"] for f in frames] == tags

@@ -25,6 +25,7 @@ from herald.config import SmtpTarget
 from herald.outcome import Outcome
 from herald.priority import ASAP_PRIORITY, DEFAULT_PRIORITY
 from herald.render import Message
+from tests.support.waiting import until_async
 
 
 class HoldingRelay:
@@ -104,11 +105,10 @@ async def test_asap_email_is_sent_next_when_the_smtp_pool_is_full(
         for n in range(4):
             sends.append(asyncio.create_task(provider.send(message(f"queued-{n}", Channel.EMAIL))))
             await asyncio.sleep(0)
-        await asyncio.sleep(0.05)
-        assert provider.gate.waiting == 4
+        await until_async(lambda: provider.gate.waiting == 4, "4 normal sends waiting")
         sends.append(asyncio.create_task(
             provider.send(message("asap", Channel.EMAIL, priority=ASAP_PRIORITY))))
-        await asyncio.sleep(0.05)
+        await until_async(lambda: provider.gate.waiting == 5, "the asap send waiting too")
         holding.release()  # one connection frees up...
         arrived = await holding.arrivals(3)
         assert arrived[2] == "asap"  # ...and the asap message takes it
@@ -147,11 +147,11 @@ async def test_asap_fax_is_sent_next_when_the_connections_are_busy(tmp_path: Pat
             sends += [asyncio.create_task(fax.send(message(
                 f"queued-{n}", Channel.FAX, to=f"+1555000000{n}", media_url=document)))
                 for n in range(3)]
-            await asyncio.sleep(0.05)
+            await until_async(lambda: fax.gate.waiting == 3, "3 normal faxes waiting")
             sends.append(asyncio.create_task(fax.send(message(
                 "asap", Channel.FAX, ASAP_PRIORITY, to="+15550009999", media_url=document))))
-            await asyncio.sleep(0.05)
-            assert order == [] and fax.gate.waiting == 4
+            await until_async(lambda: fax.gate.waiting == 4, "the asap fax waiting too")
+            assert order == []
         outcomes = await asyncio.wait_for(asyncio.gather(*sends), 5)
     finally:
         await asyncio.gather(*sends, return_exceptions=True)

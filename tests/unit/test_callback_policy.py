@@ -40,8 +40,12 @@ def refusal(url: str, addresses: Sequence[IPAddress] = (), allow: CallbackAllow 
 # ---- where a URL may point ----------------------------------------------------------------
 
 def test_public_addresses_pass() -> None:
-    check_callback_url("https://hooks.example.com/cb", ips(PUBLIC, "2606:2800:21f:cb07::1"), NOBODY)
+    public = ips(PUBLIC, "2606:2800:21f:cb07::1")
+    assert [unsafe_kind(address) for address in public] == [None, None]
+    # check_callback_url answers nothing: a refusal is a ValidationError, which fails the test.
+    check_callback_url("https://hooks.example.com/cb", public, NOBODY)
     check_callback_url(f"http://{PUBLIC}:8080/cb", [], NOBODY)  # a literal is judged itself
+    assert "does not resolve" in refusal("https://hooks.example.com/cb", [])  # the same URL, no answer
 
 
 @pytest.mark.parametrize(("address", "kind"), [

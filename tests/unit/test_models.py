@@ -301,54 +301,41 @@ def test_junk_raises_only_validation_error_and_what_passes_can_be_stored(raw: An
         storage.close()
 
 
-def test_what_validates_can_be_stored(tmp_path: Path) -> None:
-    """Intake answers 202 only after the write: a payload storage cannot hold must be a 4xx."""
-    storage = SQLiteStorage(tmp_path / "shard.db", synchronous="OFF")
-    deep: dict[str, Any] = {}
-    node = deep
-    for _ in range(300):
-        node["a"] = {}
-        node = node["a"]
-    unstorable = [
-        {"n": 2**64},  # beyond what JSON (orjson) writes as an integer
-        {"text": "\ud800"},  # a lone surrogate: valid in a Python str, not in UTF-8
-        deep,  # deeper than the encoder goes
-    ]
-    try:
-        for seq, junk in enumerate(unstorable, start=1):
-            raw = payload(**{"details.vars": junk})
-            try:
-                notification = validate_notification(raw, tenant="acme", now=NOW)
-            except ValidationError as exc:
-                assert exc.field in (None, "details")  # None: too deep to tell where
-                continue
-            storage.write([Record.new(notification, seq)], [])
-    finally:
-        storage.close()
-
-
-@pytest.mark.parametrize("where", ["details.vars", "user.extra", "requester.extra"])
-@pytest.mark.parametrize("depth", [256, 300, 5000])
-def test_deep_nesting_is_a_validation_error(where: str, depth: int) -> None:
+def _nested(depth: int) -> dict[str, Any]:
     deep: dict[str, Any] = {}
     node = deep
     for _ in range(depth):
         node["a"] = {}
         node = node["a"]
-    with pytest.raises(ValidationError):
-        validate_notification(payload(**{where: deep}), tenant="acme", now=NOW)
+    return deep
 
 
-def test_surrogate_in_uid_is_refused_or_stored(tmp_path: Path) -> None:
-    storage = SQLiteStorage(tmp_path / "shard.db", synchronous="OFF")
-    try:
-        try:
-            notification = validate_notification(payload(**{"user.uid": "ab\udc80"}), "a", NOW)
-        except ValidationError:
-            return
-        storage.write([Record.new(notification, 1)], [])
-    finally:
-        storage.close()
+@pytest.mark.parametrize(("junk", "field"), [
+    ({"n": 2**64}, "details"),  # beyond what JSON (orjson) writes as an integer
+    ({"text": "\ud800"}, "details"),  # a lone surrogate: valid in a Python str, not in UTF-8
+    (_nested(300), None),  # deeper than the encoder goes (None: too deep to tell where)
+], ids=["big-int", "surrogate", "deep"])
+def test_what_storage_cannot_hold_is_refused_at_intake(junk: Any, field: str | None) -> None:
+    """Intake answers 202 only after the write: a payload storage cannot hold must be a 4xx."""
+    with pytest.raises(ValidationError) as caught:
+        validate_notification(payload(**{"details.vars": junk}), tenant="acme", now=NOW)
+    assert (caught.value.status, caught.value.field) == (422, field)
+    assert "cannot be stored as JSON" in caught.value.message
+
+
+@pytest.mark.parametrize("where", ["details.vars", "user.extra", "requester.extra"])
+@pytest.mark.parametrize("depth", [256, 300, 5000])
+def test_deep_nesting_is_a_validation_error(where: str, depth: int) -> None:
+    with pytest.raises(ValidationError) as caught:
+        validate_notification(payload(**{where: _nested(depth)}), tenant="acme", now=NOW)
+    assert caught.value.status == 422
+
+
+def test_surrogate_in_uid_is_refused() -> None:
+    with pytest.raises(ValidationError) as caught:
+        validate_notification(payload(**{"user.uid": "ab\udc80"}), "a", NOW)
+    assert (caught.value.status, caught.value.field) == (422, "user")
+    assert "cannot be stored as JSON" in caught.value.message
 
 
 # -- phone numbers and addresses checked by phonenumbers / email-validator -----------------------

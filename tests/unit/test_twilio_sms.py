@@ -24,6 +24,7 @@ from herald.receipts import twilio_receipt
 from herald.render import Message
 from herald.retry import parse_retry_after
 from tests.support.connection_count import counting_connections
+from tests.support.waiting import until_async
 
 SID = "AC" + "0123456789abcdef" * 2
 TOKEN = "test-token-not-a-secret"
@@ -259,11 +260,12 @@ async def test_asap_send_takes_the_next_free_connection(api: CaptureTwilioApi) -
                                connections=1)
     await twilio.start()
     try:
-        api.delay_until(time.monotonic() + 0.3, 0.5)  # only the first request is slow
+        api.delay_until(time.monotonic() + 60, 1.0)  # the first request is slow...
         first = asyncio.create_task(twilio.send(sms("first")))
-        await asyncio.sleep(0.1)
+        await until_async(lambda: api.requests == 1, "the first request at the API")
+        api.delay_until(0.0, 0.0)  # ...and only the first
         normal = [asyncio.create_task(twilio.send(sms(f"normal {n}"))) for n in range(3)]
-        await asyncio.sleep(0.05)
+        await until_async(lambda: twilio.gate.waiting == 3, "3 normal sends waiting")
         urgent = sms("urgent")
         asap = asyncio.create_task(twilio.send(dataclasses.replace(urgent, priority=8)))
         await asyncio.wait_for(asyncio.gather(first, asap, *normal), 5)
