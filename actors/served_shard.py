@@ -115,7 +115,7 @@ class ServedShard:
             policies = {c: settings.retry_policy(c) for c in Channel}
             shard = QueueShard(storage, policies, time.time(),
                                gateways=settings.pools.get(Channel.BROWSER.key, 1),
-                               hot_limit=settings.memory_window,
+                               memory_window=settings.memory_window,
                                required_categories=categories(settings.required_categories),
                                sms_sender=settings.twilio_from)
             shard.open_admin()  # here, off the event loop: an old big file gets its indexes once

@@ -57,7 +57,7 @@ def memory(queued: int, window: int) -> list[str]:
     now, marks = time.time(), {}
     points = {"window full": window, "half way": queued // 2, "end": queued}
     with tempfile.TemporaryDirectory() as data, ProcessPoolExecutor(2) as clients:
-        shard = QueueShard(SQLiteStorage(Path(data) / "shard.db", "OFF"), {}, now, hot_limit=window)
+        shard = QueueShard(SQLiteStorage(Path(data) / "shard.db", "OFF"), {}, now, memory_window=window)
         ahead: deque[Future[bytes]] = deque(clients.submit(batch, b * BATCH, BATCH, now)
                                             for b in range(min(4, queued // BATCH)))
         for b in range(queued // BATCH):
@@ -92,7 +92,7 @@ def speed(queued: int, window: int, rounds: int, store: str = "memory") -> list[
     enqueue, lease = [], []
     for r in range(rounds):
         storage = MemoryStorage() if store == "memory" else SQLiteStorage(Path(":memory:"))
-        shard = QueueShard(storage, {}, now, hot_limit=window)
+        shard = QueueShard(storage, {}, now, memory_window=window)
         items = [n for n in notifications]  # the same objects each round: a shard copies none
         gc.collect()
         start = time.process_time()

@@ -1,6 +1,6 @@
 """Waiting records kept on disk *outside* the line: deferred callbacks, parked browser messages.
 
-The memory window (``herald.backlog``) keeps a shard's memory bounded for work in line. Two
+The memory window (``herald.memory_window``) keeps a shard's memory bounded for work in line. Two
 kinds of waiting work are not in line and would otherwise sit in memory as long as they wait:
 a notification held back without an attempt (``defer``: every breaker open, a rate limit)
 until ``not_before``, and a browser message *parked* for an offline user until the user

@@ -2,7 +2,7 @@
 
 A record as an object costs about 2.2 KB (its payload as a tree of dicts and strings is two
 thirds of it); the same record packed — its fields and payload as one JSON ``bytes``, the form
-storage keeps — costs a third of that. A shard's window holds up to ``hot_limit`` (20,000)
+storage keeps — costs a third of that. A shard's window holds up to ``memory_window`` (20,000)
 records, nearly all of them waiting, most of them far from their turn: those are kept packed.
 
 Which are packed: after each flush, the waiting records just written, once more than ``keep``

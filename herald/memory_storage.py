@@ -46,12 +46,12 @@ class MemoryStorage(Storage):
         live = [copy.deepcopy(r) for r in self._rows.values() if r.status not in FINAL]
         return sorted(live, key=lambda r: r.seq)
 
-    def load_in_memory(self, spillable: Sequence[Channel]) -> list[Record]:
+    def load_in_memory(self, windowed: Sequence[Channel]) -> list[Record]:
         return [r for r in self.load_live()
-                if r.status is Status.SENDING or (r.held is None and r.channel not in spillable)]
+                if r.status is Status.SENDING or (r.held is None and r.channel not in windowed)]
 
-    def waiting_counts(self, spillable: Sequence[Channel]) -> list[WaitingCount]:
-        return self._counts(lambda r: r.held is None and r.channel in spillable)
+    def waiting_counts(self, windowed: Sequence[Channel]) -> list[WaitingCount]:
+        return self._counts(lambda r: r.held is None and r.channel in windowed)
 
     def held_counts(self) -> list[WaitingCount]:
         return self._counts(lambda r: r.held is not None)

@@ -218,8 +218,8 @@ class PostgresStorage(Storage):
         return self._records(f"{_SELECT} AND status NOT IN ({FINAL_SQL}) ORDER BY seq",
                              (self.shard,))
 
-    def load_in_memory(self, spillable: Sequence[Channel]) -> list[Record]:
-        kept = [c.value for c in Channel if c not in spillable]
+    def load_in_memory(self, windowed: Sequence[Channel]) -> list[Record]:
+        kept = [c.value for c in Channel if c not in windowed]
         rows = [*self._records(f"{_SELECT} AND status = 'sending'", (self.shard,)),
                 *self._records(f"{_SELECT} AND status IN ({WAITING_SQL}) AND held IS NULL"
                                f" AND channel = ANY(%s)", (self.shard, kept))]
@@ -229,10 +229,10 @@ class PostgresStorage(Storage):
         return [(Channel(c), int(p), str(t), Status(s), int(n), int(b))
                 for c, p, t, s, n, b in self.query(sql, params)]
 
-    def waiting_counts(self, spillable: Sequence[Channel]) -> list[WaitingCount]:
+    def waiting_counts(self, windowed: Sequence[Channel]) -> list[WaitingCount]:
         return self._counts(f"{_COUNTS} AND held IS NULL AND channel = ANY(%s)"
                             " GROUP BY channel, priority, tenant, status",
-                            (self.shard, [c.value for c in spillable]))
+                            (self.shard, [c.value for c in windowed]))
 
     def held_counts(self) -> list[WaitingCount]:
         return self._counts(f"{_COUNTS} AND held IS NOT NULL"

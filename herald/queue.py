@@ -89,7 +89,7 @@ class QueueShard(ReceiptHandling, WaitingWork):
             record = Record.new(notification, self._seq)
             channel, priority = record.channel, record.priority
             pos = (self._ready.ahead(self._lane(record), priority)
-                   + self._backlog.ahead(channel, priority) + 1)
+                   + self._beyond_window.ahead(channel, priority) + 1)
             taken.add(tag)
             if key:
                 self._idempotency[(record.tenant, key)] = tag
@@ -251,7 +251,7 @@ class QueueShard(ReceiptHandling, WaitingWork):
 
     def _queue_callback(self, record: Record, now: float) -> None:
         """Queue the requester's signed webhook for this final state (in the same flush); on
-        disk only when memory is full, like any notification (``herald.backlog``)."""
+        disk only when memory is full, like any notification (``herald.memory_window``)."""
         url = callback_url(record)
         if not url or callback_tag(record) in self._live:
             return
@@ -259,11 +259,11 @@ class QueueShard(ReceiptHandling, WaitingWork):
         hook = callback_record(record, url, self._seq, now)
         self._track(hook)
         self._pending.insert(hook)
-        if self._backlog.stays_on_disk(hook.channel, hook.priority, hook.seq, self.memory_full):
-            self._backlog.add(hook.channel, hook.priority)
+        if self._beyond_window.stays_on_disk(hook.channel, hook.priority, hook.seq, self.memory_full):
+            self._beyond_window.add(hook.channel, hook.priority)
             return
         self._live[hook.tag] = hook
-        self._backlog.took(hook.channel, hook.priority, hook.seq)
+        self._beyond_window.took(hook.channel, hook.priority, hook.seq)
         self._push_ready(hook)
 
     # -- time -----------------------------------------------------------------------------

@@ -46,7 +46,7 @@ class ReceiptHandling(ShardState):
         """
         record = self._live.get(outcome.tag)
         if record is None and (stored := self._stored(outcome.tag)) is not None and not stored.final:
-            record = stored  # waiting on disk only (herald.backlog): not sent yet either
+            record = stored  # waiting on disk only (herald.memory_window): not sent yet either
         if record is not None and record.status in WAITING and record.attempts > 0 \
                 and outcome.kind in ("delivered", "failed"):
             return self._receipt_while_waiting(record, outcome, now)

@@ -16,13 +16,13 @@ from collections.abc import Collection, Mapping, Sequence
 
 from herald.admin_queries import AdminQueries
 from herald.attempt import Attempt
-from herald.backlog import REFILL, SPILLABLE, DiskBacklog
 from herald.channels import Channel, Lane
 from herald.delivery_log import log_event
 from herald.errors import NotFound, QueueFull
 from herald.fair_share import Holding, admits
 from herald.held import HeldOnDisk
 from herald.live_records import LiveRecords
+from herald.memory_window import REFILL, WINDOWED, BeyondWindow
 from herald.metrics import Histogram
 from herald.notification import Notification
 from herald.outcome import Outcome
@@ -53,7 +53,7 @@ class ShardState:
         now: float,
         rng: random.Random | None = None,
         gateways: int = 1,
-        hot_limit: int = 20_000,
+        memory_window: int = 20_000,
         keep_unpacked: int | None = None,
         required_categories: Collection[str] = DEFAULT_REQUIRED,
         sms_sender: str | None = None,
@@ -67,9 +67,9 @@ class ShardState:
         self._sms_sender = sms_sender
         self._gateways = gateways
         #: Live notifications kept in memory at most; beyond, waiting ones stay on disk only.
-        self._hot_limit = hot_limit
+        self._memory_window = memory_window
         #: How many one read from disk takes at least (fewer with a small window).
-        self._read_size = max(1, min(REFILL, hot_limit))
+        self._read_size = max(1, min(REFILL, memory_window))
         #: Live records kept as objects at least; beyond, waiting ones are packed (a test's knob).
         self._keep_unpacked = self._read_size if keep_unpacked is None else keep_unpacked
         self._policies = retry_policies
@@ -112,18 +112,18 @@ class ShardState:
         self._early_receipts: dict[str, Outcome] = dict(self._storage.load_receipts())
         self._pending = PendingWrite()
         self._seq = self._storage.max_seq()
-        # What waits on disk is counted, not read (herald.backlog); a window of it is read below.
-        self._backlog = DiskBacklog()
+        # What waits on disk is counted, not read (herald.memory_window); a window of it is read below.
+        self._beyond_window = BeyondWindow()
         #: Waiting records kept on disk outside the line (deferred, parked: herald.held).
         self._held = HeldOnDisk()
-        spillable = sorted(SPILLABLE)
-        for channel, priority, tenant, status, count, size in self._storage.waiting_counts(spillable):
-            self._backlog.add(channel, priority, count)
+        windowed = sorted(WINDOWED)
+        for channel, priority, tenant, status, count, size in self._storage.waiting_counts(windowed):
+            self._beyond_window.add(channel, priority, count)
             self._count_live(tenant, channel, status, count, size)
         for channel, _, tenant, status, count, size in self._storage.held_counts():
             self._held.add(count, now)
             self._count_live(tenant, channel, status, count, size)
-        for record in self._storage.load_in_memory(spillable):
+        for record in self._storage.load_in_memory(windowed):
             self._live[record.tag] = record
             if record.idempotency_key:
                 self._idempotency[(record.tenant, record.idempotency_key)] = record.tag
@@ -134,8 +134,8 @@ class ShardState:
             else:
                 self._push_ready(record)
             self._track(record)
-        for channel in spillable:
-            for priority in self._backlog.levels(channel):
+        for channel in windowed:
+            for priority in self._beyond_window.levels(channel):
                 self._read_back(channel, priority, self._read_size, now)
         self._live.pack(list(self._live.records()))
 
@@ -224,11 +224,11 @@ class ShardState:
 
     def live_count(self) -> int:
         """Live notifications, in memory or waiting on disk only (in line or held)."""
-        return len(self._live) + self._backlog.total + self._held.total
+        return len(self._live) + self._beyond_window.total + self._held.total
 
     @property
     def memory_full(self) -> bool:
-        return len(self._live) >= self._hot_limit
+        return len(self._live) >= self._memory_window
 
     def take_finished(self) -> list[str]:
         """Tags that reached a final state since the last call (to wake ``?wait`` callers)."""
@@ -281,8 +281,8 @@ class ShardState:
 
     def _push_ready(self, record: Record) -> None:
         """Into its lane's heap, or to disk only when older ones of its kind wait there (it
-        must not overtake them: ``herald.backlog``)."""
-        if self._backlog.stays_on_disk(record.channel, record.priority, record.seq, False):
+        must not overtake them: ``herald.memory_window``)."""
+        if self._beyond_window.stays_on_disk(record.channel, record.priority, record.seq, False):
             self._to_disk(record)
             return
         self._ready.push(self._lane(record), record.priority, record.seq, record.tag)
@@ -291,7 +291,7 @@ class ShardState:
         """A waiting record leaves memory; storage (after the next flush) has it."""
         self._live.discard(record.tag)
         self._dirty(record)
-        self._backlog.add(record.channel, record.priority)
+        self._beyond_window.add(record.channel, record.priority)
 
     def _read_back(self, channel: Channel, priority: int, limit: int, now: float) -> int:
         """Read waiting records of (channel, priority) from disk into memory, in acceptance
@@ -300,14 +300,14 @@ class ShardState:
             ready, moved, more = self._read_page(channel, priority, limit, now)
             # A page may hold only records memory has already (retries waiting there since
             # a restart read the window): go on past it, or what waits behind it starves.
-            if moved or not more or not self._backlog.cold(channel, priority):
+            if moved or not more or not self._beyond_window.count(channel, priority):
                 return ready
 
     def _read_page(self, channel: Channel, priority: int, limit: int,
                    now: float) -> tuple[int, int, bool]:
         """One page of ``_read_back``: how many became ready, how many came into memory, and
         whether storage has more."""
-        cursor = self._backlog.cursor(channel, priority)
+        cursor = self._beyond_window.cursor(channel, priority)
         rows = self._storage.load_waiting(channel, priority, cursor, limit)
         last = rows[-1].seq if len(rows) == limit else None  # storage has more beyond it
         found = {r.tag: r for r in rows}
@@ -319,12 +319,12 @@ class ShardState:
                 found[r.tag] = r
         ready = moved = 0
         for record in sorted(found.values(), key=lambda r: r.seq):
-            self._backlog.took(channel, priority, record.seq)
+            self._beyond_window.took(channel, priority, record.seq)
             if record.tag in self._live:
                 continue  # in memory already (a stray: counted there, not here)
             if record.status not in WAITING or record.held is not None:
                 continue  # finished while on disk (uncounted then), or held (herald.held)
-            self._backlog.remove(channel, priority)
+            self._beyond_window.remove(channel, priority)
             self._live[record.tag] = record
             moved += 1
             if record.not_before > now:
@@ -332,25 +332,26 @@ class ShardState:
             else:
                 self._ready.push(self._lane(record), record.priority, record.seq, record.tag)
                 ready += 1
-        if not found and self._backlog.cold(channel, priority):
+        if not found and self._beyond_window.count(channel, priority):
             # Counted but not found (a count that drifted): trust the disk.
-            self._backlog.remove(channel, priority, self._backlog.cold(channel, priority))
+            self._beyond_window.remove(channel, priority, self._beyond_window.count(channel, priority))
         return ready, moved, last is not None
 
     def _refill(self, lane: Lane, want: int, now: float) -> int | None:
         """Make the best ``want`` of ``lane`` be in memory (reading from disk at each priority
         that runs short); the highest priority still waiting on disk only, if any."""
-        if lane.channel not in SPILLABLE:
+        if lane.channel not in WINDOWED:
             return None
         need = want
         for priority in range(MAX_PRIORITY, -1, -1):
-            hot = self._ready.count(lane, priority)
-            if hot < need and self._backlog.cold(lane.channel, priority):
-                hot += self._read_back(lane.channel, priority, max(self._read_size, need - hot), now)
-            need -= hot
+            in_memory = self._ready.count(lane, priority)
+            if in_memory < need and self._beyond_window.count(lane.channel, priority):
+                in_memory += self._read_back(lane.channel, priority,
+                                             max(self._read_size, need - in_memory), now)
+            need -= in_memory
             if need <= 0:
                 break
-        return self._backlog.highest(lane.channel)
+        return self._beyond_window.highest(lane.channel)
 
     # -- the admin console: any tenant's records, paused channels, figures ---------------
     _admin: AdminQueries | None = None

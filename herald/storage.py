@@ -52,15 +52,15 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def get(self, tag: str) -> Record | None: ...
 
-    # -- the part of the queue kept on disk only (``herald.backlog``) ------------------------
+    # -- the part of the queue kept on disk only (``herald.memory_window``) ------------------------
     @abc.abstractmethod
-    def load_in_memory(self, spillable: Sequence[Channel]) -> list[Record]:
-        """Live records but the held ones and the waiting ones of ``spillable`` channels,
+    def load_in_memory(self, windowed: Sequence[Channel]) -> list[Record]:
+        """Live records but the held ones and the waiting ones of ``windowed`` channels,
         oldest first."""
 
     @abc.abstractmethod
-    def waiting_counts(self, spillable: Sequence[Channel]) -> list[WaitingCount]:
-        """Waiting records in line (not held) of ``spillable`` channels, counted by (channel,
+    def waiting_counts(self, windowed: Sequence[Channel]) -> list[WaitingCount]:
+        """Waiting records in line (not held) of ``windowed`` channels, counted by (channel,
         priority, tenant, status), with their payload bytes."""
 
     @abc.abstractmethod
@@ -211,7 +211,7 @@ class SQLiteStorage(Storage):
             f" WHERE status IN ({FINAL_SQL})"
         )
         # What waits, by (channel, priority) in acceptance order, and what is being sent: how
-        # a shard reads a window of its backlog (herald.backlog) instead of every record.
+        # a shard reads a window of what waits (herald.memory_window) instead of every record.
         # (Held records wait outside the line: herald.held; the index of before they existed
         # is replaced by one that leaves them out.)
         self._db.execute("DROP INDEX IF EXISTS notifications_waiting")
@@ -241,22 +241,22 @@ class SQLiteStorage(Storage):
         )
         return [decode_record(row) for row in cursor]
 
-    def load_in_memory(self, spillable: Sequence[Channel]) -> list[Record]:
+    def load_in_memory(self, windowed: Sequence[Channel]) -> list[Record]:
         columns = ", ".join(COLUMNS)
-        kept = [c.value for c in Channel if c not in spillable]
+        kept = [c.value for c in Channel if c not in windowed]
         marks = ", ".join("?" for _ in kept)
         rows = [*self._db.execute(f"SELECT {columns} FROM notifications WHERE status = 'sending'"),
                 *self._db.execute(f"SELECT {columns} FROM notifications WHERE status IN"
                                   f" ({WAITING_SQL}) AND held IS NULL AND channel IN ({marks})", kept)]
         return sorted((decode_record(row) for row in rows), key=lambda r: r.seq)
 
-    def waiting_counts(self, spillable: Sequence[Channel]) -> list[WaitingCount]:
-        marks = ", ".join("?" for _ in spillable)
+    def waiting_counts(self, windowed: Sequence[Channel]) -> list[WaitingCount]:
+        marks = ", ".join("?" for _ in windowed)
         rows = self._db.execute(
             f"SELECT channel, priority, tenant, status, COUNT(*), SUM(LENGTH(payload))"
             f" FROM notifications WHERE status IN ({WAITING_SQL}) AND held IS NULL"
             f" AND channel IN ({marks})"
-            f" GROUP BY channel, priority, tenant, status", [c.value for c in spillable])
+            f" GROUP BY channel, priority, tenant, status", [c.value for c in windowed])
         return [(Channel(c), p, t, Status(s), n, b) for c, p, t, s, n, b in rows]
 
     def held_counts(self) -> list[WaitingCount]:

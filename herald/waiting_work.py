@@ -10,10 +10,10 @@ import heapq
 from collections.abc import Callable, Iterable
 
 from herald.attempt import Attempt
-from herald.backlog import SPILLABLE
 from herald.channels import Channel
 from herald.held import BATCH as HELD_BATCH
 from herald.held import DEFERRED, PARKED
+from herald.memory_window import WINDOWED
 from herald.recipient_book import PREFERENCE
 from herald.record import Record
 from herald.requester_callbacks import defer_seconds, deferral_budget_spent
@@ -46,9 +46,9 @@ class WaitingWork(ShardState):
         raise NotImplementedError  # QueueShard's
 
     def _waiting_on_disk(self, tag: str) -> Record | None:
-        """A record back in line on disk only (held, or spilled) that a late answer may
+        """A record back in line on disk only (held, or beyond the memory window) that a late answer may
         still finish; None for any other."""
-        if not (self._held.total or self._backlog.total):
+        if not (self._held.total or self._beyond_window.total):
             return None
         record = self._stored(tag)
         return record if record is not None and record.status in WAITING else None
@@ -96,11 +96,11 @@ class WaitingWork(ShardState):
         channel, priority = record.channel, record.priority
         if record.not_before > now:
             self._schedule(record, now)
-        elif self._backlog.stays_on_disk(channel, priority, record.seq, self.memory_full):
-            self._backlog.add(channel, priority)  # written by the caller; counted, not kept
+        elif self._beyond_window.stays_on_disk(channel, priority, record.seq, self.memory_full):
+            self._beyond_window.add(channel, priority)  # written by the caller; counted, not kept
         else:
             self._live[record.tag] = record
-            self._backlog.took(channel, priority, record.seq)
+            self._beyond_window.took(channel, priority, record.seq)
             self._push_ready(record)
 
     def _refusal(self, record: Record) -> str | None:
@@ -182,8 +182,8 @@ class WaitingWork(ShardState):
         if record.held is not None:
             record.held = None
             self._held.remove()
-        elif record.channel in SPILLABLE:
-            self._backlog.remove(record.channel, record.priority)
+        elif record.channel in WINDOWED:
+            self._beyond_window.remove(record.channel, record.priority)
 
     def expire_due(self, now: float, limit: int = EXPIRE_BATCH) -> int:
         """Expire up to ``limit`` waiting notifications whose TTL is over, whatever their lane:

@@ -75,12 +75,12 @@ def make_shard(
     now: float = T0,
     policies: Mapping[str, RetryPolicy] | None = None,
     seed: int = 0,
-    hot_limit: int = 20_000,
+    memory_window: int = 20_000,
     keep_unpacked: int | None = None,
 ) -> QueueShard:
     """A shard with a seeded jitter source, so retry delays are reproducible."""
     return QueueShard(storage, policies or {}, now=now, rng=random.Random(seed),
-                      hot_limit=hot_limit, keep_unpacked=keep_unpacked)
+                      memory_window=memory_window, keep_unpacked=keep_unpacked)
 
 
 @pytest.fixture(scope="session")

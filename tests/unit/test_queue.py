@@ -709,11 +709,11 @@ class _FlakyStorage(Storage):
     def get(self, tag: str) -> Record | None:
         return self.inner.get(tag)
 
-    def load_in_memory(self, spillable: Sequence[Channel]) -> list[Record]:
-        return self.inner.load_in_memory(spillable)
+    def load_in_memory(self, windowed: Sequence[Channel]) -> list[Record]:
+        return self.inner.load_in_memory(windowed)
 
-    def waiting_counts(self, spillable: Sequence[Channel]) -> list[WaitingCount]:
-        return self.inner.waiting_counts(spillable)
+    def waiting_counts(self, windowed: Sequence[Channel]) -> list[WaitingCount]:
+        return self.inner.waiting_counts(windowed)
 
     def load_waiting(self, channel: Channel, priority: int, after_seq: int,
                      limit: int) -> list[Record]:

@@ -63,7 +63,7 @@ notification_specs = st.tuples(
 class QueueMachine(RuleBasedStateMachine):
     backend: ClassVar[str] = "memory"
     #: Live notifications the shard keeps in memory; beyond, SMS waits on disk only.
-    hot_limit: ClassVar[int] = 20_000
+    memory_window: ClassVar[int] = 20_000
     #: Live records kept as objects; beyond, waiting ones are packed (None: the shard's default).
     keep_unpacked: ClassVar[int | None] = None
     #: The database of the PostgreSQL runs, and a new shard number for each example.
@@ -82,7 +82,7 @@ class QueueMachine(RuleBasedStateMachine):
             self.storage = owned_storage(self.pg_url, next(self.pg_shards))
         self.now = T0
         self.shard = make_shard(self.storage, now=self.now, policies=POLICIES,
-                                hot_limit=self.hot_limit, keep_unpacked=self.keep_unpacked)
+                                memory_window=self.memory_window, keep_unpacked=self.keep_unpacked)
         self.accepted: dict[str, dict[str, Any]] = {}  # tag -> the notification a client posted
         self.first_for: dict[tuple[str, str], str] = {}  # (tenant, btag) -> first tag
         self.leases: list[tuple[str, float]] = []  # handed out and not yet acked
@@ -343,7 +343,7 @@ class QueueMachine(RuleBasedStateMachine):
             tag, _ = self.leases[-1]  # the worker will ack again: its lease stays listed
             self.shard.ack([Outcome(tag, "sent", "capture")], self.now)
         self.shard = make_shard(self.storage, now=self.now, policies=POLICIES,
-                                hot_limit=self.hot_limit, keep_unpacked=self.keep_unpacked)
+                                memory_window=self.memory_window, keep_unpacked=self.keep_unpacked)
         # Held receipts are stored, so they survive. Parking in memory does not: those come
         # back and will be parked again; those parked on disk (herald.held) stay parked.
         self.parked = {t for t in self.parked if self.stored(t).held == "parked"}
@@ -398,17 +398,17 @@ class PackingSQLiteQueueMachine(PackingQueueMachine):
     backend = "sqlite"
 
 
-class SpillingQueueMachine(QueueMachine):
-    """A memory window of 2: most SMS waits on disk only and is read back (herald.backlog)."""
+class SmallWindowQueueMachine(QueueMachine):
+    """A memory window of 2: most SMS waits on disk only and is read back (herald.memory_window)."""
 
-    hot_limit = 2
+    memory_window = 2
 
 
-class SpillingSQLiteQueueMachine(SpillingQueueMachine):
+class SmallWindowSQLiteQueueMachine(SmallWindowQueueMachine):
     backend = "sqlite"
 
 
-class SpillingPostgresQueueMachine(SpillingQueueMachine):
+class SmallWindowPostgresQueueMachine(SmallWindowQueueMachine):
     backend = "postgres"
 
 
@@ -421,10 +421,10 @@ TestPackingQueueMachine = PackingQueueMachine.TestCase
 TestPackingQueueMachine.settings = _SETTINGS
 TestPackingQueueMachineSQLite = PackingSQLiteQueueMachine.TestCase
 TestPackingQueueMachineSQLite.settings = _SETTINGS
-TestSpillingQueueMachine = SpillingQueueMachine.TestCase
-TestSpillingQueueMachine.settings = _SETTINGS
-TestSpillingQueueMachineSQLite = SpillingSQLiteQueueMachine.TestCase
-TestSpillingQueueMachineSQLite.settings = _SETTINGS
+TestSmallWindowQueueMachine = SmallWindowQueueMachine.TestCase
+TestSmallWindowQueueMachine.settings = _SETTINGS
+TestSmallWindowQueueMachineSQLite = SmallWindowSQLiteQueueMachine.TestCase
+TestSmallWindowQueueMachineSQLite.settings = _SETTINGS
 _PG_SETTINGS = settings(max_examples=25, stateful_step_count=50, deadline=None)
 
 
@@ -433,6 +433,6 @@ def test_queue_machine_postgres(pg_databases: ShardDatabases) -> None:
     run_state_machine_as_test(PostgresQueueMachine, settings=_PG_SETTINGS)
 
 
-def test_spilling_queue_machine_postgres(pg_databases: ShardDatabases) -> None:
-    SpillingPostgresQueueMachine.pg_url = pg_databases.fresh()
-    run_state_machine_as_test(SpillingPostgresQueueMachine, settings=_PG_SETTINGS)
+def test_small_window_queue_machine_postgres(pg_databases: ShardDatabases) -> None:
+    SmallWindowPostgresQueueMachine.pg_url = pg_databases.fresh()
+    run_state_machine_as_test(SmallWindowPostgresQueueMachine, settings=_PG_SETTINGS)

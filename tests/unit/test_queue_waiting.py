@@ -115,7 +115,7 @@ def test_rate_limited_notifications_are_deferred_without_a_budget(storage: Stora
 # -- (c) deferred callbacks and parked messages stay out of memory ----------------------------
 def test_callbacks_beyond_the_memory_window_wait_on_disk_and_leave_in_order(
         storage: Storage) -> None:
-    shard = make_shard(storage, hot_limit=3)
+    shard = make_shard(storage, memory_window=3)
     emails = [make_notification("EMAIL", callback_url=HOOK) for _ in range(20)]
     shard.enqueue(emails, T0)
     shard.flush()
@@ -131,7 +131,7 @@ def test_callbacks_beyond_the_memory_window_wait_on_disk_and_leave_in_order(
 
 def test_deferred_callbacks_are_held_on_disk_when_memory_is_full_and_come_back_when_due(
         storage: Storage) -> None:
-    shard = make_shard(storage, hot_limit=2)
+    shard = make_shard(storage, memory_window=2)
     hooks = [_failing_callback(shard) for _ in range(6)]
     leased = shard.lease(lane("WEBHOOK"), 6, T0, 30.0)
     assert sorted(d.tag for d in leased) == sorted(hooks)
@@ -142,7 +142,7 @@ def test_deferred_callbacks_are_held_on_disk_when_memory_is_full_and_come_back_w
     held = [storage.get(tag) for tag in hooks]
     assert sum(1 for r in held if r is not None and r.held == "deferred") >= 4
     assert shard.lease(lane("WEBHOOK"), 6, T0 + 30, 30.0) == []  # not due yet
-    restarted = make_shard(storage, hot_limit=2)  # a restart keeps them held, and counted
+    restarted = make_shard(storage, memory_window=2)  # a restart keeps them held, and counted
     assert restarted.live_count() == 6
     restarted.tick(T0 + 61)
     again = restarted.lease(lane("WEBHOOK"), 6, T0 + 61, 30.0)
@@ -151,7 +151,7 @@ def test_deferred_callbacks_are_held_on_disk_when_memory_is_full_and_come_back_w
 
 def test_parked_messages_beyond_the_memory_window_wait_on_disk_until_their_user_connects(
         storage: Storage) -> None:
-    shard = make_shard(storage, hot_limit=2)
+    shard = make_shard(storage, memory_window=2)
     mine = [make_notification("BROWSER", uid=7) for _ in range(5)]
     shard.enqueue(mine, T0)
     leased = shard.lease(lane("BROWSER"), 5, T0, 30.0)
@@ -185,7 +185,7 @@ def test_a_paused_channels_notification_expires_and_calls_back(storage: Storage)
 
 @pytest.mark.parametrize("where", ["on disk only", "held", "retrying", "parked"])
 def test_waiting_notifications_expire_whatever_their_lane(storage: Storage, where: str) -> None:
-    shard = make_shard(storage, hot_limit=1 if where in ("on disk only", "held") else 100)
+    shard = make_shard(storage, memory_window=1 if where in ("on disk only", "held") else 100)
     channel = "BROWSER" if where == "parked" else "SMS"
     first, second = (make_notification(channel, ttl=60, uid=7) for _ in range(2))
     shard.enqueue([first, second], T0)
