@@ -31,13 +31,13 @@ from actors.ray_metrics import RayMetricsExporter
 from herald.channels import Channel, Lane
 from herald.config import Settings
 from herald.delivery import Delivery
-from herald.errors import TemplateError, Unavailable
+from herald.errors import TemplateError, TransientProviderError, Unavailable
 from herald.exchange import Exchange
-from herald.outcome import Outcome
+from herald.outcome import Outcome, outcome_from_error
 from herald.pool_views import ChannelPing
 from herald.priority import ASAP_PRIORITY
 from herald.queue import LeaseRenewal
-from herald.render import render_message
+from herald.render import Message, render_message
 from herald.sharding import shard_for_uid
 from herald.sms_keywords import TWILIO_UNSUBSCRIBED
 from herald.suppressions import BOUNCED, EVERY_TENANT, STOP, Suppression, contact_key
@@ -284,6 +284,17 @@ class ChannelActor:
             link.inflight -= 1
             link.slot_freed.set()
 
+    async def _attempt(self, message: Message) -> Outcome:
+        """One deadline per attempt, whatever the provider does (a send waiting for a pooled
+        connection included); the heartbeat keeps the lease meanwhile."""
+        assert self._chain is not None
+        timeout = self._settings.attempt_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._chain.send(message)
+        except TimeoutError as exc:
+            raise TransientProviderError(f"no answer within {timeout:g}s", "deadline") from exc
+
     async def _deliver(self, link: _ShardLink, delivery: Delivery, express: bool = False) -> None:
         assert self._chain is not None
         link.sending[delivery.tag] = delivery.lease
@@ -294,18 +305,11 @@ class ChannelActor:
                 outcome = Outcome(delivery.tag, "failed", "herald", error="expired")
             else:
                 message = render_message(delivery, self._unsubscribe)
-                # One deadline per attempt, whatever the provider does (a send waiting for a
-                # pooled connection included); the heartbeat keeps the lease meanwhile.
-                async with asyncio.timeout(self._settings.attempt_timeout):
-                    outcome = await self._chain.send(message)
-        except TimeoutError:
-            outcome = Outcome(delivery.tag, "retry", "herald", code="deadline",
-                              error=f"no answer within {self._settings.attempt_timeout:g}s")
-        except TemplateError as exc:
-            outcome = Outcome(delivery.tag, "failed", "herald", error=exc.message)
+                outcome = await self._attempt(message)
         except Exception as exc:
-            log.exception("delivery crashed for %s", delivery.tag)
-            outcome = Outcome(delivery.tag, "retry", "herald", error=f"{type(exc).__name__}: {exc}")
+            if not isinstance(exc, TemplateError | TransientProviderError):
+                log.exception("delivery crashed for %s", delivery.tag)
+            outcome = outcome_from_error(delivery.tag, "herald", exc)
         finally:
             link.sending.pop(delivery.tag, None)
         self.counters[outcome.kind] += 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from herald.errors import PermanentProviderError, TransientProviderError
+from herald.errors import PermanentProviderError, TemplateError, TransientProviderError
 from herald.wire import compact
 
 OutcomeKind = Literal["sent", "delivered", "retry", "failed", "park", "defer"]
@@ -76,11 +76,16 @@ def safe_json(info: dict[str, Any]) -> dict[str, Any]:
 
 
 def outcome_from_error(tag: str, provider: str, error: BaseException) -> Outcome:
-    """Map any exception raised while delivering to an outcome, by type.
+    """Map any exception raised while delivering to an outcome, by type: the one place an
+    exception becomes an outcome (a provider's, in ``actors.providers.base.attempt``; the
+    channel actor's own — a template, the attempt's deadline, a bug — as provider ``herald``).
 
-    Unknown exceptions count as transient: a bug or an unexpected network error should be
-    retried (and end ``dead`` if it persists), never silently dropped.
+    A template that cannot render fails for good (the same payload would fail again). Unknown
+    exceptions count as transient: a bug or an unexpected network error should be retried (and
+    end ``dead`` if it persists), never silently dropped.
     """
+    if isinstance(error, TemplateError):
+        return Outcome(tag, "failed", provider, error=error.message)
     if isinstance(error, PermanentProviderError):
         return Outcome(tag, "failed", provider, error=error.message, code=error.provider_code)
     if isinstance(error, TransientProviderError):
