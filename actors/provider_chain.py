@@ -7,7 +7,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from actors.providers.base import Provider
+from actors.providers.base import Provider, attempt
 from herald.breaker import HALF_OPEN, OPEN, CircuitBreaker
 from herald.outcome import Outcome
 from herald.render import Message
@@ -102,7 +102,7 @@ class ProviderChain:
                         breaker.release_probe()
                     return Outcome(message.tag, "defer", provider.name, error="rate limited",
                                    retry_after=wait)
-            (outcome,) = await provider.deliver([message])
+            outcome = await attempt(provider, message)
         except BaseException:
             # Cut short (the actor is stopping, the limiter failed): no verdict on the provider,
             # but the breaker must not wait for ever for a probe that will never answer.

@@ -2,7 +2,7 @@
 
 ``python -m bench.provider_cpu --sends 2000 --rounds 5`` starts the Twilio-compatible sink in a
 process of its own (``bench.sinks``), so that only the provider's side is measured, then times
-``rounds`` of ``sends`` SMS each (``deliver`` batches of ``--batch``) with
+``rounds`` of ``sends`` SMS each (``--batch`` concurrent sends at a time) with
 ``time.process_time`` and prints the median CPU and wall time per send, in microseconds.
 ``--module`` times another version of ``TwilioSmsProvider`` (a copy on ``PYTHONPATH``), or
 ``bare``: the same form POSTs on one aiohttp session with nothing around them (the floor).
@@ -67,13 +67,18 @@ class BareFormPost:
         async with self._session.post(self._url, data=urlencode(form).encode()) as answer:
             return await answer.json()
 
-    async def deliver(self, messages: Sequence[Message]) -> list[Any]:
-        answers = await asyncio.gather(*(self._post(m) for m in messages))
-        return [_Sent() for _ in answers]
+    async def send(self, message: Message) -> Any:
+        await self._post(message)
+        return _Sent()
 
 
 class _Sent:
     kind = "sent"
+
+
+async def _batch(provider: Any, messages: Sequence[Message]) -> list[Any]:
+    """Each message its own ``send``, all at once, as a channel actor sends them."""
+    return list(await asyncio.gather(*(provider.send(m) for m in messages)))
 
 
 async def _rounds(
@@ -83,12 +88,12 @@ async def _rounds(
                                  status_callback_url=None)
     await provider.start()
     try:
-        await provider.deliver([_sms(n) for n in range(batch)])  # warm the pool
+        await _batch(provider, [_sms(n) for n in range(batch)])  # warm the pool
         results = []
         for _ in range(rounds):
             cpu, wall = time.process_time(), time.perf_counter()
             for start in range(0, sends, batch):
-                outcomes = await provider.deliver([_sms(n) for n in range(start, start + batch)])
+                outcomes = await _batch(provider, [_sms(n) for n in range(start, start + batch)])
                 assert all(o.kind == "sent" for o in outcomes), outcomes[0]
             results.append(((time.process_time() - cpu) / sends * 1e6,
                             (time.perf_counter() - wall) / sends * 1e6))

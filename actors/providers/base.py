@@ -1,9 +1,8 @@
-"""The provider interface: deliver a batch of rendered messages, get one outcome per message."""
+"""The provider interface: send one rendered message, get its outcome (``attempt``: never raises)."""
 
 from __future__ import annotations
 
 import abc
-import asyncio
 from collections.abc import Callable, Sequence
 
 from herald.outcome import Outcome, outcome_from_error
@@ -16,7 +15,9 @@ class Provider(abc.ABC):
 
     ``send`` returns the outcome of a message the provider took (``sent``, or ``delivered`` when
     the provider confirms delivery synchronously). Anything raised becomes an outcome in
-    ``herald.outcome.outcome_from_error``: transient → retry, permanent → failed.
+    ``attempt`` (by ``herald.outcome.outcome_from_error``): transient → retry, permanent →
+    failed. A channel actor sends many messages at once, each its own ``send``: there is no
+    batch call (no provider API here takes one).
     """
 
     #: Name recorded on each attempt (``smtp``, ``twilio``, ``capture``…).
@@ -75,17 +76,11 @@ class Provider(abc.ABC):
     async def send(self, message: Message) -> Outcome:
         """Deliver one message or raise a ``ProviderError``."""
 
-    async def deliver(self, messages: Sequence[Message]) -> list[Outcome]:
-        """Deliver a batch concurrently; never raises."""
-        results = await asyncio.gather(
-            *(self.send(m) for m in messages), return_exceptions=True
-        )
-        outcomes = []
-        for message, result in zip(messages, results, strict=True):
-            if isinstance(result, Outcome):
-                outcomes.append(result)
-            elif isinstance(result, BaseException):
-                if isinstance(result, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
-                    raise result
-                outcomes.append(outcome_from_error(message.tag, self.name, result))
-        return outcomes
+
+async def attempt(provider: Provider, message: Message) -> Outcome:
+    """``provider.send(message)``, an error it raises made an outcome; never raises but for
+    cancellation (the actor stopping, the attempt's deadline)."""
+    try:
+        return await provider.send(message)
+    except Exception as exc:  # noqa: BLE001 - every error is an outcome, decided by its type
+        return outcome_from_error(message.tag, provider.name, exc)

@@ -47,7 +47,7 @@ from herald.browser_acks import AwaitingAcks
 from herald.browser_tokens import BrowserIdentity, verify_token
 from herald.catch_up import CatchUp
 from herald.errors import AuthError
-from herald.outcome import Outcome, outcome_from_error
+from herald.outcome import Outcome
 from herald.render import Message
 
 __all__ = ["WebSocketGateway", "WS_PATH", "MAX_FRAME_BYTES", "advertised_url"]
@@ -202,15 +202,6 @@ class WebSocketGateway(Provider):
         return len(self._awaiting)
 
     # -- sending ------------------------------------------------------------------------------
-
-    async def deliver(self, messages: Sequence[Message]) -> list[Outcome]:
-        """As ``Provider.deliver``; the actor's one message a call costs no extra task."""
-        if len(messages) != 1:
-            return await super().deliver(messages)
-        try:
-            return [await self.send(messages[0])]
-        except Exception as exc:  # noqa: BLE001 - mapped to an outcome, as for a batch
-            return [outcome_from_error(messages[0].tag, self.name, exc)]
 
     async def send(self, message: Message) -> Outcome:
         key = (message.tenant, message.uid)

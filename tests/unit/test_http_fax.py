@@ -32,6 +32,7 @@ from herald.receipts import (
 )
 from herald.render import Message
 from tests.support.connection_count import counting_connections
+from tests.support.providers import deliver
 
 API_KEY = "KEY-test-secret"
 TO = "+15551234567"
@@ -108,7 +109,7 @@ async def _receipt(received: asyncio.Queue[Webhook], public_key: str) -> Outcome
 async def test_text_fax_arrives_as_a_one_page_pdf(
     provider: HttpFaxProvider, fax_api: CaptureFaxApi, tmp_path: Path
 ) -> None:
-    (outcome,) = await provider.deliver([_message()])
+    (outcome,) = await deliver(provider, [_message()])
     assert outcome.kind == "sent" and outcome.provider == "telnyx"
     assert outcome.info == {"pages": 1}
     (fax,) = fax_api.faxes
@@ -125,7 +126,7 @@ async def test_media_url_fax_passes_the_url_through(
     provider: HttpFaxProvider, fax_api: CaptureFaxApi
 ) -> None:
     url = "https://files.example.com/contract.pdf"
-    (outcome,) = await provider.deliver([_message(media_url=url, sender="+15559998888")])
+    (outcome,) = await deliver(provider, [_message(media_url=url, sender="+15559998888")])
     assert outcome.kind == "sent"
     (fax,) = fax_api.faxes
     assert fax["media_url"] == url and fax["pdf"] is None and fax["from"] == "+15559998888"
@@ -134,7 +135,7 @@ async def test_media_url_fax_passes_the_url_through(
 async def test_delivered_webhook_carries_the_tag_and_a_valid_signature(
     provider: HttpFaxProvider, fax_api: CaptureFaxApi, webhooks: tuple[str, asyncio.Queue[Webhook]]
 ) -> None:
-    (sent,) = await provider.deliver([_message(tag="tag-delivered")])
+    (sent,) = await deliver(provider, [_message(tag="tag-delivered")])
     receipt = await _receipt(webhooks[1], fax_api.public_key)
     assert receipt == Outcome(
         "tag-delivered", "delivered", "telnyx", provider_id=sent.provider_id, info={"pages": 1}
@@ -144,7 +145,7 @@ async def test_delivered_webhook_carries_the_tag_and_a_valid_signature(
 async def test_the_tag_travels_in_client_state_not_in_the_url(
     provider: HttpFaxProvider, fax_api: CaptureFaxApi, webhooks: tuple[str, asyncio.Queue[Webhook]]
 ) -> None:
-    await provider.deliver([_message(tag="tag-state")])
+    await deliver(provider, [_message(tag="tag-state")])
     (fax,) = fax_api.faxes
     assert fax["client_state"] == fax_client_state("tag-state") == base64.b64encode(b"tag-state").decode()
     assert fax["webhook_url"] == webhooks[0]  # no ?tag=: the signature would not cover it
@@ -156,7 +157,7 @@ async def test_the_tag_travels_in_client_state_not_in_the_url(
 async def test_webhook_is_signed_like_telnyx_ed25519_over_timestamp_and_body(
     provider: HttpFaxProvider, fax_api: CaptureFaxApi, webhooks: tuple[str, asyncio.Queue[Webhook]]
 ) -> None:
-    await provider.deliver([_message()])
+    await deliver(provider, [_message()])
     body, signature, timestamp, _ = await asyncio.wait_for(webhooks[1].get(), timeout=5)
     assert signature is not None and timestamp is not None
     assert abs(int(timestamp) - time.time()) < 5  # unix seconds, sent now
@@ -175,7 +176,7 @@ async def test_a_webhook_is_refused_with_another_peers_key(
 ) -> None:
     other = CaptureFaxApi(API_KEY, tmp_path)  # another account: a key pair of its own
     assert other.public_key != fax_api.public_key
-    await provider.deliver([_message()])
+    await deliver(provider, [_message()])
     body, signature, timestamp, _ = await asyncio.wait_for(webhooks[1].get(), timeout=5)
     with pytest.raises(AuthError):
         fax_receipt(body, signature, timestamp, other.public_key, time.time())
@@ -194,9 +195,9 @@ async def test_client_state_must_be_base64_as_at_telnyx(fax_api: CaptureFaxApi) 
 
 async def test_503_is_retried(provider: HttpFaxProvider, fax_api: CaptureFaxApi) -> None:
     fax_api.fail_next(1, status=503)
-    (first,) = await provider.deliver([_message()])
+    (first,) = await deliver(provider, [_message()])
     assert first.kind == "retry" and first.code == "10007" and first.retry_after is None
-    (second,) = await provider.deliver([_message()])
+    (second,) = await deliver(provider, [_message()])
     assert second.kind == "sent" and len(fax_api.faxes) == 1
 
 
@@ -204,14 +205,14 @@ async def test_429_is_retried_after_retry_after(
     provider: HttpFaxProvider, fax_api: CaptureFaxApi
 ) -> None:
     fax_api.fail_next(1, status=429, retry_after=7)
-    (outcome,) = await provider.deliver([_message()])
+    (outcome,) = await deliver(provider, [_message()])
     assert (outcome.kind, outcome.code, outcome.retry_after) == ("retry", "10011", 7.0)
 
 
 async def test_invalid_number_fails_for_good(
     provider: HttpFaxProvider, fax_api: CaptureFaxApi
 ) -> None:
-    (outcome,) = await provider.deliver([_message(to="555-1234")])
+    (outcome,) = await deliver(provider, [_message(to="555-1234")])
     assert outcome.kind == "failed" and outcome.code == "10016"
     assert "555-1234" not in (outcome.error or "")
     assert fax_api.faxes == []
@@ -223,7 +224,7 @@ async def test_rejected_number_is_sent_then_failed_by_receipt(
     webhooks: tuple[str, asyncio.Queue[Webhook]],
 ) -> None:
     fax_api.reject_numbers({TO})
-    (sent,) = await provider.deliver([_message(tag="tag-busy")])
+    (sent,) = await deliver(provider, [_message(tag="tag-busy")])
     assert sent.kind == "sent"
     receipt = await _receipt(webhooks[1], fax_api.public_key)
     assert (receipt.tag, receipt.kind, receipt.code) == ("tag-busy", "failed", "user_busy")
@@ -234,7 +235,7 @@ async def test_wrong_api_key_fails_for_good(fax_api: CaptureFaxApi) -> None:
     fax = _provider(fax_api.base_url, api_key="KEY-wrong")
     await fax.start()
     try:
-        (outcome,) = await fax.deliver([_message()])
+        (outcome,) = await deliver(fax, [_message()])
     finally:
         await fax.close()
     assert outcome.kind == "failed" and outcome.code == "10009"
@@ -245,7 +246,7 @@ async def test_closed_port_is_retried() -> None:
     fax = _provider(f"http://127.0.0.1:{free_port()}")  # nobody listens there
     await fax.start()
     try:
-        (outcome,) = await fax.deliver([_message()])
+        (outcome,) = await deliver(fax, [_message()])
     finally:
         await fax.close()
     assert outcome.kind == "retry" and outcome.code == "network"
@@ -254,7 +255,7 @@ async def test_closed_port_is_retried() -> None:
 async def test_batch_is_delivered_concurrently_over_one_session(
     provider: HttpFaxProvider, fax_api: CaptureFaxApi
 ) -> None:
-    outcomes = await provider.deliver([_message(tag=f"tag-{i}") for i in range(5)])
+    outcomes = await deliver(provider, [_message(tag=f"tag-{i}") for i in range(5)])
     assert [o.kind for o in outcomes] == ["sent"] * 5
     assert len({o.provider_id for o in outcomes}) == 5 == len(fax_api.faxes)
 
@@ -266,7 +267,7 @@ async def test_sends_keep_alive_at_most_connections_sockets(fax_api: CaptureFaxA
         await fax.start()
     try:
         for batch in range(2):
-            outcomes = await fax.deliver([
+            outcomes = await deliver(fax, [
                 _message(tag=f"tag-{batch}-{i}", media_url="https://example.com/doc.pdf")
                 for i in range(10)])
             assert [o.kind for o in outcomes] == ["sent"] * 10
@@ -294,7 +295,7 @@ async def test_timeout_is_retried() -> None:
     )
     await fax.start()
     try:
-        (outcome,) = await fax.deliver([_message()])
+        (outcome,) = await deliver(fax, [_message()])
     finally:
         release.set()
         await fax.close()
@@ -305,7 +306,7 @@ async def test_timeout_is_retried() -> None:
 async def test_message_without_number_or_content_fails_for_good(
     provider: HttpFaxProvider, fax_api: CaptureFaxApi
 ) -> None:
-    no_number, no_content = await provider.deliver(
+    no_number, no_content = await deliver(provider,
         [_message(to=None), _message(title=None, text="")]
     )
     assert (no_number.kind, no_number.code) == ("failed", "no_recipient")
@@ -319,7 +320,7 @@ async def test_request_timeout_and_too_early_are_retried(
 ) -> None:
     # The same rule as every HTTP provider (herald.http_status): the moment was wrong, not the fax.
     fax_api.fail_next(1, status=status, retry_after=3)
-    (first,) = await provider.deliver([_message()])
+    (first,) = await deliver(provider, [_message()])
     assert (first.kind, first.code, first.retry_after) == ("retry", "10007", 3.0)
-    (second,) = await provider.deliver([_message()])
+    (second,) = await deliver(provider, [_message()])
     assert second.kind == "sent" and len(fax_api.faxes) == 1

@@ -31,6 +31,7 @@ from herald.email_message import build_email
 from herald.errors import PermanentProviderError, TransientProviderError
 from herald.outcome import Outcome
 from herald.render import Message
+from tests.support.providers import deliver
 
 HOST = "127.0.0.1"
 SENDER = "Herald <herald@example.org>"
@@ -200,7 +201,7 @@ async def connect(
 
 
 async def deliver_one(provider: SmtpProvider, message: Message) -> Outcome:
-    [outcome] = await provider.deliver([message])
+    [outcome] = await deliver(provider, [message])
     return outcome
 
 
@@ -370,7 +371,7 @@ async def test_concurrent_messages_use_at_most_pool_size_connections_and_close_q
     server: Server, connect: Callable[..., SmtpProvider]
 ) -> None:
     provider = connect(server.port, pool_size=3)
-    outcomes = await provider.deliver([make_message(f"tag-{n}") for n in range(40)])
+    outcomes = await deliver(provider, [make_message(f"tag-{n}") for n in range(40)])
 
     assert [o.kind for o in outcomes] == ["sent"] * 40
     assert len({o.provider_id for o in outcomes}) == 40
@@ -544,7 +545,7 @@ async def test_capture_server_writes_the_outbox(
     with CaptureSmtpServer(tmp_path, port=0) as capture:
         assert capture.port != 0
         provider = connect(capture.port)
-        outcomes = await provider.deliver([
+        outcomes = await deliver(provider, [
             make_message("tag-html"),
             make_message("tag-text", html=None, subject="Grüße", sender="shop@shop.example",
                          text="Grüße, Bob\nzweite Zeile"),

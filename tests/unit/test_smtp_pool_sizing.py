@@ -10,6 +10,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from actors.providers.smtp_email import SmtpProvider
 from herald.config import SmtpTarget
+from tests.support.providers import deliver
 from tests.unit.test_smtp_email import HOST, SENDER, Recorder, Server, make_message
 
 
@@ -51,7 +52,7 @@ def provider_for(server: Server, samples: int) -> SmtpProvider:
 async def test_a_relay_with_a_fixed_latency_gets_more_connections(slow_server: Server) -> None:
     provider = provider_for(slow_server, samples=16)
     try:
-        outcomes = await provider.deliver([make_message(f"tag-{n}") for n in range(40)])
+        outcomes = await deliver(provider, [make_message(f"tag-{n}") for n in range(40)])
     finally:
         await provider.close()
     assert [o.kind for o in outcomes] == ["sent"] * 40
@@ -66,7 +67,7 @@ async def test_an_overloaded_relay_gets_back_the_connection_that_hurt_it(
 ) -> None:
     provider = provider_for(slow_server, samples=16)
     try:
-        outcomes = await provider.deliver([make_message(f"tag-{n}") for n in range(100)])
+        outcomes = await deliver(provider, [make_message(f"tag-{n}") for n in range(100)])
         assert [o.kind for o in outcomes] == ["sent"] * 100
         # The connection added made the relay send less: the pool went back one (closing a
         # connection) and holds there.

@@ -20,6 +20,7 @@ from herald.errors import ConfigError
 from herald.render import Message
 from herald.return_path import tag_from_address
 from herald.sharding import make_tag
+from tests.support.providers import deliver
 
 DOMAIN = "bounces.example.org"
 SENDER = "Herald <herald@example.org>"
@@ -78,7 +79,7 @@ async def test_the_smtp_server_sees_the_return_path_as_mail_from(sink: SmtpSink)
     assert isinstance(provider, SmtpProvider)
     tags = [make_tag(0), make_tag(1)]
     try:
-        outcomes = await provider.deliver([make_message(tag) for tag in tags])
+        outcomes = await deliver(provider, [make_message(tag) for tag in tags])
     finally:
         await provider.close()
     assert [outcome.kind for outcome in outcomes] == ["sent", "sent"]
@@ -93,7 +94,7 @@ async def test_the_smtp_server_sees_the_return_path_as_mail_from(sink: SmtpSink)
 async def test_without_the_setting_the_smtp_server_sees_the_from_address(sink: SmtpSink) -> None:
     [provider] = build_providers(Channel.EMAIL, Settings(smtp_url=sink.url, smtp_from=SENDER))
     try:
-        [outcome] = await provider.deliver([make_message(make_tag(0))])
+        [outcome] = await deliver(provider, [make_message(make_tag(0))])
     finally:
         await provider.close()
     assert outcome.kind == "sent"

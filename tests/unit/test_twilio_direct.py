@@ -29,6 +29,7 @@ from herald.outcome import Outcome, outcome_from_error
 from herald.render import Message
 from herald.retry import parse_retry_after
 from herald.sms import segments
+from tests.support.providers import deliver
 
 SID = "AC" + "0123456789abcdef" * 2
 TOKEN = "test-token-not-a-secret"
@@ -144,7 +145,7 @@ async def test_direct_post_answers_as_the_official_client(
     await provider.start()
     try:
         message = sms()
-        [direct] = await provider.deliver([message])
+        [direct] = await deliver(provider, [message])
     finally:
         await provider.close()
     before = await sdk_outcome(base_url, message, f"{callback}?tag={message.tag}")
@@ -159,9 +160,9 @@ async def test_direct_post_maps_429_and_21211_as_before(scripted: tuple[str, Scr
     await provider.start()
     try:
         script.status, script.headers, script.body = ANSWERS["429 with Retry-After"]
-        [limited] = await provider.deliver([sms()])
+        [limited] = await deliver(provider, [sms()])
         script.status, script.headers, script.body = ANSWERS["400 code 21211"]
-        [refused] = await provider.deliver([sms()])
+        [refused] = await deliver(provider, [sms()])
     finally:
         await provider.close()
     assert (limited.kind, limited.code, limited.retry_after) == ("retry", "20429", 7.0)

@@ -24,6 +24,7 @@ from herald.receipts import twilio_receipt
 from herald.render import Message
 from herald.retry import parse_retry_after
 from tests.support.connection_count import counting_connections
+from tests.support.providers import deliver
 from tests.support.waiting import until_async
 
 SID = "AC" + "0123456789abcdef" * 2
@@ -159,7 +160,7 @@ def test_undelivered_receipt_is_failed_with_the_error_code() -> None:
 
 
 async def test_invalid_number_is_failed_21211(provider: TwilioSmsProvider) -> None:
-    [outcome] = await provider.deliver([sms(to="+0123456789")])
+    [outcome] = await deliver(provider, [sms(to="+0123456789")])
     assert (outcome.kind, outcome.code) == ("failed", "21211")
     assert outcome.error and "+0…89" in outcome.error and "0123456789" not in outcome.error
 
@@ -168,7 +169,7 @@ async def test_rejected_number_is_failed_21610(
     provider: TwilioSmsProvider, api: CaptureTwilioApi
 ) -> None:
     api.reject_numbers({TO})
-    [outcome] = await provider.deliver([sms()])
+    [outcome] = await deliver(provider, [sms()])
     assert (outcome.kind, outcome.code) == ("failed", "21610")
     assert api.messages == []
 
@@ -176,7 +177,7 @@ async def test_rejected_number_is_failed_21610(
 async def test_wrong_credentials_are_failed_20003(api: CaptureTwilioApi) -> None:
     twilio = await started(api.base_url, token="wrong")
     try:
-        [outcome] = await twilio.deliver([sms()])
+        [outcome] = await deliver(twilio, [sms()])
     finally:
         await twilio.close()
     assert (outcome.kind, outcome.code) == ("failed", "20003")
@@ -184,8 +185,8 @@ async def test_wrong_credentials_are_failed_20003(api: CaptureTwilioApi) -> None
 
 async def test_503_is_retried(provider: TwilioSmsProvider, api: CaptureTwilioApi) -> None:
     api.fail_next(1, 503)
-    [first] = await provider.deliver([sms()])
-    [second] = await provider.deliver([sms()])
+    [first] = await deliver(provider, [sms()])
+    [second] = await deliver(provider, [sms()])
     assert (first.kind, first.code, first.retry_after) == ("retry", "20503", None)
     assert second.kind == "sent"
     assert api.requests == 2 and len(api.messages) == 1
@@ -193,9 +194,9 @@ async def test_503_is_retried(provider: TwilioSmsProvider, api: CaptureTwilioApi
 
 async def test_fail_until_a_deadline(provider: TwilioSmsProvider, api: CaptureTwilioApi) -> None:
     api.fail_until(time.monotonic() + 60, 500)
-    [during] = await provider.deliver([sms()])
+    [during] = await deliver(provider, [sms()])
     api.fail_until(0.0)
-    [after] = await provider.deliver([sms()])
+    [after] = await deliver(provider, [sms()])
     assert (during.kind, during.code, after.kind) == ("retry", "20500", "sent")
 
 
@@ -203,14 +204,14 @@ async def test_429_is_retried_after_retry_after(
     provider: TwilioSmsProvider, api: CaptureTwilioApi
 ) -> None:
     api.fail_next(1, 429, retry_after=7)
-    [outcome] = await provider.deliver([sms()])
+    [outcome] = await deliver(provider, [sms()])
     assert (outcome.kind, outcome.code, outcome.retry_after) == ("retry", "20429", 7.0)
 
 
 async def test_closed_port_is_retried() -> None:
     twilio = await started(f"http://127.0.0.1:{free_port()}")
     try:
-        [outcome] = await twilio.deliver([sms()])
+        [outcome] = await deliver(twilio, [sms()])
     finally:
         await twilio.close()
     assert (outcome.kind, outcome.code) == ("retry", "network")
@@ -225,7 +226,7 @@ async def test_silent_server_times_out_and_is_retried() -> None:
     port = server.sockets[0].getsockname()[1]
     twilio = await started(f"http://127.0.0.1:{port}", http_timeout=0.2)
     try:
-        [outcome] = await twilio.deliver([sms()])
+        [outcome] = await deliver(twilio, [sms()])
     finally:
         await twilio.close()
         server.close()
@@ -244,7 +245,7 @@ async def test_100_sends_share_one_keep_alive_session_of_4_connections(
     try:
         for batch in range(2):
             messages = [sms(f"message {n}", to=f"+1415555{batch}{n:03d}") for n in range(50)]
-            outcomes = await twilio.deliver(messages)
+            outcomes = await deliver(twilio, messages)
             assert [o.kind for o in outcomes] == ["sent"] * 50
             assert [o.tag for o in outcomes] == [m.tag for m in messages]
         assert twilio.session is session and session is not None and not session.closed
@@ -284,7 +285,7 @@ def test_retry_after_accepts_seconds_and_http_dates() -> None:
 
 async def test_408_is_retried(provider: TwilioSmsProvider, api: CaptureTwilioApi) -> None:
     api.fail_next(1, 408)
-    [outcome] = await provider.deliver([sms()])
+    [outcome] = await deliver(provider, [sms()])
     assert (outcome.kind, outcome.code) == ("retry", "408")
 
 

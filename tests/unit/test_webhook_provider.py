@@ -30,6 +30,7 @@ from herald.outcome import Outcome
 from herald.render import Message
 from herald.signing import signature_matches
 from herald.webhook_secrets import OVERLAP_SECONDS, WebhookSecrets
+from tests.support.providers import deliver
 
 SECRET = "acme-webhook-secret"
 LOOPBACK = CallbackAllow.parse("127.0.0.1/32")
@@ -121,7 +122,7 @@ async def start(started: list[WebhookProvider], allow: CallbackAllow = LOOPBACK,
 
 
 async def send(provider: WebhookProvider, message: Message) -> Outcome:
-    (outcome,) = await provider.deliver([message])
+    (outcome,) = await deliver(provider, [message])
     return outcome
 
 

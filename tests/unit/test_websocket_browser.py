@@ -19,6 +19,7 @@ from actors.providers.websocket_browser import WebSocketGateway
 from herald.browser_tokens import mint_token
 from herald.outcome import Outcome
 from herald.render import Message
+from tests.support.providers import deliver
 
 HOST = "127.0.0.1"
 SECRET = b"browser-secret-" + b"x" * 17
@@ -306,7 +307,7 @@ async def test_same_uid_in_two_tenants_are_different_users(harness: Harness) -> 
 async def test_frames_keep_the_order_of_send(harness: Harness) -> None:
     ws = await harness.join()
     tags = [f"t-{i:02d}" for i in range(20)]
-    delivery = asyncio.create_task(harness.gateway.deliver([make_message(t) for t in tags]))
+    delivery = asyncio.create_task(deliver(harness.gateway, [make_message(t) for t in tags]))
     received = []
     for _ in tags:
         frame = await next_frame(ws)
