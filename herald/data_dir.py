@@ -45,7 +45,6 @@ MANIFEST = "rollup-manifest.json"
 ROLLUP_LOCK_FILE = ".rollup.lock"
 #: The hive partition columns of ``events/``, outermost first: ``dt=YYYY-MM-DD/channel=<channel>``.
 DAY, CHANNEL = "dt", "channel"
-PARTITION_COLUMNS = (DAY, CHANNEL)
 PARQUET_SUFFIX = ".parquet"
 PART_PREFIX = "part-"
 
@@ -89,11 +88,6 @@ def part_name() -> str:
 def part_template() -> str:
     """Parquet file names for one write of several files (``{i}`` numbers them)."""
     return f"{PART_PREFIX}{uuid.uuid4().hex}-{{i}}{PARQUET_SUFFIX}"
-
-
-def partition_dir(day: str, channel: str) -> str:
-    """The hive directory of one (day, channel) partition, relative to ``events/``."""
-    return f"{DAY}={day}/{CHANNEL}={channel}"
 
 
 def is_part_path(parts: list[str]) -> bool:
