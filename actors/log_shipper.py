@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
 from pathlib import Path
 from typing import BinaryIO
 
 import pyarrow as pa
 
+from herald.data_dir import OPEN_SEGMENT_SUFFIX, DataDir, open_segment_name, segment_name
 from herald.delivery_log import LogEvent
 from herald.log_rows import log_batch
 from herald.log_schema import SCHEMA
@@ -31,21 +31,13 @@ from herald.storage import Storage
 
 log = logging.getLogger("herald.log_shipper")
 
-OPEN_SUFFIX = ".arrow.open"
-#: A closed segment: the first and last event id it holds, zero-padded so names sort by id.
-CLOSED = re.compile(r"^(\d{14})-(\d{14})\.arrow$")
 #: zstd makes segments ~5x smaller and, measured, costs less to write and read than LZ4.
 _IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="zstd")
 
 
-def segment_name(first: int, last: int) -> str:
-    return f"{first:014d}-{last:014d}.arrow"
-
-
-def closed_through(shard_dir: Path) -> int:
-    """The highest event id held by a closed segment in ``shard_dir`` (0 if none)."""
-    ids = (CLOSED.match(path.name) for path in shard_dir.glob("*.arrow"))
-    return max((int(match.group(2)) for match in ids if match), default=0)
+def closed_through(data_dir: DataDir, shard: int) -> int:
+    """The highest event id held by a closed segment of ``shard`` (0 if none)."""
+    return max((segment.last for segment in data_dir.closed_segments(shard)), default=0)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -59,11 +51,11 @@ def _fsync_dir(path: Path) -> None:
 class LogShipper:
     """Ships one shard's events; ``ship(now)`` from the shard's timer, ``close()`` on shutdown."""
 
-    def __init__(self, storage: Storage, log_dir: Path, shard: int, rotate_seconds: float,
+    def __init__(self, storage: Storage, data_dir: DataDir, shard: int, rotate_seconds: float,
                  max_rows: int, *, read_batch: int = 8192, per_call: int = 50_000) -> None:
         self._storage = storage
         self._shard = shard
-        self._dir = log_dir / f"shard-{shard}"
+        self._dir = data_dir.log_dir(shard)
         self._rotate_seconds = rotate_seconds
         self._max_rows = max_rows
         self._read_batch = read_batch
@@ -71,11 +63,11 @@ class LogShipper:
         #: event loop (50,000 events read from SQLite take ~0.7 s); the next tick goes on.
         self._per_call = per_call
         self._dir.mkdir(parents=True, exist_ok=True)
-        for stale in self._dir.glob("*" + OPEN_SUFFIX):
+        for stale in self._dir.glob("*" + OPEN_SEGMENT_SUFFIX):
             log.info("shard %d: dropping unfinished log segment %s", shard, stale.name)
             stale.unlink()
         #: Everything up to here is in a closed segment; the open one continues after it.
-        self._closed_through = closed_through(self._dir)
+        self._closed_through = closed_through(data_dir, shard)
         if self._closed_through:  # a crash may have come between a rename and its delete
             storage.delete_events(self._closed_through)
         self._shipped = self._closed_through
@@ -141,7 +133,7 @@ class LogShipper:
         self._last = self._shipped = ids[-1]
 
     def _open(self, first: int, now: float) -> None:
-        self._path = self._dir / f"{first:014d}{OPEN_SUFFIX}"
+        self._path = self._dir / open_segment_name(first)
         self._file = open(self._path, "wb")  # closed by _rotate or _abandon
         self._writer = pa.ipc.new_file(self._file, SCHEMA, options=_IPC_OPTIONS)
         self._first, self._rows, self._opened_at = first, 0, now

@@ -24,6 +24,7 @@ from actors.log_shipper import LogShipper
 from actors.shard_store import NotOwner, open_storage
 from herald.channels import Channel
 from herald.config import Settings
+from herald.data_dir import DataDir
 from herald.errors import Fenced, Unavailable
 from herald.queue import QueueShard
 from herald.recipient_book import categories
@@ -110,7 +111,7 @@ class ServedShard:
         storage = open_storage(settings, self.shard_id)
         try:
             shipper = None if settings.database_url else LogShipper(
-                storage, settings.data_dir / "log", self.shard_id,
+                storage, DataDir(settings.data_dir), self.shard_id,
                 settings.log_rotate_seconds, settings.log_rotate_rows)
             policies = {c: settings.retry_policy(c) for c in Channel}
             shard = QueueShard(storage, policies, time.time(),

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from herald.config import Settings
+from herald.data_dir import DataDir
 from herald.pg_leases import holder_name
 from herald.pg_storage import PostgresStorage
 from herald.storage import SQLiteStorage, Storage
@@ -22,7 +23,7 @@ class NotOwner(Exception):
 
 
 def shard_path(settings: Settings, shard: int) -> Path:
-    return settings.data_dir / "queue" / f"shard-{shard}.db"
+    return DataDir(settings.data_dir).shard_db(shard)
 
 
 def open_storage(settings: Settings, shard: int) -> Storage:

@@ -18,7 +18,8 @@ from analytics import page, plots
 from analytics.metrics import Tally
 from analytics.progress import Progress, silent
 from analytics.scan import Window, by_channel, notifications, plan, read_partition, settle
-from herald.analytics_store import EVENTS, AnalyticsStore
+from herald.analytics_store import AnalyticsStore
+from herald.data_dir import EVENTS
 
 
 class ReportError(Exception):

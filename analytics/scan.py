@@ -31,20 +31,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from herald.analytics_store import AnalyticsStore
+from herald.analytics_store import AnalyticsStore, partitioning
+from herald.data_dir import CHANNEL, DAY
 from herald.delivery_log import ACCEPTED, ATTEMPT, FINAL
 from herald.log_schema import SCHEMA
 
 #: ``dt`` read as text: ``YYYY-MM-DD`` compares in date order and needs no parsing.
-PARTITIONING = ds.partitioning(pa.schema([("dt", pa.string()), ("channel", pa.string())]),
-                               flavor="hive")
+PARTITIONING = partitioning(pa.string())
 #: Few distinct values: read as dictionaries (int32 codes), so masks, filters and takes on them
 #: move integers, not strings.
 DICTIONARY_COLUMNS = ["type", "event", "status", "provider", "error_code", "requester_service"]
 _DICTIONARY = pa.dictionary(pa.int32(), pa.string())
 DATASET_SCHEMA = pa.schema(
     [pa.field(f.name, _DICTIONARY, f.nullable) if f.name in DICTIONARY_COLUMNS else f
-     for f in SCHEMA] + [pa.field("dt", pa.string())], metadata=SCHEMA.metadata)
+     for f in SCHEMA] + [pa.field(DAY, pa.string())], metadata=SCHEMA.metadata)
 FORMAT = ds.ParquetFileFormat(
     read_options=ds.ParquetReadOptions(dictionary_columns=DICTIONARY_COLUMNS))
 #: The columns a report reads: not tenant, priority, attempt, nor channel (it is in the path).
@@ -66,9 +66,9 @@ class Window:
         """The ``dt`` filter: which directories to open at all."""
         expression = None
         if self.since is not None:
-            expression = ds.field("dt") >= self.since.isoformat()
+            expression = ds.field(DAY) >= self.since.isoformat()
         if self.until is not None:
-            upper = ds.field("dt") <= self.until.isoformat()
+            upper = ds.field(DAY) <= self.until.isoformat()
             expression = upper if expression is None else expression & upper
         return expression
 
@@ -118,7 +118,7 @@ def plan(store: AnalyticsStore, window: Window) -> tuple[ds.Dataset | None, list
     groups: dict[tuple[str, str], list[ds.Fragment]] = {}
     for fragment in dataset.get_fragments(filter=window.partitions()):
         keys = ds.get_partition_keys(fragment.partition_expression)
-        groups.setdefault((str(keys.get("channel", UNKNOWN)), str(keys.get("dt", ""))),
+        groups.setdefault((str(keys.get(CHANNEL, UNKNOWN)), str(keys.get(DAY, ""))),
                           []).append(fragment)
     return dataset, [Partition(day, channel, tuple(fragments))
                      for (channel, day), fragments in sorted(groups.items())]

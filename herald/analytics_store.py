@@ -3,9 +3,10 @@
 ``HERALD_ANALYTICS_URI`` names it (a directory, ``file:///…``, ``s3://bucket/prefix``,
 ``gs://bucket/prefix``); unset, it is ``<data dir>/analytics`` as it always was. The rollup
 writes there and ``herald report`` reads there, both through :class:`AnalyticsStore`, which is
-the one owner of the layout inside it:
+the layout inside it (its names are ``herald.data_dir``'s):
 
-- ``events/dt=YYYY-MM-DD/channel=<channel>/part-<uuid>.parquet``: what readers read;
+- ``events/dt=YYYY-MM-DD/channel=<channel>/part-<uuid>.parquet``: what readers read, partitioned
+  by ``partitioning()`` for the writer (``jobs/``) and the reader (``analytics/``) alike;
 - ``.staging/…``: files a rollup wrote but has not committed (readers never look there);
 - ``rollup-manifest.json``: the segments' rollup's manifest (``jobs.manifest``; the database's
   rollup keeps its commit in the database instead).
@@ -16,18 +17,21 @@ Kept out of ``herald.config`` so that loading settings does not import pyarrow.
 from __future__ import annotations
 
 import posixpath
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
-#: Under the data directory, when no URI is set.
-ANALYTICS = "analytics"
-EVENTS = "events"
-STAGING = ".staging"
-MANIFEST = "rollup-manifest.json"
+from herald.data_dir import CHANNEL, DAY, EVENTS, PARQUET_SUFFIX, DataDir, part_name
+
+
+def partitioning(day: pa.DataType) -> ds.Partitioning:
+    """The hive partitioning of ``events/`` (``dt=…/channel=…``), ``dt`` read or written as
+    ``day``: a date when the rollup writes it, text when a report prunes on it."""
+    return ds.partitioning(pa.schema([(DAY, day), (CHANNEL, pa.string())]), flavor="hive")
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ class AnalyticsStore:
     @classmethod
     def locate(cls, data_dir: Path | str, uri: str | None = None) -> AnalyticsStore:
         """``uri`` (``HERALD_ANALYTICS_URI``) if given, else ``data_dir/analytics``."""
-        return cls.open(uri) if uri else cls.open(Path(data_dir) / ANALYTICS)
+        return cls.open(uri) if uri else cls.open(DataDir(Path(data_dir)).analytics)
 
     @classmethod
     def open(cls, where: str | Path) -> AnalyticsStore:
@@ -83,7 +87,7 @@ class AnalyticsStore:
         found = self.filesystem.get_file_info(
             pafs.FileSelector(under, allow_not_found=True, recursive=True))
         return sorted(info.path for info in found
-                      if info.type == pafs.FileType.File and info.path.endswith(".parquet")
+                      if info.type == pafs.FileType.File and info.path.endswith(PARQUET_SUFFIX)
                       and not any(part.startswith((".", "_"))
                                   for part in posixpath.relpath(info.path, under).split("/")))
 
@@ -92,4 +96,4 @@ def final_name(staged: str) -> str:
     """A staged partition file ``…/dt=…/channel=…/part-….parquet`` → its published name
     ``events/dt=…/channel=…/part-<uuid>.parquet`` (relative to the store's root)."""
     day, channel = staged.split("/")[-3:-1]
-    return posixpath.join(EVENTS, day, channel, f"part-{uuid.uuid4().hex}.parquet")
+    return posixpath.join(EVENTS, day, channel, part_name())

@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 
+from herald.data_dir import DataDir
+
 
 class DeploymentStore(ABC):
     """Named text values kept for this deployment (and every deployment sharing its database)."""
@@ -71,18 +73,19 @@ class DataDirStore(DeploymentStore):
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self.where = str(data_dir)
+        self._layout = DataDir(data_dir)
 
     def close(self) -> None:
         pass  # nothing is held open between calls
 
     def get(self, name: str) -> str | None:
         try:
-            return (self.data_dir / name).read_text().strip()
+            return self._layout.stored(name).read_text().strip()
         except FileNotFoundError:
             return None
 
     def compare_and_set(self, name: str, expected: str | None, value: str) -> bool:
-        path = self.data_dir / name
+        path = self._layout.stored(name)
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._writing():
             if self.get(name) != expected:

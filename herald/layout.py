@@ -10,15 +10,11 @@ refused.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
+from herald.data_dir import LAYOUT, DataDir
 from herald.deployment_store import DeploymentStore
 from herald.errors import ConfigError
-
-#: Its name in the deployment's store (the file in the data dir).
-LAYOUT_NAME = "queue/layout.json"
-_SHARD_FILE = re.compile(r"shard-(\d+)\.db\Z")
 
 
 def check_layout(store: DeploymentStore, shards: int, found: int | None = None) -> None:
@@ -26,7 +22,7 @@ def check_layout(store: DeploymentStore, shards: int, found: int | None = None) 
     there shows, see ``shards_in_files``); raise ``ConfigError`` naming HERALD_SHARDS if the
     stored data was written with another count."""
     first = json.dumps({"shards": shards if found is None else found})
-    recorded = int(json.loads(store.get_or_create(LAYOUT_NAME, lambda: first))["shards"])
+    recorded = int(json.loads(store.get_or_create(LAYOUT, lambda: first))["shards"])
     if recorded != shards:
         raise ConfigError(
             f"HERALD_SHARDS: the data in {store.where} was written by {recorded} shards, not"
@@ -37,6 +33,5 @@ def check_layout(store: DeploymentStore, shards: int, found: int | None = None) 
 def shards_in_files(data_dir: Path) -> int | None:
     """How many shards the SQLite files of a data dir from before the layout record show; None
     if it has none."""
-    found = [int(m.group(1)) for f in (data_dir / "queue").glob("shard-*.db")
-             if (m := _SHARD_FILE.match(f.name))]
+    found = DataDir(data_dir).shard_dbs()
     return max(found) + 1 if found else None

@@ -1,9 +1,10 @@
 """Reading the dev-mode outbox from its end: the newest messages the capture peers received.
 
 The capture peers (``capture/outbox.py``) append one JSON line per message to
-``<outbox>/<channel>.jsonl``. The admin console shows the newest few, so this reads each file
-backwards in blocks and stops after ``limit`` lines, however long the outbox has grown; a line
-that is not JSON (a write cut short) is skipped. Contact details are masked.
+``<outbox>/<channel>.jsonl`` (``herald.data_dir.outbox_file``). The admin console shows the
+newest few, so this reads each file backwards in blocks and stops after ``limit`` lines,
+however long the outbox has grown; a line that is not JSON (a write cut short) is skipped.
+Contact details are masked.
 """
 
 from __future__ import annotations
@@ -15,17 +16,13 @@ from typing import Any
 
 import orjson
 
+from herald.data_dir import outbox_file
 from herald.masking import mask_payload
 
-__all__ = ["OUTBOX_CHANNELS", "newest", "outbox_path"]
+__all__ = ["OUTBOX_CHANNELS", "newest"]
 
 OUTBOX_CHANNELS = ("email", "sms", "fax")
 _BLOCK = 64 * 1024
-
-
-def outbox_path(outbox_dir: Path, channel: str) -> Path:
-    """Where the capture peers append ``channel``'s messages."""
-    return outbox_dir / f"{channel.lower()}.jsonl"
 
 
 def _lines_backwards(path: Path) -> Iterator[bytes]:
@@ -47,7 +44,7 @@ def newest(outbox_dir: Path, channel: str | None, limit: int) -> list[dict[str, 
     channels = [channel] if channel else list(OUTBOX_CHANNELS)
     entries: list[dict[str, Any]] = []
     for name in channels:
-        path = outbox_path(outbox_dir, name)
+        path = outbox_file(outbox_dir, name)
         if not path.is_file():
             continue
         found = 0

@@ -20,11 +20,12 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from herald.data_dir import WEBHOOK_SECRETS
 from herald.deployment_store import DeploymentStore
 from herald.errors import Unavailable
 
 #: Their name in the deployment's store (the file in the data dir); one owner of the name.
-FILE_NAME = "webhook-secrets.json"
+FILE_NAME = WEBHOOK_SECRETS
 PREFIX = "whsec_"
 #: How long a rotated-out secret still signs callbacks (beside the new one).
 OVERLAP_SECONDS = 24 * 3600.0

@@ -44,7 +44,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from herald.analytics_store import STAGING, AnalyticsStore, final_name
+from herald.analytics_store import AnalyticsStore, final_name
+from herald.data_dir import PARQUET_SUFFIX, STAGING, part_name
 from herald.delivery_log import LogEvent
 from herald.log_rows import log_batch
 from herald.pg_schema import migrate
@@ -163,10 +164,10 @@ def _compact(conn: Any, store: AnalyticsStore, min_files: int, small_bytes: int,
     steps: list[Step] = []
     for number, files in enumerate(groups):
         _check(cancel)
-        staged = f"{staging}/{number}.parquet"
+        staged = f"{staging}/{number}{PARQUET_SUFFIX}"
         compact_files(files, staged, store.filesystem)
         partition = store.relative(files[0]).rsplit("/", 1)[0]
-        steps.append(Step(store.relative(staged), f"{partition}/part-{uuid.uuid4().hex}.parquet"))
+        steps.append(Step(store.relative(staged), f"{partition}/{part_name()}"))
         steps += [Step(store.relative(path)) for path in files]
     commit(conn, store, steps)  # the commit point of the compaction
     published, removed = finish(conn, store)

@@ -18,10 +18,9 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from herald.data_dir import DataDir
 from jobs.ray_private import enable_token_auth_if_token_exists, stay_on_loopback
 
-#: The record `herald up` keeps in its data dir while its local Ray runs (removed on stop).
-RAY_RECORD = "ray-address.json"
 #: How long a GCS has to accept a connection before it counts as not answering.
 CONNECT_SECONDS = 2.0
 
@@ -54,7 +53,7 @@ class RayRecord:
 
 def write_record(data_dir: Path, gcs_address: str) -> Path:
     """Record this process's local Ray in ``data_dir`` (atomically: a reader never sees half)."""
-    path = data_dir / RAY_RECORD
+    path = DataDir(data_dir).ray_record
     partial = path.with_suffix(".tmp")
     partial.write_text(json.dumps({"gcs_address": gcs_address, "pid": os.getpid()}) + "\n")
     partial.replace(path)
@@ -65,13 +64,13 @@ def remove_record(data_dir: Path) -> None:
     """Remove the record if this process wrote it (another `herald up` may have replaced it)."""
     record = read_record(data_dir)
     if record is not None and record.pid == os.getpid():
-        (data_dir / RAY_RECORD).unlink(missing_ok=True)
+        DataDir(data_dir).ray_record.unlink(missing_ok=True)
 
 
 def read_record(data_dir: Path) -> RayRecord | None:
     """The recorded Ray; None if there is none or it cannot be read (then there is none)."""
     try:
-        values = json.loads((data_dir / RAY_RECORD).read_text())
+        values = json.loads(DataDir(data_dir).ray_record.read_text())
         return RayRecord(str(values["gcs_address"]), int(values["pid"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -103,7 +102,7 @@ def recorded_address(data_dir: Path) -> str | None:
         return None
     raise RayUnreachable(
         f"no Ray answers at {record.gcs_address}, the Ray of `herald up` (pid {record.pid}) "
-        f"recorded in {data_dir / RAY_RECORD}; if that Herald is not running, delete the file")
+        f"recorded in {DataDir(data_dir).ray_record}; if that Herald is not running, delete the file")
 
 
 def is_loopback(address: str) -> bool:

@@ -56,8 +56,9 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from herald.analytics_store import ANALYTICS, EVENTS, MANIFEST, STAGING, AnalyticsStore, final_name
+from herald.analytics_store import AnalyticsStore, final_name
 from herald.config import load_settings
+from herald.data_dir import EVENTS, MANIFEST, PARQUET_SUFFIX, ROLLUP_LOCK_FILE, STAGING, DataDir, part_name
 from herald.errors import ConfigError
 from jobs.database_rollup import DatabaseUnreachable, rollup_database
 from jobs.local_ray import RayUnreachable, answers, is_loopback, join_locally, recorded_address
@@ -76,7 +77,6 @@ from jobs.segments import (
 
 log = logging.getLogger("herald.rollup")
 
-LOCK = ".rollup.lock"
 #: Segment bytes one task reads at most (zstd on disk: about 5x that in memory).
 MAX_TASK_BYTES = 256 << 20
 #: Rounds of one run: the second rolls what an unreadable segment held back; more is rare.
@@ -100,18 +100,18 @@ def rollup(data_dir: Path | str, *, retention_days: float = 7.0, now: float | No
         raise RuntimeError("rollup() runs on Ray: call jobs.rollup.connect() or ray.init() first")
     started = time.monotonic()
     now = time.time() if now is None else now
-    data_dir = Path(data_dir)
-    root = analytics_dir or data_dir / ANALYTICS
+    layout = DataDir(Path(data_dir))
+    root = analytics_dir or layout.analytics
     root.mkdir(parents=True, exist_ok=True)
     report = RollupReport()
-    with _locked(root / LOCK):
+    with _locked(root / ROLLUP_LOCK_FILE):
         manifest = Manifest.load(root / MANIFEST)
         manifest.finish()  # a crashed run's committed step
         shutil.rmtree(root / STAGING, ignore_errors=True)  # and what it had not committed
-        _roll_new(manifest, data_dir / "log", report, now, max_task_bytes, cancel)
+        _roll_new(manifest, layout, report, now, max_task_bytes, cancel)
         if cancel is None or not cancel.is_set():
             _compact_small(manifest, report, compact_min_files, small_file_bytes, cancel)
-        report.segments_deleted = _expire(manifest, data_dir / "log", now - retention_days * 86400)
+        report.segments_deleted = _expire(manifest, layout, now - retention_days * 86400)
         shutil.rmtree(root / STAGING, ignore_errors=True)  # only empty directories by now
     report.seconds = time.monotonic() - started
     return report
@@ -147,12 +147,12 @@ def _groups(segments: Sequence[Segment], cpus: int, max_bytes: int) -> list[list
     return groups
 
 
-def _roll_new(manifest: Manifest, log_dir: Path, report: RollupReport, now: float,
+def _roll_new(manifest: Manifest, layout: DataDir, report: RollupReport, now: float,
               max_task_bytes: int, cancel: threading.Event | None) -> None:
     """Roll the segments the manifest does not hold, in rounds: a segment left undone because
     ids it left to an unreadable one were not counted is planned again without that one."""
     unreadable: set[str] = set()
-    pending = [s for s in list_segments(log_dir) if s.key not in manifest.segments]
+    pending = [s for s in list_segments(layout) if s.key not in manifest.segments]
     for _ in range(MAX_ROUNDS):
         if not pending:
             break
@@ -193,8 +193,8 @@ def _compact_small(manifest: Manifest, report: RollupReport, min_files: int, sma
     staging = root / STAGING / uuid.uuid4().hex
     for group in small_file_groups(str(root / EVENTS), min_files, small_bytes):
         small = [Path(path) for path in group]
-        merges.append((small, staging / f"{len(merges)}.parquet",
-                       small[0].parent / f"part-{uuid.uuid4().hex}.parquet"))
+        merges.append((small, staging / f"{len(merges)}{PARQUET_SUFFIX}",
+                       small[0].parent / part_name()))
     if not merges:
         return
     _gather([_compact.options(scheduling_strategy=_this_node()).remote(
@@ -208,11 +208,11 @@ def _compact_small(manifest: Manifest, report: RollupReport, min_files: int, sma
     report.files_compacted += removed
 
 
-def _expire(manifest: Manifest, log_dir: Path, cutoff: float) -> int:
+def _expire(manifest: Manifest, layout: DataDir, cutoff: float) -> int:
     """Delete rolled-up segments closed before ``cutoff``; forget the ones already gone."""
     deleted, changed = 0, False
     for key in list(manifest.segments):
-        path = log_dir / key
+        path = layout.segment(key)
         try:
             expired = path.stat().st_mtime <= cutoff
         except FileNotFoundError:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-import re
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,14 +22,13 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from herald.analytics_store import partitioning
+from herald.data_dir import DAY, DataDir, is_part_path, part_template
 from herald.log_schema import SCHEMA
 
-#: A closed segment ``<first id>-<last id>.arrow`` (``actors.log_shipper`` writes them).
-SEGMENT_NAME = re.compile(r"^(\d{14})-(\d{14})\.arrow$")
 #: Hive layout of the Parquet: ``dt=YYYY-MM-DD/channel=<email|sms|fax|browser>/``. ``dt`` is the
 #: UTC day of ``at``; both columns live in the path, not in the files (the hive convention).
-PARTITIONING = ds.partitioning(pa.schema([("dt", pa.date32()), ("channel", pa.string())]),
-                               flavor="hive")
+PARTITIONING = partitioning(pa.date32())
 #: Same codec DuckDB and pandas use by default: fast to write, read everywhere.
 COMPRESSION = "snappy"
 ROW_GROUP = 1 << 20
@@ -73,19 +70,10 @@ class Staged:
     found: dict[str, list[Range]] = field(default_factory=dict)
 
 
-def list_segments(log_dir: Path) -> list[Segment]:
-    """Every closed segment under ``log_dir/shard-*/``, by shard then first id."""
-    found = []
-    for shard_dir in log_dir.glob("shard-*"):
-        try:
-            shard = int(shard_dir.name.removeprefix("shard-"))
-        except ValueError:
-            continue
-        for path in shard_dir.glob("*.arrow"):
-            match = SEGMENT_NAME.match(path.name)
-            if match:
-                found.append(Segment(shard, str(path), f"{shard_dir.name}/{path.name}",
-                                     int(match.group(1)), int(match.group(2)), path.stat().st_size))
+def list_segments(data_dir: DataDir) -> list[Segment]:
+    """Every closed segment of every shard in ``data_dir``, by shard then first id."""
+    found = [Segment(s.shard, str(s.path), s.key, s.first, s.last, s.path.stat().st_size)
+             for s in data_dir.closed_segments()]
     return sorted(found, key=lambda s: (s.shard, s.first, s.last))
 
 
@@ -163,11 +151,11 @@ def write_partitions(table: pa.Table, staging: str,
                      filesystem: pafs.FileSystem | None = None) -> list[tuple[str, int]]:
     """Write ``table`` (``SCHEMA``) as Parquet partitions ``dt=…/channel=…/`` under ``staging``
     (the UTC day of ``at``); (path, rows) of each file, durable when this returns."""
-    table = table.append_column("dt", pc.cast(table["at"], pa.date32()))
+    table = table.append_column(DAY, pc.cast(table["at"], pa.date32()))
     written: list[tuple[str, int]] = []
     ds.write_dataset(
         table, staging, format="parquet", partitioning=PARTITIONING, filesystem=filesystem,
-        basename_template=f"part-{uuid.uuid4().hex}-{{i}}.parquet",
+        basename_template=part_template(),
         file_options=ds.ParquetFileFormat().make_write_options(compression=COMPRESSION,
                                                                use_dictionary=DICTIONARY),
         max_rows_per_group=ROW_GROUP, existing_data_behavior="overwrite_or_ignore",
@@ -202,9 +190,7 @@ def small_file_groups(events: str, min_files: int, small_bytes: int,
     partitions: dict[str, list[str]] = {}
     for info in found:
         parts = posixpath.relpath(info.path, events).split("/")
-        if (info.type == pafs.FileType.File and len(parts) == 3 and parts[0].startswith("dt=")
-                and parts[1].startswith("channel=") and parts[2].startswith("part-")
-                and parts[2].endswith(".parquet") and info.size < small_bytes):
+        if info.type == pafs.FileType.File and is_part_path(parts) and info.size < small_bytes:
             partitions.setdefault(posixpath.dirname(info.path), []).append(info.path)
     return [sorted(files) for _, files in sorted(partitions.items()) if len(files) >= min_files]
 

@@ -27,11 +27,11 @@ from herald_client import (
 )
 
 from herald.config import Settings, load_settings
+from herald.data_dir import DEV_API_KEY, DataDir
 from herald.errors import Unavailable
 from herald.open_store import open_store
 from launcher.cli_error import CliError
 from launcher.data_commands import cmd_report, cmd_rollup, cmd_webhook_secret, parse_day
-from launcher.stored_secrets import DEV_API_KEY
 
 DESCRIPTION = """\
 Herald delivers email, SMS, fax and in-browser notifications.
@@ -276,7 +276,7 @@ def cmd_queue(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_outbox(settings: Settings, args: argparse.Namespace) -> int:
     from capture.outbox import read
 
-    for entry in read(settings.data_dir / "outbox", args.channel, args.limit):
+    for entry in read(DataDir(settings.data_dir).outbox, args.channel, args.limit):
         print(json.dumps(entry, ensure_ascii=False))
     return 0
 

@@ -19,6 +19,7 @@ import ray
 from actors.clients import SupervisorClient
 from herald.actor_names import NAMESPACE
 from herald.config import Settings
+from herald.data_dir import DataDir
 from jobs.local_ray import remove_record, write_record
 from jobs.ray_private import (
     kill_local_ray,
@@ -112,7 +113,7 @@ class Herald:
             settings = settings.with_overrides(port=serving[1])
         if settings.capture_channels():
             say("starting the capture peers…")
-        settings = self._capture_providers(settings, settings.data_dir / "outbox")
+        settings = self._capture_providers(settings, DataDir(settings.data_dir).outbox)
         self.settings = settings
         say("starting the Supervisor, shards and channel pools…")
         from ray import serve

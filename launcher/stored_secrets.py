@@ -8,13 +8,8 @@ from __future__ import annotations
 
 import secrets
 
+from herald.data_dir import ADMIN_KEY, BROWSER_SECRET, DEV_API_KEY, UNSUBSCRIBE_SECRET
 from herald.deployment_store import DeploymentStore
-
-#: Their names in the store (the files in the data dir).
-DEV_API_KEY = "dev-api-key"
-ADMIN_KEY = "admin-key"
-BROWSER_SECRET = "browser-secret"
-UNSUBSCRIBE_SECRET = "unsubscribe-secret"
 
 
 def stored_secret(store: DeploymentStore, name: str, prefix: str = "") -> str:

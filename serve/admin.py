@@ -36,6 +36,7 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from actors.clients import ShardClient
 from herald.admin_session import SESSION_SECONDS, csrf_token, mint_session, verify_session
+from herald.data_dir import DataDir
 from herald.errors import AuthError, NotFound, Unavailable, ValidationError
 from herald.masking import mask_contact
 from herald.outbox import OUTBOX_CHANNELS, newest
@@ -321,15 +322,13 @@ async def outbox(request: Request, channel: str | None = None, limit: int = 50) 
         raise ValidationError(f"channel: one of {', '.join(OUTBOX_CHANNELS)}", "channel")
     if not 1 <= limit <= MAX_LIMIT:
         raise ValidationError(f"limit: must be 1 to {MAX_LIMIT}", "limit")
-    items = await asyncio.to_thread(newest, admin.settings.data_dir / "outbox", channel or None, limit)
+    items = await asyncio.to_thread(newest, DataDir(admin.settings.data_dir).outbox, channel or None, limit)
     return JsonBody({"items": items}, headers=API_HEADERS)
 
 
 def latest_report(data_dir: Path) -> Path | None:
     """The newest report HTML in the data dir (``analytics/*.html``, ``report*.html``)."""
-    found = [*data_dir.glob("report*.html"), *(data_dir / "analytics").glob("*.html"),
-             *(data_dir / "analytics" / "reports").glob("*.html")]
-    return max(found, key=lambda p: p.stat().st_mtime, default=None)
+    return max(DataDir(data_dir).reports(), key=lambda p: p.stat().st_mtime, default=None)
 
 
 async def _report_for(request: Request) -> Path | None:

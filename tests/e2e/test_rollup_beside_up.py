@@ -25,7 +25,7 @@ import pytest
 
 from capture.net import free_port
 from capture.smtp_sink import SmtpSink
-from jobs.local_ray import RAY_RECORD
+from herald.data_dir import DataDir
 from tests.support.herald_up import ROOT, HeraldUp, user_env
 from tests.support.payloads import email_payload
 
@@ -152,7 +152,7 @@ def _taken(port: int) -> bool:
 def test_herald_rollup_told_of_a_ray_nobody_answers_fails_in_seconds(tmp_path: Path) -> None:
     """A recorded Ray that does not answer (Herald's Ray gone, its `herald up` still there):
     one line, exit 1, within seconds; never a wait in ray.init."""
-    (tmp_path / RAY_RECORD).write_text(json.dumps(
+    DataDir(tmp_path).ray_record.write_text(json.dumps(
         {"gcs_address": f"127.0.0.1:{free_port()}", "pid": os.getpid()}) + "\n")
     started = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "launcher.cli", "rollup"],

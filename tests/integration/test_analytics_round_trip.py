@@ -13,6 +13,7 @@ import pytest
 
 from actors.log_shipper import LogShipper
 from analytics.report import compute
+from herald.data_dir import DataDir
 from herald.outcome import Outcome
 from herald.queue import QueueShard
 from herald.retry import RetryPolicy
@@ -64,7 +65,7 @@ def test_segments_to_parquet_to_report_equal_what_happened(ray_session: None,
     policies = {"BROWSER": RetryPolicy(base_seconds=0.0, max_attempts=2)}
     shard = QueueShard(storage, policies, NOW, rng=random.Random(0))
     _drive(shard)
-    shipper = LogShipper(storage, tmp_path / "log", 0, rotate_seconds=60.0, max_rows=10_000)
+    shipper = LogShipper(storage, DataDir(tmp_path), 0, rotate_seconds=60.0, max_rows=10_000)
     shipper.ship(NOW + 30)
     shipper.close(NOW + 31)
     assert storage.read_events(0, 10) == []  # shipped and closed: gone from SQLite

@@ -31,10 +31,11 @@ import pytest
 import jobs.manifest
 from actors.log_shipper import LogShipper
 from capture.net import free_port
+from herald.data_dir import MANIFEST, DataDir
 from herald.delivery_log import LogEvent
 from herald.storage import SQLiteStorage
 from jobs.manifest import Manifest
-from jobs.rollup import MANIFEST, RollupCancelled, rollup
+from jobs.rollup import RollupCancelled, rollup
 from jobs.scheduler import RollupScheduler
 from tests.support.crash import Crash, crash_on_call
 
@@ -52,7 +53,7 @@ class Logs:
         self.data_dir = data_dir
         self.truth: Truth = Counter()
         self._storages = [SQLiteStorage(data_dir / f"queue/shard-{i}.db", "OFF") for i in range(shards)]
-        self._shippers = [LogShipper(s, data_dir / "log", i, 60.0, max_rows)
+        self._shippers = [LogShipper(s, DataDir(data_dir), i, 60.0, max_rows)
                           for i, s in enumerate(self._storages)]
         self._written = 0
 

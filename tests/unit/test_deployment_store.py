@@ -15,19 +15,14 @@ import pytest
 
 from herald.browser_tokens import mint_token, verify_token
 from herald.config import Settings
+from herald.data_dir import ADMIN_KEY, BROWSER_SECRET, DEV_API_KEY, UNSUBSCRIBE_SECRET
 from herald.deployment_store import DataDirStore, DeploymentStore
 from herald.errors import ConfigError, DatabaseUnavailable
 from herald.open_store import open_store
 from herald.webhook_secrets import RELOAD_SECONDS, WebhookSecrets
 from launcher.cli import main
 from launcher.deployment import prepare_data_dir
-from launcher.stored_secrets import (
-    ADMIN_KEY,
-    BROWSER_SECRET,
-    DEV_API_KEY,
-    UNSUBSCRIBE_SECRET,
-    dev_api_key,
-)
+from launcher.stored_secrets import dev_api_key
 from tests.support.postgres import PostgresServer, free_port
 
 _databases = itertools.count()

@@ -129,3 +129,115 @@ def test_the_circle_check_finds_a_circle() -> None:
 def test_modules_stay_readable_in_one_sitting(path: Path) -> None:
     lines = len(path.read_text().splitlines())
     assert lines <= MAX_LINES, f"{path.name} has {lines} lines; split it by concept"
+
+
+# ---- one owner of the on-disk layout: ``herald/data_dir.py`` -----------------------------------
+
+#: The product code (not tests, benchmarks or the separate client).
+PRODUCT = ("herald", "actors", "serve", "capture", "launcher", "jobs", "analytics")
+LAYOUT_OWNER = "herald/data_dir.py"
+#: The directories of a data dir: flagged where code joins them into a path.
+_DIRECTORIES = ("queue", "log", "analytics", "outbox", "events", ".staging", "reports")
+#: Its files (and the store's names): flagged wherever code spells them.
+_FILES = ("dev-api-key", "admin-key", "browser-secret", "unsubscribe-secret",
+          "webhook-secrets.json", "layout.json", "ray-address.json", "rollup-manifest.json",
+          ".rollup.lock")
+_SUFFIXES = (".db", ".arrow", ".arrow.open", ".parquet", ".jsonl")
+_SEGMENT_PATTERN = ("014d", r"\d{14}")
+_HIVE_KEYS = ("dt", "channel")
+#: Calls that join path pieces.
+_JOINS = {"Path", "PurePath", "join", "joinpath", "path", "glob", "rglob"}
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    """ids of the docstring nodes of ``tree`` (prose may name the files)."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                found.add(id(body[0].value))
+    return found
+
+
+def _path_pieces(tree: ast.AST) -> set[int]:
+    """ids of the constants joined into a path: ``x / "queue"``, ``Path("log")``, ``join(…)``."""
+    pieces: list[ast.expr] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+            pieces += [node.left, node.right]
+        elif isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name in _JOINS:
+                pieces += node.args
+    return {id(p) for p in pieces if isinstance(p, ast.Constant)}
+
+
+def _layout_spellings(path: Path) -> list[str]:
+    """The layout names, suffixes and the segment pattern that ``path`` spells in its code."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    prose, joined = _docstrings(tree), _path_pieces(tree)
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Constant) or not isinstance(node.value, str) or id(node) in prose:
+            continue
+        text = node.value
+        if ((id(node) in joined and text.strip("/") in _DIRECTORIES)
+                or text.lstrip("*").rsplit("/", 1)[-1] in _FILES
+                or any(text.endswith(s) and " " not in text for s in _SUFFIXES)
+                or any(p in text for p in _SEGMENT_PATTERN)):
+            found.append((node.lineno, f"line {node.lineno}: {text!r}"))
+    return [text for _, text in sorted(found)]
+
+
+def _product_sources() -> list[Path]:
+    return sorted(p for place in PRODUCT for p in (ROOT / place).rglob("*.py"))
+
+
+def test_the_layout_is_spelled_only_by_its_owner() -> None:
+    spelled = {p.relative_to(ROOT).as_posix(): s for p in _product_sources()
+               if p.relative_to(ROOT).as_posix() != LAYOUT_OWNER and (s := _layout_spellings(p))}
+    assert not spelled, f"spelled outside {LAYOUT_OWNER} (use herald.data_dir): {spelled}"
+    assert _layout_spellings(ROOT / LAYOUT_OWNER)  # the check sees the names where they are
+
+
+def _partitioning_use(place: str) -> tuple[set[str], list[str]]:
+    """What ``place``'s modules import from the layout's owners, and where they build a
+    partitioning or name a hive key themselves."""
+    imported: set[str] = set()
+    own: list[str] = []
+    for path in sorted((ROOT / place).rglob("*.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module in {"herald.analytics_store",
+                                                                    "herald.data_dir"}:
+                imported.update(alias.name for alias in node.names)
+            elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                  and node.func.attr == "partitioning"):
+                own.append(f"{path.name}:{node.lineno} builds its own partitioning")
+            elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                  and node.func.attr in {"field", "get"} and node.args
+                  and isinstance(node.args[0], ast.Constant) and node.args[0].value in _HIVE_KEYS):
+                own.append(f"{path.name}:{node.lineno} names the hive key {node.args[0].value!r}")
+    return imported, own
+
+
+def test_analytics_reads_the_parquet_layout_jobs_writes() -> None:
+    """The writer (``jobs/``) and the reader (``analytics/``) take the partitioning and the
+    layout's names from the same definitions, so neither can drift from the other."""
+    written, writer_own = _partitioning_use("jobs")
+    read, reader_own = _partitioning_use("analytics")
+    assert not writer_own and not reader_own, writer_own + reader_own
+    shared = {"partitioning", "EVENTS", "DAY"}
+    assert shared <= written, f"jobs/ imports only {sorted(written)} of the layout"
+    assert shared <= read, f"analytics/ imports only {sorted(read)} of the layout"
+
+
+def test_the_layout_check_finds_a_spelling(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text('"""Keeps ``queue/shard-0.db``."""\nA = root / "queue"\n'
+                      'B = f"{x:014d}.arrow"\nC = "dev-api-key"\nD = "the queue is empty"\n'
+                      'E = command("queue")\nF = glob("*.parquet")\n')
+    assert [s.split(":")[0] for s in _layout_spellings(module)] == [
+        "line 2", "line 3", "line 3", "line 4", "line 7"]

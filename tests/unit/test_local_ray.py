@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from herald.data_dir import DataDir
 from jobs.local_ray import (
-    RAY_RECORD,
     RayUnreachable,
     is_loopback,
     read_record,
@@ -50,18 +50,18 @@ def test_a_record_written_is_read_back_and_removed_by_its_writer(tmp_path: Path)
     assert record.pid == os.getpid() and record.owner_running()
     assert record.host_port() == ("127.0.0.1", 6380)
     remove_record(tmp_path)
-    assert not (tmp_path / RAY_RECORD).exists()
+    assert not (DataDir(tmp_path).ray_record).exists()
 
 
 def test_another_processes_record_is_not_removed(tmp_path: Path) -> None:
-    (tmp_path / RAY_RECORD).write_text(json.dumps({"gcs_address": "127.0.0.1:1", "pid": 1}))
+    (DataDir(tmp_path).ray_record).write_text(json.dumps({"gcs_address": "127.0.0.1:1", "pid": 1}))
     remove_record(tmp_path)
-    assert (tmp_path / RAY_RECORD).exists()
+    assert (DataDir(tmp_path).ray_record).exists()
 
 
 @pytest.mark.parametrize("text", ["", "{", "[]", '{"pid": 3}', '{"gcs_address": "x", "pid": "y"}'])
 def test_an_unreadable_record_is_no_record(tmp_path: Path, text: str) -> None:
-    (tmp_path / RAY_RECORD).write_text(text)
+    (DataDir(tmp_path).ray_record).write_text(text)
     assert read_record(tmp_path) is None
     assert recorded_address(tmp_path) is None
 
@@ -80,11 +80,12 @@ def test_a_running_heralds_ray_that_does_not_answer_is_one_clear_error(tmp_path:
     with pytest.raises(RayUnreachable) as error:
         recorded_address(tmp_path)
     message = str(error.value)
-    assert "\n" not in message and str(tmp_path / RAY_RECORD) in message and "no Ray answers" in message
+    assert "\n" not in message and "no Ray answers" in message
+    assert str(DataDir(tmp_path).ray_record) in message
 
 
 def test_the_stale_record_of_a_herald_that_is_gone_is_ignored(tmp_path: Path) -> None:
-    (tmp_path / RAY_RECORD).write_text(json.dumps(
+    (DataDir(tmp_path).ray_record).write_text(json.dumps(
         {"gcs_address": f"127.0.0.1:{_closed_port()}", "pid": _dead_pid()}))
     assert recorded_address(tmp_path) is None
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from actors.log_shipper import CLOSED, OPEN_SUFFIX, LogShipper
+from actors.log_shipper import LogShipper
+from herald.data_dir import OPEN_SEGMENT_SUFFIX, DataDir, parse_segment_name
 from herald.delivery_log import LogEvent
 from herald.log_schema import SCHEMA
 from herald.memory_storage import MemoryStorage
@@ -58,7 +59,7 @@ def _stored(storage: Storage) -> int:
 
 def test_rotates_by_rows_and_names_segments_by_their_ids(storage: Storage, tmp_path: Path) -> None:
     _log(storage, 0, 250)
-    shipper = LogShipper(storage, tmp_path / "log", 3, rotate_seconds=60.0, max_rows=100,
+    shipper = LogShipper(storage, DataDir(tmp_path), 3, rotate_seconds=60.0, max_rows=100,
                          read_batch=30)
     assert shipper.ship(T0) == 250
     segments = _segments(tmp_path / "log", 3)
@@ -80,7 +81,7 @@ def test_rotates_by_rows_and_names_segments_by_their_ids(storage: Storage, tmp_p
 
 
 def test_rotates_by_time_and_never_writes_an_empty_segment(storage: Storage, tmp_path: Path) -> None:
-    shipper = LogShipper(storage, tmp_path / "log", 0, rotate_seconds=60.0, max_rows=10_000)
+    shipper = LogShipper(storage, DataDir(tmp_path), 0, rotate_seconds=60.0, max_rows=10_000)
     assert shipper.ship(T0) == 0
     assert not list((tmp_path / "log" / "shard-0").iterdir())  # nothing to ship: no file
     _log(storage, 0, 10)
@@ -103,10 +104,10 @@ def test_events_leave_storage_only_after_the_segment_is_closed(
     storage: Storage, tmp_path: Path
 ) -> None:
     _log(storage, 0, 40)
-    shipper = LogShipper(storage, tmp_path / "log", 0, rotate_seconds=60.0, max_rows=1000)
+    shipper = LogShipper(storage, DataDir(tmp_path), 0, rotate_seconds=60.0, max_rows=1000)
     shipper.ship(T0)
-    [open_file] = (tmp_path / "log" / "shard-0").glob("*" + OPEN_SUFFIX)
-    assert open_file.name == "00000000000001" + OPEN_SUFFIX
+    [open_file] = (tmp_path / "log" / "shard-0").glob("*" + OPEN_SEGMENT_SUFFIX)
+    assert open_file.name == "00000000000001" + OPEN_SEGMENT_SUFFIX
     assert _stored(storage) == 40 and shipper.shipped_through == 40
     shipper.close(T0 + 1)
     assert not open_file.exists() and _stored(storage) == 0
@@ -117,7 +118,7 @@ def test_a_crash_with_an_open_segment_loses_and_duplicates_nothing(
     storage: Storage, tmp_path: Path
 ) -> None:
     _log(storage, 0, 120)
-    first = LogShipper(storage, tmp_path / "log", 0, rotate_seconds=60.0, max_rows=50)
+    first = LogShipper(storage, DataDir(tmp_path), 0, rotate_seconds=60.0, max_rows=50)
     first.ship(T0)  # two closed segments, 20 rows in the open one
     _log(storage, 120, 30)
     first.ship(T0 + 1)
@@ -126,10 +127,10 @@ def test_a_crash_with_an_open_segment_loses_and_duplicates_nothing(
     first.ship(T0 + 2)
     assert first.open_rows == 7
     # The process dies here: no close(). The .open file and the stored events are left.
-    assert list((tmp_path / "log" / "shard-0").glob("*" + OPEN_SUFFIX))
+    assert list((tmp_path / "log" / "shard-0").glob("*" + OPEN_SEGMENT_SUFFIX))
     _log(storage, 157, 13)  # accepted by the shard after the restart
-    second = LogShipper(storage, tmp_path / "log", 0, rotate_seconds=60.0, max_rows=50)
-    assert not list((tmp_path / "log" / "shard-0").glob("*" + OPEN_SUFFIX))
+    second = LogShipper(storage, DataDir(tmp_path), 0, rotate_seconds=60.0, max_rows=50)
+    assert not list((tmp_path / "log" / "shard-0").glob("*" + OPEN_SEGMENT_SUFFIX))
     second.close(T0 + 3)
     assert _tags(tmp_path / "log") == [f"tag-{i}" for i in range(170)]
     assert _stored(storage) == 0
@@ -139,7 +140,7 @@ def test_a_crash_between_rename_and_delete_ships_nothing_twice(
     storage: Storage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _log(storage, 0, 30)
-    shipper = LogShipper(storage, tmp_path / "log", 0, rotate_seconds=60.0, max_rows=1000)
+    shipper = LogShipper(storage, DataDir(tmp_path), 0, rotate_seconds=60.0, max_rows=1000)
     shipper.ship(T0)
 
     def crash(through: int) -> None:
@@ -150,7 +151,7 @@ def test_a_crash_between_rename_and_delete_ships_nothing_twice(
         shipper.close(T0 + 1)
     monkeypatch.undo()
     assert len(_segments(tmp_path / "log")) == 1 and _stored(storage) == 30
-    restarted = LogShipper(storage, tmp_path / "log", 0, rotate_seconds=60.0, max_rows=1000)
+    restarted = LogShipper(storage, DataDir(tmp_path), 0, rotate_seconds=60.0, max_rows=1000)
     assert _stored(storage) == 0  # the closed segment's name says these are shipped
     _log(storage, 30, 5)
     restarted.close(T0 + 2)
@@ -161,7 +162,7 @@ def test_a_disk_error_drops_the_open_segment_and_ships_it_again_later(
     storage: Storage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _log(storage, 0, 10)
-    shipper = LogShipper(storage, tmp_path / "log", 0, rotate_seconds=60.0, max_rows=1000)
+    shipper = LogShipper(storage, DataDir(tmp_path), 0, rotate_seconds=60.0, max_rows=1000)
     shipper.ship(T0)
     failing = True
     real_replace = __import__("os").replace
@@ -185,9 +186,9 @@ def test_shards_write_to_their_own_directories(tmp_path: Path) -> None:
     stores = [MemoryStorage(), MemoryStorage()]
     for shard, store in enumerate(stores):
         _log(store, 0, 5 + shard)
-        LogShipper(store, tmp_path / "log", shard, 60.0, 100).close(T0)
+        LogShipper(store, DataDir(tmp_path), shard, 60.0, 100).close(T0)
     for shard in (0, 1):
         [segment] = _segments(tmp_path / "log", shard)
-        assert CLOSED.match(segment.name)
+        assert parse_segment_name(segment.name)
         assert set(_read(segment)["shard"].to_pylist()) == {shard}
         assert _read(segment).num_rows == 5 + shard

@@ -23,8 +23,9 @@ import pytest
 
 import jobs.database_rollup
 import jobs.file_steps
-from herald.analytics_store import STAGING, AnalyticsStore
+from herald.analytics_store import AnalyticsStore
 from herald.config import Settings
+from herald.data_dir import STAGING
 from herald.delivery_log import LogEvent
 from herald.log_schema import SCHEMA
 from herald.pg_schema import migrate
