@@ -144,7 +144,8 @@ def _ray_start(argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.Po
 
 
 def _node_ports(taken: set[int]) -> list[str]:
-    om, nm, agent, agent_grpc, runtime_env, metrics = free_ports(6)
+    om, nm, agent, agent_grpc, runtime_env, metrics = chosen = free_ports(6)
+    taken.update(chosen)  # the workers' range must not hold one of them (Ray refuses to start)
     low, high = _worker_ports(taken)
     return [f"--object-manager-port={om}", f"--node-manager-port={nm}",
             f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={agent_grpc}",
@@ -160,7 +161,7 @@ def start_head(temp_dir: Path, num_cpus: int, resources: dict[str, float] | None
     env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0",
                PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **FAST_DEATH_DETECTION)
     env.pop("RAY_ADDRESS", None)
-    taken: set[int] = set()
+    taken: set[int] = {gcs, client, dash}
     argv = [str(RAY), "start", "--head", f"--node-ip-address={ip}", f"--port={gcs}",
             f"--ray-client-server-port={client}", "--dashboard-host=127.0.0.1",
             f"--dashboard-port={dash}", f"--num-cpus={num_cpus}", f"--temp-dir={temp_dir}",
